@@ -1,0 +1,3 @@
+"""aif-gateway: an S3-compatible gateway over POSIX and parallel filesystems."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,107 @@
+"""Command line: ``aif-gateway serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_LISTEN, ConfigError, load_settings
+from .identity import IdentityError
+
+log = logging.getLogger("aif_gateway")
+
+SERVE_EPILOG = """\
+examples:
+  aif-gateway serve                                   # ./aif-data on 127.0.0.1:9000, keys printed
+  AIF_ACCESS_KEY=k AIF_SECRET_KEY=s aif-gateway serve --root /lustre/aif --listen 0.0.0.0:9000
+  aif-gateway serve --config /etc/aif-gateway.toml --users /etc/aif-users.toml
+
+Every directory under ROOT is a bucket; every file inside it is an object (key = relative path).
+Map existing directories as buckets with a config file:  [buckets] datasets = "/lustre/proj/datasets"
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aif-gateway",
+        description="S3-compatible gateway over a POSIX/parallel filesystem tree.",
+    )
+    parser.add_argument("--version", action="version", version=f"aif-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a directory tree over S3",
+        description="Serve a directory tree as S3 buckets and objects.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--root", type=Path, help="directory whose subdirectories are buckets "
+                       "(default: ./aif-data, created if missing)")
+    serve.add_argument("--listen", metavar="HOST:PORT", help=f"address to listen on (default: {DEFAULT_LISTEN})")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help=f"worker processes sharing the port (default: CPU cores, here {os.cpu_count()})")
+    serve.add_argument("--users", type=Path, metavar="FILE",
+                       help="TOML file of [[users]] (name, access_key, secret_key, uid, gid, admin)")
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML config file with [server] and [buckets] sections")
+    serve.add_argument("--domain", metavar="NAME",
+                       help="enable virtual-host style addressing: BUCKET.NAME/key")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .credentials import banner, resolve_identities
+    from .server import check_port_free, run_supervisor
+
+    try:
+        settings = load_settings(config_file=args.config, root=args.root, listen=args.listen,
+                                 workers=args.workers, domain=args.domain, users_file=args.users)
+        settings.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(settings.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
+        # Resolved once here so that a bad users file or a fresh key pair is reported before
+        # any worker starts; workers load the same (now persisted) identities.
+        _, generated, created = resolve_identities(settings.root, settings.users_file)
+    except (ConfigError, IdentityError) as exc:
+        print(f"aif-gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"aif-gateway: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        check_port_free(settings.host, settings.port)
+    except OSError as exc:
+        print(f"aif-gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+              "pick another address with --listen HOST:PORT", file=sys.stderr)
+        return 2
+
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    endpoint = f"http://{host}:{settings.port}"
+    if generated is not None:
+        print(banner(generated, endpoint, settings.root, created), file=sys.stderr, flush=True)
+    log.info("aif-gateway starting", extra={
+        "version": __version__, "root": str(settings.root.resolve()), "endpoint": endpoint,
+        "workers": settings.workers, "buckets_mapped": sorted(settings.bucket_map),
+        "domain": settings.domain,
+    })
+    return run_supervisor(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .logs import setup_logging
+
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

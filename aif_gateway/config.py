@@ -1,0 +1,103 @@
+"""Settings for ``aif-gateway serve``: command-line flags over a TOML config file over defaults.
+
+Config file format (every section optional)::
+
+    [server]
+    root = "/lustre/aif"          # same as --root
+    listen = "0.0.0.0:9000"       # same as --listen
+    workers = 8                   # same as --workers
+    domain = "s3.example.org"     # same as --domain (virtual-host style addressing)
+    fsync = true                  # fsync object data before publishing (default false)
+
+    [buckets]                     # expose existing directories in place as buckets
+    datasets = "/lustre/proj/datasets"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ROOT = Path("./aif-data")
+DEFAULT_LISTEN = "127.0.0.1:9000"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = DEFAULT_ROOT
+    host: str = "127.0.0.1"
+    port: int = 9000
+    workers: int = 1
+    domain: str | None = None
+    fsync: bool = False
+    bucket_map: dict[str, Path] = field(default_factory=dict)
+    users_file: Path | None = None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:9000")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    root: Path | None = None,
+    listen: str | None = None,
+    workers: int | None = None,
+    domain: str | None = None,
+    users_file: Path | None = None,
+) -> Settings:
+    """Merge flags (given, non-None) over the config file over defaults."""
+    server: dict = {}
+    buckets: dict = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{config_file}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+        unknown = set(data) - {"server", "buckets"}
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}; "
+                              "expected [server] and [buckets]")
+        server = data.get("server", {})
+        buckets = data.get("buckets", {})
+        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync"}
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
+
+    host, port = parse_listen(listen or server.get("listen", DEFAULT_LISTEN))
+    n_workers = workers if workers is not None else server.get("workers", os.cpu_count() or 1)
+    if not isinstance(n_workers, int) or n_workers < 1:
+        raise ConfigError(f"workers must be a positive integer, not {n_workers!r}")
+
+    bucket_map: dict[str, Path] = {}
+    for name, path in buckets.items():
+        target = Path(str(path))
+        if not target.is_absolute():
+            raise ConfigError(f"[buckets] {name} = {path!r}: the directory must be an absolute path")
+        if not target.is_dir():
+            raise ConfigError(f"[buckets] {name} = {path!r}: no such directory")
+        bucket_map[name] = target
+
+    return Settings(
+        root=Path(root or server.get("root", DEFAULT_ROOT)),
+        host=host,
+        port=port,
+        workers=n_workers,
+        domain=domain or server.get("domain") or None,
+        fsync=bool(server.get("fsync", False)),
+        bucket_map=bucket_map,
+        users_file=users_file,
+    )

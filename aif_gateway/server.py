@@ -1,0 +1,126 @@
+"""Process model: a supervisor and N worker processes sharing one port with SO_REUSEPORT.
+
+Each worker runs its own uvloop event loop and aiohttp server over the same root; workers hold
+no state the others need (everything durable is on the filesystem), so the kernel may hand any
+connection to any worker. The supervisor restarts a worker that dies and forwards SIGTERM/SIGINT
+for a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+
+from .config import Settings
+
+log = logging.getLogger("aif_gateway.server")
+
+# A worker that dies this soon after starting is failing to start, not crashing under load:
+# restarting it in a loop would only spam the log.
+_MIN_UPTIME_S = 5.0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail fast, in the supervisor, with a clear message when the address is taken.
+
+    SO_REUSEPORT would otherwise let a worker silently share the port with a stranger that set
+    it too (another gateway, say), splitting its traffic.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def _worker_main(settings: Settings, index: int) -> None:
+    # Imports here: a spawned worker builds its own loop and store from scratch.
+    import uvloop
+    from aiohttp import web
+
+    from .credentials import resolve_identities
+    from .logs import setup_logging
+    from .s3.app import make_app
+    from .store.fs import FsStore
+
+    setup_logging()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+
+    async def serve() -> None:
+        identities, _, _ = resolve_identities(settings.root, settings.users_file)
+        store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
+        app = make_app(store, identities, domain=settings.domain)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=10.0)
+        await runner.setup()
+        site = web.SockSite(runner, _bind(settings.host, settings.port))
+        await site.start()
+        log.info("worker ready", extra={"worker": index, "listen": f"{settings.host}:{settings.port}"})
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        log.info("worker stopping", extra={"worker": index})
+        await runner.cleanup()
+
+    uvloop.run(serve())
+
+
+def run_supervisor(settings: Settings) -> int:
+    ctx = mp.get_context("spawn")
+    workers: dict[int, tuple[mp.process.BaseProcess, float]] = {}
+    stopping = False
+
+    def start(index: int) -> None:
+        proc = ctx.Process(target=_worker_main, args=(settings, index), name=f"aif-worker-{index}")
+        proc.start()
+        workers[index] = (proc, time.monotonic())
+
+    def on_signal(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    for i in range(settings.workers):
+        start(i)
+    exit_code = 0
+    while not stopping:
+        time.sleep(0.2)
+        for index, (proc, started) in list(workers.items()):
+            if proc.is_alive() or stopping:
+                continue
+            uptime = time.monotonic() - started
+            if uptime < _MIN_UPTIME_S:
+                log.error("worker failed to start; stopping the gateway (see the worker's error above)",
+                          extra={"worker": index, "exitcode": proc.exitcode})
+                stopping, exit_code = True, 1
+                break
+            log.warning("worker died; restarting it", extra={"worker": index, "exitcode": proc.exitcode})
+            start(index)
+
+    for proc, _ in workers.values():
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc, _ in workers.values():
+        proc.join(max(0.1, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+    log.info("gateway stopped")
+    return exit_code

@@ -1,0 +1,294 @@
+"""The storage interface: one async method per S3 action, plain values in and out.
+
+No HTTP types cross this line. The protocol layer parses requests into these values, calls a
+:class:`Store`, and renders what comes back. Errors are :class:`aif_gateway.errors.S3Error`
+carrying a catalogue code only (``NoSuchKey``, ``BucketNotEmpty``...).
+
+Conventions
+- ``etag`` values are *unquoted* (``"d41d8cd9..."`` or ``"...-3"``); the protocol adds quotes.
+- Checksums are keyed by upper-case algorithm name (``CRC32``, ``CRC32C``, ``CRC64NVME``,
+  ``SHA1``, ``SHA256``) with base64 values, as S3 transmits them.
+- Times are nanoseconds since the epoch (``st_mtime_ns``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import S3Error
+
+# The body of a write: an async stream of byte chunks. It raises S3Error itself when the
+# client's framing is bad (aws-chunked decoding happens before the store sees bytes).
+ByteStream = AsyncIterator[bytes]
+
+# Raw digests computed while writing, keyed "MD5", "SHA256", "CRC32"..., as bytes.
+Digests = dict[str, bytes]
+
+CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created_ns: int
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectAttrs:
+    """What a writer supplies about an object besides its bytes."""
+
+    content_type: str | None = None
+    # Standard stored headers: Cache-Control, Content-Disposition, Content-Encoding,
+    # Content-Language, Expires (canonical capitalisation, values verbatim).
+    headers: dict[str, str] = field(default_factory=dict)
+    # x-amz-meta-* without the prefix, names lower-cased.
+    user_meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime_ns: int
+    etag: str
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None  # "COMPOSITE" | "FULL_OBJECT"
+    # Sizes of the parts for objects made by multipart upload (GET ?partNumber, PartsCount).
+    part_sizes: tuple[int, ...] | None = None
+    tag_count: int = 0
+    is_dir_marker: bool = False
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How to write: what to hash, how to verify, and the write conditions.
+
+    ``verify`` is called with the digests of the received bytes after the body ends and before
+    anything is published; it raises S3Error (BadDigest, XAmzContentSHA256Mismatch...) to abort
+    the write, in which case nothing becomes visible. The protocol layer builds it from
+    Content-MD5, x-amz-content-sha256, x-amz-checksum-* headers or aws-chunked trailers.
+    """
+
+    hash_algorithms: frozenset[str] = frozenset()  # beyond MD5, which is always computed
+    verify: Callable[[Digests], None] | None = None
+    if_match: str | None = None  # unquoted etag, or "*"
+    if_none_match: bool = False  # If-None-Match: * (the only form S3 accepts on writes)
+    expected_size: int | None = None  # decoded length; a short body is IncompleteBody
+
+
+@dataclass(frozen=True)
+class ListPage:
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    # The last key or common prefix returned: V1's NextMarker, V2's continuation point.
+    next_marker: str | None
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    part_number: int
+    size: int
+    etag: str
+    mtime_ns: int
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    bucket: str
+    key: str
+    upload_id: str
+    initiated_ns: int
+    attrs: ObjectAttrs
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None  # "COMPOSITE" | "FULL_OBJECT"
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    part_number: int
+    etag: str  # unquoted
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartsPage:
+    upload: UploadInfo
+    parts: list[PartInfo]
+    is_truncated: bool
+    next_part_number_marker: int | None
+
+
+@dataclass(frozen=True)
+class UploadsPage:
+    uploads: list[UploadInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+class ObjectReader(Protocol):
+    """An open object: its metadata as of the open, and its bytes.
+
+    The file stays readable after a concurrent overwrite or delete (it is an open descriptor),
+    so one GET always sees one version.
+    """
+
+    info: ObjectInfo
+
+    def fileno(self) -> int: ...
+
+    def chunks(self, start: int, end: int, chunk_size: int = ...) -> AsyncIterator[bytes]:
+        """Bytes ``start`` to ``end`` inclusive."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Store(ABC):
+    """One async method per S3 action. Subclasses override what they support."""
+
+    # -- bucket operations ------------------------------------------------------------------
+    @abstractmethod
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    @abstractmethod
+    async def create_bucket(self, bucket: str, owner: str) -> None:
+        """BucketAlreadyOwnedByYou / BucketAlreadyExists when it exists."""
+
+    @abstractmethod
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        """NoSuchBucket when missing."""
+
+    @abstractmethod
+    async def delete_bucket(self, bucket: str) -> None:
+        """BucketNotEmpty when any object or upload remains."""
+
+    # -- object operations ------------------------------------------------------------------
+    @abstractmethod
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def open_object(self, bucket: str, key: str) -> ObjectReader: ...
+
+    @abstractmethod
+    async def put_object(
+        self, bucket: str, key: str, body: ByteStream, attrs: ObjectAttrs, options: WriteOptions
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Succeeds when the key does not exist (S3 semantics)."""
+
+    @abstractmethod
+    async def copy_object(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        attrs: ObjectAttrs | None,
+        options: WriteOptions,
+        check_source: Callable[[ObjectInfo], None] | None = None,
+    ) -> ObjectInfo:
+        """Copy; ``attrs=None`` keeps the source's metadata (COPY directive).
+
+        ``check_source`` sees the source's info first (x-amz-copy-source-if-*). When source
+        and destination are the same object, only the metadata is replaced, in place.
+        """
+
+    @abstractmethod
+    async def get_tags(self, bucket: str, key: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    async def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    async def delete_tags(self, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """Keys > start_after in binary UTF-8 order, grouped by delimiter."""
+
+    # -- multipart operations ---------------------------------------------------------------
+    @abstractmethod
+    async def create_multipart(
+        self,
+        bucket: str,
+        key: str,
+        attrs: ObjectAttrs,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+        owner: str | None = None,
+    ) -> str:
+        """Returns the upload id."""
+
+    @abstractmethod
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream,
+        options: WriteOptions,
+    ) -> PartInfo: ...
+
+    @abstractmethod
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        check_source: Callable[[ObjectInfo], None] | None = None,
+    ) -> PartInfo:
+        """``src_range`` is (first, last) inclusive, already validated against nothing."""
+
+    @abstractmethod
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart],
+        options: WriteOptions,
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
+
+    @abstractmethod
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
+        max_parts: int = 1000,
+    ) -> PartsPage: ...
+
+    @abstractmethod
+    async def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage: ...
+
+
+def not_implemented(action: str) -> S3Error:
+    return S3Error("NotImplemented", f"{action} is not implemented by this gateway.")
