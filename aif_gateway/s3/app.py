@@ -1,0 +1,123 @@
+"""The aiohttp application: request ids, error rendering, routing, authentication.
+
+``make_app(store, identities, *, domain=None) -> web.Application``. One catch-all route sends
+every S3 request through ``_dispatch`` (locate bucket and key, authenticate, pick the action);
+the middleware around it stamps request ids on every response and turns ``S3Error`` into the
+XML error document. ``GET /_aif/health`` answers without authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiohttp import web
+
+from ..errors import NotModified, S3Error
+from ..identity import IdentityTable
+from ..store.base import Store
+from . import sigv4
+from .context import S3Request
+from .handlers import HANDLERS
+from .responses import error_response, not_modified_response
+from .routing import action_for, locate, parse_query, split_raw_path
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "/_aif/health"
+SERVER_NAME = "aif-gateway"
+# aiohttp answers oversized request lines or header fields itself, in plain text. Its limits are
+# raised past ours so that a large header section gets an S3 error document from us instead.
+AIOHTTP_MAX_FIELD_SIZE = 64 * 1024
+AIOHTTP_MAX_HEADERS = 256
+MAX_HEADER_SECTION_BYTES = 16 * 1024
+
+STORE_KEY = web.AppKey("store", Store)
+IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
+DOMAIN_KEY = web.AppKey("domain", str)
+REQUEST_ID = web.RequestKey("request_id", str)
+RESOURCE = web.RequestKey("resource", str)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def _header_section_size(request: web.BaseRequest) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Gives each request an id and renders whatever the handler raised as S3 does."""
+    request_id = new_request_id()
+    request[REQUEST_ID] = request_id
+    try:
+        return await handler(request)
+    except S3Error as err:
+        resource = request.get(RESOURCE) or split_raw_path(request.raw_path)[0]
+        return error_response(err, request_id, resource, head=request.method == "HEAD")
+    except NotModified as exc:
+        return not_modified_response(exc)
+    except (ConnectionError, web.HTTPException):
+        # A client that went away mid-transfer, or aiohttp's own answer: nothing to render.
+        raise
+    except Exception:
+        log.exception("request %s %s failed (request id %s)", request.method, request.raw_path, request_id)
+        resource = request.get(RESOURCE) or "/"
+        return error_response(S3Error("InternalError"), request_id, resource, head=request.method == "HEAD")
+
+
+async def _stamp_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Runs as every response is prepared, streamed GETs and 304s included."""
+    request_id = request.get(REQUEST_ID) or new_request_id()
+    response.headers["x-amz-request-id"] = request_id
+    response.headers["x-amz-id-2"] = request_id
+    response.headers["Server"] = SERVER_NAME
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    if _header_section_size(request) > MAX_HEADER_SECTION_BYTES:
+        raise S3Error("RequestHeaderSectionTooLarge", extra={"MaxSizeAllowed": str(MAX_HEADER_SECTION_BYTES)})
+    path, raw_query = split_raw_path(request.raw_path)
+    bucket, key = locate(path, request.headers.get("Host"), app[DOMAIN_KEY] or None)
+    request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
+    query = parse_query(raw_query)
+    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup)
+    action = action_for(request.method, bucket, key, query, request.headers)
+    s3_request = S3Request(
+        http=request,
+        bucket=bucket,
+        key=key,
+        query=query,
+        auth=auth,
+        store=app[STORE_KEY],
+        request_id=request[REQUEST_ID],
+    )
+    return await HANDLERS[action](s3_request)
+
+
+def make_app(store: Store, identities: IdentityTable, *, domain: str | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware],
+        # Bodies are streamed from request.content; nothing is read whole by aiohttp.
+        client_max_size=0,
+        handler_args={
+            "max_field_size": AIOHTTP_MAX_FIELD_SIZE,
+            "max_line_size": AIOHTTP_MAX_FIELD_SIZE,
+            "max_headers": AIOHTTP_MAX_HEADERS,
+        },
+    )
+    app[STORE_KEY] = store
+    app[IDENTITIES_KEY] = identities
+    app[DOMAIN_KEY] = domain or ""
+    app.on_response_prepare.append(_stamp_headers)
+    app.router.add_get(HEALTH_PATH, _health)
+    # "[\s\S]" rather than ".": keys may hold newlines, and "." stops at them.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch)
+    return app

@@ -1,0 +1,151 @@
+"""Object metadata between HTTP headers and the store's values.
+
+Public API
+- ``attrs_from_headers(headers) -> ObjectAttrs``: Content-Type, the stored standard headers
+  (Cache-Control, Content-Disposition, Content-Encoding without ``aws-chunked``,
+  Content-Language, Expires), ``x-amz-meta-*`` (names lower-cased; more than 2 KiB in all
+  is ``MetadataTooLarge``) and ``x-amz-tagging`` (URL-encoded; ``InvalidTag`` when bad).
+- ``parse_tagging_header(value) -> dict[str, str]``: the ``x-amz-tagging`` form alone.
+- ``validate_tags(pairs) -> dict[str, str]``: S3's tag rules (at most 10, unique keys, key
+  1..128 and value 0..256 characters) for any source of tags (header or Tagging XML).
+- ``object_headers(info, *, checksum_mode=False, partial=False, parts_count=None) -> dict``:
+  the response headers of GET/HEAD: quoted ETag, Last-Modified, Content-Length (the whole
+  object: adjust for ranges), Content-Type, stored headers, ``x-amz-meta-*``,
+  ``x-amz-tagging-count``, ``Accept-Ranges``, ``x-amz-mp-parts-count`` when
+  ``parts_count`` is given, and with ``checksum_mode`` the stored ``x-amz-checksum-*`` plus
+  ``x-amz-checksum-type``, except when ``partial`` (a range or a part): a whole-object
+  checksum on a slice makes SDKs fail their validation.
+- ``apply_response_overrides(headers, query) -> None``: ``response-content-type`` and friends
+  from the query replace the matching headers in place.
+- ``checksum_mode_enabled(headers) -> bool``: ``x-amz-checksum-mode: ENABLED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from ..errors import S3Error
+from ..store.base import ObjectAttrs, ObjectInfo
+from .responses import http_date
+
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+META_PREFIX = "x-amz-meta-"
+MAX_USER_META_BYTES = 2048
+MAX_TAGS = 10
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+def _content_encoding_without_aws_chunked(value: str) -> str | None:
+    # aws-chunked describes this request's framing, not the object: S3 does not store it.
+    codings = [c.strip() for c in value.split(",") if c.strip() and c.strip().lower() != "aws-chunked"]
+    return ", ".join(codings) or None
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    if len(pairs) > MAX_TAGS:
+        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if key in tags:
+            raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key")
+        if not 0 < len(key) <= MAX_TAG_KEY:
+            raise S3Error("InvalidTag", "The TagKey you have provided is invalid")
+        if len(value) > MAX_TAG_VALUE:
+            raise S3Error("InvalidTag", "The TagValue you have provided is invalid")
+        tags[key] = value
+    return tags
+
+
+def parse_tagging_header(value: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
+    except ValueError:
+        raise S3Error(
+            "InvalidArgument",
+            "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query "
+            "parameters without tag name duplicates.",
+        ) from None
+    return validate_tags(pairs)
+
+
+def attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
+    stored: dict[str, str] = {}
+    for name in STORED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if name == "Content-Encoding":
+            value = _content_encoding_without_aws_chunked(value)
+            if value is None:
+                continue
+        stored[name] = value
+    user_meta: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if not lower.startswith(META_PREFIX):
+            continue
+        meta_name = lower[len(META_PREFIX):]
+        # A repeated x-amz-meta header is joined, as HTTP folds repeated fields.
+        user_meta[meta_name] = f"{user_meta[meta_name]},{value}" if meta_name in user_meta else value
+    meta_bytes = sum(_utf8_size(name) + _utf8_size(value) for name, value in user_meta.items())
+    if meta_bytes > MAX_USER_META_BYTES:
+        raise S3Error(
+            "MetadataTooLarge", extra={"Size": str(meta_bytes), "MaxSizeAllowed": str(MAX_USER_META_BYTES)}
+        )
+    tagging = headers.get("x-amz-tagging")
+    return ObjectAttrs(
+        content_type=headers.get("Content-Type"),
+        headers=stored,
+        user_meta=user_meta,
+        tags=parse_tagging_header(tagging) if tagging is not None else None,
+    )
+
+
+def checksum_mode_enabled(headers: Mapping[str, str]) -> bool:
+    return headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+
+
+def object_headers(
+    info: ObjectInfo, *, checksum_mode: bool = False, partial: bool = False, parts_count: int | None = None
+) -> dict[str, str]:
+    out = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.mtime_ns),
+        "Content-Length": str(info.size),
+        "Content-Type": info.content_type,
+        "Accept-Ranges": "bytes",
+    }
+    out.update(info.headers)
+    for name, value in info.user_meta.items():
+        out[META_PREFIX + name] = value
+    if info.tag_count:
+        out["x-amz-tagging-count"] = str(info.tag_count)
+    if parts_count is not None:
+        out["x-amz-mp-parts-count"] = str(parts_count)
+    if checksum_mode and not partial and info.checksums:
+        for algorithm, value in info.checksums.items():
+            out[f"x-amz-checksum-{algorithm.lower()}"] = value
+        out["x-amz-checksum-type"] = info.checksum_type or "FULL_OBJECT"
+    return out
+
+
+def apply_response_overrides(headers: dict[str, str], query: Mapping[str, str]) -> None:
+    for param, header in RESPONSE_OVERRIDES.items():
+        value = query.get(param)
+        if value is not None:
+            headers[header] = value

@@ -1,0 +1,431 @@
+"""AWS Signature Version 4 for S3: the Authorization header and presigned URLs.
+
+:func:`authenticate` rebuilds the canonical request from what arrived on the wire, recomputes
+the signature with the caller's secret and returns an :class:`AuthContext`: who is calling and
+how the body is protected (a hex SHA-256 to check later, aws-chunked signatures, or nothing).
+Checking the body against that promise is the body reader's job (``chunked.py``, the PUT path).
+
+Error codes and messages follow what AWS S3 answers, because SDKs and users search for them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
+
+from ..errors import S3Error
+from ..identity import Identity
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_MODES = (STREAMING_SIGNED, STREAMING_UNSIGNED_TRAILER, STREAMING_SIGNED_TRAILER)
+# AuthContext.payload for a hex digest the body must match.
+SIGNED_PAYLOAD = "SHA256"
+# AuthContext.payload for a presigned URL whose body is not covered by the signature.
+PRESIGNED = "PRESIGNED"
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_CLOCK_SKEW_S = 15 * 60
+MAX_PRESIGN_EXPIRES_S = 7 * 24 * 3600
+
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_UNSUPPORTED_MECHANISM = (
+    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+)
+_PRESIGN_PARAMS = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+)
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    identity: Identity
+    payload: str  # UNSIGNED-PAYLOAD, SHA256, PRESIGNED or one of STREAMING_MODES
+    content_sha256: str | None  # lower-case hex the body must match when payload == "SHA256"
+    signing_key: bytes  # for aws-chunked chunk and trailer signatures
+    amz_date: str  # yyyymmddThhmmssZ
+    scope: str  # date/region/service/aws4_request
+    seed_signature: str  # the request's signature: the first chunk's "previous signature"
+
+
+@dataclass(frozen=True)
+class _Credential:
+    access_key: str
+    date: str
+    region: str
+    service: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/aws4_request"
+
+
+def hmac_sha256(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+def derive_signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
+    key = hmac_sha256(("AWS4" + secret_key).encode("utf-8"), date)
+    for part in (region, service, "aws4_request"):
+        key = hmac_sha256(key, part)
+    return key
+
+
+def signatures_equal(expected: str, provided: str) -> bool:
+    # compare_digest refuses non-ASCII str; a garbled signature must fail, not crash.
+    return hmac.compare_digest(expected.encode(), provided.encode("utf-8", "replace"))
+
+
+# -- canonical request ------------------------------------------------------------------------
+
+def _uri_encode(raw: bytes) -> str:
+    # RFC 3986 unreserved characters stay; everything else is %XX with upper-case hex.
+    return quote(raw, safe="-_.~")
+
+
+def canonical_uri(raw_path: str) -> str:
+    """Each segment decoded once and re-encoded once: S3 does not double-encode."""
+    if not raw_path:
+        return "/"
+    return "/".join(_uri_encode(unquote_to_bytes(segment)) for segment in raw_path.split("/"))
+
+
+def _query_pairs(raw_query: str) -> list[tuple[bytes, bytes]]:
+    pairs = []
+    for item in raw_query.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        # In a query string "+" is a space (form encoding); clients that mean "+" send %2B.
+        pairs.append(
+            (unquote_to_bytes(name.replace("+", " ")), unquote_to_bytes(value.replace("+", " ")))
+        )
+    return pairs
+
+
+def canonical_query(pairs: list[tuple[bytes, bytes]], exclude: bytes | None = None) -> str:
+    encoded = sorted((_uri_encode(n), _uri_encode(v)) for n, v in pairs if n != exclude)
+    return "&".join(f"{n}={v}" for n, v in encoded)
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return list(getall(name, []))
+    value = headers.get(name)
+    return [] if value is None else [value]
+
+
+def canonical_headers(headers: Mapping[str, str], signed_headers: list[str]) -> str:
+    lines = []
+    for name in signed_headers:
+        # Repeated headers are joined with commas; inner whitespace runs collapse to one space.
+        value = ",".join(" ".join(v.split()) for v in _header_values(headers, name))
+        lines.append(f"{name}:{value}\n")
+    return "".join(lines)
+
+
+def string_to_sign(
+    method: str,
+    uri: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: str,
+    payload_hash: str,
+    amz_date: str,
+    scope: str,
+) -> tuple[str, str]:
+    """(canonical request, string to sign); both go into SignatureDoesNotMatch for debugging."""
+    canonical_request = "\n".join(
+        [
+            method,
+            uri,
+            query,
+            canonical_headers(headers, signed_headers.split(";")),
+            signed_headers,
+            payload_hash,
+        ]
+    )
+    digest = hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()
+    return canonical_request, f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+
+
+# -- parsing helpers --------------------------------------------------------------------------
+
+def _parse_credential(value: str) -> _Credential | None:
+    parts = value.rsplit("/", 4)
+    if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts[:4]):
+        return None
+    access_key, date, region, service, _ = parts
+    if service != "s3" or not (len(date) == 8 and date.isdigit()):
+        return None
+    return _Credential(access_key, date, region, service)
+
+
+def _parse_amz_date(value: str) -> float | None:
+    # strptime alone accepts one-digit fields ("2025011T..."); the format has fixed widths.
+    if not _AMZ_DATE.fullmatch(value):
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(value, _AMZ_DATE_FORMAT)))
+    except ValueError:
+        return None
+
+
+def _valid_signed_headers(value: str) -> bool:
+    names = value.split(";")
+    return all(names) and all(n == n.lower() for n in names) and "host" in names
+
+
+def _payload_mode(content_sha256: str) -> tuple[str, str | None]:
+    if content_sha256 in (UNSIGNED_PAYLOAD, *STREAMING_MODES):
+        return content_sha256, None
+    if _HEX_SHA256.fullmatch(content_sha256):
+        return SIGNED_PAYLOAD, content_sha256.lower()
+    raise S3Error(
+        "InvalidArgument",
+        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER "
+        "or a valid sha256 value.",
+        extra={"ArgumentName": "x-amz-content-sha256", "ArgumentValue": content_sha256},
+    )
+
+
+def _server_time(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _verify(
+    identity: Identity,
+    credential: _Credential,
+    provided: str,
+    canonical_request: str,
+    sts: str,
+) -> bytes:
+    key = derive_signing_key(identity.secret_key, credential.date, credential.region, credential.service)
+    expected = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
+    if not signatures_equal(expected, provided):
+        raise S3Error(
+            "SignatureDoesNotMatch",
+            extra={
+                "AWSAccessKeyId": credential.access_key,
+                "StringToSign": sts,
+                "SignatureProvided": provided,
+                "CanonicalRequest": canonical_request,
+            },
+        )
+    return key
+
+
+def _lookup(lookup: Callable[[str], Identity | None], access_key: str) -> Identity:
+    identity = lookup(access_key)
+    if identity is None:
+        raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
+    return identity
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+def authenticate(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    lookup: Callable[[str], Identity | None],
+    now: float | None = None,
+) -> AuthContext:
+    """Verify a SigV4 request; ``raw_path`` and ``raw_query`` exactly as sent (still encoded)."""
+    now = time.time() if now is None else now
+    pairs = _query_pairs(raw_query)
+    names = {name for name, _ in pairs}
+    authorization = headers.get("Authorization")
+    presigned = b"X-Amz-Algorithm" in names
+    if authorization is not None and presigned:
+        raise S3Error(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+            "Signature query string parameter or the Authorization header should be specified",
+        )
+    if authorization is not None:
+        return _authenticate_header(method, raw_path, pairs, headers, authorization, lookup, now)
+    if presigned:
+        return _authenticate_presigned(method, raw_path, pairs, headers, lookup, now)
+    if b"AWSAccessKeyId" in names or b"Signature" in names:
+        raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
+    raise S3Error("AccessDenied", "Anonymous access is not allowed; sign requests with AWS SigV4.")
+
+
+def _authenticate_header(
+    method: str,
+    raw_path: str,
+    pairs: list[tuple[bytes, bytes]],
+    headers: Mapping[str, str],
+    authorization: str,
+    lookup: Callable[[str], Identity | None],
+    now: float,
+) -> AuthContext:
+    scheme, _, rest = authorization.strip().partition(" ")
+    if scheme != ALGORITHM:
+        raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
+    fields: dict[str, str] = {}
+    for item in rest.split(","):
+        name, sep, value = item.strip().partition("=")
+        if sep:
+            fields[name.strip()] = value.strip()
+    if not all(fields.get(k) for k in ("Credential", "SignedHeaders", "Signature")):
+        raise S3Error(
+            "AuthorizationHeaderMalformed",
+            "The authorization header is malformed; it must contain Credential, SignedHeaders "
+            "and Signature.",
+        )
+    credential = _parse_credential(fields["Credential"])
+    if credential is None:
+        raise S3Error(
+            "AuthorizationHeaderMalformed",
+            "The authorization header is malformed; the Credential is mal-formed; expecting "
+            '"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".',
+        )
+    signed_headers = fields["SignedHeaders"]
+    if not _valid_signed_headers(signed_headers):
+        raise S3Error(
+            "AuthorizationHeaderMalformed",
+            "The authorization header is malformed; SignedHeaders must be lower-case names "
+            "separated by ';' and include host.",
+        )
+    content_sha256 = headers.get("x-amz-content-sha256")
+    if content_sha256 is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
+    content_sha256 = content_sha256.strip()
+    payload, digest = _payload_mode(content_sha256)
+
+    # Every SigV4 client sends x-amz-date; the HTTP Date header is not accepted in its place.
+    amz_date = headers.get("x-amz-date", "").strip()
+    request_time = _parse_amz_date(amz_date)
+    if request_time is None:
+        raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+    if credential.date != amz_date[:8]:
+        raise S3Error(
+            "AuthorizationHeaderMalformed",
+            "The authorization header is malformed; Invalid credential date. Date is not the "
+            "same as X-Amz-Date.",
+        )
+    identity = _lookup(lookup, credential.access_key)
+    if abs(now - request_time) > MAX_CLOCK_SKEW_S:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            extra={
+                "RequestTime": amz_date,
+                "ServerTime": _server_time(now),
+                "MaxAllowedSkewMilliseconds": str(MAX_CLOCK_SKEW_S * 1000),
+            },
+        )
+    canonical_request, sts = string_to_sign(
+        method,
+        canonical_uri(raw_path),
+        canonical_query(pairs),
+        headers,
+        signed_headers,
+        content_sha256,
+        amz_date,
+        credential.scope,
+    )
+    signature = fields["Signature"]
+    key = _verify(identity, credential, signature, canonical_request, sts)
+    return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)
+
+
+def _query_error(message: str) -> S3Error:
+    return S3Error("AuthorizationQueryParametersError", message)
+
+
+def _authenticate_presigned(
+    method: str,
+    raw_path: str,
+    pairs: list[tuple[bytes, bytes]],
+    headers: Mapping[str, str],
+    lookup: Callable[[str], Identity | None],
+    now: float,
+) -> AuthContext:
+    params = {n.decode("utf-8", "replace"): v.decode("utf-8", "replace") for n, v in pairs}
+    if not all(params.get(name) for name in _PRESIGN_PARAMS):
+        raise _query_error(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, "
+            "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and "
+            "X-Amz-Expires parameters."
+        )
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise _query_error('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
+    credential = _parse_credential(params["X-Amz-Credential"])
+    if credential is None:
+        raise _query_error(
+            "Error parsing the X-Amz-Credential parameter; expecting "
+            '"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".'
+        )
+    expires_text = params["X-Amz-Expires"]
+    if not expires_text.isdigit():
+        raise _query_error("X-Amz-Expires should be a number")
+    expires = int(expires_text)
+    if expires < 1:
+        raise _query_error("X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGN_EXPIRES_S:
+        raise _query_error("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+    amz_date = params["X-Amz-Date"]
+    request_time = _parse_amz_date(amz_date)
+    if request_time is None:
+        raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    if credential.date != amz_date[:8]:
+        raise _query_error(
+            "Error parsing the X-Amz-Credential parameter; Invalid credential date. Date is not "
+            "the same as X-Amz-Date."
+        )
+    signed_headers = params["X-Amz-SignedHeaders"]
+    if not _valid_signed_headers(signed_headers):
+        raise _query_error("X-Amz-SignedHeaders must be lower-case names separated by ';' and include host.")
+    identity = _lookup(lookup, credential.access_key)
+    if now < request_time - MAX_CLOCK_SKEW_S:
+        raise S3Error("AccessDenied", "Request is not valid yet")
+    if now > request_time + expires:
+        raise S3Error(
+            "AccessDenied",
+            "Request has expired",
+            extra={
+                "X-Amz-Expires": expires_text,
+                "Expires": _server_time(request_time + expires),
+                "ServerTime": _server_time(now),
+            },
+        )
+    # The body is unsigned unless the client put a hash in a header or in the query.
+    content_sha256 = headers.get("x-amz-content-sha256") or params.get("X-Amz-Content-Sha256")
+    content_sha256 = content_sha256.strip() if content_sha256 else UNSIGNED_PAYLOAD
+    payload, digest = _payload_mode(content_sha256)
+    canonical_request, sts = string_to_sign(
+        method,
+        canonical_uri(raw_path),
+        canonical_query(pairs, exclude=b"X-Amz-Signature"),
+        headers,
+        signed_headers,
+        content_sha256,
+        amz_date,
+        credential.scope,
+    )
+    signature = params["X-Amz-Signature"]
+    key = _verify(identity, credential, signature, canonical_request, sts)
+    if payload == UNSIGNED_PAYLOAD:
+        payload = PRESIGNED
+    return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)

@@ -1,0 +1,153 @@
+"""S3 XML in and out: build documents from nested pairs, parse request bodies safely.
+
+Public API
+- ``S3_NAMESPACE``: the namespace S3 puts on result documents.
+- ``XmlChildren``: a list of ``(name, value)`` pairs; a value is ``str`` (text), ``int``,
+  ``bool`` (``true``/``false``), ``None`` (element left out) or a nested ``XmlChildren``.
+  Repeated elements are simply repeated pairs.
+- ``to_xml(root, content, *, namespace=True) -> bytes``: a whole document with the XML
+  declaration; ``content`` is ``XmlChildren`` or the root's text, e.g.
+  ``to_xml("ListAllMyBucketsResult", [("Owner", [("ID", "x")])])``.
+- ``escape_text(text) -> str``: text escaped the way S3 does it (see below).
+- ``parse_xml(body, *, max_size=MAX_XML_SIZE) -> xml.etree.ElementTree.Element``: a request
+  body parsed with no DTD and no entities; element tags are *local names* (namespace and
+  prefix stripped), so ``root.findall("Object")`` works whether or not the client sent
+  ``xmlns``. Any problem is ``MalformedXML``.
+- ``child_text(element, name) -> str | None``: the text of the first child named ``name``.
+
+Keys may hold any character, but XML 1.0 cannot carry most C0 control characters, and CR
+and LF would be normalised away by the client's parser. AWS writes every C0 control
+character as a numeric reference (``&#xA;``, ``&#xD;``, ``&#x1;``); we do the same, so a
+client sees what S3 would send (strict parsers reject ``&#x1;`` on S3 too; such clients
+list with ``encoding-type=url``).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Union
+from xml.parsers import expat
+
+from ..errors import S3Error
+
+S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+# Request bodies we parse: CompleteMultipartUpload with 10,000 parts and checksums, or
+# DeleteObjects with 1,000 keys of 1,024 bytes each, both fit with room to spare.
+MAX_XML_SIZE = 4 * 1024 * 1024
+
+XmlValue = Union[str, int, bool, None, "XmlChildren"]
+XmlChildren = list[tuple[str, XmlValue]]
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+_ESCAPES.update({chr(c): f"&#x{c:X};" for c in range(0x20)})
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
+def escape_text(text: str) -> str:
+    return text.translate(_ESCAPE_TABLE)
+
+
+def _render(out: list[str], children: XmlChildren) -> None:
+    for name, value in children:
+        if value is None:
+            continue
+        if isinstance(value, list):
+            out.append(f"<{name}>")
+            _render(out, value)
+            out.append(f"</{name}>")
+        elif isinstance(value, bool):
+            out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
+        elif isinstance(value, int):
+            out.append(f"<{name}>{value}</{name}>")
+        else:
+            out.append(f"<{name}>{escape_text(value)}</{name}>")
+
+
+def to_xml(root: str, content: XmlChildren | str, *, namespace: bool = True) -> bytes:
+    xmlns = f' xmlns="{S3_NAMESPACE}"' if namespace else ""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<{root}{xmlns}>"]
+    if isinstance(content, str):
+        out.append(escape_text(content))
+    else:
+        _render(out, content)
+    out.append(f"</{root}>")
+    # surrogateescape round-trips header bytes that were not UTF-8 instead of failing here.
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def _local_name(tag: str) -> str:
+    return tag.rsplit(":", 1)[-1]
+
+
+class _TreeBuilder:
+    """Builds an Element tree from expat events, refusing DTDs and entity declarations.
+
+    expat is driven directly (rather than through ElementTree's parser) so that the handlers
+    that reject a DOCTYPE are certain to be installed.
+    """
+
+    def __init__(self) -> None:
+        self.root: ET.Element | None = None
+        self._stack: list[ET.Element] = []
+        self._text: list[str] = []
+
+    def _flush_text(self) -> None:
+        if not self._text or not self._stack:
+            self._text.clear()
+            return
+        text = "".join(self._text)
+        self._text.clear()
+        node = self._stack[-1]
+        if len(node):
+            node[-1].tail = (node[-1].tail or "") + text
+        else:
+            node.text = (node.text or "") + text
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self._flush_text()
+        element = ET.Element(_local_name(tag), attrs)
+        if self._stack:
+            self._stack[-1].append(element)
+        else:
+            self.root = element
+        self._stack.append(element)
+
+    def end(self, tag: str) -> None:
+        self._flush_text()
+        self._stack.pop()
+
+    def data(self, text: str) -> None:
+        self._text.append(text)
+
+
+def _forbidden(*_args: object) -> None:
+    raise ValueError("DTDs and entity declarations are not accepted")
+
+
+def parse_xml(body: bytes, *, max_size: int = MAX_XML_SIZE) -> ET.Element:
+    if len(body) > max_size:
+        raise S3Error("MalformedXML", "The XML you provided was larger than the maximum allowed size.")
+    builder = _TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _forbidden
+    parser.EntityDeclHandler = _forbidden
+    parser.UnparsedEntityDeclHandler = _forbidden
+    parser.ExternalEntityRefHandler = _forbidden
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(body, True)
+    except (expat.ExpatError, ValueError) as exc:
+        raise S3Error("MalformedXML") from exc
+    if builder.root is None:
+        raise S3Error("MalformedXML")
+    return builder.root
+
+
+def child_text(element: ET.Element, name: str) -> str | None:
+    child = element.find(name)
+    if child is None:
+        return None
+    return child.text or ""

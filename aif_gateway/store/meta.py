@@ -1,0 +1,385 @@
+"""Object metadata: one compact JSON record per object, in an xattr or in a sidecar file.
+
+Public API
+- ``ObjectRecord``: what the gateway knows about an object it wrote (etag, size, mtime_ns,
+  content_type, headers, user_meta, checksums, checksum_type, part_sizes, dir_marker);
+  ``encode() -> bytes``, ``decode(bytes) -> ObjectRecord | None``, ``matches(stat) -> bool``,
+  ``info(key, tag_count=0) -> ObjectInfo``.
+- ``info_for(key, st, record, tag_count=0) -> ObjectInfo``: the record's view when it still
+  matches the file, else the foreign-file view (``foreign_etag``, ``guess_content_type``).
+- ``MetaStore``: per-bucket metadata backend, ``meta_store_for(bucket, forced=None)`` picks it
+  (probing xattr support once per bucket per process). Methods: ``stage(target, record, tags)``
+  (on a temp file before publish), ``commit(key, record, tags)`` (at publish, under the key lock),
+  ``read(target, key)``, ``write(target, key, record)``, ``remove(key)``, ``read_tags(target, key)``,
+  ``write_tags(target, key, tags)``. ``target`` is an open fd or a real path of the object.
+- Bucket records: ``read_bucket_record(root, name, path) -> (owner, created_ns)``,
+  ``write_bucket_record(root, name, path, owner, *, sidecar)``, ``bucket_record_file(root, name)``
+  (xattr ``user.aifgw.bucket`` on the bucket directory, else ``root/.aifgw/buckets/<name>.json``).
+- ``BUCKET_XATTR``, ``META_XATTR``, ``TAGS_XATTR``, ``EMPTY_MD5``, ``BACKEND_ENV``.
+
+Why a record is bound to (size, mtime_ns): HPC jobs rewrite files in place without telling the
+gateway. A record whose size or mtime no longer matches the file describes bytes that are gone,
+so the file is then served as a *foreign* file. Foreign ETags are ``xxh3_128(key, size,
+mtime_ns)`` in hex plus ``-1``: stable while the file is unchanged, different after a rewrite,
+cheap (no read of the data), and containing ``-`` so no client mistakes it for an MD5 and tries
+to verify the body against it.
+
+Backends: ``xattr`` stores the record in ``user.aifgw.meta`` (tags in ``user.aifgw.tags``) on
+the file itself; set on the temp file before the rename, data and metadata appear together.
+``sidecar`` (filesystems without user xattrs, or forced with ``AIF_META_BACKEND=sidecar``)
+stores ``<bucket>/.aifgw/meta/<key>.json`` and ``.aifgw/tags/<key>.json``, written atomically
+under the key lock just before the publish rename; a directory marker ``a/`` uses
+``meta/a/.json`` (no object key can map there: a file's sidecar name is never just ``.json``).
+A segment too long to take the ``.json`` suffix is replaced by a hash of itself. An xattr value
+too large for the filesystem (ext4 allows about 4 KiB per inode in all; ten maximal tags alone
+approach that) goes to a content-addressed blob in ``.aifgw/blobs/`` with a pointer in the xattr.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import mimetypes
+import os
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from ..errors import S3Error
+from .base import ObjectInfo
+from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
+
+META_XATTR = "user.aifgw.meta"
+TAGS_XATTR = "user.aifgw.tags"
+BUCKET_XATTR = "user.aifgw.bucket"
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+BACKEND_ENV = "AIF_META_BACKEND"
+XATTR, SIDECAR = "xattr", "sidecar"
+
+# setxattr errors meaning "this filesystem (or mount) has no user xattrs".
+_NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM}
+# getxattr errors meaning "no record": absent, or unreadable for this process.
+_NO_RECORD = {errno.ENODATA, errno.EACCES, *_NO_XATTR}
+
+Target = int | Path | str
+_BLOB_POINTER = b"@blob:"  # an xattr value that is not JSON: the record lives in .aifgw/blobs/
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    etag: str
+    size: int
+    mtime_ns: int
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None
+    part_sizes: tuple[int, ...] | None = None
+    dir_marker: bool = False
+
+    def encode(self) -> bytes:
+        data = {k: v for k, v in asdict(self).items() if not (v is None or v is False or v == {})}
+        if self.part_sizes is not None:
+            # Run-length encoded: 10,000 parts of equal size must still fit in one xattr.
+            data["part_sizes"] = _run_length(self.part_sizes)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> ObjectRecord | None:
+        try:
+            raw = json.loads(data)
+            parts = raw.pop("part_sizes", None)
+            if parts is not None:
+                raw["part_sizes"] = tuple(size for size, count in parts for _ in range(count))
+            return cls(**raw)
+        except (ValueError, TypeError):
+            return None  # corrupt or from an incompatible version: the file is then foreign
+
+    def matches(self, st: os.stat_result) -> bool:
+        # A directory's mtime changes with its children, so markers are not bound to it.
+        return self.dir_marker or (self.size == st.st_size and self.mtime_ns == st.st_mtime_ns)
+
+    def info(self, key: str, tag_count: int = 0) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=self.size,
+            mtime_ns=self.mtime_ns,
+            etag=self.etag,
+            content_type=self.content_type,
+            headers=dict(self.headers),
+            user_meta=dict(self.user_meta),
+            checksums=dict(self.checksums),
+            checksum_type=self.checksum_type,
+            part_sizes=self.part_sizes,
+            tag_count=tag_count,
+            is_dir_marker=self.dir_marker,
+        )
+
+
+def _run_length(values: tuple[int, ...]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return runs
+
+
+def foreign_etag(key: str, st: os.stat_result) -> str:
+    return xxhash.xxh3_128_hexdigest(f"{st.st_size}:{st.st_mtime_ns}:{key}".encode("utf-8", "surrogateescape")) + "-1"
+
+
+def guess_content_type(key: str) -> str:
+    return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+
+
+def info_for(key: str, st: os.stat_result, record: ObjectRecord | None, tag_count: int = 0) -> ObjectInfo:
+    if record is not None and record.matches(st):
+        return record.info(key, tag_count)
+    return ObjectInfo(
+        key=key,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        etag=foreign_etag(key, st),
+        content_type=guess_content_type(key),
+        tag_count=tag_count,
+    )
+
+
+def decode_tags(data: bytes | None) -> dict[str, str]:
+    if not data:
+        return {}
+    try:
+        tags = json.loads(data)
+    except ValueError:
+        return {}
+    return tags if isinstance(tags, dict) else {}
+
+
+def _encode_tags(tags: dict[str, str]) -> bytes:
+    return json.dumps(tags, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _get_xattr(target: Target, name: str) -> bytes | None:
+    try:
+        return os.getxattr(target, name)
+    except OSError as exc:
+        if exc.errno in _NO_RECORD or exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def _set_xattr(target: Target, name: str, value: bytes) -> bool:
+    """False when the value is too large for this filesystem's xattrs (ext4: ~4 KiB in all)."""
+    try:
+        os.setxattr(target, name, value)
+    except OSError as exc:
+        if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ERANGE):
+            return False
+        raise
+    return True
+
+
+def _remove_xattr(target: Target, name: str) -> None:
+    try:
+        os.removexattr(target, name)
+    except OSError as exc:
+        if exc.errno not in _NO_RECORD and exc.errno != errno.ENOENT:
+            raise
+
+
+class MetaStore:
+    """Reads and writes one bucket's records; ``backend`` is ``"xattr"`` or ``"sidecar"``."""
+
+    def __init__(self, bucket: BucketPaths, backend: str) -> None:
+        if backend not in (XATTR, SIDECAR):
+            raise ValueError(f"unknown metadata backend {backend!r}")
+        self.bucket = bucket
+        self.backend = backend
+
+    # -- writing through a publish --------------------------------------------------------
+    def stage(self, target: Target, record: ObjectRecord, tags: dict[str, str] | None) -> None:
+        """Attach metadata to a temp file, before it is renamed into place (xattr backend)."""
+        if self.backend == XATTR:
+            self._set(target, META_XATTR, record.encode())
+            if tags:
+                self._set(target, TAGS_XATTR, _encode_tags(tags))
+
+    def commit(self, key: str, record: ObjectRecord, tags: dict[str, str] | None) -> None:
+        """Write the sidecars of a publish (sidecar backend); call under the key lock."""
+        if self.backend == SIDECAR:
+            self._write_sidecar(self._sidecar(self.bucket.meta, key), record.encode())
+            self._write_tags_sidecar(key, tags)
+
+    # -- in-place access --------------------------------------------------------------------
+    def read(self, target: Target, key: str) -> ObjectRecord | None:
+        if self.backend == XATTR:
+            data = self._get(target, META_XATTR)
+        else:
+            data = self._read_sidecar(self._sidecar(self.bucket.meta, key))
+        return ObjectRecord.decode(data) if data else None
+
+    def write(self, target: Target, key: str, record: ObjectRecord) -> None:
+        """Replace the record of an existing object or directory marker; under the key lock."""
+        if self.backend == XATTR:
+            self._set(target, META_XATTR, record.encode())
+        else:
+            self._write_sidecar(self._sidecar(self.bucket.meta, key), record.encode())
+
+    def remove(self, key: str, target: Target | None = None) -> None:
+        """Drop a record and its tags. The xattrs of a deleted file go with it, so ``target``
+        is only needed to unmark a directory that stays."""
+        if self.backend == XATTR:
+            if target is not None:
+                _remove_xattr(target, META_XATTR)
+                _remove_xattr(target, TAGS_XATTR)
+        else:
+            for base in (self.bucket.meta, self.bucket.tags):
+                try:
+                    os.unlink(self._sidecar(base, key))
+                except FileNotFoundError:
+                    pass
+
+    def read_tags(self, target: Target, key: str) -> dict[str, str]:
+        if self.backend == XATTR:
+            return decode_tags(self._get(target, TAGS_XATTR))
+        return decode_tags(self._read_sidecar(self._sidecar(self.bucket.tags, key)))
+
+    def write_tags(self, target: Target, key: str, tags: dict[str, str] | None) -> None:
+        """Set (or with None/empty, clear) an existing object's tags; under the key lock."""
+        if self.backend == XATTR:
+            if tags:
+                self._set(target, TAGS_XATTR, _encode_tags(tags))
+            else:
+                _remove_xattr(target, TAGS_XATTR)
+        else:
+            self._write_tags_sidecar(key, tags)
+
+    # -- xattrs, with an overflow for values too large for them ---------------------------------
+    def _get(self, target: Target, name: str) -> bytes | None:
+        data = _get_xattr(target, name)
+        if data is not None and data.startswith(_BLOB_POINTER):
+            return self._read_sidecar(self.bucket.internal / "blobs" / data[len(_BLOB_POINTER):].decode())
+        return data
+
+    def _set(self, target: Target, name: str, value: bytes) -> None:
+        if _set_xattr(target, name, value):
+            return
+        # Too large for an xattr: keep the value in a content-addressed blob and point to it.
+        # Content addressing makes this safe on an unpublished temp file (no key involved, no
+        # race with other writers); blobs are never reclaimed, a small leak confined to objects
+        # with unusually large metadata.
+        digest = xxhash.xxh3_128_hexdigest(value)
+        blob = self.bucket.internal / "blobs" / digest
+        if not blob.exists():
+            self._write_sidecar(blob, value)
+        if not _set_xattr(target, name, _BLOB_POINTER + digest.encode()):
+            raise S3Error("MetadataTooLarge", "The object's metadata does not fit in an extended attribute.")
+
+    # -- sidecar files ----------------------------------------------------------------------
+    @staticmethod
+    def _sidecar(base: Path, key: str) -> Path:
+        if key.endswith("/"):
+            return base / key / ".json"
+        parent, _, name = key.rpartition("/")
+        if len(name.encode("utf-8", "surrogateescape")) + len(".json") > MAX_SEGMENT_BYTES:
+            name = "~" + xxhash.xxh3_128_hexdigest(name.encode("utf-8", "surrogateescape"))
+        return base / parent / (name + ".json")
+
+    @staticmethod
+    def _read_sidecar(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _write_sidecar(self, path: Path, data: bytes) -> None:
+        os.makedirs(path.parent, exist_ok=True)
+        os.makedirs(self.bucket.tmp, exist_ok=True)
+        tmp = self.bucket.tmp / f"sidecar.{os.getpid()}.{secrets.token_hex(8)}"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _write_tags_sidecar(self, key: str, tags: dict[str, str] | None) -> None:
+        path = self._sidecar(self.bucket.tags, key)
+        if tags:
+            self._write_sidecar(path, _encode_tags(tags))
+        else:
+            path.unlink(missing_ok=True)
+
+
+_backends: dict[Path, str] = {}
+_backends_lock = threading.Lock()
+
+
+def _probe_backend(bucket: BucketPaths) -> str:
+    # Reading, not writing: a read-only tree (a mapped bucket) must still be served, and
+    # ENODATA ("supported, not set") versus ENOTSUP answers the question just as well.
+    try:
+        os.getxattr(bucket.dir, "user.aifgw.probe")
+    except OSError as exc:
+        if exc.errno in _NO_XATTR:
+            return SIDECAR
+    return XATTR
+
+
+def meta_store_for(bucket: BucketPaths, forced: str | None = None) -> MetaStore:
+    """The bucket's metadata backend: ``forced``, else ``$AIF_META_BACKEND``, else probed once.
+
+    Blocking (the probe touches the filesystem): call it from a worker thread.
+    """
+    backend = forced or os.environ.get(BACKEND_ENV)
+    if not backend:
+        with _backends_lock:
+            backend = _backends.get(bucket.dir)
+        if backend is None:
+            backend = _probe_backend(bucket)
+            with _backends_lock:
+                _backends[bucket.dir] = backend
+    return MetaStore(bucket, backend)
+
+
+# -- bucket records (owner, creation time) ---------------------------------------------------
+def bucket_record_file(root: Path, name: str) -> Path:
+    """Where a bucket's record lives when its directory cannot carry the xattr."""
+    return Path(root) / INTERNAL_DIR / "buckets" / f"{name}.json"
+
+
+def read_bucket_record(root: Path, name: str, path: Path) -> tuple[str | None, int]:
+    """(owner, created_ns) of the bucket at ``path``; a directory the gateway did not create has
+    no owner, and its mtime stands in for the creation time."""
+    data = _get_xattr(path, BUCKET_XATTR)
+    if data is None:
+        try:
+            data = bucket_record_file(root, name).read_bytes()
+        except FileNotFoundError:
+            pass
+    try:
+        record = json.loads(data) if data else {}
+    except ValueError:
+        record = {}
+    return record.get("owner"), record.get("created_ns") or os.stat(path).st_mtime_ns
+
+
+def write_bucket_record(root: Path, name: str, path: Path, owner: str, *, sidecar: bool) -> None:
+    data = json.dumps({"owner": owner, "created_ns": time.time_ns()}).encode()
+    if not sidecar:
+        try:
+            os.setxattr(path, BUCKET_XATTR, data)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR:
+                raise
+    record_file = bucket_record_file(root, name)
+    os.makedirs(record_file.parent, exist_ok=True)
+    record_file.write_bytes(data)

@@ -1,0 +1,197 @@
+"""Bucket and key names, and mapping keys to paths that never leave their bucket.
+
+Public API
+- ``INTERNAL_DIR`` (``".aifgw"``): the hidden per-bucket (and root-level) state directory.
+- ``validate_bucket_name(name) -> None``: S3 naming rules, else ``InvalidBucketName``.
+- ``validate_key(key) -> list[str]``: the key's path segments (a trailing ``/`` yields no empty
+  last segment), else ``InvalidArgument`` / ``KeyTooLongError``.
+- ``is_dir_key(key) -> bool``: the key names a directory marker object (ends in ``/``).
+- ``BucketPaths(name, dir)``: one bucket's directories (``dir`` is the bucket's realpath);
+  ``BucketPaths.at(name, path)`` builds it. Properties ``internal``, ``tmp``, ``uploads``,
+  ``meta``, ``tags``, ``lock_file``; ``resolve(key) -> Path``; ``ensure_internal() -> None``.
+- ``check_inside(bucket_real, path) -> None``: ``AccessDenied`` unless ``path`` lies in the
+  bucket and outside its internal directory.
+- ``open_checked(bucket_real, path, flags) -> int``: ``os.open`` with ``O_NOFOLLOW`` whose result is
+  re-verified to lie inside the bucket (closes the symlink race for the final open).
+- ``open_parent_checked(bucket_real, path) -> int``: a verified fd of ``path``'s parent
+  directory, for ``os.replace``/``os.link`` with ``dst_dir_fd`` (race-free publish target).
+- ``conflict_error(key) -> S3Error``: the error for a key that collides with a file/prefix.
+
+Symlinks: keys are resolved with ``os.path.realpath``, so a symlink inside the bucket that points
+inside the bucket is followed and one that points outside (or into ``.aifgw``) is refused with
+``AccessDenied``, for reads and writes alike. The check alone is a time-of-check/time-of-use
+race (someone with write access to the tree could swap a directory for a symlink between the
+check and the use), so every final open is done with ``O_NOFOLLOW`` and its descriptor is
+re-checked through ``/proc/self/fd``, and publishes rename relative to a verified parent-directory
+descriptor. What remains: ``os.makedirs`` for a new key's parents may create empty directories
+through a symlink swapped in at that instant; the publish then refuses (the parent fd fails the
+check), so no data lands outside, at worst an empty directory does.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import S3Error
+
+INTERNAL_DIR = ".aifgw"
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+
+_BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+
+
+def validate_bucket_name(name: str) -> None:
+    def bad(why: str) -> S3Error:
+        return S3Error("InvalidBucketName", f"The specified bucket is not valid: {why}.", resource=name)
+
+    if not 3 <= len(name) <= 63:
+        raise bad("a bucket name must be 3 to 63 characters long")
+    if not _BUCKET_CHARS.match(name):
+        raise bad("use lowercase letters, digits, '.' and '-', starting and ending with a letter or digit")
+    if ".." in name:
+        raise bad("a bucket name must not contain two adjacent periods")
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(("-s3alias", "--ol-s3", "--x-s3")):
+        raise bad("the name uses a prefix or suffix reserved by S3")
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return
+    raise bad("a bucket name must not be formatted as an IP address")
+
+
+def is_dir_key(key: str) -> bool:
+    return key.endswith("/")
+
+
+def validate_key(key: str) -> list[str]:
+    def bad(why: str) -> S3Error:
+        return S3Error("InvalidArgument", f"Invalid object key: {why}.", resource=key)
+
+    if not key:
+        raise bad("the key must not be empty")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad("the key is not valid UTF-8") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError", f"Your key is too long: {len(encoded)} bytes, the limit is {MAX_KEY_BYTES}.")
+    if "\x00" in key:
+        raise bad("the key must not contain a NUL byte")
+    segments = (key[:-1] if is_dir_key(key) else key).split("/")
+    for segment in segments:
+        if segment == "":
+            raise bad("the key must not start with '/' or contain an empty segment ('//')")
+        if segment in (".", ".."):
+            raise bad("the key must not contain a '.' or '..' segment")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise bad(f"a key segment (between '/') must be at most {MAX_SEGMENT_BYTES} bytes")
+    if segments[0] == INTERNAL_DIR:
+        raise bad(f"keys under '{INTERNAL_DIR}/' are reserved for the gateway")
+    return segments
+
+
+def conflict_error(key: str) -> S3Error:
+    return S3Error(
+        "InvalidArgument",
+        "The key conflicts with an existing object or prefix: a file cannot also be a directory "
+        "(for example 'a' and 'a/b') on this filesystem-backed gateway.",
+        resource=key,
+    )
+
+
+def check_inside(bucket_real: str, path: str) -> None:
+    """``path`` must be the bucket directory or below it, and not in its internal directory."""
+    try:
+        inside = os.path.commonpath([bucket_real, path]) == bucket_real
+    except ValueError:  # mixes absolute and relative paths
+        inside = False
+    if inside:
+        rel = os.path.relpath(path, bucket_real)
+        if rel.split(os.sep, 1)[0] != INTERNAL_DIR:
+            return
+    raise S3Error("AccessDenied", "Access Denied: the key resolves (through a symlink) outside its bucket.")
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
+
+
+def open_checked(bucket_real: str, path: str, flags: int, mode: int = 0o666) -> int:
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a symlink after it was resolved
+            raise S3Error("AccessDenied", "Access Denied: the key changed into a symlink while being opened.") from None
+        raise
+    try:
+        check_inside(bucket_real, _fd_path(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_parent_checked(bucket_real: str, path: str) -> int:
+    return open_checked(bucket_real, os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+
+
+@dataclass(frozen=True)
+class BucketPaths:
+    """One bucket's directories. ``dir`` is a realpath, so containment checks compare like with like."""
+
+    name: str
+    dir: Path
+
+    @classmethod
+    def at(cls, name: str, path: Path) -> BucketPaths:
+        return cls(name, Path(os.path.realpath(path)))
+
+    @property
+    def internal(self) -> Path:
+        return self.dir / INTERNAL_DIR
+
+    @property
+    def tmp(self) -> Path:
+        return self.internal / "tmp"
+
+    @property
+    def uploads(self) -> Path:
+        return self.internal / "uploads"
+
+    @property
+    def meta(self) -> Path:
+        return self.internal / "meta"
+
+    @property
+    def tags(self) -> Path:
+        return self.internal / "tags"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.internal / "locks"
+
+    def ensure_internal(self) -> None:
+        for directory in (self.tmp, self.uploads):
+            os.makedirs(directory, exist_ok=True)
+
+    def resolve(self, key: str) -> Path:
+        """The real path of ``key`` (validated, symlinks resolved, checked to stay inside).
+
+        A directory marker key ``a/b/`` maps to the directory ``a/b``. The path may not exist.
+        """
+        segments = validate_key(key)
+        real = os.path.realpath(os.path.join(self.dir, *segments))
+        check_inside(str(self.dir), real)
+        if real == str(self.dir):
+            raise S3Error("AccessDenied", "Access Denied: the key resolves to the bucket itself.", resource=key)
+        return Path(real)
+
+    def key_of(self, path: Path) -> str:
+        """The key of a real path inside the bucket (inverse of :meth:`resolve` for files)."""
+        return os.path.relpath(path, self.dir).replace(os.sep, "/")

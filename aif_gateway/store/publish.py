@@ -1,0 +1,382 @@
+"""Writing objects atomically: temp file, hashes, metadata, then one rename under the key lock.
+
+Public API
+- ``receive_body(bucket, body, algorithms, *, fsync=False) -> TempObject`` (async): streams an
+  async byte stream into a new temp file in ``<bucket>/.aifgw/tmp/`` from a worker thread,
+  hashing MD5 plus ``algorithms`` on the way. On any failure the temp file is removed.
+- ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
+  ``options.verify(digests)``; raises S3Error.
+- ``record_for(temp, attrs, algorithms) -> ObjectRecord``: the record of a single-part PUT.
+- ``publish_file(bucket, meta, src, key, record, tags, options, *, fsync=False) -> None``
+  (blocking): attaches the metadata to ``src`` and renames it to ``key`` under the key lock,
+  honouring ``options.if_none_match`` / ``options.if_match``. ``src`` must be a file on the same
+  filesystem (anywhere under ``.aifgw/``) whose mtime_ns and size the record matches. It is
+  consumed on success and left in place on failure (the caller removes or keeps it).
+- ``publish_dir_marker(bucket, meta, key, record, tags, options) -> None`` (blocking).
+- ``current_etag(bucket, meta, key, path) -> str | None`` (blocking): the etag the key has now.
+- ``check_conditions(bucket, meta, key, path, options) -> None`` (blocking, under the key lock):
+  ``If-None-Match: *`` / ``If-Match`` against the key's current state.
+- ``copy_to_temp(bucket, src_fd, offset, length, algorithms, *, fsync=False) -> TempObject``
+  (blocking): kernel-side copy (``algorithms=None``) or copy while hashing.
+- ``discard(path) -> None``, ``remove_empty_parents(bucket, meta, directory) -> None``,
+  ``cleanup_stale_temp(bucket_dir, older_than_s=3600) -> int`` (blocking).
+
+Conditional writes are one atomic step across processes and nodes: the check and the rename
+happen while holding the key's ``fcntl`` lock, and ``If-None-Match: *`` publishes with
+``link()``, which fails if anything (even a writer that bypasses the gateway) created the name
+first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checksums import MultiHasher, b64
+from ..errors import S3Error
+from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, WriteOptions
+from .locks import key_lock
+from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
+from .paths import INTERNAL_DIR, BucketPaths, conflict_error, is_dir_key, open_parent_checked
+
+WRITE_BATCH = 1 << 20  # bytes handed to a worker thread at a time
+TEMP_PREFIX = "put."
+_RENAME_RETRIES = 5  # a concurrent delete may remove the empty parent we just created
+
+
+@dataclass(frozen=True)
+class TempObject:
+    path: Path
+    size: int
+    mtime_ns: int
+    digests: Digests
+
+
+class _TempWriter:
+    """A temp file written from worker threads.
+
+    The lock makes ``discard`` wait for a write still running in a thread (a cancelled
+    ``to_thread`` does not stop its thread), so the descriptor is never closed under it.
+    """
+
+    def __init__(self, bucket: BucketPaths, algorithms: Iterable[str]) -> None:
+        os.makedirs(bucket.tmp, exist_ok=True)
+        self.path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
+        self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hasher = MultiHasher(algorithms)
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def write(self, batch: list[bytes]) -> None:
+        data = memoryview(b"".join(batch))
+        with self.lock:
+            if self.fd is None:
+                raise OSError(errno.EBADF, "temp file already discarded")
+            self.hasher.update(data)
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
+                self.size += written
+
+    def finish(self, fsync: bool) -> TempObject:
+        with self.lock:
+            assert self.fd is not None
+            if fsync:
+                os.fsync(self.fd)
+            mtime_ns = os.fstat(self.fd).st_mtime_ns
+            os.close(self.fd)
+            self.fd = None
+        return TempObject(self.path, self.size, mtime_ns, self.hasher.digests())
+
+    def discard(self) -> None:
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+            discard(self.path)
+
+
+def discard(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+async def receive_body(
+    bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False
+) -> TempObject:
+    writer = await asyncio.to_thread(_TempWriter, bucket, algorithms)
+    try:
+        batch: list[bytes] = []
+        batched = 0
+        pending: asyncio.Future[None] | None = None
+        async for chunk in body:
+            if not chunk:
+                continue
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= WRITE_BATCH:
+                # Receive the next batch while a thread writes this one.
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, batch))
+                batch, batched = [], 0
+        if pending is not None:
+            await pending
+        if batch:
+            await asyncio.to_thread(writer.write, batch)
+        return await asyncio.to_thread(writer.finish, fsync)
+    except BaseException:
+        await asyncio.to_thread(writer.discard)
+        raise
+
+
+def check_body(temp: TempObject, options: WriteOptions) -> None:
+    if options.expected_size is not None and temp.size != options.expected_size:
+        raise S3Error(
+            "IncompleteBody",
+            f"Received {temp.size} bytes where the request declared {options.expected_size}.",
+        )
+    if options.verify is not None:
+        options.verify(temp.digests)
+
+
+def record_for(temp: TempObject, attrs: ObjectAttrs, algorithms: Iterable[str]) -> ObjectRecord:
+    checksums = {name: b64(temp.digests[name]) for name in algorithms if name in CHECKSUM_ALGORITHMS}
+    return ObjectRecord(
+        etag=temp.digests["MD5"].hex(),
+        size=temp.size,
+        mtime_ns=temp.mtime_ns,
+        content_type=attrs.content_type or "application/octet-stream",
+        headers=dict(attrs.headers),
+        user_meta=dict(attrs.user_meta),
+        checksums=checksums,
+        checksum_type="FULL_OBJECT" if checksums else None,
+    )
+
+
+def current_etag(bucket: BucketPaths, meta: MetaStore, key: str, path: Path) -> str | None:
+    """The etag ``key`` has now (None when it is no object); call under the key lock."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if is_dir_key(key):
+        if not os.path.isdir(path):
+            return None
+        record = meta.read(path, key)
+        return EMPTY_MD5 if record is not None and record.dir_marker else None
+    if not os.path.isfile(path):
+        return None
+    return info_for(key, st, meta.read(path, key)).etag
+
+
+def check_conditions(bucket: BucketPaths, meta: MetaStore, key: str, path: Path, options: WriteOptions) -> None:
+    if not options.if_none_match and options.if_match is None:
+        return
+    etag = current_etag(bucket, meta, key, path)
+    if options.if_none_match and etag is not None:
+        raise S3Error("PreconditionFailed", "If-None-Match: * failed: the object already exists.", resource=key)
+    if options.if_match is not None:
+        if etag is None:
+            raise S3Error("NoSuchKey", resource=key, extra={"Key": key})
+        if options.if_match != "*" and options.if_match != etag:
+            raise S3Error("PreconditionFailed", "If-Match failed: the object's ETag differs.", resource=key)
+
+
+def _make_dirs(key: str, directory: Path) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise conflict_error(key) from None
+
+
+def _clear_directory_in_the_way(meta: MetaStore, key: str, path: Path) -> None:
+    """A file may replace an empty, unmarked directory (left over by an HPC job); nothing else."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    record = meta.read(path, key + "/")
+    if record is not None and record.dir_marker:
+        raise conflict_error(key)
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise conflict_error(key) from None
+        raise
+
+
+def _rename_into_place(bucket: BucketPaths, key: str, src: Path, path: Path, exclusive: bool, fsync: bool) -> None:
+    for attempt in range(_RENAME_RETRIES):
+        _make_dirs(key, path.parent)
+        try:
+            parent_fd = open_parent_checked(str(bucket.dir), str(path))
+        except FileNotFoundError:
+            continue
+        try:
+            if exclusive:
+                os.link(src, path.name, dst_dir_fd=parent_fd)
+                os.unlink(src)
+            else:
+                os.replace(src, path.name, dst_dir_fd=parent_fd)
+            if fsync:
+                os.fsync(parent_fd)
+            return
+        except FileExistsError:
+            raise S3Error("PreconditionFailed", "If-None-Match: * failed: the object already exists.", resource=key) from None
+        except IsADirectoryError:
+            raise conflict_error(key) from None
+        except FileNotFoundError:
+            if not src.exists():
+                raise
+            # The parent was removed by a concurrent delete's cleanup after we created it.
+        finally:
+            os.close(parent_fd)
+    raise S3Error("ConditionalRequestConflict", "The key's parent directory kept disappearing; retry.", resource=key)
+
+
+def publish_file(
+    bucket: BucketPaths,
+    meta: MetaStore,
+    src: Path,
+    key: str,
+    record: ObjectRecord,
+    tags: dict[str, str] | None,
+    options: WriteOptions,
+    *,
+    fsync: bool = False,
+) -> None:
+    path = bucket.resolve(key)
+    meta.stage(src, record, tags)
+    with key_lock(bucket.internal, key):
+        check_conditions(bucket, meta, key, path, options)
+        _clear_directory_in_the_way(meta, key, path)
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise conflict_error(key)
+        meta.commit(key, record, tags)
+        _rename_into_place(bucket, key, src, path, options.if_none_match, fsync)
+
+
+def publish_dir_marker(
+    bucket: BucketPaths,
+    meta: MetaStore,
+    key: str,
+    record: ObjectRecord,
+    tags: dict[str, str] | None,
+    options: WriteOptions,
+) -> None:
+    path = bucket.resolve(key)
+    with key_lock(bucket.internal, key):
+        check_conditions(bucket, meta, key, path, options)
+        _make_dirs(key, path)
+        if not os.path.isdir(path):
+            raise conflict_error(key)
+        meta.write(path, key, record)
+        meta.write_tags(path, key, tags)
+
+
+def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) -> None:
+    """Remove ``directory`` and its ancestors while empty, stopping at the bucket or a marker."""
+    while directory != bucket.dir and bucket.dir in directory.parents:
+        if directory.name == INTERNAL_DIR and directory.parent == bucket.dir:
+            return
+        record = meta.read(directory, bucket.key_of(directory) + "/")
+        if record is not None and record.dir_marker:
+            return
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return  # not empty (or not ours to remove): stop here
+        directory = directory.parent
+
+
+def cleanup_stale_temp(bucket_dir: Path, older_than_s: float = 3600) -> int:
+    """Remove what crashed writers left in ``<bucket>/.aifgw/tmp`` (temp files, and directories
+    renamed there to be deleted); returns how many entries went."""
+    tmp_dir = Path(bucket_dir) / INTERNAL_DIR / "tmp"
+    cutoff_ns = time.time_ns() - int(older_than_s * 1e9)
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime_ns >= cutoff_ns:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass  # another process cleaned it first
+    return removed
+
+
+_COPY_FALLBACK_ERRNOS = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+
+
+def copy_to_temp(
+    bucket: BucketPaths,
+    src_fd: int,
+    offset: int,
+    length: int,
+    algorithms: Iterable[str] | None,
+    *,
+    fsync: bool = False,
+) -> TempObject:
+    """Copy ``length`` bytes of ``src_fd`` from ``offset`` into a new temp file (blocking).
+
+    With ``algorithms=None`` nothing is hashed and the kernel copies (``copy_file_range``:
+    server-side on Lustre/GPFS/NFS 4.2, reflinks on XFS); ``digests`` is then empty. Otherwise
+    the bytes pass through this process to hash MD5 plus ``algorithms``. The temp file is
+    removed on failure.
+    """
+    writer = _TempWriter(bucket, algorithms or ())
+    try:
+        assert writer.fd is not None
+        copied = 0
+        if algorithms is None:
+            copied = _kernel_copy(src_fd, writer.fd, offset, length)
+            writer.size = copied
+        while copied < length:
+            data = os.pread(src_fd, min(WRITE_BATCH, length - copied), offset + copied)
+            if not data:
+                raise S3Error("InternalError", "The source object shrank while being copied; retry.")
+            if algorithms is None:
+                os.pwrite(writer.fd, data, copied)
+                writer.size += len(data)
+            else:
+                writer.write([data])
+            copied += len(data)
+        temp = writer.finish(fsync)
+    except BaseException:
+        writer.discard()
+        raise
+    return temp if algorithms is not None else TempObject(temp.path, temp.size, temp.mtime_ns, {})
+
+
+def _kernel_copy(src_fd: int, dst_fd: int, offset: int, length: int) -> int:
+    """Bytes copied by ``copy_file_range`` (fewer, maybe 0, where it is unsupported)."""
+    copied = 0
+    while copied < length:
+        try:
+            n = os.copy_file_range(src_fd, dst_fd, length - copied, offset + copied, copied)
+        except OSError as exc:
+            if exc.errno in _COPY_FALLBACK_ERRNOS:
+                break
+            raise
+        if n == 0:
+            break
+        copied += n
+    return copied

@@ -1,0 +1,169 @@
+"""Real ``aif-gateway serve`` processes for the integration tests.
+
+Each gateway runs as its own process group (the master plus its workers), so stopping it can
+verify that no worker outlived the master, and a test that starts a second gateway on the same
+root talks to a genuinely separate process, as a second node would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 30.0
+SHUTDOWN_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    """One ``python -m aif_gateway serve`` with its logs captured in files."""
+
+    def __init__(
+        self,
+        root: Path,
+        log_dir: Path,
+        *,
+        credentials: Credentials | None,
+        workers: int = 3,
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
+        self.root = root
+        self.credentials = credentials
+        self.workers = workers
+        self.extra_args = extra_args
+        self.port = port or free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = log_dir / f"gateway-{self.port}.stdout"
+        self.stderr_path = log_dir / f"gateway-{self.port}.stderr"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "aif_gateway", "serve",
+            "--root", str(self.root),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers),
+            *self.extra_args,
+        ]
+
+    def start(self) -> GatewayProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIF_")}
+        if self.credentials is not None:
+            env["AIF_ACCESS_KEY"] = self.credentials.access_key
+            env["AIF_SECRET_KEY"] = self.credentials.secret_key
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self._proc = subprocess.Popen(
+                self.command, stdout=out, stderr=err, env=env, start_new_session=True
+            )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited with status {self._proc.returncode} during startup:\n"
+                    f"{' '.join(self.command)}\n{self.stderr()[-4000:]}"
+                )
+            if self.health_status() == 200:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gateway not healthy after {STARTUP_TIMEOUT_S}s:\n{self.stderr()[-4000:]}")
+
+    def health_status(self) -> int | None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/_aif/health")
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        except OSError:
+            return None
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """SIGTERM the master; its workers must exit with it.
+
+        Anything still alive in the process group after the grace period is killed and reported,
+        because a worker that outlives its master keeps serving the port with stale code.
+        """
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise RuntimeError(f"gateway on port {self.port} ignored SIGTERM")
+        if _process_group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"gateway workers on port {self.port} outlived their master")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def tracebacks(self) -> str:
+        """The captured stderr when it holds a Python traceback, else an empty string."""
+        text = self.stderr()
+        return text if "Traceback (most recent call last)" in text else ""
+
+
+def _process_group_alive(pgid: int) -> bool:
+    """Whether any non-zombie process is left in the group (zombies may wait for a reaper)."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if not _live_members(pgid):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _live_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state, ppid, pgrp, ...
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members

@@ -1,0 +1,94 @@
+import json
+import os
+import stat
+
+import pytest
+
+from aif_gateway.config import ConfigError, load_settings, parse_listen
+from aif_gateway.credentials import CREDENTIALS_FILE, resolve_identities
+from aif_gateway.identity import IdentityError, load_users_file
+
+
+def test_listen_parses_host_and_port():
+    assert parse_listen("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_listen("[::1]:9001") == ("::1", 9001)
+
+
+@pytest.mark.parametrize("bad", ["9000", "host:", "host:99999", "host:x"])
+def test_listen_rejects_malformed_addresses(bad):
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        parse_listen(bad)
+
+
+def test_flags_override_config_file(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'[server]\nroot = "/nowhere"\nworkers = 3\nlisten = "0.0.0.0:9100"\n'
+                   f'[buckets]\ndatasets = "{data}"\n')
+    s = load_settings(config_file=cfg, root=tmp_path, workers=None, listen="127.0.0.1:9200")
+    assert s.root == tmp_path
+    assert s.workers == 3
+    assert (s.host, s.port) == ("127.0.0.1", 9200)
+    assert s.bucket_map == {"datasets": data}
+
+
+def test_bucket_map_must_name_an_existing_absolute_directory(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[buckets]\nx = "relative/dir"\n')
+    with pytest.raises(ConfigError, match="absolute"):
+        load_settings(config_file=cfg)
+    cfg.write_text(f'[buckets]\nx = "{tmp_path}/missing"\n')
+    with pytest.raises(ConfigError, match="no such directory"):
+        load_settings(config_file=cfg)
+
+
+def test_unknown_config_keys_are_reported(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[server]\nport = 9000\n')
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(config_file=cfg)
+
+
+def test_users_file_round_trip(tmp_path):
+    f = tmp_path / "users.toml"
+    f.write_text('[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\nuid=1001\ngid=100\n'
+                 '[[users]]\nname="b"\naccess_key="K2"\nsecret_key="S2"\nadmin=true\n')
+    users = load_users_file(f)
+    assert [(u.name, u.uid, u.gid, u.admin) for u in users] == [("a", 1001, 100, False), ("b", None, None, True)]
+
+
+def test_users_file_errors_name_the_problem(tmp_path):
+    f = tmp_path / "users.toml"
+    f.write_text('[[users]]\nname="a"\naccess_key="K1"\n')
+    with pytest.raises(IdentityError, match="secret_key"):
+        load_users_file(f)
+
+
+def test_generated_credentials_persist_with_mode_0600(tmp_path, monkeypatch):
+    monkeypatch.delenv("AIF_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("AIF_SECRET_KEY", raising=False)
+    table, generated, created = resolve_identities(tmp_path, None)
+    assert created and generated is not None and generated.admin
+    path = tmp_path / CREDENTIALS_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert json.loads(path.read_text())["access_key"] == generated.access_key
+    _, again, created_again = resolve_identities(tmp_path, None)
+    assert not created_again and again == generated
+    assert table.lookup(generated.access_key) == generated
+
+
+def test_environment_keys_define_an_admin_and_suppress_generation(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIF_ACCESS_KEY", "ENVKEY")
+    monkeypatch.setenv("AIF_SECRET_KEY", "ENVSECRET")
+    table, generated, _ = resolve_identities(tmp_path, None)
+    assert generated is None
+    assert table.lookup("ENVKEY").admin
+    assert not (tmp_path / CREDENTIALS_FILE).exists()
+
+
+def test_half_set_environment_keys_are_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIF_ACCESS_KEY", "ENVKEY")
+    monkeypatch.delenv("AIF_SECRET_KEY", raising=False)
+    with pytest.raises(IdentityError, match="both"):
+        resolve_identities(tmp_path, None)
