@@ -115,10 +115,10 @@ async def receive_body(
     bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False
 ) -> TempObject:
     writer = await asyncio.to_thread(_TempWriter, bucket, algorithms)
+    pending: asyncio.Future[None] | None = None
     try:
         batch: list[bytes] = []
         batched = 0
-        pending: asyncio.Future[None] | None = None
         async for chunk in body:
             if not chunk:
                 continue
@@ -136,6 +136,12 @@ async def receive_body(
             await asyncio.to_thread(writer.write, batch)
         return await asyncio.to_thread(writer.finish, fsync)
     except BaseException:
+        if pending is not None and not pending.done():
+            # Let the in-flight write finish (its thread cannot be stopped) and drop its
+            # outcome: the body already failed, and an unretrieved error would only be logged.
+            await asyncio.wait([pending])
+        if pending is not None and not pending.cancelled():
+            pending.exception()
         await asyncio.to_thread(writer.discard)
         raise
 

@@ -71,7 +71,9 @@ class GatewayProcess:
         ]
 
     def start(self) -> GatewayProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIF_")}
+        # Keys come only from ``credentials``; other AIF_* settings (AIF_META_BACKEND...) pass
+        # through, so the suite can be rerun against another configuration.
+        env = {k: v for k, v in os.environ.items() if k not in ("AIF_ACCESS_KEY", "AIF_SECRET_KEY")}
         if self.credentials is not None:
             env["AIF_ACCESS_KEY"] = self.credentials.access_key
             env["AIF_SECRET_KEY"] = self.credentials.secret_key

@@ -65,7 +65,9 @@ def test_every_response_carries_a_request_id(
     assert responses["no such bucket"].error()["Code"] == "NoSuchBucket"
 
 
-def test_unsupported_action_is_not_implemented(gateway: GatewayProcess, credentials: Credentials, bucket: str) -> None:
+def test_unsupported_action_is_not_implemented(
+    gateway: GatewayProcess, credentials: Credentials, bucket: str
+) -> None:
     # Bucket website configuration is out of scope; it must never answer a false success.
     resp = signed_request(gateway.port, credentials, "GET", f"/{bucket}", query="website=")
     assert resp.status == 501, resp.body

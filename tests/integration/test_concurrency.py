@@ -93,8 +93,10 @@ def test_multipart_started_on_one_gateway_completes_on_another(
     try:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key="moved.bin")["UploadId"]
         etags = [
-            s3.upload_part(Bucket=bucket, Key="moved.bin", UploadId=upload_id, PartNumber=1, Body=parts[0])["ETag"],
-            s3_other.upload_part(Bucket=bucket, Key="moved.bin", UploadId=upload_id, PartNumber=2, Body=parts[1])["ETag"],
+            client.upload_part(
+                Bucket=bucket, Key="moved.bin", UploadId=upload_id, PartNumber=n, Body=body
+            )["ETag"]
+            for n, (client, body) in enumerate([(s3, parts[0]), (s3_other, parts[1])], 1)
         ]
         listed = s3_other.list_parts(Bucket=bucket, Key="moved.bin", UploadId=upload_id)["Parts"]
         assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(1, etags[0]), (2, etags[1])]

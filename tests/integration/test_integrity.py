@@ -168,7 +168,9 @@ def test_decoded_length_mismatch_is_refused(isolated_gateway, credentials, isola
     _assert_unchanged(isolated_s3, victim)
 
 
-def test_wrong_trailer_checksum_is_bad_digest(isolated_gateway, credentials, isolated_s3, victim: str) -> None:
+def test_wrong_trailer_checksum_is_bad_digest(
+    isolated_gateway, credentials, isolated_s3, victim: str
+) -> None:
     before = snapshot(isolated_gateway.root)
     body = unsigned_chunked_body(DATA, CHUNK, {"x-amz-checksum-crc32": crc32_b64(b"other")})
     resp = _put_unsigned_chunked(isolated_gateway, credentials, victim, body)

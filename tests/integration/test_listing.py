@@ -126,7 +126,9 @@ def test_key_with_newline_lists_and_reads_back(
     assert [e.text for e in doc.iter(f"{NS}Key")] == ["line\nbreak"]
 
 
-@pytest.mark.parametrize("key", ["q?uery", "hash#tag", "percent%41", "amp&er", "ünïcode/ß", "tilde~x", "quote\"s"])
+@pytest.mark.parametrize(
+    "key", ["q?uery", "hash#tag", "percent%41", "amp&er", "ünïcode/ß", "tilde~x", "quote\"s"]
+)
 def test_awkward_but_valid_keys_round_trip(s3, bucket: str, key: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     assert list_keys(s3, bucket) == [key]

@@ -98,11 +98,12 @@ def test_object_tagging_round_trip(s3, bucket: str) -> None:
 
 
 def test_presigned_put_then_presigned_get(s3, bucket: str) -> None:
-    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "p/q.bin"}, ExpiresIn=300)
+    params = {"Bucket": bucket, "Key": "p/q.bin"}
+    put_url = s3.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
     data = random_bytes(5000)
     with urllib.request.urlopen(urllib.request.Request(put_url, data=data, method="PUT"), timeout=30) as resp:
         assert resp.status == 200
-    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p/q.bin"}, ExpiresIn=300)
+    get_url = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
     with urllib.request.urlopen(get_url, timeout=30) as resp:
         assert resp.read() == data
 
