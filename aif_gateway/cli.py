@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML config file with [server] and [buckets] sections")
     serve.add_argument("--domain", metavar="NAME",
                        help="enable virtual-host style addressing: BUCKET.NAME/key")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="serve HTTPS with this certificate chain (needs --tls-key)")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
     return parser
 
 
@@ -61,7 +64,8 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(config_file=args.config, root=args.root, listen=args.listen,
-                                 workers=args.workers, domain=args.domain, users_file=args.users)
+                                 workers=args.workers, domain=args.domain, users_file=args.users,
+                                 tls_cert=args.tls_cert, tls_key=args.tls_key)
         settings.root.mkdir(parents=True, exist_ok=True)
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
@@ -82,7 +86,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
 
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    endpoint = f"http://{host}:{settings.port}"
+    endpoint = f"{settings.scheme}://{host}:{settings.port}"
     if generated is not None:
         print(banner(generated, endpoint, settings.root, created), file=sys.stderr, flush=True)
     log.info("aif-gateway starting", extra={

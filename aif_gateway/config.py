@@ -8,6 +8,8 @@ Config file format (every section optional)::
     workers = 8                   # same as --workers
     domain = "s3.example.org"     # same as --domain (virtual-host style addressing)
     fsync = true                  # fsync object data before publishing (default false)
+    tls_cert = "/etc/aif/cert.pem"  # same as --tls-cert: serve HTTPS (PEM chain)
+    tls_key = "/etc/aif/key.pem"    # same as --tls-key
 
     [buckets]                     # expose existing directories in place as buckets
     datasets = "/lustre/proj/datasets"
@@ -16,6 +18,7 @@ Config file format (every section optional)::
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,12 @@ class Settings:
     fsync: bool = False
     bucket_map: dict[str, Path] = field(default_factory=dict)
     users_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -56,6 +65,8 @@ def load_settings(
     workers: int | None = None,
     domain: str | None = None,
     users_file: Path | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
 ) -> Settings:
     """Merge flags (given, non-None) over the config file over defaults."""
     server: dict = {}
@@ -73,7 +84,7 @@ def load_settings(
                               "expected [server] and [buckets]")
         server = data.get("server", {})
         buckets = data.get("buckets", {})
-        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync"}
+        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync", "tls_cert", "tls_key"}
         if unknown:
             raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
 
@@ -91,6 +102,13 @@ def load_settings(
             raise ConfigError(f"[buckets] {name} = {path!r}: no such directory")
         bucket_map[name] = target
 
+    cert = tls_cert or (Path(server["tls_cert"]) if server.get("tls_cert") else None)
+    key = tls_key or (Path(server["tls_key"]) if server.get("tls_key") else None)
+    if bool(cert) != bool(key):
+        raise ConfigError("TLS needs both a certificate and a key: give --tls-cert and --tls-key together")
+    if cert and key:
+        check_tls(cert, key)
+
     return Settings(
         root=Path(root or server.get("root", DEFAULT_ROOT)),
         host=host,
@@ -100,4 +118,22 @@ def load_settings(
         fsync=bool(server.get("fsync", False)),
         bucket_map=bucket_map,
         users_file=users_file,
+        tls_cert=cert,
+        tls_key=key,
     )
+
+
+def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def check_tls(cert: Path, key: Path) -> None:
+    """Load the pair once up front so a bad file is one clear message, not N dead workers."""
+    try:
+        server_ssl_context(cert, key)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"TLS: {exc.filename}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"TLS: cannot load certificate {cert} with key {key}: {exc}") from None

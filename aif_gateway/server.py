@@ -53,6 +53,7 @@ def _worker_main(settings: Settings, index: int) -> None:
     import uvloop
     from aiohttp import web
 
+    from .config import server_ssl_context
     from .credentials import resolve_identities
     from .logs import setup_logging
     from .s3.app import make_app
@@ -68,9 +69,11 @@ def _worker_main(settings: Settings, index: int) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=10.0)
         await runner.setup()
-        site = web.SockSite(runner, _bind(settings.host, settings.port))
+        ssl_context = (server_ssl_context(settings.tls_cert, settings.tls_key)
+                       if settings.tls_cert and settings.tls_key else None)
+        site = web.SockSite(runner, _bind(settings.host, settings.port), ssl_context=ssl_context)
         await site.start()
-        log.info("worker ready", extra={"worker": index, "listen": f"{settings.host}:{settings.port}"})
+        log.info("worker ready", extra={"worker": index, "listen": f"{settings.scheme}://{settings.host}:{settings.port}"})
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()

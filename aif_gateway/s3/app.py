@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 from aiohttp import web
 
@@ -37,6 +38,12 @@ IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
 DOMAIN_KEY = web.AppKey("domain", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
+ACTION = web.RequestKey("action", str)
+USER = web.RequestKey("user", str)
+ERROR_CODE = web.RequestKey("error_code", str)
+
+# Its own logger name, so a site can route or silence per-request lines (AIF_LOG_LEVEL=warning).
+access_log = logging.getLogger("aif_gateway.access")
 
 
 def new_request_id() -> str:
@@ -48,6 +55,32 @@ def _header_section_size(request: web.BaseRequest) -> int:
 
 
 @web.middleware
+async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """One structured line per request, after the response (streamed bodies included) is sent."""
+    started = time.perf_counter()
+    status, sent = 499, 0  # 499: the client went away before an answer was sent
+    try:
+        response = await handler(request)
+        status, sent = response.status, response.body_length
+        return response
+    finally:
+        access_log.info(
+            "%s %s %s", request.method, request.get(RESOURCE, request.path), status,
+            extra={
+                "request_id": request.get(REQUEST_ID),
+                "action": request.get(ACTION),
+                "status": status,
+                "error": request.get(ERROR_CODE),
+                "user": request.get(USER),
+                "bytes_in": request.content.total_bytes,
+                "bytes_out": sent,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+                "remote": request.remote,
+            },
+        )
+
+
+@web.middleware
 async def request_id_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """Gives each request an id and renders whatever the handler raised as S3 does."""
     request_id = new_request_id()
@@ -55,6 +88,7 @@ async def request_id_middleware(request: web.Request, handler: web.Handler) -> w
     try:
         return await handler(request)
     except S3Error as err:
+        request[ERROR_CODE] = err.code
         resource = request.get(RESOURCE) or split_raw_path(request.raw_path)[0]
         return error_response(err, request_id, resource, head=request.method == "HEAD")
     except NotModified as exc:
@@ -63,6 +97,7 @@ async def request_id_middleware(request: web.Request, handler: web.Handler) -> w
         # A client that went away mid-transfer, or aiohttp's own answer: nothing to render.
         raise
     except Exception:
+        request[ERROR_CODE] = "InternalError"
         log.exception("request %s %s failed (request id %s)", request.method, request.raw_path, request_id)
         resource = request.get(RESOURCE) or "/"
         return error_response(S3Error("InternalError"), request_id, resource, head=request.method == "HEAD")
@@ -89,7 +124,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
     query = parse_query(raw_query)
     auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup)
+    request[USER] = auth.identity.name
     action = action_for(request.method, bucket, key, query, request.headers)
+    request[ACTION] = action
     s3_request = S3Request(
         http=request,
         bucket=bucket,
@@ -104,7 +141,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 def make_app(store: Store, identities: IdentityTable, *, domain: str | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware],
+        middlewares=[access_log_middleware, request_id_middleware],
         # Bodies are streamed from request.content; nothing is read whole by aiohttp.
         client_max_size=0,
         handler_args={

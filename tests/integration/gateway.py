@@ -11,6 +11,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,15 @@ SHUTDOWN_TIMEOUT_S = 15.0
 class Credentials:
     access_key: str
     secret_key: str
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate and key, and the CA that clients trust for it (all PEM)."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def free_port() -> int:
@@ -45,11 +55,13 @@ class GatewayProcess:
         workers: int = 3,
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.root = root
         self.credentials = credentials
         self.workers = workers
         self.extra_args = extra_args
+        self.tls = tls
         self.port = port or free_port()
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = log_dir / f"gateway-{self.port}.stdout"
@@ -58,7 +70,7 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def command(self) -> list[str]:
@@ -67,6 +79,7 @@ class GatewayProcess:
             "--root", str(self.root),
             "--listen", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
+            *(("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)) if self.tls else ()),
             *self.extra_args,
         ]
 
@@ -100,7 +113,12 @@ class GatewayProcess:
         raise RuntimeError(f"gateway not healthy after {STARTUP_TIMEOUT_S}s:\n{self.stderr()[-4000:]}")
 
     def health_status(self) -> int | None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=2, context=context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
             conn.request("GET", "/_aif/health")
             resp = conn.getresponse()

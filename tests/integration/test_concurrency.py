@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,18 @@ def test_concurrent_if_none_match_puts_have_exactly_one_winner(
     assert outcomes.count("PreconditionFailed") == RACERS - 1, outcomes
     winner = bodies[outcomes.index("won")]
     assert s3.get_object(Bucket=bucket, Key="contended")["Body"].read() == winner
+    # The race really crossed processes: the access log names the worker (pid) per request.
+    assert len(_workers_that_served(gateway, f"PUT /{bucket}/contended")) >= 2
+
+
+def _workers_that_served(gateway: GatewayProcess, request_line_prefix: str) -> set[int]:
+    pids = set()
+    for line in gateway.stderr().splitlines():
+        if line.startswith("{") and '"aif_gateway.access"' in line:
+            entry = json.loads(line)
+            if entry["msg"].startswith(request_line_prefix):
+                pids.add(entry["pid"])
+    return pids
 
 
 def test_if_match_put_replaces_only_the_named_version(s3, bucket: str) -> None:

@@ -92,3 +92,17 @@ def test_half_set_environment_keys_are_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("AIF_SECRET_KEY", raising=False)
     with pytest.raises(IdentityError, match="both"):
         resolve_identities(tmp_path, None)
+
+
+def test_tls_needs_both_files(tmp_path):
+    with pytest.raises(ConfigError, match="--tls-cert and --tls-key"):
+        load_settings(tls_cert=tmp_path / "cert.pem")
+
+
+def test_tls_files_that_do_not_load_are_reported_up_front(tmp_path):
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "key.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="cannot load certificate"):
+        load_settings(tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tls_cert=tmp_path / "missing.pem", tls_key=tmp_path / "key.pem")
