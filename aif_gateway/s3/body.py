@@ -6,20 +6,26 @@ Public API
   body (``x-amz-content-sha256: STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``
   and needs ``x-amz-decoded-content-length``.
 - ``UploadBody``: ``stream`` and ``options`` go to the store as they are; after the store
-  returns, ``response_headers()`` gives the ``x-amz-checksum-<algo>`` (and
-  ``x-amz-checksum-type``) to echo on the response.
-- ``read_body_bytes(req, *, limit) -> bytes``: a small whole body (XML of DeleteObjects,
-  CompleteMultipartUpload, Tagging...), verified like a write; more than ``limit`` bytes is
-  ``MaxMessageLengthExceeded``.
+  returns, ``response_headers(checksum_type=None)`` gives the ``x-amz-checksum-<algo>`` to echo
+  on the response, with ``x-amz-checksum-type`` when a type is given (PutObject's is
+  FULL_OBJECT; UploadPart sends none).
+- ``read_body_bytes(req, *, limit, checksum_headers=True) -> bytes``: a small whole body (XML of
+  DeleteObjects, CompleteMultipartUpload, Tagging...), verified like a write; more than
+  ``limit`` bytes is ``MaxMessageLengthExceeded``. ``checksum_headers=False`` leaves the
+  ``x-amz-checksum-*`` headers out of that check: CompleteMultipartUpload's describe the object
+  it builds, not the part list.
 - ``has_integrity_header(headers) -> bool``: Content-MD5 or an ``x-amz-checksum-*`` header or
   trailer is present (DeleteObjects requires one).
+- ``checksum_header(algorithm) -> str``, ``parse_length(value, header) -> int | None``.
 
 Verification, in ``WriteOptions.verify`` (called by the store after the last byte, before
 anything is published): Content-MD5 (``InvalidDigest`` when it is not base64 of 16 bytes,
 ``BadDigest`` on mismatch), the hex ``x-amz-content-sha256`` of a signed payload
 (``XAmzContentSHA256Mismatch``), and one ``x-amz-checksum-*`` value from a header or from the
 aws-chunked trailer (``BadDigest``). Two checksum headers, or a header and a trailer, are
-``InvalidRequest``.
+``InvalidRequest``. The checksum the client names goes to ``WriteOptions.hash_algorithms`` (the
+object keeps it); the signed payload's SHA-256 to ``verify_algorithms`` only, so an object does
+not carry a SHA-256 checksum its client never asked for.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ class _ChecksumPlan:
     trailer_name: str | None = None  # lower-case trailer that will carry the value
 
 
-def _header_name(algorithm: str) -> str:
+def checksum_header(algorithm: str) -> str:
+    """``CRC32`` -> ``x-amz-checksum-crc32``."""
     return CHECKSUM_PREFIX + algorithm.lower()
 
 
@@ -68,8 +75,8 @@ def _trailer_names(headers: Mapping[str, str]) -> list[str]:
     return [name.strip().lower() for name in value.split(",") if name.strip()]
 
 
-def _plan_checksum(headers: Mapping[str, str], streaming: bool) -> _ChecksumPlan:
-    in_headers = [a for a in ALGORITHMS if _header_name(a) in headers]
+def _plan_checksum(headers: Mapping[str, str], streaming: bool, checksum_headers: bool = True) -> _ChecksumPlan:
+    in_headers = [a for a in ALGORITHMS if checksum_header(a) in headers] if checksum_headers else []
     trailers = _trailer_names(headers)
     plan = _ChecksumPlan()
     if len(in_headers) > 1:
@@ -88,9 +95,9 @@ def _plan_checksum(headers: Mapping[str, str], streaming: bool) -> _ChecksumPlan
         plan.trailer_name = trailers[0]
     elif in_headers:
         plan.algorithm = in_headers[0]
-        raw = decode_checksum(plan.algorithm, headers[_header_name(plan.algorithm)])
+        raw = decode_checksum(plan.algorithm, headers[checksum_header(plan.algorithm)])
         if raw is None:
-            raise S3Error("InvalidRequest", f"Value for {_header_name(plan.algorithm)} header is invalid.")
+            raise S3Error("InvalidRequest", f"Value for {checksum_header(plan.algorithm)} header is invalid.")
         plan.header_value = raw
     sdk_algorithm = headers.get("x-amz-sdk-checksum-algorithm")
     if sdk_algorithm is not None:
@@ -169,7 +176,7 @@ class _Verifier:
         if expected is not None and algorithm is not None and digests[algorithm] != expected:
             raise S3Error(
                 "BadDigest",
-                f"The {_header_name(algorithm)} you specified did not match the calculated checksum.",
+                f"The {checksum_header(algorithm)} you specified did not match the calculated checksum.",
             )
         self.verified_digests = dict(digests)
 
@@ -181,15 +188,18 @@ class UploadBody:
     checksum_algorithm: str | None
     _verifier: _Verifier
 
-    def response_headers(self) -> dict[str, str]:
+    def response_headers(self, checksum_type: str | None = None) -> dict[str, str]:
         algorithm = self.checksum_algorithm
         digests = self._verifier.verified_digests
         if algorithm is None or algorithm not in digests:
             return {}
-        return {_header_name(algorithm): b64(digests[algorithm]), "x-amz-checksum-type": "FULL_OBJECT"}
+        headers = {checksum_header(algorithm): b64(digests[algorithm])}
+        if checksum_type is not None:
+            headers["x-amz-checksum-type"] = checksum_type
+        return headers
 
 
-def _parse_length(value: str | None, header: str) -> int | None:
+def parse_length(value: str | None, header: str) -> int | None:
     if value is None:
         return None
     value = value.strip()
@@ -208,32 +218,33 @@ async def _plain_chunks(content: StreamReader) -> AsyncIterator[bytes]:
         yield data
 
 
-def _build(req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool) -> UploadBody:
+def _build(
+    req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool, checksum_headers: bool = True
+) -> UploadBody:
     headers = req.http.headers
     streaming = req.auth.payload in STREAMING_MODES
-    plan = _plan_checksum(headers, streaming)
+    plan = _plan_checksum(headers, streaming, checksum_headers)
     content_md5 = _content_md5(headers)
     content_sha256 = req.auth.content_sha256 if req.auth.payload == SIGNED_PAYLOAD else None
     decoder: AwsChunkedDecoder | None = None
     if streaming:
-        length = _parse_length(headers.get("x-amz-decoded-content-length"), "x-amz-decoded-content-length")
+        length = parse_length(headers.get("x-amz-decoded-content-length"), "x-amz-decoded-content-length")
         if length is None and require_length:
             raise S3Error("MissingContentLength")
         decoder = AwsChunkedDecoder(req.http.content, req.auth, length, _trailer_names(headers))
         stream: ByteStream = aiter(decoder)
     else:
-        length = _parse_length(headers.get("Content-Length"), "Content-Length")
+        length = parse_length(headers.get("Content-Length"), "Content-Length")
         if length is None and require_length:
             raise S3Error("MissingContentLength")
         stream = _plain_chunks(req.http.content)
-    algorithms = set()
-    if plan.algorithm is not None:
-        algorithms.add(plan.algorithm)
-    if content_sha256 is not None:
-        algorithms.add("SHA256")
+    # The client's checksum is the object's; the signed payload hash only checks the transfer.
+    checksums = frozenset([plan.algorithm] if plan.algorithm is not None else [])
+    verify_only = frozenset(["SHA256"] if content_sha256 is not None else []) - checksums
     verifier = _Verifier(plan, content_md5, content_sha256, decoder)
     options = WriteOptions(
-        hash_algorithms=frozenset(algorithms),
+        hash_algorithms=checksums,
+        verify_algorithms=verify_only,
         verify=verifier,
         if_match=if_match,
         if_none_match=if_none_match,
@@ -246,11 +257,13 @@ def write_body(req: S3Request, *, if_match: str | None = None, if_none_match: bo
     return _build(req, require_length=True, if_match=if_match, if_none_match=if_none_match)
 
 
-async def read_body_bytes(req: S3Request, *, limit: int) -> bytes:
-    upload = _build(req, require_length=False, if_match=None, if_none_match=False)
+async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool = True) -> bytes:
+    upload = _build(
+        req, require_length=False, if_match=None, if_none_match=False, checksum_headers=checksum_headers
+    )
     if upload.options.expected_size is not None and upload.options.expected_size > limit:
         raise S3Error("MaxMessageLengthExceeded")
-    hasher = MultiHasher(upload.options.hash_algorithms)
+    hasher = MultiHasher(upload.options.computed_algorithms)
     parts: list[bytes] = []
     size = 0
     async for chunk in upload.stream:

@@ -6,8 +6,8 @@ Public API
   Content-Language, Expires), ``x-amz-meta-*`` (names lower-cased; more than 2 KiB in all
   is ``MetadataTooLarge``) and ``x-amz-tagging`` (URL-encoded; ``InvalidTag`` when bad).
 - ``parse_tagging_header(value) -> dict[str, str]``: the ``x-amz-tagging`` form alone.
-- ``validate_tags(pairs) -> dict[str, str]``: S3's tag rules (at most 10, unique keys, key
-  1..128 and value 0..256 characters) for any source of tags (header or Tagging XML).
+- ``validate_tags(pairs) -> dict[str, str]``: unique keys plus the store's tag limits
+  (``store.tags.validate_tags``), for any source of tags (header or Tagging XML).
 - ``object_headers(info, *, checksum_mode=False, partial=False, parts_count=None) -> dict``:
   the response headers of GET/HEAD: quoted ETag, Last-Modified, Content-Length (the whole
   object: adjust for ranges), Content-Type, stored headers, ``x-amz-meta-*``,
@@ -27,14 +27,12 @@ from urllib.parse import parse_qsl
 
 from ..errors import S3Error
 from ..store.base import ObjectAttrs, ObjectInfo
+from ..store.tags import validate_tags as check_tag_limits
 from .responses import http_date
 
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 META_PREFIX = "x-amz-meta-"
 MAX_USER_META_BYTES = 2048
-MAX_TAGS = 10
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 256
 
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
@@ -57,17 +55,14 @@ def _utf8_size(text: str) -> int:
 
 
 def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    if len(pairs) > MAX_TAGS:
-        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+    """Tag pairs as a client sent them (header or XML) → a dict; the limits are the store's."""
     tags: dict[str, str] = {}
     for key, value in pairs:
         if key in tags:
             raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key")
-        if not 0 < len(key) <= MAX_TAG_KEY:
-            raise S3Error("InvalidTag", "The TagKey you have provided is invalid")
-        if len(value) > MAX_TAG_VALUE:
-            raise S3Error("InvalidTag", "The TagValue you have provided is invalid")
         tags[key] = value
+    # Checked here too so a bad tag set fails before any body byte is received.
+    check_tag_limits(tags)
     return tags
 
 

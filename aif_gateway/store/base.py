@@ -75,13 +75,24 @@ class WriteOptions:
     anything is published; it raises S3Error (BadDigest, XAmzContentSHA256Mismatch...) to abort
     the write, in which case nothing becomes visible. The protocol layer builds it from
     Content-MD5, x-amz-content-sha256, x-amz-checksum-* headers or aws-chunked trailers.
+
+    ``hash_algorithms`` are the object's checksums: computed, verified and stored (GET with
+    checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
+    never stored: the SHA-256 of a signed payload checks the transfer, it is not a checksum the
+    client asked the object to carry.
     """
 
     hash_algorithms: frozenset[str] = frozenset()  # beyond MD5, which is always computed
+    verify_algorithms: frozenset[str] = frozenset()
     verify: Callable[[Digests], None] | None = None
     if_match: str | None = None  # unquoted etag, or "*"
     if_none_match: bool = False  # If-None-Match: * (the only form S3 accepts on writes)
     expected_size: int | None = None  # decoded length; a short body is IncompleteBody
+
+    @property
+    def computed_algorithms(self) -> frozenset[str]:
+        """Everything to hash while writing, besides MD5."""
+        return self.hash_algorithms | self.verify_algorithms
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,21 @@ class CompletedPart:
     part_number: int
     etag: str  # unquoted
     checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpectedObject:
+    """What a CompleteMultipartUpload request asserts about the object it builds.
+
+    Each field given is checked against the object before anything is published: a checksum
+    that differs, or a checksum type other than the upload's, is BadDigest; a checksum of
+    another algorithm than the upload's is InvalidRequest; a size that differs is InvalidRequest.
+    """
+
+    checksum_algorithm: str | None = None  # with checksum: x-amz-checksum-<algorithm>
+    checksum: str | None = None  # base64 as sent; a COMPOSITE value may end in "-<parts>"
+    checksum_type: str | None = None  # x-amz-checksum-type
+    size: int | None = None  # x-amz-mp-object-size
 
 
 @dataclass(frozen=True)
@@ -265,8 +291,10 @@ class Store(ABC):
     @abstractmethod
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart],
-        options: WriteOptions,
-    ) -> ObjectInfo: ...
+        options: WriteOptions, expected: ExpectedObject = ExpectedObject(),
+    ) -> ObjectInfo:
+        """Only ``options``' write conditions apply (the request body is the part list, not
+        object bytes); ``expected`` is checked before anything is published."""
 
     @abstractmethod
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...

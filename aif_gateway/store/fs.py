@@ -3,86 +3,44 @@
 A bucket is ``root/<name>`` or, for mapped buckets, any directory named in ``bucket_map`` (an HPC
 tree exposed in place). An object is a regular file, its key the path relative to the bucket;
 a key ending in ``/`` is a directory marker. Internal state lives in ``<bucket>/.aifgw/``
-(paths.py), metadata in xattrs or sidecars (meta.py), writes go through publish.py, and every
-blocking call runs in a worker thread so the event loop never waits on the disk.
+(paths.py), metadata in xattrs or sidecars (meta.py), writes go through publish.py, reads
+through reader.py; copies (copy.py), tags (tags.py) and multipart uploads (multipart.py) have
+modules of their own. Every blocking call runs in a worker thread via ``oserrors.in_thread``, so
+the event loop never waits on the disk and errno becomes an S3 error in one place.
 
 Public API: ``FsStore(root, bucket_map=None, *, fsync=False, meta_backend=None)`` implementing
-``base.Store``; ``validate_tags(tags) -> None`` (S3 tag limits, ``InvalidTag``).
+``base.Store``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import shutil
 import stat
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import S3Error
-from . import listing
+from . import copy, listing
 from .base import (
-    BucketInfo, ByteStream, CompletedPart, ListPage, ObjectAttrs, ObjectInfo, PartInfo, PartsPage,
-    Store, UploadsPage, WriteOptions,
+    BucketInfo, ByteStream, CompletedPart, ExpectedObject, ListPage, ObjectAttrs, ObjectInfo, PartInfo,
+    PartsPage, Store, UploadsPage, WriteOptions,
 )
 from .locks import key_lock
 from .meta import (
-    EMPTY_MD5, SIDECAR, MetaStore, ObjectRecord, bucket_record_file, info_for, meta_store_for, read_bucket_record,
-    write_bucket_record,
+    SIDECAR, MetaStore, bucket_record_file, info_for, meta_store_for, read_bucket_record, write_bucket_record,
 )
 from .multipart import MultipartUploads
-from .paths import INTERNAL_DIR, BucketPaths, is_dir_key, open_checked, validate_bucket_name
+from .oserrors import in_thread, s3_errors
+from .paths import INTERNAL_DIR, BucketPaths, is_dir_key, validate_bucket_name
 from .publish import (
-    check_body, check_conditions, cleanup_stale_temp, copy_to_temp, discard, publish_dir_marker,
-    publish_file, receive_body, record_for, remove_empty_parents,
+    check_body, cleanup_stale_temp, discard, publish_dir_marker, publish_file, receive_body, record_for,
+    remove_empty_parents,
 )
-from .reader import FileReader
-
-MAX_TAGS = 10
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 256
-
-
-def validate_tags(tags: dict[str, str]) -> None:
-    if len(tags) > MAX_TAGS:
-        raise S3Error("InvalidTag", f"Object tags cannot be greater than {MAX_TAGS}")
-    for tag_key, value in tags.items():
-        if not 1 <= len(tag_key) <= MAX_TAG_KEY:
-            raise S3Error("InvalidTag", f"The TagKey you have provided is invalid: 1 to {MAX_TAG_KEY} characters.")
-        if len(value) > MAX_TAG_VALUE:
-            raise S3Error("InvalidTag", f"The TagValue you have provided is invalid: at most {MAX_TAG_VALUE} characters.")
-        if tag_key.startswith("aws:"):
-            raise S3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:")
-
-
-T = TypeVar("T")
-
-# errno -> (S3 code, message): the one place where filesystem failures become S3 errors.
-_ERRNO_ERRORS: dict[int, tuple[str, str]] = {
-    errno.EACCES: ("AccessDenied", "Access Denied: the gateway may not access this path on the filesystem."),
-    errno.EPERM: ("AccessDenied", "Access Denied: the gateway may not access this path on the filesystem."),
-    errno.EROFS: ("AccessDenied", "Access Denied: this part of the filesystem is read-only."),
-    errno.ENAMETOOLONG: ("KeyTooLongError", "The key is too long for the underlying filesystem."),
-    errno.ENOSPC: ("InternalError", "The storage filesystem is full."),
-    errno.EDQUOT: ("InternalError", "The storage quota of the gateway is exhausted."),
-}
-
-
-def _translated(exc: OSError) -> BaseException:
-    mapped = _ERRNO_ERRORS.get(exc.errno or 0)
-    return S3Error(*mapped) if mapped is not None else exc
-
-
-async def _in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run blocking filesystem work off the event loop, translating errno into S3 errors."""
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except OSError as exc:
-        raise _translated(exc) from exc
+from .reader import FileReader, meta_key, object_info, open_object
+from .tags import read_tags, validate_tags, write_tags
 
 
 def _any_entry(directory: Path, predicate: Callable[[os.DirEntry[str]], bool]) -> bool:
@@ -91,10 +49,6 @@ def _any_entry(directory: Path, predicate: Callable[[os.DirEntry[str]], bool]) -
             return any(predicate(entry) for entry in entries)
     except FileNotFoundError:
         return False
-
-
-def _no_such_key(key: str) -> S3Error:
-    return S3Error("NoSuchKey", resource=key, extra={"Key": key})
 
 
 class FsStore(Store):
@@ -136,40 +90,6 @@ class FsStore(Store):
             self._prepared.add(bucket.dir)
             return bucket, meta
         return bucket, self._meta(bucket)
-
-    @staticmethod
-    def _meta_key(bucket: BucketPaths, key: str, path: Path) -> str:
-        """Sidecars are keyed by the resolved path, so a key reached through a symlink shares them."""
-        return bucket.key_of(path) + ("/" if is_dir_key(key) else "")
-
-    def _info(self, bucket: BucketPaths, meta: MetaStore, key: str, path: Path, fd: int | None = None) -> ObjectInfo:
-        try:
-            st = os.fstat(fd) if fd is not None else os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise _no_such_key(key) from None
-        target = fd if fd is not None else path
-        mkey = self._meta_key(bucket, key, path)
-        if is_dir_key(key):
-            record = meta.read(target, mkey) if stat.S_ISDIR(st.st_mode) else None
-            if record is None or not record.dir_marker:
-                raise _no_such_key(key)
-            return record.info(key, len(meta.read_tags(target, mkey)))
-        if not stat.S_ISREG(st.st_mode):
-            raise _no_such_key(key)
-        return info_for(key, st, meta.read(target, mkey), len(meta.read_tags(target, mkey)))
-
-    def _open(self, bucket: BucketPaths, meta: MetaStore, key: str) -> FileReader:
-        path = bucket.resolve(key)
-        flags = os.O_RDONLY | os.O_NONBLOCK  # O_NONBLOCK: a FIFO in the tree must not hang us
-        try:
-            fd = open_checked(str(bucket.dir), str(path), flags)
-        except (FileNotFoundError, NotADirectoryError):
-            raise _no_such_key(key) from None
-        try:
-            return FileReader(fd, self._info(bucket, meta, key, path, fd))
-        except BaseException:
-            os.close(fd)
-            raise
 
     # -- bucket operations ------------------------------------------------------------------
     def _bucket_info(self, name: str, path: Path) -> BucketInfo:
@@ -228,31 +148,31 @@ class FsStore(Store):
         self._prepared.discard(bucket.dir)
 
     async def list_buckets(self) -> list[BucketInfo]:
-        return await _in_thread(self._list_buckets)
+        return await in_thread(self._list_buckets)
 
     async def create_bucket(self, bucket: str, owner: str) -> None:
-        await _in_thread(self._create_bucket, bucket, owner)
+        await in_thread(self._create_bucket, bucket, owner)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
-        return await _in_thread(lambda: self._bucket_info(bucket, self._bucket(bucket).dir))
+        return await in_thread(lambda: self._bucket_info(bucket, self._bucket(bucket).dir))
 
     async def delete_bucket(self, bucket: str) -> None:
-        await _in_thread(self._delete_bucket, bucket)
+        await in_thread(self._delete_bucket, bucket)
 
     # -- object operations ------------------------------------------------------------------
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         def head() -> ObjectInfo:
             b = self._bucket(bucket)
-            return self._info(b, self._meta(b), key, b.resolve(key))
+            return object_info(b, self._meta(b), key, b.resolve(key))
 
-        return await _in_thread(head)
+        return await in_thread(head)
 
     async def open_object(self, bucket: str, key: str) -> FileReader:
         def open_() -> FileReader:
             b = self._bucket(bucket)
-            return self._open(b, self._meta(b), key)
+            return open_object(b, self._meta(b), key)
 
-        return await _in_thread(open_)
+        return await in_thread(open_)
 
     async def put_object(
         self, bucket: str, key: str, body: ByteStream, attrs: ObjectAttrs, options: WriteOptions
@@ -265,33 +185,30 @@ class FsStore(Store):
             b.resolve(key)  # reject a bad key before reading any of the body
             return b, meta
 
-        b, meta = await _in_thread(prepare)
-        algorithms = sorted(options.hash_algorithms)
-        try:
-            temp = await receive_body(b, body, algorithms, fsync=self.fsync)
-        except OSError as exc:  # the disk's errors (ENOSPC...); a client's own pass through
-            raise _translated(exc) from exc
+        b, meta = await in_thread(prepare)
+        with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
+            temp = await receive_body(b, body, sorted(options.computed_algorithms), fsync=self.fsync)
         try:
             check_body(temp, options)
-            record = record_for(temp, attrs, algorithms)
+            record = record_for(temp, attrs, sorted(options.hash_algorithms))
             if is_dir_key(key):
                 if temp.size:
                     raise S3Error("InvalidArgument", "A key ending in '/' is a directory marker and must be empty.")
                 record = replace(record, dir_marker=True)
-                await _in_thread(publish_dir_marker, b, meta, key, record, attrs.tags, options)
+                await in_thread(publish_dir_marker, b, meta, key, record, attrs.tags, options)
             else:
-                await _in_thread(
+                await in_thread(
                     publish_file, b, meta, temp.path, key, record, attrs.tags, options, fsync=self.fsync
                 )
         finally:
-            await _in_thread(discard, temp.path)
+            await in_thread(discard, temp.path)
         return record.info(key, len(attrs.tags or {}))
 
     def _delete_object(self, bucket: str, key: str) -> None:
         b = self._bucket(bucket)
         meta = self._meta(b)
         path = b.resolve(key)
-        mkey = self._meta_key(b, key, path)
+        mkey = meta_key(b, key, path)
         with key_lock(b.internal, key):
             if is_dir_key(key):
                 record = meta.read(path, mkey) if path.is_dir() else None
@@ -315,87 +232,7 @@ class FsStore(Store):
             remove_empty_parents(b, meta, path.parent)
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        await _in_thread(self._delete_object, bucket, key)
-
-    def _replace_metadata(
-        self, b: BucketPaths, meta: MetaStore, key: str, path: Path, attrs: ObjectAttrs, options: WriteOptions
-    ) -> ObjectInfo:
-        """Copy onto itself: new metadata for the same bytes, no data copied."""
-        mkey = self._meta_key(b, key, path)
-        with key_lock(b.internal, key):
-            check_conditions(b, meta, key, path, options)
-            current = self._info(b, meta, key, path)
-            record = ObjectRecord(
-                etag=current.etag, size=current.size, mtime_ns=current.mtime_ns,
-                content_type=attrs.content_type or "application/octet-stream",
-                headers=dict(attrs.headers), user_meta=dict(attrs.user_meta),
-                checksums=current.checksums, checksum_type=current.checksum_type,
-                part_sizes=current.part_sizes, dir_marker=current.is_dir_marker,
-            )
-            meta.write(path, mkey, record)
-            if attrs.tags is not None:
-                meta.write_tags(path, mkey, attrs.tags)
-            return record.info(key, len(meta.read_tags(path, mkey)))
-
-    def _copy_object(
-        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, attrs: ObjectAttrs | None,
-        options: WriteOptions, check_source: Callable[[ObjectInfo], None] | None,
-    ) -> ObjectInfo:
-        src_b = self._bucket(src_bucket)
-        src_meta = self._meta(src_b)
-        dst_b, dst_meta = self._writable(dst_bucket)
-        dst_path = dst_b.resolve(dst_key)
-        reader = self._open(src_b, src_meta, src_key)
-        try:
-            source = reader.info
-            if check_source is not None:
-                check_source(source)
-            src_path = src_b.resolve(src_key)
-            if src_path == dst_path and is_dir_key(src_key) == is_dir_key(dst_key):
-                kept = attrs or ObjectAttrs(source.content_type, source.headers, source.user_meta)
-                return self._replace_metadata(dst_b, dst_meta, dst_key, dst_path, kept, options)
-            if is_dir_key(dst_key) and source.size:
-                raise S3Error("InvalidArgument", "A key ending in '/' is a directory marker and must be empty.")
-            src_mkey = self._meta_key(src_b, src_key, src_path)
-            tags = src_meta.read_tags(reader.fileno(), src_mkey)
-            if attrs is not None and attrs.tags is not None:
-                tags = attrs.tags
-            return self._publish_copy(reader, dst_b, dst_meta, dst_key, attrs, tags, options)
-        finally:
-            os.close(reader.fileno())
-
-    def _publish_copy(
-        self, reader: FileReader, b: BucketPaths, meta: MetaStore, key: str, attrs: ObjectAttrs | None,
-        tags: dict[str, str], options: WriteOptions,
-    ) -> ObjectInfo:
-        source = reader.info
-        # The bytes are the source's, so its ETag and checksums stay true without reading them,
-        # unless the caller must verify the bytes or wants a checksum the source lacks.
-        wanted = set(options.hash_algorithms) | set(source.checksums)
-        must_hash = options.verify is not None or not set(options.hash_algorithms) <= set(source.checksums)
-        algorithms = sorted(wanted) if must_hash else None
-        temp = copy_to_temp(b, reader.fileno(), 0, source.size, algorithms, fsync=self.fsync)
-        described = attrs or ObjectAttrs(source.content_type, source.headers, source.user_meta)
-        try:
-            if algorithms is not None:
-                check_body(temp, options)
-                record = record_for(temp, described, algorithms)
-            else:
-                record = ObjectRecord(
-                    etag=source.etag, size=temp.size, mtime_ns=temp.mtime_ns,
-                    content_type=described.content_type or "application/octet-stream",
-                    headers=dict(described.headers), user_meta=dict(described.user_meta),
-                    checksums=dict(source.checksums), checksum_type=source.checksum_type,
-                    part_sizes=source.part_sizes,
-                )
-            if is_dir_key(key):
-                record = replace(record, dir_marker=True, etag=EMPTY_MD5)
-                publish_dir_marker(b, meta, key, record, tags, options)
-            else:
-                publish_file(b, meta, temp.path, key, record, tags, options, fsync=self.fsync)
-        finally:
-            discard(temp.path)
-        return record.info(key, len(tags))
+        await in_thread(self._delete_object, bucket, key)
 
     async def copy_object(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, attrs: ObjectAttrs | None,
@@ -403,32 +240,35 @@ class FsStore(Store):
     ) -> ObjectInfo:
         if attrs is not None and attrs.tags:
             validate_tags(attrs.tags)
-        return await _in_thread(
-            self._copy_object, src_bucket, src_key, dst_bucket, dst_key, attrs, options, check_source
-        )
+
+        def copy_() -> ObjectInfo:
+            src_b = self._bucket(src_bucket)
+            dst_b, dst_meta = self._writable(dst_bucket)
+            return copy.copy_object(
+                src_b, self._meta(src_b), src_key, dst_b, dst_meta, dst_key, attrs, options, check_source,
+                fsync=self.fsync,
+            )
+
+        return await in_thread(copy_)
 
     # -- tags -------------------------------------------------------------------------------
-    def _with_object(
-        self, bucket: str, key: str, action: Callable[[MetaStore, Path, str], T], *, lock: bool
-    ) -> T:
-        """``action(meta, path, meta_key)`` on an existing object (NoSuchKey otherwise); writers
-        hold the key lock so the object cannot be replaced between the check and the action."""
-        b = self._bucket(bucket)
-        meta = self._meta(b)
-        path = b.resolve(key)
-        with key_lock(b.internal, key) if lock else nullcontext():
-            self._info(b, meta, key, path)
-            return action(meta, path, self._meta_key(b, key, path))
-
     async def get_tags(self, bucket: str, key: str) -> dict[str, str]:
-        return await _in_thread(self._with_object, bucket, key, lambda m, p, k: m.read_tags(p, k), lock=False)
+        def get() -> dict[str, str]:
+            b = self._bucket(bucket)
+            return read_tags(b, self._meta(b), key)
+
+        return await in_thread(get)
 
     async def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         validate_tags(tags)
-        await _in_thread(self._with_object, bucket, key, lambda m, p, k: m.write_tags(p, k, tags), lock=True)
+        await in_thread(self._write_tags, bucket, key, tags)
 
     async def delete_tags(self, bucket: str, key: str) -> None:
-        await _in_thread(self._with_object, bucket, key, lambda m, p, k: m.write_tags(p, k, None), lock=True)
+        await in_thread(self._write_tags, bucket, key, None)
+
+    def _write_tags(self, bucket: str, key: str, tags: dict[str, str] | None) -> None:
+        b = self._bucket(bucket)
+        write_tags(b, self._meta(b), key, tags)
 
     # -- listing ----------------------------------------------------------------------------
     def _list_objects(self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int) -> ListPage:
@@ -438,7 +278,7 @@ class FsStore(Store):
         def info(path: Path, key: str, st: os.stat_result) -> ObjectInfo | None:
             mkey = key
             if meta.backend == SIDECAR:
-                mkey = self._meta_key(b, key, Path(os.path.realpath(path)))
+                mkey = meta_key(b, key, Path(os.path.realpath(path)))
             if is_dir_key(key):
                 record = meta.read(path, mkey) if stat.S_ISDIR(st.st_mode) else None
                 return record.info(key) if record is not None and record.dir_marker else None
@@ -453,7 +293,7 @@ class FsStore(Store):
     async def list_objects(
         self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "", max_keys: int = 1000
     ) -> ListPage:
-        return await _in_thread(self._list_objects, bucket, prefix, delimiter, start_after, max_keys)
+        return await in_thread(self._list_objects, bucket, prefix, delimiter, start_after, max_keys)
 
     # -- multipart operations (multipart.py) --------------------------------------------------
     async def _uploads(self, bucket: str) -> MultipartUploads:
@@ -461,7 +301,7 @@ class FsStore(Store):
             b, meta = self._writable(bucket)
             return MultipartUploads(b, meta, fsync=self.fsync)
 
-        return await _in_thread(uploads)
+        return await in_thread(uploads)
 
     async def create_multipart(
         self, bucket: str, key: str, attrs: ObjectAttrs, checksum_algorithm: str | None = None,
@@ -491,9 +331,10 @@ class FsStore(Store):
 
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], options: WriteOptions,
+        expected: ExpectedObject = ExpectedObject(),
     ) -> ObjectInfo:
         uploads = await self._uploads(bucket)
-        return await uploads.complete(key, upload_id, parts, options)
+        return await uploads.complete(key, upload_id, parts, options, expected)
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         uploads = await self._uploads(bucket)

@@ -18,8 +18,11 @@ Public API
   ``If-None-Match: *`` / ``If-Match`` against the key's current state.
 - ``copy_to_temp(bucket, src_fd, offset, length, algorithms, *, fsync=False) -> TempObject``
   (blocking): kernel-side copy (``algorithms=None``) or copy while hashing.
+- ``copy_range(src_fd, dst_fd, offset, length, dst_offset=0) -> None`` (blocking): the one
+  kernel-side copy with its read/write fallback (copies, and Complete concatenating parts).
 - ``discard(path) -> None``, ``remove_empty_parents(bucket, meta, directory) -> None``,
-  ``cleanup_stale_temp(bucket_dir, older_than_s=3600) -> int`` (blocking).
+  ``cleanup_stale_temp(bucket_dir, older_than_s=3600) -> int``,
+  ``remove_older_than(directory, older_than_s) -> int`` (blocking).
 
 Conditional writes are one atomic step across processes and nodes: the check and the rename
 happen while holding the key's ``fcntl`` lock, and ``If-None-Match: *`` publishes with
@@ -308,11 +311,16 @@ def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) 
 def cleanup_stale_temp(bucket_dir: Path, older_than_s: float = 3600) -> int:
     """Remove what crashed writers left in ``<bucket>/.aifgw/tmp`` (temp files, and directories
     renamed there to be deleted); returns how many entries went."""
-    tmp_dir = Path(bucket_dir) / INTERNAL_DIR / "tmp"
+    return remove_older_than(Path(bucket_dir) / INTERNAL_DIR / "tmp", older_than_s)
+
+
+def remove_older_than(directory: Path, older_than_s: float) -> int:
+    """Remove the entries of ``directory`` (files or whole trees) last modified more than
+    ``older_than_s`` ago; returns how many went. Other processes may sweep at the same time."""
     cutoff_ns = time.time_ns() - int(older_than_s * 1e9)
     removed = 0
     try:
-        entries = list(os.scandir(tmp_dir))
+        entries = list(os.scandir(directory))
     except FileNotFoundError:
         return 0
     for entry in entries:
@@ -329,7 +337,10 @@ def cleanup_stale_temp(bucket_dir: Path, older_than_s: float = 3600) -> int:
     return removed
 
 
+# copy_file_range cannot serve this pair of files (another filesystem, an old kernel, a special
+# file): copy through the process instead.
 _COPY_FALLBACK_ERRNOS = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+_KERNEL_COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call, so each call ends soon
 
 
 def copy_to_temp(
@@ -343,28 +354,24 @@ def copy_to_temp(
 ) -> TempObject:
     """Copy ``length`` bytes of ``src_fd`` from ``offset`` into a new temp file (blocking).
 
-    With ``algorithms=None`` nothing is hashed and the kernel copies (``copy_file_range``:
-    server-side on Lustre/GPFS/NFS 4.2, reflinks on XFS); ``digests`` is then empty. Otherwise
-    the bytes pass through this process to hash MD5 plus ``algorithms``. The temp file is
-    removed on failure.
+    With ``algorithms=None`` nothing is hashed and ``copy_range`` lets the kernel copy;
+    ``digests`` is then empty. Otherwise the bytes pass through this process to hash MD5 plus
+    ``algorithms``. The temp file is removed on failure.
     """
     writer = _TempWriter(bucket, algorithms or ())
     try:
         assert writer.fd is not None
-        copied = 0
         if algorithms is None:
-            copied = _kernel_copy(src_fd, writer.fd, offset, length)
-            writer.size = copied
-        while copied < length:
-            data = os.pread(src_fd, min(WRITE_BATCH, length - copied), offset + copied)
-            if not data:
-                raise S3Error("InternalError", "The source object shrank while being copied; retry.")
-            if algorithms is None:
-                os.pwrite(writer.fd, data, copied)
-                writer.size += len(data)
-            else:
+            copy_range(src_fd, writer.fd, offset, length)
+            writer.size = length
+        else:
+            copied = 0
+            while copied < length:
+                data = os.pread(src_fd, min(WRITE_BATCH, length - copied), offset + copied)
+                if not data:
+                    raise _source_shrank()
                 writer.write([data])
-            copied += len(data)
+                copied += len(data)
         temp = writer.finish(fsync)
     except BaseException:
         writer.discard()
@@ -372,17 +379,38 @@ def copy_to_temp(
     return temp if algorithms is not None else TempObject(temp.path, temp.size, temp.mtime_ns, {})
 
 
-def _kernel_copy(src_fd: int, dst_fd: int, offset: int, length: int) -> int:
+def copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dst_offset: int = 0) -> None:
+    """Copy ``length`` bytes of ``src_fd`` from ``offset`` to ``dst_fd`` at ``dst_offset`` (blocking).
+
+    The kernel copies where it can (``copy_file_range``: server-side on Lustre/GPFS/NFS 4.2,
+    reflinks on XFS); the rest goes through this process with ``pread``/``pwrite``. A source
+    shorter than ``offset + length`` is an InternalError.
+    """
+    copied = _kernel_copy(src_fd, dst_fd, offset, length, dst_offset)
+    while copied < length:
+        data = os.pread(src_fd, min(WRITE_BATCH, length - copied), offset + copied)
+        if not data:
+            raise _source_shrank()
+        copied += os.pwrite(dst_fd, data, dst_offset + copied)
+
+
+def _kernel_copy(src_fd: int, dst_fd: int, offset: int, length: int, dst_offset: int) -> int:
     """Bytes copied by ``copy_file_range`` (fewer, maybe 0, where it is unsupported)."""
     copied = 0
     while copied < length:
         try:
-            n = os.copy_file_range(src_fd, dst_fd, length - copied, offset + copied, copied)
+            n = os.copy_file_range(
+                src_fd, dst_fd, min(length - copied, _KERNEL_COPY_CHUNK), offset + copied, dst_offset + copied
+            )
         except OSError as exc:
             if exc.errno in _COPY_FALLBACK_ERRNOS:
                 break
             raise
         if n == 0:
-            break
+            break  # the end of the source, or a filesystem that copies nothing: pread decides
         copied += n
     return copied
+
+
+def _source_shrank() -> S3Error:
+    return S3Error("InternalError", "The source object shrank while being copied; retry.")

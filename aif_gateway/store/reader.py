@@ -1,8 +1,16 @@
-"""An open object: a file descriptor plus the metadata read through it.
+"""Reading objects: what a key is (HEAD), and an open file plus the metadata read through it (GET).
 
-Public API: ``FileReader(fd, info)`` with ``info``, ``fileno()``, ``chunks(start, end,
-chunk_size=1 MiB)`` (async iterator of bytes ``start``..``end`` inclusive, read with ``os.pread``
-in a worker thread) and ``close()`` (async). It implements ``base.ObjectReader``.
+Public API
+- ``object_info(bucket, meta, key, path, fd=None) -> ObjectInfo`` (blocking): the object at
+  ``path`` (``bucket.resolve(key)``), read through ``fd`` when given; NoSuchKey when there is
+  none (a missing file, a directory without a marker record, a FIFO...).
+- ``open_object(bucket, meta, key) -> FileReader`` (blocking): opens the object (never leaving
+  the bucket) and reads its info through the descriptor.
+- ``meta_key(bucket, key, path) -> str``: the key metadata is filed under.
+- ``no_such_key(key) -> S3Error``.
+- ``FileReader(fd, info)`` with ``info``, ``fileno()``, ``chunks(start, end, chunk_size=1 MiB)``
+  (async iterator of bytes ``start``..``end`` inclusive, read with ``os.pread`` in a worker
+  thread) and ``close()`` (async). It implements ``base.ObjectReader``.
 
 Because the descriptor stays open, a GET that started before an overwrite or delete keeps
 reading the version it opened (publish replaces the name, never the bytes of an open file).
@@ -12,12 +20,56 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from ..errors import S3Error
 from .base import ObjectInfo
+from .meta import MetaStore, info_for
+from .paths import BucketPaths, is_dir_key, open_checked
 
 DEFAULT_CHUNK = 1 << 20
+
+
+def no_such_key(key: str) -> S3Error:
+    return S3Error("NoSuchKey", resource=key, extra={"Key": key})
+
+
+def meta_key(bucket: BucketPaths, key: str, path: Path) -> str:
+    """Sidecars are keyed by the resolved path, so a key reached through a symlink shares them."""
+    return bucket.key_of(path) + ("/" if is_dir_key(key) else "")
+
+
+def object_info(bucket: BucketPaths, meta: MetaStore, key: str, path: Path, fd: int | None = None) -> ObjectInfo:
+    try:
+        st = os.fstat(fd) if fd is not None else os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise no_such_key(key) from None
+    target = fd if fd is not None else path
+    mkey = meta_key(bucket, key, path)
+    if is_dir_key(key):
+        record = meta.read(target, mkey) if stat.S_ISDIR(st.st_mode) else None
+        if record is None or not record.dir_marker:
+            raise no_such_key(key)
+        return record.info(key, len(meta.read_tags(target, mkey)))
+    if not stat.S_ISREG(st.st_mode):
+        raise no_such_key(key)
+    return info_for(key, st, meta.read(target, mkey), len(meta.read_tags(target, mkey)))
+
+
+def open_object(bucket: BucketPaths, meta: MetaStore, key: str) -> FileReader:
+    path = bucket.resolve(key)
+    flags = os.O_RDONLY | os.O_NONBLOCK  # O_NONBLOCK: a FIFO in the tree must not hang us
+    try:
+        fd = open_checked(str(bucket.dir), str(path), flags)
+    except (FileNotFoundError, NotADirectoryError):
+        raise no_such_key(key) from None
+    try:
+        return FileReader(fd, object_info(bucket, meta, key, path, fd))
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class FileReader:

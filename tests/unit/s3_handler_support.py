@@ -57,15 +57,19 @@ def s3_request(
     key: str | None = None,
     headers: dict[str, str] | None = None,
     body: bytes = b"",
+    payload: str = "UNSIGNED-PAYLOAD",
+    content_sha256: str | None = None,
 ) -> S3Request:
+    """``payload`` and ``content_sha256`` as SigV4 verification left them (``"SHA256"`` and the
+    hex digest for a signed payload)."""
     all_headers = {"Host": "gw.example:9000", **(headers or {})}
     if body and "Content-Length" not in all_headers:
         all_headers["Content-Length"] = str(len(body))
     http = make_mocked_request(method, path, headers=all_headers, payload=BodyReader(body))
     auth = AuthContext(
         identity=ALICE,
-        payload="UNSIGNED-PAYLOAD",
-        content_sha256=None,
+        payload=payload,
+        content_sha256=content_sha256,
         signing_key=b"",
         amz_date="20250101T000000Z",
         scope="20250101/us-east-1/s3/aws4_request",

@@ -46,7 +46,7 @@ def store_like(upload: UploadBody):
     """What a store does with the body: read it all, hash it, verify before publishing."""
 
     async def consume():
-        hasher = MultiHasher(upload.options.hash_algorithms)
+        hasher = MultiHasher(upload.options.computed_algorithms)
         received = b""
         async for chunk in upload.stream:
             hasher.update(chunk)
@@ -106,11 +106,32 @@ def test_signed_payload_sha256_is_verified():
     assert err.extra["ClientComputedContentSHA256"] == good
 
 
+def test_signed_payload_sha256_is_verified_but_not_a_stored_checksum():
+    good = hashlib.sha256(DATA).hexdigest()
+    upload, _ = put({"Content-Length": str(len(DATA))}, DATA, payload="SHA256", content_sha256=good)
+    assert upload.options.hash_algorithms == frozenset()
+    assert upload.options.verify_algorithms == frozenset({"SHA256"})
+    assert upload.response_headers() == {}
+
+
+def test_a_sha256_checksum_header_with_a_signed_payload_is_stored():
+    good = hashlib.sha256(DATA).hexdigest()
+    sha256_b64 = base64.b64encode(hashlib.sha256(DATA).digest()).decode()
+    headers = {"Content-Length": str(len(DATA)), "x-amz-checksum-sha256": sha256_b64}
+    upload, _ = put(headers, DATA, payload="SHA256", content_sha256=good)
+    assert upload.options.hash_algorithms == frozenset({"SHA256"})
+    assert upload.options.verify_algorithms == frozenset()
+    assert upload.response_headers() == {"x-amz-checksum-sha256": sha256_b64}
+
+
 def test_checksum_header_is_verified_and_echoed():
     headers = {"Content-Length": str(len(DATA)), "x-amz-checksum-crc32": CRC32_B64}
     upload, _ = put(headers, DATA)
     assert upload.options.hash_algorithms == frozenset({"CRC32"})
-    assert upload.response_headers() == {"x-amz-checksum-crc32": CRC32_B64, "x-amz-checksum-type": "FULL_OBJECT"}
+    assert upload.response_headers() == {"x-amz-checksum-crc32": CRC32_B64}
+    assert upload.response_headers(checksum_type="FULL_OBJECT") == {
+        "x-amz-checksum-crc32": CRC32_B64, "x-amz-checksum-type": "FULL_OBJECT"
+    }
     err = error_of({**headers, "x-amz-checksum-crc32": WRONG_CRC32_B64}, DATA)
     assert err.code == "BadDigest"
     assert err.message == "The x-amz-checksum-crc32 you specified did not match the calculated checksum."

@@ -11,7 +11,7 @@ from multidict import MultiDict
 from aif_gateway.checksums import b64
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.handlers import multipart
-from aif_gateway.store.base import ObjectAttrs, ObjectInfo, PartInfo, PartsPage, UploadInfo
+from aif_gateway.store.base import ExpectedObject, ObjectAttrs, ObjectInfo, PartInfo, PartsPage, UploadInfo
 
 from s3_handler_support import call, s3_request, store_with, xml_of
 
@@ -163,6 +163,7 @@ def test_upload_part_streams_the_body_and_echoes_its_checksum() -> None:
     assert b"".join(received) == data
     assert response.headers["ETag"] == '"pe"'
     assert response.headers["x-amz-checksum-crc32"] == crc
+    assert "x-amz-checksum-type" not in response.headers  # a part has no checksum type
 
 
 def test_upload_part_copy_checks_range_against_source_size() -> None:
@@ -198,8 +199,8 @@ def test_upload_part_copy_result() -> None:
 def test_complete_result_and_write_conditions() -> None:
     calls: list[Any] = []
 
-    async def complete_multipart(self, bucket, key, upload_id, parts, options):
-        calls.append((upload_id, parts, options))
+    async def complete_multipart(self, bucket, key, upload_id, parts, options, expected):
+        calls.append((upload_id, parts, options, expected))
         return ObjectInfo(key=key, size=10, mtime_ns=T0, etag="x-2", checksums={"CRC32": "AAAAAA==-2"},
                           checksum_type="COMPOSITE")
 
@@ -212,9 +213,59 @@ def test_complete_result_and_write_conditions() -> None:
     assert root.findtext("ETag") == '"x-2"'
     assert root.findtext("ChecksumCRC32") == "AAAAAA==-2"
     assert root.findtext("ChecksumType") == "COMPOSITE"
-    upload_id, parts, options = calls[0]
+    upload_id, parts, options, expected = calls[0]
     assert upload_id == "U" and [p.etag for p in parts] == ["e1", "e2"]
     assert options.if_none_match is True
+    assert expected == ExpectedObject()
+
+
+def complete_with(headers: dict[str, str]) -> list[Any]:
+    """The ``expected`` argument a Complete with ``headers`` hands the store."""
+    calls: list[Any] = []
+
+    async def complete_multipart(self, bucket, key, upload_id, parts, options, expected):
+        calls.append(expected)
+        return ObjectInfo(key=key, size=5, mtime_ns=T0, etag="x-1", checksums={"CRC32": CRC32_HELLO},
+                          checksum_type="FULL_OBJECT")
+
+    body = complete_doc("<Part><PartNumber>1</PartNumber><ETag>e1</ETag></Part>")
+    req = s3_request("POST", "/b/k?uploadId=U", store_with(complete_multipart=complete_multipart), bucket="b",
+                     key="k", body=body, headers=headers)
+    root = xml_of(call(multipart.complete_multipart_upload, req))
+    assert (root.findtext("ChecksumCRC32"), root.findtext("ChecksumType")) == (CRC32_HELLO, "FULL_OBJECT")
+    return calls
+
+
+CRC32_HELLO = b64(zlib.crc32(b"hello").to_bytes(4, "big"))
+
+
+def test_complete_passes_the_object_claims_of_its_headers_to_the_store() -> None:
+    # The checksum header is the object's, not the part list's: it is not checked against the body.
+    headers = {"x-amz-checksum-crc32": CRC32_HELLO, "x-amz-checksum-type": "full_object", "x-amz-mp-object-size": "5"}
+    assert complete_with(headers) == [
+        ExpectedObject(checksum_algorithm="CRC32", checksum=CRC32_HELLO, checksum_type="FULL_OBJECT", size=5)
+    ]
+    composite = {"x-amz-checksum-sha256": b64(bytes(32)) + "-3", "x-amz-checksum-type": "COMPOSITE"}
+    assert complete_with(composite) == [
+        ExpectedObject(checksum_algorithm="SHA256", checksum=b64(bytes(32)) + "-3", checksum_type="COMPOSITE")
+    ]
+
+
+@pytest.mark.parametrize(
+    "headers, code",
+    [
+        ({"x-amz-checksum-crc32": "not-base64"}, "InvalidRequest"),
+        ({"x-amz-checksum-crc32": b64(bytes(8))}, "InvalidRequest"),  # a CRC64's length
+        ({"x-amz-checksum-crc32": CRC32_HELLO + "-x"}, "InvalidRequest"),
+        ({"x-amz-checksum-crc32": CRC32_HELLO, "x-amz-checksum-crc32c": CRC32_HELLO}, "InvalidRequest"),
+        ({"x-amz-checksum-type": "PARTIAL"}, "InvalidRequest"),
+        ({"x-amz-mp-object-size": "-5"}, "InvalidArgument"),
+    ],
+)
+def test_malformed_complete_claims_are_refused_before_the_store_is_called(headers, code) -> None:
+    with pytest.raises(S3Error) as info:
+        complete_with(headers)
+    assert info.value.code == code
 
 
 def test_abort_is_204() -> None:

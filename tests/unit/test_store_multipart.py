@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import multiprocessing
+import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
-from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions
+from aif_gateway.store.base import CompletedPart, ExpectedObject, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.meta import meta_store_for
 from aif_gateway.store.multipart import MIN_PART_SIZE, MultipartUploads
@@ -383,3 +385,111 @@ def test_upload_part_copy_copies_a_range_of_the_source(root: Path) -> None:
     assert error_code(lambda: run(copy(3, None, refuse))) == "PreconditionFailed"
     assert error_code(lambda: run(copy(0, None))) == "InvalidArgument"
     assert [p.part_number for p in run(mp.list_parts("dst", upload_id)).parts] == [1, 2]
+
+
+# -- what a Complete request asserts about the object ---------------------------------------
+def full_object_upload(root: Path) -> tuple[MultipartUploads, str, list[CompletedPart]]:
+    mp = uploads(root)
+    upload_id = run(mp.create("k", ObjectAttrs(), checksum_algorithm="CRC32", checksum_type="FULL_OBJECT"))
+    p1 = put_part(mp, "k", upload_id, 1, BIG)
+    p2 = put_part(mp, "k", upload_id, 2, b"xyz")
+    return mp, upload_id, [CompletedPart(1, p1.etag), CompletedPart(2, p2.etag)]
+
+
+FULL_CRC32 = b64(digest_of("CRC32", BIG + b"xyz"))
+
+
+def complete_expecting(mp: MultipartUploads, upload_id: str, parts, **expected):
+    return run(mp.complete("k", upload_id, parts, NONE, ExpectedObject(**expected)))
+
+
+@pytest.mark.parametrize(
+    "expected, code",
+    [
+        ({"checksum_algorithm": "CRC32", "checksum": b64(digest_of("CRC32", b"other bytes"))}, "BadDigest"),
+        ({"checksum_algorithm": "CRC32", "checksum": FULL_CRC32 + "-2"}, "BadDigest"),  # not a composite
+        ({"checksum_type": "COMPOSITE"}, "BadDigest"),
+        ({"checksum_algorithm": "CRC32C", "checksum": FULL_CRC32}, "InvalidRequest"),  # not the upload's
+        ({"size": len(BIG) + 4}, "InvalidRequest"),
+    ],
+)
+def test_a_complete_whose_claims_are_wrong_publishes_nothing(root: Path, expected, code) -> None:
+    mp, upload_id, parts = full_object_upload(root)
+    assert error_code(lambda: complete_expecting(mp, upload_id, parts, **expected)) == code
+    assert not (root / BUCKET / "k").exists()
+    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert len(run(mp.list_parts("k", upload_id)).parts) == 2  # the upload is intact
+
+
+def test_a_complete_whose_claims_hold_publishes_and_its_retry_is_checked_too(root: Path) -> None:
+    mp, upload_id, parts = full_object_upload(root)
+    claims = {"checksum_algorithm": "CRC32", "checksum": FULL_CRC32, "checksum_type": "FULL_OBJECT",
+              "size": len(BIG) + 3}
+    info = complete_expecting(mp, upload_id, parts, **claims)
+    assert info.checksums == {"CRC32": FULL_CRC32} and info.checksum_type == "FULL_OBJECT"
+    assert (root / BUCKET / "k").read_bytes() == BIG + b"xyz"
+    assert complete_expecting(mp, upload_id, parts, **claims) == info
+    assert error_code(lambda: complete_expecting(mp, upload_id, parts, size=1)) == "InvalidRequest"
+
+
+def test_a_composite_claim_may_carry_or_leave_out_the_part_count(root: Path) -> None:
+    for suffix in ("", "-2"):
+        mp = uploads(root)
+        upload_id = run(mp.create("k", ObjectAttrs(), checksum_algorithm="SHA1"))
+        p1 = put_part(mp, "k", upload_id, 1, BIG)
+        p2 = put_part(mp, "k", upload_id, 2, b"xyz")
+        composite = b64(digest_of("SHA1", digest_of("SHA1", BIG) + digest_of("SHA1", b"xyz")))
+        parts = [CompletedPart(1, p1.etag), CompletedPart(2, p2.etag)]
+        wrong = b64(digest_of("SHA1", b"nope")) + suffix
+        assert error_code(lambda: complete_expecting(mp, upload_id, parts, checksum_algorithm="SHA1",
+                                                     checksum=wrong)) == "BadDigest"
+        info = complete_expecting(mp, upload_id, parts, checksum_algorithm="SHA1", checksum=composite + suffix,
+                                  checksum_type="COMPOSITE")
+        assert info.checksums == {"SHA1": composite + "-2"}
+
+
+def test_a_claimed_checksum_on_an_upload_without_one_is_invalid(root: Path) -> None:
+    mp = uploads(root)
+    upload_id = run(mp.create("k", ObjectAttrs()))
+    part = put_part(mp, "k", upload_id, 1, b"abc")
+    crc = b64(digest_of("CRC32", b"abc"))
+    parts = [CompletedPart(1, part.etag)]
+    assert error_code(lambda: complete_expecting(mp, upload_id, parts, checksum_algorithm="CRC32", checksum=crc)) == (
+        "InvalidRequest"
+    )
+    assert error_code(lambda: complete_expecting(mp, upload_id, parts, checksum_type="FULL_OBJECT")) == "BadDigest"
+
+
+# -- digests a part keeps -------------------------------------------------------------------
+def test_a_part_keeps_its_checksums_but_not_digests_computed_only_to_verify(root: Path) -> None:
+    mp = uploads(root)
+    upload_id = run(mp.create("k", ObjectAttrs(), checksum_algorithm="CRC32C"))
+    seen: dict[str, bytes] = {}
+    options = WriteOptions(hash_algorithms=frozenset({"CRC32"}), verify_algorithms=frozenset({"SHA256"}),
+                           verify=seen.update)
+    part = put_part(mp, "k", upload_id, 1, b"abc", options)
+    assert seen["SHA256"] == hashlib.sha256(b"abc").digest()
+    assert set(part.checksums) == {"CRC32", "CRC32C"}
+    assert set(run(mp.list_parts("k", upload_id)).parts[0].checksums) == {"CRC32", "CRC32C"}
+
+
+# -- filesystem errors ----------------------------------------------------------------------
+def test_filesystem_errors_of_multipart_calls_are_s3_errors(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mp = uploads(root)
+    upload_id = run(mp.create("k", ObjectAttrs()))
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "write", no_space)
+    with pytest.raises(S3Error) as info:
+        put_part(mp, "k", upload_id, 1, b"data")
+    assert (info.value.code, info.value.message) == ("InternalError", "The storage filesystem is full.")
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "makedirs", denied)
+    assert error_code(lambda: run(mp.create("k2", ObjectAttrs()))) == "AccessDenied"
+    monkeypatch.undo()
+    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []

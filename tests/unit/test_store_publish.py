@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import time
@@ -13,7 +14,8 @@ import pytest
 
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.paths import BucketPaths
-from aif_gateway.store.publish import cleanup_stale_temp, copy_to_temp, receive_body
+from aif_gateway.errors import S3Error
+from aif_gateway.store.publish import cleanup_stale_temp, copy_range, copy_to_temp, receive_body
 
 from store_support import put, run, stream
 
@@ -73,6 +75,56 @@ def test_copy_to_temp_copies_the_range_exactly(bucket: BucketPaths, tmp_path: Pa
         assert temp.digests == {}
     else:
         assert temp.digests["MD5"] == hashlib.md5(data[1000:-1000]).digest()
+
+
+@pytest.fixture(params=["kernel", "read-write"])
+def copy_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every copy test twice: with copy_file_range, and with it failing as across filesystems."""
+    if request.param == "read-write":
+        def cross_device(*args: object) -> int:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", cross_device)
+    return request.param
+
+
+def test_copy_range_writes_at_the_destination_offset(tmp_path: Path, copy_path: str) -> None:
+    data = os.urandom(3 << 20)
+    (tmp_path / "source").write_bytes(data)
+    (tmp_path / "dest").write_bytes(b"head")
+    src = os.open(tmp_path / "source", os.O_RDONLY)
+    dst = os.open(tmp_path / "dest", os.O_WRONLY)
+    try:
+        copy_range(src, dst, 1000, len(data) - 2000, dst_offset=4)
+        copy_range(src, dst, 0, 10, dst_offset=4 + len(data) - 2000)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (tmp_path / "dest").read_bytes() == b"head" + data[1000:-1000] + data[:10]
+
+
+def test_copy_range_past_the_end_of_the_source_is_an_error(tmp_path: Path, copy_path: str) -> None:
+    (tmp_path / "source").write_bytes(b"short")
+    src = os.open(tmp_path / "source", os.O_RDONLY)
+    dst = os.open(tmp_path / "dest", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(S3Error) as info:
+            copy_range(src, dst, 0, 10)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert info.value.code == "InternalError"
+
+
+def test_copy_to_temp_without_kernel_copy_gives_the_same_bytes(bucket: BucketPaths, tmp_path: Path, copy_path: str) -> None:
+    data = os.urandom(1 << 20)
+    (tmp_path / "source").write_bytes(data)
+    fd = os.open(tmp_path / "source", os.O_RDONLY)
+    try:
+        temp = copy_to_temp(bucket, fd, 7, len(data) - 7, None)
+    finally:
+        os.close(fd)
+    assert temp.path.read_bytes() == data[7:] and temp.size == len(data) - 7
 
 
 def _age(path: Path, seconds: float) -> None:

@@ -3,7 +3,12 @@
 Part bytes go straight to the store as a stream (via ``body.write_body``, the same decoder
 and verifier PutObject uses). Everything parsed here is the small stuff around them: part
 numbers, the copy-source range, the checksum algorithm and type, and the
-``CompleteMultipartUpload`` document.
+``CompleteMultipartUpload`` document with what its headers assert about the object
+(``x-amz-checksum-<algo>``, ``x-amz-checksum-type``, ``x-amz-mp-object-size``), which the store
+checks before publishing.
+
+Checksum echoes follow S3: UploadPart returns the part's ``x-amz-checksum-<algo>`` without a
+type (a part has none); Complete names the upload's type in its result document.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from ...checksums import ALGORITHMS, decode_checksum
 from ...errors import S3Error
-from ...store.base import CompletedPart, ObjectInfo, PartInfo, WriteOptions
-from ..body import read_body_bytes, write_body
+from ...store.base import CompletedPart, ExpectedObject, ObjectInfo, PartInfo, WriteOptions
+from ..body import checksum_header, parse_length, read_body_bytes, write_body
 from ..conditions import check_copy_source_conditions, write_conditions
 from ..context import S3Request
 from ..headers import attrs_from_headers
@@ -30,6 +36,7 @@ CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 # CRCs combine into a whole-object value; SHA digests do not, so they can only be COMPOSITE.
 _FULL_OBJECT_CAPABLE = ("CRC32", "CRC32C", "CRC64NVME")
 _COPY_SOURCE_RANGE = "x-amz-copy-source-range"
+_MP_OBJECT_SIZE = "x-amz-mp-object-size"
 _RANGE_SYNTAX = re.compile(r"bytes=(\d+)-(\d+)")
 
 
@@ -140,6 +147,30 @@ def parse_complete(body: bytes) -> list[CompletedPart]:
     return parts
 
 
+def expected_object(headers: Mapping[str, str]) -> ExpectedObject:
+    """What CompleteMultipartUpload's headers assert about the object; the store checks it."""
+    algorithms = [a for a in ALGORITHMS if checksum_header(a) in headers]
+    if len(algorithms) > 1:
+        raise S3Error(
+            "InvalidRequest",
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        )
+    algorithm = algorithms[0] if algorithms else None
+    checksum = None
+    if algorithm is not None:
+        checksum = headers[checksum_header(algorithm)].strip()
+        digest, dash, parts = checksum.partition("-")  # a COMPOSITE value may end in -<parts>
+        if decode_checksum(algorithm, digest) is None or (dash and not parts.isdigit()):
+            raise S3Error("InvalidRequest", f"Value for {checksum_header(algorithm)} header is invalid.")
+    checksum_type = headers.get("x-amz-checksum-type")
+    if checksum_type is not None:
+        checksum_type = checksum_type.strip().upper()
+        if checksum_type not in CHECKSUM_TYPES:
+            raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    size = parse_length(headers.get(_MP_OBJECT_SIZE), _MP_OBJECT_SIZE)
+    return ExpectedObject(checksum_algorithm=algorithm, checksum=checksum, checksum_type=checksum_type, size=size)
+
+
 # -- documents ------------------------------------------------------------------------------
 def _part_checksum_fields(part: PartInfo) -> XmlChildren:
     return [(f"Checksum{algorithm}", value) for algorithm, value in part.checksums.items()]
@@ -175,8 +206,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part = await req.store.upload_part(
         req.bucket, req.key, required_upload_id(req.query), number, body.stream, body.options
     )
-    headers = {"ETag": f'"{part.etag}"', **body.response_headers()}
-    return web.Response(status=200, headers=headers)
+    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **body.response_headers()})
 
 
 async def upload_part_copy(req: S3Request) -> web.StreamResponse:
@@ -201,9 +231,12 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
 async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     assert req.bucket is not None and req.key is not None
     if_match, if_none_match = write_conditions(req.http.headers)
-    parts = parse_complete(await read_body_bytes(req, limit=MAX_XML_SIZE))
+    expected = expected_object(req.http.headers)
+    parts = parse_complete(await read_body_bytes(req, limit=MAX_XML_SIZE, checksum_headers=False))
     options = WriteOptions(if_match=if_match, if_none_match=if_none_match)
-    info = await req.store.complete_multipart(req.bucket, req.key, required_upload_id(req.query), parts, options)
+    info = await req.store.complete_multipart(
+        req.bucket, req.key, required_upload_id(req.query), parts, options, expected
+    )
     children: XmlChildren = [
         ("Location", _location(req)),
         ("Bucket", req.bucket),

@@ -134,7 +134,9 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     upload = write_body(req, if_match=if_match, if_none_match=if_none_match)
     # A key ending in "/" with an empty body is a directory marker; the store decides how.
     info = await req.store.put_object(bucket, key, upload.stream, attrs, upload.options)
-    return web.Response(status=200, headers={"ETag": f'"{info.etag}"', **upload.response_headers()})
+    # A single PUT's checksum is always of the whole object.
+    headers = {"ETag": f'"{info.etag}"', **upload.response_headers(checksum_type="FULL_OBJECT")}
+    return web.Response(status=200, headers=headers)
 
 
 async def delete_object(req: S3Request) -> web.StreamResponse:

@@ -1,0 +1,212 @@
+"""The on-disk state of multipart uploads: upload ids, JSON records, part files, completions.
+
+Everything lives on the shared filesystem, so any gateway process on any node can continue,
+list, complete or abort an upload that another one started, including after restarts. Layout,
+per bucket::
+
+    .aifgw/uploads/<upload_id>/upload.json        key, attrs, checksum algorithm/type, owner
+    .aifgw/uploads/<upload_id>/part-00001.json    the part's record: data file, size, MD5, checksums
+    .aifgw/uploads/<upload_id>/part-00001.<token> the part's bytes
+    .aifgw/completed/<upload_id>.json             what Complete returned, for retried Completes
+
+Completion records live outside ``uploads/`` so that a bucket whose uploads are all finished
+counts as having none (DeleteBucket); ``cleanup_done_records`` drops them after a day.
+
+A part's bytes go to a fresh data file first; replacing ``part-NNNNN.json`` then switches the
+part atomically (a reader sees the old bytes with the old MD5 or the new with the new, never a
+mix), and only then is the previous data file removed. ``lock(upload_id)`` is the upload's
+``fcntl`` lock (``locks.key_lock`` on a name no object key can take): Complete and Abort hold
+it throughout, ``store_part`` for its switch, so a part cannot change under a Complete.
+
+Upload ids are ``<initiated ns, 16 hex><random, 16 hex><key tag, 8 hex>``: they sort by
+initiation time (ListMultipartUploads pages by id within a key) and name their key, so a
+request for another key is refused without reading anything. The format is checked before an
+id is ever used as a path.
+
+Public API: ``new_upload_id(key)``, ``check_id(key, upload_id)``, ``no_upload(upload_id)``,
+``UploadState(bucket)`` (all of its methods block).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from ..checksums import b64
+from ..errors import S3Error
+from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
+from .locks import key_lock
+from .paths import INTERNAL_DIR, BucketPaths
+from .publish import TempObject, discard, remove_older_than
+
+DONE_RECORD_TTL_S = 24 * 3600
+COMPLETED_DIR = "completed"
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{40}$")
+
+# A part's record as stored in part-NNNNN.json: part_number, file, size, etag (hex MD5),
+# checksums ({algorithm: base64}), mtime_ns.
+PartRecord = dict[str, Any]
+
+
+def _key_tag(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+def new_upload_id(key: str) -> str:
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}{_key_tag(key)}"
+
+
+def no_upload(upload_id: str) -> S3Error:
+    return S3Error("NoSuchUpload", extra={"UploadId": upload_id})
+
+
+def check_id(key: str | None, upload_id: str) -> None:
+    """Refuse ids we never issued (they become paths) and ids issued for another key."""
+    if not _UPLOAD_ID.match(upload_id) or (key is not None and upload_id[32:] != _key_tag(key)):
+        raise no_upload(upload_id)
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False))
+        os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+
+
+class UploadState:
+    """The uploads of one bucket, as files."""
+
+    def __init__(self, bucket: BucketPaths) -> None:
+        self.bucket = bucket
+
+    def _dir(self, upload_id: str) -> Path:
+        return self.bucket.uploads / upload_id
+
+    def _done_path(self, upload_id: str) -> Path:
+        return self.bucket.internal / COMPLETED_DIR / f"{upload_id}.json"
+
+    def lock(self, upload_id: str) -> AbstractContextManager[None]:
+        # Object keys never start with the internal directory, so this name is the upload's own.
+        return key_lock(self.bucket.internal, f"{INTERNAL_DIR}/uploads/{upload_id}")
+
+    # -- uploads ----------------------------------------------------------------------------
+    def create(self, upload_id: str, record: dict[str, Any]) -> None:
+        self.bucket.ensure_internal()
+        os.makedirs(self._dir(upload_id))
+        _write_json_atomically(self._dir(upload_id) / "upload.json", record)
+
+    def load(self, key: str | None, upload_id: str) -> UploadInfo:
+        """The upload, or NoSuchUpload (also for a well-formed id of another key)."""
+        check_id(key, upload_id)
+        data = _read_json(self._dir(upload_id) / "upload.json")
+        if data is None or (key is not None and data["key"] != key):
+            raise no_upload(upload_id)
+        return UploadInfo(
+            bucket=self.bucket.name,
+            key=data["key"],
+            upload_id=upload_id,
+            initiated_ns=data["initiated_ns"],
+            attrs=ObjectAttrs(**data["attrs"]),
+            checksum_algorithm=data["checksum_algorithm"],
+            checksum_type=data["checksum_type"],
+            owner=data["owner"],
+        )
+
+    def all_uploads(self) -> list[UploadInfo]:
+        uploads = []
+        try:
+            names = os.listdir(self.bucket.uploads)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if _UPLOAD_ID.match(name):
+                try:
+                    uploads.append(self.load(None, name))
+                except S3Error:
+                    continue  # completed or aborted while we listed
+        return uploads
+
+    def remove(self, upload_id: str) -> None:
+        # Rename first, so the upload vanishes in one step even if the removal is interrupted.
+        os.makedirs(self.bucket.tmp, exist_ok=True)
+        doomed = self.bucket.tmp / f"upload.{upload_id}.{secrets.token_hex(4)}"
+        os.rename(self._dir(upload_id), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # -- parts ------------------------------------------------------------------------------
+    def parts(self, upload_id: str) -> dict[int, PartRecord]:
+        """The upload's part records by number; FileNotFoundError once the upload is gone."""
+        parts = {}
+        with os.scandir(self._dir(upload_id)) as entries:
+            for entry in entries:
+                if entry.name.startswith("part-") and entry.name.endswith(".json"):
+                    record = _read_json(Path(entry.path))
+                    if record is not None:
+                        parts[record["part_number"]] = record
+        return parts
+
+    def part_file(self, upload_id: str, record: PartRecord) -> Path:
+        return self._dir(upload_id) / record["file"]
+
+    def store_part(
+        self, key: str, upload_id: str, part_number: int, temp: TempObject, algorithms: frozenset[str]
+    ) -> PartInfo:
+        """Move received bytes into the upload and switch the part's record to them.
+
+        ``algorithms`` are the checksums the part keeps; other digests of ``temp`` are dropped.
+        """
+        checksums = {
+            name: b64(digest)
+            for name, digest in temp.digests.items()
+            if name in algorithms and name in CHECKSUM_ALGORITHMS
+        }
+        name = f"part-{part_number:05d}"
+        with self.lock(upload_id):
+            self.load(key, upload_id)
+            directory = self._dir(upload_id)
+            data_name = f"{name}.{secrets.token_hex(6)}"
+            os.rename(temp.path, directory / data_name)
+            previous = _read_json(directory / f"{name}.json")
+            record = {
+                "part_number": part_number,
+                "file": data_name,
+                "size": temp.size,
+                "etag": temp.digests["MD5"].hex(),
+                "checksums": checksums,
+                "mtime_ns": temp.mtime_ns,
+            }
+            _write_json_atomically(directory / f"{name}.json", record)
+            if previous is not None:
+                discard(directory / previous["file"])
+        return PartInfo(part_number, temp.size, record["etag"], temp.mtime_ns, checksums)
+
+    # -- completions ------------------------------------------------------------------------
+    def read_done(self, upload_id: str) -> dict[str, Any] | None:
+        return _read_json(self._done_path(upload_id))
+
+    def write_done(self, upload_id: str, record: dict[str, Any]) -> None:
+        os.makedirs(self._done_path(upload_id).parent, exist_ok=True)
+        _write_json_atomically(self._done_path(upload_id), record)
+
+    def cleanup_done_records(self, older_than_s: float = DONE_RECORD_TTL_S) -> int:
+        """Forget completions older than ``older_than_s``; returns how many went. (Upload
+        directories whose removal a crash interrupted lie in tmp/: ``cleanup_stale_temp``.)"""
+        return remove_older_than(self.bucket.internal / COMPLETED_DIR, older_than_s)

@@ -1,0 +1,50 @@
+"""Filesystem failures as S3 errors, in one place, and blocking work off the event loop.
+
+Public API
+- ``s3_errors()``: a context manager that turns an ``OSError`` whose errno S3 has a word for
+  (EACCES -> AccessDenied, ENOSPC -> InternalError "full"...) into that ``S3Error``; any other
+  ``OSError`` passes through unchanged (a client's ``ConnectionResetError`` stays what it is).
+- ``in_thread(fn, *args, **kwargs)`` (async): ``fn`` in a worker thread, under ``s3_errors()``.
+  Every blocking call of the storage layer goes through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from ..errors import S3Error
+
+T = TypeVar("T")
+
+_NOT_PERMITTED = "Access Denied: the gateway may not access this path on the filesystem."
+
+# errno -> (S3 code, message)
+ERRNO_ERRORS: dict[int, tuple[str, str]] = {
+    errno.EACCES: ("AccessDenied", _NOT_PERMITTED),
+    errno.EPERM: ("AccessDenied", _NOT_PERMITTED),
+    errno.EROFS: ("AccessDenied", "Access Denied: this part of the filesystem is read-only."),
+    errno.ENAMETOOLONG: ("KeyTooLongError", "The key is too long for the underlying filesystem."),
+    errno.ENOSPC: ("InternalError", "The storage filesystem is full."),
+    errno.EDQUOT: ("InternalError", "The storage quota of the gateway is exhausted."),
+}
+
+
+@contextmanager
+def s3_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        mapped = ERRNO_ERRORS.get(exc.errno or 0)
+        if mapped is None:
+            raise
+        raise S3Error(*mapped) from exc
+
+
+async def in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Run blocking filesystem work off the event loop, translating errno into S3 errors."""
+    with s3_errors():
+        return await asyncio.to_thread(fn, *args, **kwargs)
