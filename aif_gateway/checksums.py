@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from awscrt import checksums as crt
+
+from .fsio.engine import Hasher
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 
@@ -24,15 +25,6 @@ DIGEST_SIZES: dict[str, int] = {
     "CRC64NVME": 8,
     "SHA1": 20,
     "SHA256": 32,
-}
-
-_HASHLIB_NAMES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
-
-# Incremental CRC functions: (data, previous crc) -> crc.
-_CRC_UPDATE: dict[str, Callable[[bytes | memoryview, int], int]] = {
-    "CRC32": zlib.crc32,
-    "CRC32C": crt.crc32c,
-    "CRC64NVME": crt.crc64nvme,
 }
 
 # (crc of A, crc of B, length of B) -> crc of A || B.
@@ -48,27 +40,10 @@ def _check_algorithm(algorithm: str) -> None:
         raise ValueError(f"unknown checksum algorithm {algorithm!r}")
 
 
-class MultiHasher:
-    """Feeds every buffer to MD5 plus the requested algorithms in one pass."""
-
-    def __init__(self, algorithms: Iterable[str]) -> None:
-        wanted = {"MD5", *algorithms}
-        for name in wanted:
-            _check_algorithm(name)
-        self._hashes = {name: hashlib.new(_HASHLIB_NAMES[name]) for name in wanted if name in _HASHLIB_NAMES}
-        self._crcs = {name: 0 for name in wanted if name in _CRC_UPDATE}
-
-    def update(self, data: bytes | memoryview) -> None:
-        for h in self._hashes.values():
-            h.update(data)
-        for name, value in self._crcs.items():
-            self._crcs[name] = _CRC_UPDATE[name](data, value)
-
-    def digests(self) -> dict[str, bytes]:
-        out = {name: h.digest() for name, h in self._hashes.items()}
-        for name, value in self._crcs.items():
-            out[name] = value.to_bytes(DIGEST_SIZES[name], "big")
-        return out
+# Feeds every buffer to MD5 plus the requested algorithms in one pass: ``update(buffer)``,
+# ``digests() -> {name: raw digest}``. The data-path engine's Hasher (C with the GIL released
+# when the extension is built); it also knows XXH3_64, which S3 does not.
+MultiHasher = Hasher
 
 
 def digest_of(algorithm: str, data: bytes | memoryview) -> bytes:

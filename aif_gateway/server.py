@@ -55,6 +55,8 @@ def _worker_main(settings: Settings, index: int) -> None:
 
     from .config import server_ssl_context
     from .credentials import resolve_identities
+    from .fsio.engine import engine_info
+    from .fsio.fsinfo import fs_info
     from .logs import setup_logging
     from .s3.app import make_app
     from .store.fs import FsStore
@@ -73,7 +75,9 @@ def _worker_main(settings: Settings, index: int) -> None:
                        if settings.tls_cert and settings.tls_key else None)
         site = web.SockSite(runner, _bind(settings.host, settings.port), ssl_context=ssl_context)
         await site.start()
-        log.info("worker ready", extra={"worker": index, "listen": f"{settings.scheme}://{settings.host}:{settings.port}"})
+        log.info("worker ready", extra={"worker": index, "listen": f"{settings.scheme}://{settings.host}:{settings.port}",
+                                        "filesystem": (await asyncio.to_thread(fs_info, settings.root)).summary(),
+                                        "engine": engine_info()})
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()

@@ -187,7 +187,8 @@ class FsStore(Store):
 
         b, meta = await in_thread(prepare)
         with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
-            temp = await receive_body(b, body, sorted(options.computed_algorithms), fsync=self.fsync)
+            temp = await receive_body(b, body, sorted(options.computed_algorithms), fsync=self.fsync,
+                                      expected_size=options.expected_size)
         try:
             check_body(temp, options)
             record = record_for(temp, attrs, sorted(options.hash_algorithms))

@@ -1,22 +1,24 @@
 """Multipart uploads: the S3 operations over the on-disk state of ``multipart_state``.
 
 Nothing is kept in memory between calls, so any gateway process on any node serves any call of
-any upload. Complete validates the part list and the request's claims about the object, then
-concatenates the parts into a temp file and publishes it like a PUT (``publish.publish_file``),
-all under the upload's lock; a failed Complete leaves the upload and any previous object as
-they were, and a retried one returns the first one's answer.
+any upload. Parts of one size go straight into the upload's data file at their final offsets
+(``multipart_layout``). Complete validates the part list and the request's claims about the
+object, decides the layout (the parts already are the object, or they are not), then either
+truncates the data file or assembles a new file (reflinks where possible), and publishes it like
+a PUT (``publish.publish_file``), all under the upload's lock and with the data file's writers
+excluded; a failed Complete leaves the upload and any previous object as they were, and a
+retried one returns the first one's answer.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..checksums import composite_checksum, decode_checksum, full_object_crc, multipart_etag
 from ..errors import S3Error
@@ -36,13 +38,26 @@ from .base import (
 )
 from .listing import page_uploads
 from .meta import MetaStore, ObjectRecord
+from .multipart_layout import (
+    MIN_PART_SIZE,
+    assemble,
+    copy_into,
+    in_place_plan,
+    move_into_place,
+    place_part,
+    truncate_in_place,
+)
+from .multipart_slots import MAX_PARTS, WritersBusy, no_writers
 from .multipart_state import DONE_RECORD_TTL_S, PartRecord, UploadState, check_id, new_upload_id, no_upload
 from .oserrors import in_thread, s3_errors
 from .paths import BucketPaths
-from .publish import TempObject, check_body, copy_range, copy_to_temp, discard, publish_file, receive_body
+from .publish import TempObject, check_body, copy_to_temp, discard, publish_file, receive_body
 
-MAX_PART_NUMBER = 10_000
-MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last
+MAX_PART_NUMBER = MAX_PARTS
+# How long Complete waits for writers still writing parts into the data file it is about to
+# publish (a client's stale retry whose connection has not died yet). Clients send Complete
+# after every part has been answered, so in practice it waits for nothing.
+COMPLETE_WAIT_S = 30.0
 MAX_COPY_SOURCE = 5 * 1024**3  # UploadPartCopy copies at most 5 GiB per part
 _FULL_OBJECT_ONLY = ("CRC64NVME",)
 _CRC_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME")
@@ -118,8 +133,32 @@ class MultipartUploads:
         _check_part_number(part_number)
         upload = await in_thread(self.state.load, key, upload_id)
         kept = self._algorithms(upload, options.hash_algorithms)
+        hashed = kept | options.verify_algorithms
+        slot = await in_thread(place_part, self.state, key, upload_id, part_number, options.expected_size)
+        if slot is None:
+            return await self._upload_part_file(key, upload_id, part_number, body, options, kept)
+        try:
+            with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
+                temp = await receive_body(
+                    self.bucket, body, hashed, fsync=self.fsync, writer=slot.writer(hashed)
+                )
+            check_body(temp, options)
+            return await in_thread(
+                self.state.store_part, key, upload_id, part_number, temp, kept, offset=slot.offset
+            )
+        finally:
+            await in_thread(slot.release)
+
+    async def _upload_part_file(
+        self, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions,
+        kept: frozenset[str],
+    ) -> PartInfo:
+        """The part into a file of its own."""
         with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
-            temp = await receive_body(self.bucket, body, kept | options.verify_algorithms, fsync=self.fsync)
+            temp = await receive_body(
+                self.bucket, body, kept | options.verify_algorithms, fsync=self.fsync,
+                expected_size=options.expected_size,
+            )
         try:
             check_body(temp, options)
         except BaseException:
@@ -154,10 +193,19 @@ class MultipartUploads:
             )
         # Hashed on the way (the part's MD5 is its ETag), so not a kernel-side copy.
         algorithms = self._algorithms(upload)
-        temp = await in_thread(
-            copy_to_temp, self.bucket, source.fileno(), first, length, sorted(algorithms), fsync=self.fsync
-        )
-        return await self._store_or_discard(key, upload_id, part_number, temp, algorithms)
+        slot = await in_thread(place_part, self.state, key, upload_id, part_number, length)
+        if slot is None:
+            temp = await in_thread(
+                copy_to_temp, self.bucket, source.fileno(), first, length, sorted(algorithms), fsync=self.fsync
+            )
+            return await self._store_or_discard(key, upload_id, part_number, temp, algorithms)
+        try:
+            temp = await in_thread(copy_into, slot.writer(algorithms), source.fileno(), first, length, self.fsync)
+            return await in_thread(
+                self.state.store_part, key, upload_id, part_number, temp, algorithms, offset=slot.offset
+            )
+        finally:
+            await in_thread(slot.release)
 
     async def list_parts(
         self, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = 1000
@@ -197,6 +245,23 @@ class MultipartUploads:
     ) -> ObjectInfo:
         check_id(key, upload_id)
         requested = [[p.part_number, p.etag.strip('"')] for p in parts]
+        try:
+            with no_writers(self.state.slots_file(upload_id), COMPLETE_WAIT_S):
+                return self._complete_excluding_writers(key, upload_id, parts, options, expected, requested)
+        except WritersBusy:
+            raise S3Error(
+                "ConditionalRequestConflict", "A part of this upload is still being written; retry the Complete."
+            ) from None
+
+    def _complete_excluding_writers(
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        options: WriteOptions,
+        expected: ExpectedObject,
+        requested: list[list[Any]],
+    ) -> ObjectInfo:
         with self.state.lock(upload_id):
             done = self.state.read_done(upload_id)
             if done is not None:  # a retry, or the loser of a race: same answer, or none
@@ -208,11 +273,12 @@ class MultipartUploads:
                 _check_expected(expected, record.checksums, record.checksum_type, record.size)
                 return record.info(key, done["tag_count"])
             upload = self.state.load(key, upload_id)
-            chosen = self._validate_parts(upload_id, parts)
+            stored = self.state.parts(upload_id)
+            chosen = _validate_parts(stored, parts)
             checksums = _multipart_checksums(upload, chosen)
             checksum_type = upload.checksum_type if upload.checksum_algorithm else None
             _check_expected(expected, checksums, checksum_type, sum(r["size"] for r in chosen))
-            temp_path, size, mtime_ns = self._concatenate(upload_id, chosen)
+            built, size, mtime_ns, in_place = self._build(upload_id, chosen, stored)
             attrs = upload.attrs
             record = ObjectRecord(
                 etag=multipart_etag([bytes.fromhex(r["etag"]) for r in chosen]),
@@ -226,9 +292,10 @@ class MultipartUploads:
                 part_sizes=tuple(r["size"] for r in chosen),
             )
             try:
-                publish_file(self.bucket, self.meta, temp_path, key, record, attrs.tags, options, fsync=self.fsync)
+                publish_file(self.bucket, self.meta, built, key, record, attrs.tags, options, fsync=self.fsync)
             except BaseException:
-                discard(temp_path)
+                if not in_place:  # the data file stays the upload's, parts and all
+                    discard(built)
                 raise
             tag_count = len(attrs.tags or {})
             self.state.write_done(
@@ -238,64 +305,22 @@ class MultipartUploads:
             self.state.remove(upload_id)
         return record.info(key, tag_count)
 
-    def _validate_parts(self, upload_id: str, parts: list[CompletedPart]) -> list[PartRecord]:
-        """The stored records of the requested parts, in order, after S3's checks."""
-        if not parts:
-            raise S3Error("MalformedXML", "The CompleteMultipartUpload request must name at least one part.")
-        numbers = [p.part_number for p in parts]
-        if any(b <= a for a, b in zip(numbers, numbers[1:])):
-            raise S3Error("InvalidPartOrder")
-        stored = self.state.parts(upload_id)
-        chosen = []
-        for part in parts:
-            record = stored.get(part.part_number)
-            if record is None or record["etag"] != part.etag.strip('"').lower():
-                raise S3Error("InvalidPart", extra={"PartNumber": str(part.part_number), "ETag": part.etag})
-            for algorithm, value in part.checksums.items():
-                have = record["checksums"].get(algorithm)
-                if have is None or decode_checksum(algorithm, value) != base64.b64decode(have):
-                    raise S3Error(
-                        "InvalidPart",
-                        f"The {algorithm} checksum of part {part.part_number} does not match the uploaded part.",
-                        extra={"PartNumber": str(part.part_number)},
-                    )
-            chosen.append(record)
-        for part, record in zip(parts[:-1], chosen[:-1]):
-            if record["size"] < MIN_PART_SIZE:
-                sizes = {"ProposedSize": str(record["size"]), "MinSizeAllowed": str(MIN_PART_SIZE)}
-                raise S3Error("EntityTooSmall", extra={"PartNumber": str(part.part_number), **sizes})
-        return chosen
+    def _build(
+        self, upload_id: str, chosen: list[PartRecord], stored: dict[int, PartRecord]
+    ) -> tuple[Path, int, int, bool]:
+        """The object's file: (path, size, mtime_ns, whether it is the upload's data file).
 
-    def _concatenate(self, upload_id: str, chosen: list[PartRecord]) -> tuple[Path, int, int]:
-        """The parts, one after the other, in a new temp file: (path, size, mtime_ns).
-
-        This is the O(size) step; a filesystem that can link extents (reflink, Lustre PFL
-        composition) can replace the copy loop without changing anything around it.
-        """
-        os.makedirs(self.bucket.tmp, exist_ok=True)
-        path = self.bucket.tmp / f"complete.{os.getpid()}.{secrets.token_hex(8)}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            offset = 0
-            for record in chosen:
-                try:
-                    src = os.open(self.state.part_file(upload_id, record), os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:  # removed behind the gateway's back
-                    raise S3Error("InvalidPart", extra={"PartNumber": str(record["part_number"])}) from None
-                try:
-                    copy_range(src, fd, 0, record["size"], dst_offset=offset)
-                finally:
-                    os.close(src)
-                offset += record["size"]
-            if self.fsync:
-                os.fsync(fd)
-            mtime_ns = os.fstat(fd).st_mtime_ns
-        except BaseException:
-            os.close(fd)
-            discard(path)
-            raise
-        os.close(fd)
-        return path, offset, mtime_ns
+        Decide the layout, then rename (the data file already is the object: O(1), or O(the
+        few parts that sat elsewhere)) or assemble (a new file, range by range)."""
+        layout = self.state.layout(upload_id)
+        misplaced = in_place_plan(chosen, stored, layout)
+        if layout is not None and misplaced is not None:
+            move_into_place(self.state, upload_id, misplaced, layout["part_size"])
+            data = self.state.data_file(upload_id)
+            size = sum(r["size"] for r in chosen)
+            return data, size, truncate_in_place(data, size, self.fsync), True
+        path, size, mtime_ns = assemble(self.bucket, self.state, upload_id, chosen, self.fsync)
+        return path, size, mtime_ns, False
 
     # -- listing uploads and housekeeping ---------------------------------------------------
     async def list_uploads(
@@ -313,6 +338,34 @@ class MultipartUploads:
     def cleanup_done_records(self, older_than_s: float = DONE_RECORD_TTL_S) -> int:
         """Forget completions older than ``older_than_s`` (blocking); how many went."""
         return self.state.cleanup_done_records(older_than_s)
+
+
+def _validate_parts(stored: dict[int, PartRecord], parts: list[CompletedPart]) -> list[PartRecord]:
+    """The stored records of the requested parts, in order, after S3's checks."""
+    if not parts:
+        raise S3Error("MalformedXML", "The CompleteMultipartUpload request must name at least one part.")
+    numbers = [p.part_number for p in parts]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        raise S3Error("InvalidPartOrder")
+    chosen = []
+    for part in parts:
+        record = stored.get(part.part_number)
+        if record is None or record["etag"] != part.etag.strip('"').lower():
+            raise S3Error("InvalidPart", extra={"PartNumber": str(part.part_number), "ETag": part.etag})
+        for algorithm, value in part.checksums.items():
+            have = record["checksums"].get(algorithm)
+            if have is None or decode_checksum(algorithm, value) != base64.b64decode(have):
+                raise S3Error(
+                    "InvalidPart",
+                    f"The {algorithm} checksum of part {part.part_number} does not match the uploaded part.",
+                    extra={"PartNumber": str(part.part_number)},
+                )
+        chosen.append(record)
+    for part, record in zip(parts[:-1], chosen[:-1]):
+        if record["size"] < MIN_PART_SIZE:
+            sizes = {"ProposedSize": str(record["size"]), "MinSizeAllowed": str(MIN_PART_SIZE)}
+            raise S3Error("EntityTooSmall", extra={"PartNumber": str(part.part_number), **sizes})
+    return chosen
 
 
 def _multipart_checksums(upload: UploadInfo, chosen: list[PartRecord]) -> dict[str, str]:

@@ -6,7 +6,10 @@ per bucket::
 
     .aifgw/uploads/<upload_id>/upload.json        key, attrs, checksum algorithm/type, owner
     .aifgw/uploads/<upload_id>/part-00001.json    the part's record: data file, size, MD5, checksums
-    .aifgw/uploads/<upload_id>/part-00001.<token> the part's bytes
+    .aifgw/uploads/<upload_id>/part-00001.<token> the part's bytes, in a file of its own...
+    .aifgw/uploads/<upload_id>/data               ...or at offset (n-1)*P of the shared data file
+    .aifgw/uploads/<upload_id>/layout.json        the part size P, and whether the upload left it
+    .aifgw/uploads/<upload_id>/slots              who writes into ``data`` (``multipart_slots``)
     .aifgw/completed/<upload_id>.json             what Complete returned, for retried Completes
 
 Completion records live outside ``uploads/`` so that a bucket whose uploads are all finished
@@ -17,6 +20,11 @@ part atomically (a reader sees the old bytes with the old MD5 or the new with th
 mix), and only then is the previous data file removed. ``lock(upload_id)`` is the upload's
 ``fcntl`` lock (``locks.key_lock`` on a name no object key can take): Complete and Abort hold
 it throughout, ``store_part`` for its switch, so a part cannot change under a Complete.
+
+A record names its bytes by ``file`` and ``offset`` (records written before the shared data file
+existed have no offset: 0). The layout is decided once, cluster-wide, by ``link()``-ing
+``layout.json`` into place (it fails when another writer decided first); leaving it is a
+``replace`` that keeps P, since records already in ``data`` still sit at multiples of it.
 
 Upload ids are ``<initiated ns, 16 hex><random, 16 hex><key tag, 8 hex>``: they sort by
 initiation time (ListMultipartUploads pages by id within a key) and name their key, so a
@@ -49,10 +57,13 @@ from .publish import TempObject, discard, remove_older_than
 
 DONE_RECORD_TTL_S = 24 * 3600
 COMPLETED_DIR = "completed"
+DATA_FILE = "data"
+_LAYOUT_FILE = "layout.json"
+_SLOTS_FILE = "slots"
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{40}$")
 
-# A part's record as stored in part-NNNNN.json: part_number, file, size, etag (hex MD5),
-# checksums ({algorithm: base64}), mtime_ns.
+# A part's record as stored in part-NNNNN.json: part_number, file, offset (absent: 0), size,
+# etag (hex MD5), checksums ({algorithm: base64}), mtime_ns.
 PartRecord = dict[str, Any]
 
 
@@ -163,13 +174,21 @@ class UploadState:
                         parts[record["part_number"]] = record
         return parts
 
-    def part_file(self, upload_id: str, record: PartRecord) -> Path:
-        return self._dir(upload_id) / record["file"]
+    def part_location(self, upload_id: str, record: PartRecord) -> tuple[Path, int]:
+        """Where the part's bytes are: (file, offset)."""
+        return self._dir(upload_id) / record["file"], record.get("offset", 0)
 
     def store_part(
-        self, key: str, upload_id: str, part_number: int, temp: TempObject, algorithms: frozenset[str]
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        temp: TempObject,
+        algorithms: frozenset[str],
+        offset: int | None = None,
     ) -> PartInfo:
-        """Move received bytes into the upload and switch the part's record to them.
+        """Switch the part's record to received bytes: ``temp`` moves into the upload, or,
+        with ``offset``, ``temp`` is the upload's data file, already written at ``offset``.
 
         ``algorithms`` are the checksums the part keeps; other digests of ``temp`` are dropped.
         """
@@ -182,21 +201,70 @@ class UploadState:
         with self.lock(upload_id):
             self.load(key, upload_id)
             directory = self._dir(upload_id)
-            data_name = f"{name}.{secrets.token_hex(6)}"
-            os.rename(temp.path, directory / data_name)
+            if offset is None:
+                data_name = f"{name}.{secrets.token_hex(6)}"
+                os.rename(temp.path, directory / data_name)
+                placed = {"file": data_name}
+            else:
+                placed = {"file": DATA_FILE, "offset": offset}
             previous = _read_json(directory / f"{name}.json")
             record = {
                 "part_number": part_number,
-                "file": data_name,
+                **placed,
                 "size": temp.size,
                 "etag": temp.digests["MD5"].hex(),
                 "checksums": checksums,
                 "mtime_ns": temp.mtime_ns,
             }
             _write_json_atomically(directory / f"{name}.json", record)
-            if previous is not None:
+            if previous is not None and previous["file"] not in (DATA_FILE, record["file"]):
                 discard(directory / previous["file"])
         return PartInfo(part_number, temp.size, record["etag"], temp.mtime_ns, checksums)
+
+    # -- the shared data file ---------------------------------------------------------------
+    def data_file(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / DATA_FILE
+
+    def slots_file(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / _SLOTS_FILE
+
+    def layout(self, upload_id: str) -> dict[str, Any] | None:
+        """``{"part_size": P, "separate": bool}``, or None while no part has decided P."""
+        return _read_json(self._dir(upload_id) / _LAYOUT_FILE)
+
+    def claim_part_size(self, upload_id: str, part_size: int) -> dict[str, Any]:
+        """Make ``part_size`` the upload's P unless a writer anywhere decided first; the layout
+        in force. FileNotFoundError once the upload is gone."""
+        directory = self._dir(upload_id)
+        # The data file exists before the layout names it, so whoever reads one finds the other.
+        os.close(os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        proposal = directory / f".{_LAYOUT_FILE}.{secrets.token_hex(6)}"
+        try:
+            proposal.write_text(json.dumps({"part_size": part_size, "separate": False}))
+            os.link(proposal, directory / _LAYOUT_FILE)
+        except FileExistsError:
+            pass  # decided by another writer: theirs holds
+        finally:
+            discard(proposal)
+        layout = self.layout(upload_id)
+        if layout is None:
+            raise FileNotFoundError(directory / _LAYOUT_FILE)
+        return layout
+
+    def leave_data_file(self, upload_id: str, layout: dict[str, Any]) -> None:
+        """From now on, new parts of the upload go to files of their own."""
+        _write_json_atomically(self._dir(upload_id) / _LAYOUT_FILE, {**layout, "separate": True})
+
+    def forget_data_part(self, key: str, upload_id: str, part_number: int) -> None:
+        """Drop part ``part_number``'s record if its bytes are in the data file, whose range
+        is about to be rewritten: a rewrite that fails must not leave the old record naming
+        half-new bytes. (Call holding the part's slot.) NoSuchUpload once the upload is gone."""
+        with self.lock(upload_id):
+            self.load(key, upload_id)
+            record_path = self._dir(upload_id) / f"part-{part_number:05d}.json"
+            record = _read_json(record_path)
+            if record is not None and record["file"] == DATA_FILE:
+                discard(record_path)
 
     # -- completions ------------------------------------------------------------------------
     def read_done(self, upload_id: str) -> dict[str, Any] | None:

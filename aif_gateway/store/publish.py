@@ -1,9 +1,10 @@
 """Writing objects atomically: temp file, hashes, metadata, then one rename under the key lock.
 
 Public API
-- ``receive_body(bucket, body, algorithms, *, fsync=False) -> TempObject`` (async): streams an
-  async byte stream into a new temp file in ``<bucket>/.aifgw/tmp/`` from a worker thread,
-  hashing MD5 plus ``algorithms`` on the way. On any failure the temp file is removed.
+- ``receive_body(bucket, body, algorithms, *, fsync=False, expected_size=None) -> TempObject``
+  (async): streams an async byte stream into a new temp file in ``<bucket>/.aifgw/tmp/`` from a
+  worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
+  the file's layout. On any failure the temp file is removed.
 - ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
   ``options.verify(digests)``; raises S3Error.
 - ``record_for(temp, attrs, algorithms) -> ObjectRecord``: the record of a single-part PUT.
@@ -45,6 +46,8 @@ from pathlib import Path
 
 from ..checksums import MultiHasher, b64
 from ..errors import S3Error
+from ..fsio.engine import write_hashed
+from ..fsio.newfile import create_new_file
 from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, WriteOptions
 from .locks import key_lock
 from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
@@ -70,10 +73,11 @@ class _TempWriter:
     ``to_thread`` does not stop its thread), so the descriptor is never closed under it.
     """
 
-    def __init__(self, bucket: BucketPaths, algorithms: Iterable[str]) -> None:
+    def __init__(self, bucket: BucketPaths, algorithms: Iterable[str], expected_size: int | None = None) -> None:
         os.makedirs(bucket.tmp, exist_ok=True)
         self.path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-        self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        # Laid out for its filesystem and size (Lustre stripes, GPFS preallocation) before any byte.
+        self.fd: int | None = create_new_file(self.path, expected_size)
         self.hasher = MultiHasher(algorithms)
         self.size = 0
         self.lock = threading.Lock()
@@ -83,11 +87,9 @@ class _TempWriter:
         with self.lock:
             if self.fd is None:
                 raise OSError(errno.EBADF, "temp file already discarded")
-            self.hasher.update(data)
-            while data:
-                written = os.write(self.fd, data)
-                data = data[written:]
-                self.size += written
+            # One call hashes and writes the batch (native: without the GIL, each block hashed
+            # while still in cache, then written).
+            self.size += write_hashed(self.fd, data, self.size, self.hasher)
 
     def finish(self, fsync: bool) -> TempObject:
         with self.lock:
@@ -115,9 +117,13 @@ def discard(path: Path) -> None:
 
 
 async def receive_body(
-    bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False
+    bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False,
+    expected_size: int | None = None, writer: _TempWriter | None = None,
 ) -> TempObject:
-    writer = await asyncio.to_thread(_TempWriter, bucket, algorithms)
+    # ``writer``: another destination with _TempWriter's write/finish/discard (multipart's
+    # writer into a part's range of an upload's shared data file); by default a new temp file.
+    if writer is None:
+        writer = await asyncio.to_thread(_TempWriter, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
     try:
         batch: list[bytes] = []
@@ -358,7 +364,7 @@ def copy_to_temp(
     ``digests`` is then empty. Otherwise the bytes pass through this process to hash MD5 plus
     ``algorithms``. The temp file is removed on failure.
     """
-    writer = _TempWriter(bucket, algorithms or ())
+    writer = _TempWriter(bucket, algorithms or (), length)
     try:
         assert writer.fd is not None
         if algorithms is None:

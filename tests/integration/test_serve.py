@@ -7,6 +7,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,19 @@ def test_logs_are_json_lines(gateway: GatewayProcess, s3, bucket: str) -> None:
     assert lines
     for line in lines:
         assert isinstance(json.loads(line), dict), line
+
+
+def test_workers_log_the_native_engine_at_start(gateway: GatewayProcess) -> None:
+    # A worker may answer the health check a moment before it logs "worker ready".
+    deadline = time.monotonic() + 30
+    while True:
+        ready = [entry for entry in map(json.loads, filter(str.strip, gateway.stderr().splitlines()))
+                 if entry["msg"] == "worker ready"]
+        if ready or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ready
+    assert all(entry["engine"]["engine"] == "native" for entry in ready), ready
 
 
 def test_console_script_and_module_entry_point(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
 from aif_gateway.store.base import CompletedPart, ExpectedObject, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
+from aif_gateway.store import multipart_layout, publish
 from aif_gateway.store.meta import meta_store_for
 from aif_gateway.store.multipart import MIN_PART_SIZE, MultipartUploads
 from aif_gateway.store.paths import BucketPaths
@@ -48,6 +50,9 @@ def root(tmp_path: Path) -> Path:
 
 
 def put_part(mp: MultipartUploads, key: str, upload_id: str, number: int, data: bytes, options=NONE):
+    """UploadPart as the protocol layer calls it: the body's length known before its bytes."""
+    if options.expected_size is None:
+        options = replace(options, expected_size=len(data))
     return run(mp.upload_part(key, upload_id, number, stream(data), options))
 
 
@@ -305,7 +310,8 @@ def test_complete_failing_midway_keeps_old_object_and_leaves_no_temp(root: Path)
     mp = uploads(root)
     upload_id = run(mp.create("k", ObjectAttrs()))
     first = put_part(mp, "k", upload_id, 1, BIG)
-    second = put_part(mp, "k", upload_id, 2, b"end")
+    # Of unknown length, so in a part file of its own.
+    second = run(mp.upload_part("k", upload_id, 2, stream(b"end"), NONE))
     upload_dir = root / BUCKET / ".aifgw" / "uploads" / upload_id
     for data_file in upload_dir.glob("part-00002.*"):
         if data_file.suffix != ".json":
@@ -484,11 +490,15 @@ def test_filesystem_errors_of_multipart_calls_are_s3_errors(root: Path, monkeypa
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(os, "write", no_space)
-    with pytest.raises(S3Error) as info:
-        put_part(mp, "k", upload_id, 1, b"data")
-    assert (info.value.code, info.value.message) == ("InternalError", "The storage filesystem is full.")
+    # The disk fills up under a part in a file of its own, and under one in the data file.
+    monkeypatch.setattr(publish, "write_hashed", no_space)
+    monkeypatch.setattr(multipart_layout, "write_hashed", no_space)
+    for data in (b"data", BIG):
+        with pytest.raises(S3Error) as info:
+            put_part(mp, "k", upload_id, 1, data)
+        assert (info.value.code, info.value.message) == ("InternalError", "The storage filesystem is full.")
     monkeypatch.undo()
+    assert run(mp.list_parts("k", upload_id)).parts == []
     monkeypatch.setattr(os, "makedirs", denied)
     assert error_code(lambda: run(mp.create("k2", ObjectAttrs()))) == "AccessDenied"
     monkeypatch.undo()

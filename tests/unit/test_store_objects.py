@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aif_gateway.errors import S3Error
+from aif_gateway.store import publish
 from aif_gateway.store.base import ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.meta import EMPTY_MD5, SIDECAR, XATTR
@@ -266,10 +267,11 @@ def test_metadata_lives_in_xattrs_or_sidecars(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_is_reported_as_an_s3_error(store: FsStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    def disk_full(fd: int, data: object) -> int:
+    def disk_full(fd: int, data: object, offset: int, hasher: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", disk_full)
+    # The one call that writes a PUT's bytes (native code, so os.write cannot be patched).
+    monkeypatch.setattr(publish, "write_hashed", disk_full)
     with pytest.raises(S3Error) as exc:
         put(store, "k", b"data")
     assert (exc.value.code, exc.value.message) == ("InternalError", "The storage filesystem is full.")

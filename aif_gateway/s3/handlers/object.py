@@ -1,8 +1,8 @@
 """Object actions: GetObject, HeadObject, PutObject, DeleteObject.
 
-GET and HEAD share one plan (conditions, Range or partNumber, headers); GET then streams the
-planned bytes from the open reader in ``send_object_bytes``, the one function a zero-copy
-sender will replace.
+GET and HEAD share one plan (conditions, Range or partNumber, headers); GET then sends the
+planned bytes from the open reader in ``send_object_bytes``: by sendfile (``..sendfile``) where
+the connection allows, else copied through the reader's chunks.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from ...errors import S3Error
 from ...store.base import ObjectInfo, ObjectReader
@@ -19,6 +20,7 @@ from ..conditions import check_read_conditions, write_conditions
 from ..context import S3Request
 from ..headers import apply_response_overrides, attrs_from_headers, checksum_mode_enabled, object_headers
 from ..ranges import parse_range
+from ..sendfile import SendfileUnavailable, send_body_by_sendfile, sendfile_socket
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +91,56 @@ def plan_read(req: S3Request, info: ObjectInfo) -> ReadPlan:
 async def send_object_bytes(
     http: web.Request, response: web.StreamResponse, reader: ObjectReader, first: int, last: int
 ) -> None:
-    """Streams bytes ``first..last``; never raises once the status line has gone out."""
-    await response.prepare(http)
+    """Sends bytes ``first..last``: zero-copy where the connection allows, else copied.
+
+    Never raises once the status line has gone out: a body that cannot be completed ends with a
+    cut connection (shorter than Content-Length), the only honest signal left by then.
+    """
+    writer = await response.prepare(http)
+    assert writer is not None, "a fresh response"
+    count = last - first + 1
     sent = 0
     try:
-        if last >= first:
+        sent_by_sendfile = await _try_sendfile(http, writer, reader, first, count)
+        if sent_by_sendfile is None:
             async for chunk in reader.chunks(first, last):
                 await response.write(chunk)
                 sent += len(chunk)
+        else:
+            sent = sent_by_sendfile
+            if sent < count:
+                raise S3Error("InternalError", "The object shrank while it was being read.")
         await response.write_eof()
-    except ConnectionError:
-        log.debug("GET %s: client went away after %d bytes", http.raw_path, sent)
+    except (ConnectionError, TimeoutError) as exc:
+        log.debug("GET %s: the client went away (%s)", http.raw_path, exc)
+        _cut(http)
+    except S3Error as err:
+        log.warning("GET %s: %s Sent %d of %d bytes.", http.raw_path, err.message, sent, count)
+        _cut(http)
     except Exception:
-        # Status and headers are already sent, so no error document can follow: a cut
-        # connection (a body shorter than Content-Length) is the only honest signal left.
-        log.exception("GET %s failed after %d of %d bytes", http.raw_path, sent, last - first + 1)
-        if http.transport is not None:
-            http.transport.abort()
+        log.exception("GET %s failed after %d of %d bytes", http.raw_path, sent, count)
+        _cut(http)
+
+
+async def _try_sendfile(
+    http: web.Request, writer: AbstractStreamWriter, reader: ObjectReader, first: int, count: int
+) -> int | None:
+    """Bytes sent zero-copy, or None when this body is to be copied (nothing was sent)."""
+    sock_fd = sendfile_socket(http, count)
+    if sock_fd is None:
+        return None
+    try:
+        sent = await send_body_by_sendfile(http, writer, sock_fd, reader.fileno(), first, count)
+    except SendfileUnavailable as why:
+        log.debug("GET %s: copying the body (%s)", http.raw_path, why)
+        return None
+    log.debug("GET %s: %d bytes sent by sendfile", http.raw_path, sent)
+    return sent
+
+
+def _cut(http: web.Request) -> None:
+    if http.transport is not None:
+        http.transport.abort()
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:

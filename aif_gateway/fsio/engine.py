@@ -1,0 +1,46 @@
+"""The data-path engine: the C extension ``aif_gateway._native`` when it is importable, else its
+pure-Python twin ``aif_gateway.fsio.pyengine``. Both keep the contract in ``native/aifnative.pyi``.
+
+``AIF_ENGINE`` chooses: ``python`` forces the twin, ``native`` requires the C extension (an
+ImportError otherwise, so a deployment that expects native speed cannot silently lose it), and
+unset or ``auto`` takes native when it is there.
+
+Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
+engine's ``Hasher``, ``write_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
+``reflink``, ``fallocate``, ``aligned_buffer``.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from . import pyengine
+
+
+def _choose(requested: str) -> ModuleType:
+    if requested == "python":
+        return pyengine
+    if requested not in ("native", "auto", ""):
+        raise ValueError(f"AIF_ENGINE must be native, python or auto, not {requested!r}")
+    try:
+        from .. import _native
+    except ImportError:
+        if requested == "native":
+            raise
+        return pyengine
+    return _native
+
+
+_engine = _choose(os.environ.get("AIF_ENGINE", "auto").strip().lower())
+
+Hasher = _engine.Hasher
+write_hashed = _engine.write_hashed
+pwrite_striped = _engine.pwrite_striped
+pread_striped = _engine.pread_striped
+copy_range = _engine.copy_range
+reflink = _engine.reflink
+fallocate = _engine.fallocate
+aligned_buffer = _engine.aligned_buffer
+engine_info = _engine.engine_info
+ENGINE: str = engine_info()["engine"]

@@ -1,0 +1,81 @@
+"""Reserve a new file's blocks before writing it: GPFS's own call (IBM Storage Scale), and
+fallocate(2), which is GPFS's fallback and what ext4 gets.
+
+Public API
+- ``preallocate(fd, size) -> str``: reserves ``size`` bytes from offset 0 and says how
+  ("gpfs_prealloc" or "fallocate"); raises ``OSError`` when neither could.
+- ``fallocate(fd, offset, length, *, keep_size=False) -> None``: fallocate(2) itself (also
+  what ext4 gets, see ``newfile``).
+- ``load_libgpfs(path=None)``: the ``gpfs_prealloc`` function of libgpfs (``path``, else the
+  library the linker finds), or None where it is missing.
+
+``gpfs_prealloc`` is GPFS's own call, present in every installation's libgpfs.so. Where that
+library is missing (a client without the GPFS development files) ``fallocate(2)`` does the same
+on GPFS 5 and later. It is the plain mode: the file has its final size at once, which is
+harmless because a body that ends short is discarded (IncompleteBody). ``posix_fallocate`` is
+not used: where the filesystem refuses fallocate, glibc would emulate it by writing every block.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import Callable
+
+_PreallocFn = Callable[[int, int, int], int]
+
+
+def load_libgpfs(path: str | None = None) -> _PreallocFn | None:
+    name = path or ctypes.util.find_library("gpfs")
+    if not name:
+        return None
+    try:
+        func = ctypes.CDLL(name, use_errno=True).gpfs_prealloc
+    except (OSError, AttributeError):
+        return None
+    # int gpfs_prealloc(gpfs_file_t fileDesc, gpfs_off64_t startOffset, gpfs_off64_t bytesToPrealloc)
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    func.restype = ctypes.c_int
+    return func
+
+
+def _load_fallocate():
+    try:
+        func = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    # int fallocate(int fd, int mode, off_t offset, off_t len)
+    func.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    func.restype = ctypes.c_int
+    return func
+
+
+_libgpfs = load_libgpfs()
+_fallocate = _load_fallocate()
+FALLOC_FL_KEEP_SIZE = 0x01
+
+
+def fallocate(fd: int, offset: int, length: int, *, keep_size: bool = False) -> None:
+    """fallocate(2): reserve blocks without writing them; ``keep_size`` leaves the file's size
+    alone (the blocks sit past EOF until written). Raises OSError where refused."""
+    if _fallocate is None:
+        raise OSError(errno.ENOSYS, "fallocate is not callable through ctypes here")
+    if _fallocate(fd, FALLOC_FL_KEEP_SIZE if keep_size else 0, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def preallocate(fd: int, size: int) -> str:
+    failures: list[str] = []
+    if _libgpfs is not None:
+        if _libgpfs(fd, 0, size) == 0:
+            return "gpfs_prealloc"
+        failures.append(f"gpfs_prealloc: {os.strerror(ctypes.get_errno())}")
+    try:
+        fallocate(fd, 0, size)
+        return "fallocate"
+    except OSError as exc:
+        failures.append(f"fallocate: {exc.strerror}")
+    raise OSError("; ".join(failures))

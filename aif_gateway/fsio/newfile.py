@@ -1,0 +1,58 @@
+"""Create a new file laid out for its filesystem: the one call the storage layer makes.
+
+Public API
+- ``create_new_file(path, expected_size) -> int`` (blocking): creates ``path`` exclusively
+  (``O_WRONLY | O_CREAT | O_EXCL``, mode 0644) and returns its descriptor. On Lustre it first
+  gives the file the layout ``layout.plan_write`` chose for ``expected_size``; on GPFS (and
+  ext4, for large objects) it preallocates. Anywhere else, and whenever ``lfs`` or
+  preallocation fails, it is a plain ``open``: a layout is an optimisation, never a reason to
+  fail a write. The first failure of each kind is logged as a warning, later ones at debug level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from . import gpfs, lustre
+from .fsinfo import fs_info
+from .layout import plan_write
+
+log = logging.getLogger("aif_gateway.fsio")
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_warned: set[str] = set()
+
+
+def _warn(what: str, path: Path, exc: Exception) -> None:
+    level = logging.DEBUG if what in _warned else logging.WARNING
+    _warned.add(what)
+    log.log(level, f"{what} failed; writing with the filesystem's defaults", extra={"path": str(path), "error": str(exc)})
+
+
+def create_new_file(path: Path, expected_size: int | None) -> int:
+    fs = fs_info(path.parent)
+    plan = plan_write(fs, expected_size)
+    if plan.lustre is not None:
+        try:
+            lustre.create_with_layout(path, plan.lustre)
+            # lfs made the file (nobody else knows its random name): open, do not recreate.
+            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except (lustre.LayoutError, OSError) as exc:
+            _warn("lfs setstripe", path, exc)
+            try:
+                os.unlink(path)  # whatever a failed lfs may have left
+            except FileNotFoundError:
+                pass
+    fd = os.open(path, _CREATE_FLAGS, 0o644)
+    if plan.preallocate:
+        try:
+            if fs.kind == "gpfs":
+                gpfs.preallocate(fd, plan.preallocate)
+            else:
+                # Keep the size: the file grows only with the bytes written, as without this.
+                gpfs.fallocate(fd, 0, plan.preallocate, keep_size=True)
+        except OSError as exc:
+            _warn("preallocation", path, exc)
+    return fd

@@ -1,0 +1,146 @@
+"""Zero-copy sending of file bytes to a socket with ``os.sendfile``, in worker threads.
+
+uvloop has no ``loop.sendfile`` (uvloop issue 228), so the event loop cannot do this itself.
+The bytes go from the page cache to the socket inside the kernel; Python only loops over
+partial sends.
+
+Public API
+- ``sendfile_enabled() -> bool``: ``$AIF_SENDFILE`` read once; ``0`` switches zero-copy off.
+- ``SENDFILE_MIN_BYTES``: bodies smaller than this are cheaper to copy (see its comment).
+- ``send_file(sock_fd, file_fd, offset, count, cancelled=None, stall_timeout_s=...) -> int``
+  (blocking): sends up to ``count`` bytes of the file from ``offset``; returns the bytes sent,
+  fewer than ``count`` only when the file ended early (it shrank). Raises ``ConnectionError``
+  when the peer went away, ``TimeoutError`` when the peer read nothing for ``stall_timeout_s``
+  or ``cancelled`` was set, ``SendfileUnavailable`` when the kernel refuses sendfile for this
+  file or socket before a byte went out.
+- ``send_file_in_thread(sock_fd, file_fd, offset, count) -> int`` (async): the same in one of
+  this process's sender threads; ``SendfileUnavailable`` too when every sender thread is busy.
+  In both "unavailable" cases nothing was sent and the caller can copy the bytes instead.
+
+The socket is non-blocking and belongs to the event loop's transport: we never change its
+flags; on EAGAIN we wait for POLLOUT with ``select.poll``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import os
+import select
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+SENDFILE_ENV = "AIF_SENDFILE"
+
+# Below this, the copying path sends headers and body in one write after one pread, while
+# sendfile costs a thread hand-off, two dups, a separate header write and more syscalls: the
+# few-microsecond memcpy it saves is less than that. At 64 KiB the gateway's CPU per GET was
+# already no higher by sendfile than by copying (2-CPU machine, 4 keep-alive clients).
+SENDFILE_MIN_BYTES = 64 * 1024
+
+# Each sender thread may sit in poll() for as long as its client reads slowly, so the bound
+# is on concurrent slow readers per worker process, not on CPUs. It has its own pool so that
+# slow readers never starve the default executor the storage layer runs filesystem calls in;
+# when it is full, further GETs copy through the default path instead of queueing behind them.
+SENDER_THREADS = 32
+
+# A client that accepts no byte for this long is treated as gone (its thread is released).
+STALL_TIMEOUT_S = 120.0
+# How often a waiting sender looks at its cancel flag (graceful shutdown, handler cancelled).
+_POLL_SLICE_MS = 500
+
+# errnos with which sendfile says "not for this file or socket", as opposed to an I/O failure.
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE})
+
+
+class SendfileUnavailable(Exception):
+    """Nothing was sent: the caller should send the bytes by copying."""
+
+
+@functools.cache
+def sendfile_enabled() -> bool:
+    return os.environ.get(SENDFILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def send_file(
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    count: int,
+    cancelled: threading.Event | None = None,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
+) -> int:
+    sent = 0
+    poller: select.poll | None = None
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock_fd, select.POLLOUT)
+            _wait_writable(poller, cancelled, stall_timeout_s)
+            continue
+        except OSError as exc:
+            if sent == 0 and exc.errno in _UNSUPPORTED:
+                raise SendfileUnavailable(f"sendfile refused: {exc.strerror}") from exc
+            raise
+        if n == 0:
+            break  # end of file before ``count``: the file shrank since it was sized
+        sent += n
+    return sent
+
+
+def _wait_writable(poller: select.poll, cancelled: threading.Event | None, stall_timeout_s: float) -> None:
+    waited_ms = 0.0
+    while not poller.poll(_POLL_SLICE_MS):
+        waited_ms += _POLL_SLICE_MS
+        if cancelled is not None and cancelled.is_set():
+            raise TimeoutError("sendfile cancelled")
+        if waited_ms >= stall_timeout_s * 1000:
+            raise TimeoutError(f"the client read nothing for {stall_timeout_s:g}s")
+    # POLLERR/POLLHUP also end the wait: the next sendfile then raises the socket's error.
+
+
+class _Senders:
+    """The process's sender threads and a count of free ones (claimed on the loop, freed by the thread)."""
+
+    def __init__(self, threads: int) -> None:
+        self._free = threading.BoundedSemaphore(threads)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="aif-sendfile")
+
+    async def send(self, sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+        if not self._free.acquire(blocking=False):
+            raise SendfileUnavailable("every sender thread is busy")
+        # Private descriptors: if the caller is cancelled and closes its file, or the transport
+        # closes its socket, while our thread still runs, the numbers cannot be reused under us.
+        own: list[int] = []
+        try:
+            own.append(os.dup(sock_fd))
+            own.append(os.dup(file_fd))
+            cancelled = threading.Event()
+            future = self._executor.submit(send_file, own[0], own[1], offset, count, cancelled)
+        except BaseException:
+            self._release(own)
+            raise
+        # Runs when the thread is done, or at once if the future is cancelled before it started.
+        future.add_done_callback(lambda _: self._release(own))
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            cancelled.set()  # no-op when done; stops a thread whose caller was cancelled
+
+    def _release(self, fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        self._free.release()
+
+
+@functools.cache
+def _senders() -> _Senders:
+    return _Senders(SENDER_THREADS)
+
+
+async def send_file_in_thread(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    return await _senders().send(sock_fd, file_fd, offset, count)
