@@ -23,6 +23,7 @@ log = logging.getLogger("aif_gateway.server")
 # A worker that dies this soon after starting is failing to start, not crashing under load:
 # restarting it in a loop would only spam the log.
 _MIN_UPTIME_S = 5.0
+_ORPHAN_CHECK_S = 1.0
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -48,7 +49,19 @@ def check_port_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
-def _worker_main(settings: Settings, index: int) -> None:
+async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
+    """A supervisor killed with SIGKILL cannot stop its workers: they notice and stop themselves,
+    rather than keep serving the port with no one to restart or stop them.
+
+    ``supervisor_pid`` comes from the supervisor, not from getppid() at start: the supervisor
+    may already be gone by the time a slow-starting worker would ask."""
+    while os.getppid() == supervisor_pid:
+        await asyncio.sleep(_ORPHAN_CHECK_S)
+    log.warning("supervisor is gone; worker stopping")
+    stop.set()
+
+
+def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     # Imports here: a spawned worker builds its own loop and store from scratch.
     import uvloop
     from aiohttp import web
@@ -80,7 +93,9 @@ def _worker_main(settings: Settings, index: int) -> None:
                                         "engine": engine_info()})
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        orphan_watch = asyncio.create_task(_stop_when_orphaned(supervisor_pid, stop))
         await stop.wait()
+        orphan_watch.cancel()
         log.info("worker stopping", extra={"worker": index})
         await runner.cleanup()
 
@@ -93,7 +108,7 @@ def run_supervisor(settings: Settings) -> int:
     stopping = False
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=_worker_main, args=(settings, index), name=f"aif-worker-{index}")
+        proc = ctx.Process(target=_worker_main, args=(settings, index, os.getpid()), name=f"aif-worker-{index}")
         proc.start()
         workers[index] = (proc, time.monotonic())
 

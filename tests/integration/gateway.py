@@ -151,6 +151,17 @@ class GatewayProcess:
             os.killpg(proc.pid, signal.SIGKILL)
             raise RuntimeError(f"gateway workers on port {self.port} outlived their master")
 
+    def kill_master(self) -> int:
+        """SIGKILL the master alone, as the OOM killer might; returns its process group id."""
+        assert self._proc is not None
+        pgid = self._proc.pid
+        self._proc.kill()
+        self._proc.wait()
+        return pgid
+
+    def live_processes(self, pgid: int) -> list[int]:
+        return _live_members(pgid)
+
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
 

@@ -130,3 +130,14 @@ def test_config_maps_a_bucket_onto_an_existing_directory(
         client.close()
     assert (existing / "imagenet" / "new.txt").read_bytes() == b"written over S3"
     assert not (tmp_path / "config-root" / "datasets").exists()
+
+
+def test_workers_stop_when_the_master_is_killed(start_gateway) -> None:
+    gw = start_gateway(workers=2)
+    pgid = gw.kill_master()
+    deadline = time.monotonic() + 15
+    while gw.live_processes(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gw.live_processes(pgid) == [], "workers kept serving after their master died"
+    assert gw.health_status() is None
+    assert "supervisor is gone" in gw.stderr()
