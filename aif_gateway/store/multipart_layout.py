@@ -42,16 +42,14 @@ import fcntl
 import os
 import secrets
 import struct
-import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import S3Error
-from ..fsio.engine import Hasher, write_hashed
 from . import multipart_slots
 from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
 from .paths import BucketPaths
-from .publish import WRITE_BATCH, TempObject, copy_range, discard
+from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last; also the least P worth a layout
 
@@ -73,45 +71,7 @@ def preallocate(fd: int, offset: int, length: int) -> None:
     # Unsupported here (EOPNOTSUPP...): the writes allocate as they go.
 
 
-class _RangeWriter:
-    """A part's body written at its offset in the data file, hashed on the way; the
-    ``_TempWriter`` interface ``receive_body`` drives. Its lock makes ``discard`` wait for a
-    write still running in a thread, so the descriptor is never closed under it."""
-
-    def __init__(self, path: Path, fd: int, offset: int, algorithms: frozenset[str]) -> None:
-        self.path = path
-        self.fd: int | None = fd
-        self.offset = offset
-        self.hasher = Hasher(algorithms)
-        self.size = 0
-        self.lock = threading.Lock()
-
-    def write(self, batch: list[bytes]) -> None:
-        data = b"".join(batch)
-        with self.lock:
-            if self.fd is None:
-                raise OSError(errno.EBADF, "part writer already closed")
-            self.size += write_hashed(self.fd, data, self.offset + self.size, self.hasher)
-
-    def finish(self, fsync: bool) -> TempObject:
-        with self.lock:
-            assert self.fd is not None
-            if fsync:
-                os.fsync(self.fd)
-            mtime_ns = os.fstat(self.fd).st_mtime_ns
-            os.close(self.fd)
-            self.fd = None
-        return TempObject(self.path, self.size, mtime_ns, self.hasher.digests())
-
-    def discard(self) -> None:
-        # The range keeps what was written; no record names it (``forget_data_part``).
-        with self.lock:
-            if self.fd is not None:
-                os.close(self.fd)
-                self.fd = None
-
-
-def copy_into(writer: _RangeWriter, src_fd: int, offset: int, length: int, fsync: bool) -> TempObject:
+def copy_into(writer: HashingWriter, src_fd: int, offset: int, length: int, fsync: bool) -> TempObject:
     """UploadPartCopy into a part's range: ``length`` bytes of ``src_fd`` from ``offset``."""
     try:
         copied = 0
@@ -137,10 +97,13 @@ class PartSlot:
         self.offset = offset
         self.fd: int | None = None
 
-    def writer(self, algorithms: frozenset[str]) -> _RangeWriter:
+    def writer(self, algorithms: frozenset[str]) -> HashingWriter:
         assert self.fd is not None
         fd, self.fd = self.fd, None  # the writer closes it from now on
-        return _RangeWriter(self.state.data_file(self.upload_id), fd, self.offset, algorithms)
+        # Discarding keeps the file: the range keeps what was written, and no record names it
+        # (``forget_data_part``).
+        return HashingWriter(self.state.data_file(self.upload_id), fd, algorithms,
+                             offset=self.offset, unlink_on_discard=False)
 
     def release(self) -> None:
         if self.fd is not None:

@@ -66,18 +66,21 @@ class TempObject:
     digests: Digests
 
 
-class _TempWriter:
-    """A temp file written from worker threads.
+class HashingWriter:
+    """A file written from worker threads at ``offset`` onwards, hashing what it writes.
 
+    Used for new temp files (``new_temp_writer``, which unlinks the file on discard) and for a
+    part's range of a multipart upload's shared data file (which keeps the file).
     The lock makes ``discard`` wait for a write still running in a thread (a cancelled
     ``to_thread`` does not stop its thread), so the descriptor is never closed under it.
     """
 
-    def __init__(self, bucket: BucketPaths, algorithms: Iterable[str], expected_size: int | None = None) -> None:
-        os.makedirs(bucket.tmp, exist_ok=True)
-        self.path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-        # Laid out for its filesystem and size (Lustre stripes, GPFS preallocation) before any byte.
-        self.fd: int | None = create_new_file(self.path, expected_size)
+    def __init__(self, path: Path, fd: int, algorithms: Iterable[str], *, offset: int = 0,
+                 unlink_on_discard: bool = True) -> None:
+        self.path = path
+        self.fd: int | None = fd
+        self.offset = offset
+        self.unlink_on_discard = unlink_on_discard
         self.hasher = MultiHasher(algorithms)
         self.size = 0
         self.lock = threading.Lock()
@@ -86,10 +89,10 @@ class _TempWriter:
         data = memoryview(b"".join(batch))
         with self.lock:
             if self.fd is None:
-                raise OSError(errno.EBADF, "temp file already discarded")
+                raise OSError(errno.EBADF, "writer already discarded")
             # One call hashes and writes the batch (native: without the GIL, each block hashed
             # while still in cache, then written).
-            self.size += write_hashed(self.fd, data, self.size, self.hasher)
+            self.size += write_hashed(self.fd, data, self.offset + self.size, self.hasher)
 
     def finish(self, fsync: bool) -> TempObject:
         with self.lock:
@@ -106,7 +109,15 @@ class _TempWriter:
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
-            discard(self.path)
+            if self.unlink_on_discard:
+                discard(self.path)
+
+
+def new_temp_writer(bucket: BucketPaths, algorithms: Iterable[str], expected_size: int | None = None) -> HashingWriter:
+    os.makedirs(bucket.tmp, exist_ok=True)
+    path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
+    # Laid out for its filesystem and size (Lustre stripes, GPFS preallocation) before any byte.
+    return HashingWriter(path, create_new_file(path, expected_size), algorithms)
 
 
 def discard(path: Path) -> None:
@@ -118,12 +129,12 @@ def discard(path: Path) -> None:
 
 async def receive_body(
     bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False,
-    expected_size: int | None = None, writer: _TempWriter | None = None,
+    expected_size: int | None = None, writer: HashingWriter | None = None,
 ) -> TempObject:
     # ``writer``: another destination with _TempWriter's write/finish/discard (multipart's
     # writer into a part's range of an upload's shared data file); by default a new temp file.
     if writer is None:
-        writer = await asyncio.to_thread(_TempWriter, bucket, algorithms, expected_size)
+        writer = await asyncio.to_thread(new_temp_writer, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
     try:
         batch: list[bytes] = []
@@ -364,7 +375,7 @@ def copy_to_temp(
     ``digests`` is then empty. Otherwise the bytes pass through this process to hash MD5 plus
     ``algorithms``. The temp file is removed on failure.
     """
-    writer = _TempWriter(bucket, algorithms or (), length)
+    writer = new_temp_writer(bucket, algorithms or (), length)
     try:
         assert writer.fd is not None
         if algorithms is None:
