@@ -105,7 +105,6 @@ class Bench:
         scratch.mkdir()
         whole = self.root / "data/big/whole"
         shards = [self.root / f"data/big/shard-{i}" for i in range(SHARDS)]
-        r = self.sizes.repeats
 
         def dd(source: Path, target: Path) -> list[str]:
             return ["dd", f"if={source}", f"of={target}", "bs=16M", "conv=fdatasync", "status=none"]
