@@ -237,7 +237,8 @@ def test_credential_date_must_match_request_date():
     assert error_code("GET", raw_path, raw_query, headers) == "AuthorizationHeaderMalformed"
 
 
-@pytest.mark.parametrize("bad_date", ["2025011T000000Z", "20250101T0000Z", "yesterday", None])
+@pytest.mark.parametrize("bad_date", ["2025011T000000Z", "20250101T0000Z", "20251301T000000Z", "20250230T000000Z",
+                                      "20250101T250000Z", "yesterday", None])
 def test_missing_or_unparseable_date_is_denied(bad_date):
     raw_path, raw_query, headers = sign_header("GET", "/bucket/k")
     del headers["x-amz-date"]
