@@ -16,6 +16,7 @@ from aif_gateway.store.base import ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.meta import EMPTY_MD5, SIDECAR, XATTR
 from aif_gateway.store.paths import INTERNAL_DIR
+from aif_gateway.store.reader import PREFETCH_MAX
 
 from store_support import failing_stream, files_under, get, new_store, put, run, stream
 
@@ -56,6 +57,40 @@ def test_ranged_chunks_read_exactly_the_range(store: FsStore) -> None:
             await reader.close()
 
     assert run(read_range()) == bytes(range(10, 100))
+
+
+@pytest.mark.parametrize("size", [1, PREFETCH_MAX, PREFETCH_MAX + 1, 3 * PREFETCH_MAX])
+def test_prefetched_and_read_bodies_give_the_same_ranges(store: FsStore, size: int) -> None:
+    """Small bodies come from the open call's read (fast path), larger ones from pread (twin)."""
+    data = os.urandom(size)
+    put(store, "k", data)
+
+    async def read(start: int, end: int) -> tuple[bytes, bool]:
+        reader = await store.open_object("bkt", "k")
+        try:
+            body = b"".join([c async for c in reader.chunks(start, end, chunk_size=1000)])
+            return body, reader.prefetched is not None
+        finally:
+            await reader.close()
+
+    for start, end in [(0, size - 1), (0, 0), (size - 1, size - 1), (size // 3, size // 2)]:
+        body, prefetched = run(read(start, end))
+        assert body == data[start:end + 1]
+        assert prefetched == (size <= PREFETCH_MAX)
+
+
+def test_a_small_body_is_the_version_that_was_opened(store: FsStore, bucket_dir: Path) -> None:
+    put(store, "k", b"old bytes")
+
+    async def open_then_rewrite_in_place() -> bytes:
+        reader = await store.open_object("bkt", "k")
+        try:
+            (bucket_dir / "k").write_bytes(b"NEW BYTES")  # an HPC job rewriting the file in place
+            return b"".join([c async for c in reader.chunks(0, 8)])
+        finally:
+            await reader.close()
+
+    assert run(open_then_rewrite_in_place()) == b"old bytes"
 
 
 def test_empty_object(store: FsStore) -> None:
