@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import multiprocessing
 import os
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,34 +17,12 @@ from aif_gateway.errors import S3Error
 from aif_gateway.store.base import CompletedPart, ExpectedObject, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store import publish
-from aif_gateway.store.meta import meta_store_for
 from aif_gateway.store.multipart import MIN_PART_SIZE, MultipartUploads
-from aif_gateway.store.paths import BucketPaths
 
-BUCKET = "bkt"
+from multipart_support import BUCKET, root, run, stream, uploads  # noqa: F401 (root is a fixture)
+
 BIG = bytes(range(256)) * (MIN_PART_SIZE // 256)  # exactly the minimum part size
 NONE = WriteOptions()
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def stream(data: bytes, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), chunk):
-        yield data[start : start + chunk]
-
-
-def uploads(root: Path) -> MultipartUploads:
-    """A fresh instance, as any gateway process would build it: nothing shared but the disk."""
-    bucket = BucketPaths.at(BUCKET, root / BUCKET)
-    return MultipartUploads(bucket, meta_store_for(bucket))
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / BUCKET).mkdir()
-    return tmp_path
 
 
 def put_part(mp: MultipartUploads, key: str, upload_id: str, number: int, data: bytes, options=NONE):

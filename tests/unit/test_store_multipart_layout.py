@@ -3,7 +3,6 @@ reassembled file otherwise, and the writers of one upload kept apart across thre
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import multiprocessing
@@ -18,38 +17,17 @@ from aif_gateway.errors import S3Error
 from aif_gateway.store import multipart, multipart_layout, multipart_slots
 from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
-from aif_gateway.store.meta import meta_store_for
-from aif_gateway.store.multipart import MIN_PART_SIZE, MultipartUploads
+from aif_gateway.store.multipart import MIN_PART_SIZE
 from aif_gateway.store.multipart_layout import in_place_plan
-from aif_gateway.store.paths import BucketPaths
 
-BUCKET = "bkt"
+from multipart_support import BUCKET, root, run, stream, uploads  # noqa: F401 (root is a fixture)
+
 P = MIN_PART_SIZE
 
 
 def part_bytes(number: int, size: int = P) -> bytes:
     """Distinct bytes per part, so a part at a wrong offset shows."""
     return bytes([number % 251]) * size
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def stream(data: bytes, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), chunk):
-        yield data[start : start + chunk]
-
-
-def uploads(root: Path) -> MultipartUploads:
-    bucket = BucketPaths.at(BUCKET, root / BUCKET)
-    return MultipartUploads(bucket, meta_store_for(bucket))
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / BUCKET).mkdir()
-    return tmp_path
 
 
 def upload_dir(root: Path, upload_id: str) -> Path:
