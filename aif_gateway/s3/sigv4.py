@@ -221,9 +221,23 @@ def _verify(
     identity: Identity,
     credential: _Credential,
     provided: str,
-    canonical_request: str,
-    sts: str,
+    method: str,
+    raw_path: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: str,
+    content_sha256: str,
+    amz_date: str,
 ) -> bytes:
+    """The signing key when ``provided`` is the request's signature, else SignatureDoesNotMatch.
+
+    ``query`` is the canonical query: header auth signs all of it, presigned URLs all but
+    X-Amz-Signature.
+    """
+    canonical_request, sts = string_to_sign(
+        method, canonical_uri(raw_path), query, headers, signed_headers, content_sha256, amz_date,
+        credential.scope,
+    )
     key = derive_signing_key(identity.secret_key, credential.date, credential.region, credential.service)
     expected = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
     if not signatures_equal(expected, provided):
@@ -341,18 +355,9 @@ def _authenticate_header(
                 "MaxAllowedSkewMilliseconds": str(MAX_CLOCK_SKEW_S * 1000),
             },
         )
-    canonical_request, sts = string_to_sign(
-        method,
-        canonical_uri(raw_path),
-        canonical_query(pairs),
-        headers,
-        signed_headers,
-        content_sha256,
-        amz_date,
-        credential.scope,
-    )
     signature = fields["Signature"]
-    key = _verify(identity, credential, signature, canonical_request, sts)
+    key = _verify(identity, credential, signature, method, raw_path, canonical_query(pairs), headers,
+                  signed_headers, content_sha256, amz_date)
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)
 
 
@@ -420,18 +425,10 @@ def _authenticate_presigned(
     content_sha256 = headers.get("x-amz-content-sha256") or params.get("X-Amz-Content-Sha256")
     content_sha256 = content_sha256.strip() if content_sha256 else UNSIGNED_PAYLOAD
     payload, digest = _payload_mode(content_sha256)
-    canonical_request, sts = string_to_sign(
-        method,
-        canonical_uri(raw_path),
-        canonical_query(pairs, exclude=b"X-Amz-Signature"),
-        headers,
-        signed_headers,
-        content_sha256,
-        amz_date,
-        credential.scope,
-    )
     signature = params["X-Amz-Signature"]
-    key = _verify(identity, credential, signature, canonical_request, sts)
+    key = _verify(identity, credential, signature, method, raw_path,
+                  canonical_query(pairs, exclude=b"X-Amz-Signature"), headers, signed_headers,
+                  content_sha256, amz_date)
     if payload == UNSIGNED_PAYLOAD:
         payload = PRESIGNED
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)

@@ -13,6 +13,9 @@ Public API
   body parsed with no DTD and no entities; element tags are *local names* (namespace and
   prefix stripped), so ``root.findall("Object")`` works whether or not the client sent
   ``xmlns``. Any problem is ``MalformedXML``.
+- ``parse_items(body, root, item, max_items) -> (Element, list[Element])``: a ``root``
+  document and its ``item`` children (DeleteObjects, CompleteMultipartUpload); a wrong root, no items or more
+  than ``max_items`` is ``MalformedXML``.
 - ``child_text(element, name) -> str | None``: the text of the first child named ``name``.
 
 Keys may hold any character, but XML 1.0 cannot carry most C0 control characters, and CR
@@ -144,6 +147,16 @@ def parse_xml(body: bytes, *, max_size: int = MAX_XML_SIZE) -> ET.Element:
     if builder.root is None:
         raise S3Error("MalformedXML")
     return builder.root
+
+
+def parse_items(body: bytes, root: str, item: str, max_items: int) -> tuple[ET.Element, list[ET.Element]]:
+    document = parse_xml(body)
+    if document.tag != root:
+        raise S3Error("MalformedXML")
+    items = document.findall(item)
+    if not items or len(items) > max_items:
+        raise S3Error("MalformedXML")
+    return document, items
 
 
 def child_text(element: ET.Element, name: str) -> str | None:

@@ -17,7 +17,7 @@ from ...store.base import Store
 from ..body import has_integrity_header, read_body_bytes
 from ..context import S3Request
 from ..responses import xml_response
-from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_xml, to_xml
+from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 
 MAX_KEYS = 1000
 # Deletes in flight at once: parallel filesystems serve metadata operations concurrently, and
@@ -40,12 +40,7 @@ class DeleteRequest:
 
 def parse_delete(body: bytes) -> DeleteRequest:
     """``<Delete><Quiet/><Object><Key/><VersionId/></Object>...</Delete>``."""
-    root = parse_xml(body)
-    if root.tag != "Delete":
-        raise S3Error("MalformedXML")
-    elements = root.findall("Object")
-    if not elements or len(elements) > MAX_KEYS:
-        raise S3Error("MalformedXML")
+    root, elements = parse_items(body, "Delete", "Object", MAX_KEYS)
     entries = []
     for element in elements:
         key = child_text(element, "Key")

@@ -27,7 +27,7 @@ from ..conditions import check_copy_source_conditions, write_conditions
 from ..context import S3Request
 from ..headers import attrs_from_headers
 from ..responses import iso8601, xml_response
-from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_xml, to_xml
+from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 from .copy import COPY_SOURCE, checksum_fields, parse_copy_source, requested_checksum_algorithm
 from .listing import MAX_LIST, STORAGE_CLASS, int_param, owner_xml
 
@@ -124,12 +124,7 @@ def _strip_quotes(etag: str) -> str:
 
 def parse_complete(body: bytes) -> list[CompletedPart]:
     """The ``CompleteMultipartUpload`` document: parts in strictly ascending order."""
-    root = parse_xml(body)
-    if root.tag != "CompleteMultipartUpload":
-        raise S3Error("MalformedXML")
-    elements = root.findall("Part")
-    if not elements or len(elements) > MAX_PART_NUMBER:
-        raise S3Error("MalformedXML")
+    _, elements = parse_items(body, "CompleteMultipartUpload", "Part", MAX_PART_NUMBER)
     parts: list[CompletedPart] = []
     for element in elements:
         number, etag = child_text(element, "PartNumber"), child_text(element, "ETag")
