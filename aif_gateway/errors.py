@@ -91,3 +91,18 @@ class NotModified(Exception):
         self.etag = etag
         self.last_modified_ns = last_modified_ns
         super().__init__("not modified")
+
+
+# How S3 answers each kind of refusal of the aws-chunked decoder (fsio.engine.ChunkedError.kind).
+_CHUNKED_CODES = {
+    "framing": "InvalidRequest",
+    "trailer": "InvalidRequest",
+    "incomplete": "IncompleteBody",
+    "signature": "SignatureDoesNotMatch",
+}
+
+
+def chunked_body_error(kind: str, message: str) -> S3Error:
+    """The S3Error for an aws-chunked body the decoder refused (both layers meet these: the
+    protocol layer decodes what aiohttp read, the storage layer what it read from the socket)."""
+    return S3Error(_CHUNKED_CODES.get(kind, "InvalidRequest"), message)

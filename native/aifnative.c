@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -30,6 +32,9 @@
  * no run-time library to link. */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+
+#include "awschunked.h"
+#include "listing.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -45,6 +50,11 @@
 /* Bounce buffer of copy_range when the kernel cannot copy. */
 #define COPY_BUFFER (1024 * 1024)
 #define MAX_STRIPE_THREADS 64
+/* recv_hashed's receive buffer: big enough that a fast sender fills it in one recv, small
+ * enough that hashing it leaves it in L2/L3 for the pwrite. */
+#define RECV_BUFFER (1024 * 1024)
+/* How long recv_hashed's poll sleeps before it re-checks the stall deadline. */
+#define RECV_POLL_SLICE_MS 500
 
 /* ------------------------------------------------------------------------------------------ */
 /* CRC tables and kernels                                                                      */
@@ -623,6 +633,127 @@ static PyObject *write_hashed(PyObject *module, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Socket to file                                                                              */
+
+/* Why recv_hashed failed, for the exception raised once the GIL is back. */
+enum { RECV_OK, RECV_ERRNO, RECV_EOF, RECV_STALL, RECV_HASH, RECV_DECODE };
+
+/* Wait until sock is readable (or has an error/hangup, which the next recv reports); RECV_STALL
+ * after stall_ms without a byte. */
+static int wait_readable(int sock, long long stall_ms, int *err)
+{
+    long long waited = 0;
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    for (;;) {
+        int r = poll(&pfd, 1, RECV_POLL_SLICE_MS);
+        if (r > 0)
+            return RECV_OK;
+        if (r < 0 && errno != EINTR) {
+            *err = errno;
+            return RECV_ERRNO;
+        }
+        if (r == 0 && (waited += RECV_POLL_SLICE_MS) >= stall_ms)
+            return RECV_STALL;
+    }
+}
+
+/* recv_hashed(sock_fd, file_fd, offset, count, hasher, stall_timeout_ms, decoder=None) -> int
+ * Reads exactly count bytes from the (non-blocking) socket; writes them, or with a
+ * ChunkedDecoder the data they decode to, at offset, hashing what it writes; returns the bytes
+ * written. The socket's flags are left alone (it belongs to an event loop): EAGAIN waits in poll. */
+static PyObject *recv_hashed(PyObject *module, PyObject *args)
+{
+    int sock, fd;
+    long long offset, count, stall_ms;
+    HasherObject *hasher;
+    PyObject *decoder = Py_None;
+    if (!PyArg_ParseTuple(args, "iiLLO!L|O:recv_hashed", &sock, &fd, &offset, &count, &HasherType, &hasher,
+                          &stall_ms, &decoder))
+        return NULL;
+    ChunkedState *chunked = NULL;
+    if (decoder != Py_None && (chunked = chunked_state_of(decoder)) == NULL)
+        return NULL;
+    if (check_offset(offset) < 0)
+        return NULL;
+    if (count < 0 || stall_ms <= 0) {
+        PyErr_SetString(PyExc_ValueError, "count must be >= 0 and stall_timeout_ms > 0");
+        return NULL;
+    }
+    size_t cap = count < RECV_BUFFER ? (size_t)count : RECV_BUFFER;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    int failure = RECV_OK, err = 0;
+    long long done = 0, written = 0;
+    if (chunked != NULL)
+        chunked_lock(decoder);
+    hasher_lock(hasher);
+    Py_BEGIN_ALLOW_THREADS
+    while (done < count && failure == RECV_OK) {
+        size_t want = (size_t)(count - done) < cap ? (size_t)(count - done) : cap;
+        ssize_t got = recv(sock, buf, want, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                failure = wait_readable(sock, stall_ms, &err);
+                continue;
+            }
+            failure = RECV_ERRNO;
+            err = errno;
+            break;
+        }
+        if (got == 0) {
+            failure = RECV_EOF;
+            break;
+        }
+        done += got;
+        size_t data = (size_t)got;
+        if (chunked != NULL) {
+            ssize_t decoded = chunked_feed(chunked, buf, (size_t)got);
+            if (decoded < 0) {
+                failure = RECV_DECODE;
+                break;
+            }
+            data = (size_t)decoded;
+        }
+        if (hasher_feed(hasher, buf, data) < 0) {
+            failure = RECV_HASH;
+            break;
+        }
+        if ((err = pwrite_all(fd, buf, data, (off_t)(offset + written))) != 0) {
+            failure = RECV_ERRNO;
+            break;
+        }
+        written += (long long)data;
+    }
+    Py_END_ALLOW_THREADS
+    PyThread_release_lock(hasher->lock);
+    free(buf);
+    PyObject *decode_error = NULL;
+    if (failure == RECV_DECODE)
+        decode_error = chunked_raise(chunked);  /* NULL with the decoder's ChunkedError set */
+    if (chunked != NULL)
+        chunked_unlock(decoder);
+    switch (failure) {
+    case RECV_OK:
+        return PyLong_FromLongLong(written);
+    case RECV_DECODE:
+        return decode_error;
+    case RECV_EOF:
+        return PyErr_Format(PyExc_ConnectionResetError,
+                            "the client closed the connection after %lld of %lld body bytes", done, count);
+    case RECV_STALL:
+        return PyErr_Format(PyExc_TimeoutError, "the client sent nothing for %lld ms", stall_ms);
+    case RECV_HASH:
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL digest update failed");
+        return NULL;
+    default:
+        return oserror(err);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Striped parallel I/O                                                                        */
 
 /* One striped transfer: pieces are the stripe-aligned slices of [offset, offset+len), handed
@@ -915,6 +1046,9 @@ static PyObject *engine_info(PyObject *module, PyObject *Py_UNUSED(ignored))
 static PyMethodDef module_methods[] = {
     {"write_hashed", write_hashed, METH_VARARGS,
      "write_hashed(fd, buffer, offset, hasher) -> int: pwrite all of buffer at offset, hashing it."},
+    {"recv_hashed", recv_hashed, METH_VARARGS,
+     "recv_hashed(sock_fd, file_fd, offset, count, hasher, stall_timeout_ms, decoder=None) -> int: "
+     "socket to file, hashing (and aws-chunked decoding)."},
     {"pwrite_striped", pwrite_striped, METH_VARARGS,
      "pwrite_striped(fd, buffer, offset, stripe_size, threads) -> int: stripe-aligned pieces in parallel."},
     {"pread_striped", pread_striped, METH_VARARGS,
@@ -947,6 +1081,10 @@ PyMODINIT_FUNC PyInit__native(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Hasher", (PyObject *)&HasherType) < 0 ||
         PyModule_AddObjectRef(m, "AlignedBuffer", (PyObject *)&AlignedBufferType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (aifnative_add_chunked(m) < 0 || aifnative_add_listing(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,7 +1,7 @@
 """aif_gateway._native: the C data path. aif_gateway.fsio.pyengine is its pure-Python twin and
 keeps the same signatures and results; see aif_gateway.fsio.engine for which one runs."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 ReadableBuffer = bytes | bytearray | memoryview | AlignedBuffer
 WritableBuffer = bytearray | memoryview | AlignedBuffer
@@ -24,6 +24,17 @@ class AlignedBuffer:
 def write_hashed(fd: int, buffer: ReadableBuffer, offset: int, hasher: Hasher, /) -> int:
     """pwrite all of buffer at offset while feeding it to hasher; returns len(buffer). On OSError
     the hasher may have seen bytes that are not on disk: discard both."""
+
+def recv_hashed(
+    sock_fd: int, file_fd: int, offset: int, count: int, hasher: Hasher, stall_timeout_ms: int,
+    decoder: ChunkedDecoder | None = None, /,
+) -> int:
+    """Read exactly count bytes from a non-blocking socket (its flags untouched; EAGAIN waits in
+    poll) and pwrite them, or with a decoder the aws-chunked data they decode to, at offset while
+    feeding hasher; returns the bytes written. ConnectionResetError when the peer closes first,
+    TimeoutError after stall_timeout_ms without a byte, ChunkedError for a refused body, OSError
+    otherwise. On an error the file and hasher hold a prefix of the body: discard both. The
+    decoder is not finished here: call its finish() after."""
 
 def pwrite_striped(fd: int, buffer: ReadableBuffer, offset: int, stripe_size: int, threads: int, /) -> int:
     """Write buffer at offset as stripe-aligned pieces (boundaries at multiples of stripe_size in
@@ -48,3 +59,61 @@ def aligned_buffer(size: int, alignment: int = 4096) -> AlignedBuffer:
 
 def engine_info() -> dict[str, str]:
     """Which implementation does what, e.g. {"engine": "native", "crc32c": "sse4.2", ...}."""
+
+class ChunkedError(ValueError):
+    """A refused aws-chunked body. kind: "framing" (S3 InvalidRequest, message "Malformed
+    aws-chunked body: ..."), "incomplete" (IncompleteBody), "signature" (SignatureDoesNotMatch)
+    or "trailer" (InvalidRequest); message: the S3 message, as aif_gateway/s3/chunked.py words it."""
+
+    kind: str
+    message: str
+
+class ChunkedDecoder:
+    """Incremental, in-place decoder of one aws-chunked body (native/awschunked.h).
+
+    signed: chunk signatures are checked (chained from seed_signature, with signing_key,
+    amz_date and scope); with_trailers: trailers may follow the final chunk, exactly those in
+    trailer_names (lower-cased here), plus x-amz-trailer-signature when signed. decoded_length:
+    x-amz-decoded-content-length, or None. ChunkedError (kind "trailer") when trailer_names is
+    not empty in a mode without trailers or names more than 8 trailers or one over 64 bytes;
+    ValueError for a signing_key that is not 32 bytes or a seed that is not 64 characters in
+    signed modes.
+
+    Data is released before its chunk's signature is checked: write it to a temporary file and
+    publish only once done is true and no call raised."""
+
+    def __init__(
+        self,
+        signed: bool,
+        with_trailers: bool,
+        signing_key: bytes,
+        amz_date: str,
+        scope: str,
+        seed_signature: str,
+        decoded_length: int | None,
+        trailer_names: Iterable[str],
+    ) -> None: ...
+    def decode(self, buffer: WritableBuffer, /) -> int:
+        """Decode the next piece of the body (split anywhere) in place: its data bytes are moved
+        to buffer[:n] and n is returned. ChunkedError when the body is refused; every later call
+        raises it again. Lines (chunk headers, trailers) over 4096 bytes are refused."""
+    def finish(self) -> None:
+        """The body ended: ChunkedError unless it is complete. The closing empty line, or all of
+        the trailers after the final chunk, may be missing (clients omit them)."""
+    @property
+    def done(self) -> bool:
+        """The whole body arrived and every check passed (set by decode, or by finish)."""
+    @property
+    def received(self) -> int:
+        """Data bytes decoded so far."""
+    @property
+    def trailers(self) -> dict[str, str]:
+        """Trailers so far: lower-case name -> value (complete once done)."""
+
+def stat_entries(
+    directory: str, names: Sequence[str], xattr: str | None, /
+) -> tuple[list[int], list[int], list[int], list[bytes | None]]:
+    """native/listing.c; its twin is aif_gateway.fsio.statbatch.py_stat_entries. For each name,
+    lstat of directory/name (0, 0, 0 when it or the directory is gone) and, for a regular file,
+    the value of xattr (None when absent or unreadable): (modes, sizes, mtimes_ns, values), with
+    the GIL released for the whole batch. Other errors raise OSError."""

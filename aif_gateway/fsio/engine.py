@@ -6,8 +6,8 @@ ImportError otherwise, so a deployment that expects native speed cannot silently
 unset or ``auto`` takes native when it is there.
 
 Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
-engine's ``Hasher``, ``write_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
-``reflink``, ``fallocate``, ``aligned_buffer``.
+engine's ``Hasher``, ``write_hashed``, ``recv_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
+``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _engine = _choose(os.environ.get("AIF_ENGINE", "auto").strip().lower())
 
 Hasher = _engine.Hasher
 write_hashed = _engine.write_hashed
+recv_hashed = _engine.recv_hashed
 pwrite_striped = _engine.pwrite_striped
 pread_striped = _engine.pread_striped
 copy_range = _engine.copy_range
@@ -43,4 +44,6 @@ reflink = _engine.reflink
 fallocate = _engine.fallocate
 aligned_buffer = _engine.aligned_buffer
 engine_info = _engine.engine_info
+ChunkedDecoder = _engine.ChunkedDecoder
+ChunkedError = _engine.ChunkedError
 ENGINE: str = engine_info()["engine"]

@@ -7,11 +7,13 @@ standard library, ``awscrt`` (CRC32C, CRC64NVME) and ``xxhash`` (XXH3_64).
 Public API (see ``native/aifnative.pyi`` for the contract both engines keep)
 - ``Hasher(algorithms)``: ``update(buffer)``, ``digests() -> dict[str, bytes]``.
 - ``write_hashed(fd, buffer, offset, hasher) -> int``
+- ``recv_hashed(sock_fd, file_fd, offset, count, hasher, stall_timeout_ms, decoder=None) -> int``
 - ``pwrite_striped(fd, buffer, offset, stripe_size, threads) -> int``
 - ``pread_striped(fd, buffer, offset, stripe_size, threads) -> int``
 - ``copy_range(src_fd, dst_fd, src_offset, dst_offset, length) -> int``
 - ``reflink(src_fd, dst_fd) -> bool``, ``fallocate(fd, offset, length) -> None``
 - ``aligned_buffer(size, alignment=4096) -> memoryview``, ``engine_info() -> dict[str, str]``
+- ``ChunkedDecoder``, ``ChunkedError``: aws-chunked decoding, from ``pychunked``.
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ import errno
 import fcntl
 import hashlib
 import os
+import select
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import xxhash
 from awscrt import checksums as crt
+
+from . import pychunked
+
+# aws-chunked decoding is part of this engine's API; its code lives in its own module.
+ChunkedDecoder = pychunked.ChunkedDecoder
+ChunkedError = pychunked.ChunkedError
 
 # What the buffer protocol accepts here (collections.abc.Buffer arrives with Python 3.12).
 Buffer = bytes | bytearray | memoryview
@@ -114,6 +123,52 @@ def write_hashed(fd: int, buffer: Buffer, offset: int, hasher: Hasher) -> int:
     hasher.update(data)
     _pwrite_all(fd, data, offset)
     return len(data)
+
+
+_RECV_BUFFER = 1 << 20
+_RECV_POLL_SLICE_MS = 500
+
+
+def recv_hashed(
+    sock_fd: int, file_fd: int, offset: int, count: int, hasher: Hasher, stall_timeout_ms: int,
+    decoder: ChunkedDecoder | None = None,
+) -> int:
+    """Reads exactly ``count`` bytes from a non-blocking socket and writes them (with a
+    ``decoder``, the aws-chunked data they decode to) at ``offset``, hashing what it writes;
+    returns the bytes written. ``ConnectionResetError`` when the peer closes first,
+    ``TimeoutError`` after ``stall_timeout_ms`` without a byte, the decoder's ``ChunkedError``
+    for a refused body. The socket's flags are left as they are."""
+    _check_offset(offset)
+    if count < 0 or stall_timeout_ms <= 0:
+        raise ValueError("count must be >= 0 and stall_timeout_ms > 0")
+    done = written = 0
+    poller: select.poll | None = None
+    while done < count:
+        try:
+            data = os.read(sock_fd, min(count - done, _RECV_BUFFER))  # read(2) on a socket is recv(2)
+        except BlockingIOError:
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock_fd, select.POLLIN)
+            _wait_readable(poller, stall_timeout_ms)
+            continue
+        if not data:
+            raise ConnectionResetError(f"the client closed the connection after {done} of {count} body bytes")
+        done += len(data)
+        piece: Buffer = data
+        if decoder is not None:
+            buffer = bytearray(data)
+            piece = memoryview(buffer)[: decoder.decode(buffer)]
+        written += write_hashed(file_fd, piece, offset + written, hasher)
+    return written
+
+
+def _wait_readable(poller: select.poll, stall_timeout_ms: int) -> None:
+    waited = 0
+    while not poller.poll(_RECV_POLL_SLICE_MS):
+        waited += _RECV_POLL_SLICE_MS
+        if waited >= stall_timeout_ms:
+            raise TimeoutError(f"the client sent nothing for {stall_timeout_ms} ms")
 
 
 def _pieces(offset: int, length: int, stripe_size: int) -> list[tuple[int, int]]:

@@ -23,13 +23,13 @@ flags; on EAGAIN we wait for POLLOUT with ``select.poll``.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import os
 import select
 import threading
-from concurrent.futures import ThreadPoolExecutor
+
+from .threadslots import SlotsBusy, ThreadSlots
 
 SENDFILE_ENV = "AIF_SENDFILE"
 
@@ -39,10 +39,8 @@ SENDFILE_ENV = "AIF_SENDFILE"
 # already no higher by sendfile than by copying (2-CPU machine, 4 keep-alive clients).
 SENDFILE_MIN_BYTES = 64 * 1024
 
-# Each sender thread may sit in poll() for as long as its client reads slowly, so the bound
-# is on concurrent slow readers per worker process, not on CPUs. It has its own pool so that
-# slow readers never starve the default executor the storage layer runs filesystem calls in;
-# when it is full, further GETs copy through the default path instead of queueing behind them.
+# Each sender thread may sit in poll() for as long as its client reads slowly (see
+# threadslots); when all are busy, further GETs copy through the default path instead.
 SENDER_THREADS = 32
 
 # A client that accepts no byte for this long is treated as gone (its thread is released).
@@ -103,44 +101,16 @@ def _wait_writable(poller: select.poll, cancelled: threading.Event | None, stall
     # POLLERR/POLLHUP also end the wait: the next sendfile then raises the socket's error.
 
 
-class _Senders:
-    """The process's sender threads and a count of free ones (claimed on the loop, freed by the thread)."""
-
-    def __init__(self, threads: int) -> None:
-        self._free = threading.BoundedSemaphore(threads)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="aif-sendfile")
-
-    async def send(self, sock_fd: int, file_fd: int, offset: int, count: int) -> int:
-        if not self._free.acquire(blocking=False):
-            raise SendfileUnavailable("every sender thread is busy")
-        # Private descriptors: if the caller is cancelled and closes its file, or the transport
-        # closes its socket, while our thread still runs, the numbers cannot be reused under us.
-        own: list[int] = []
-        try:
-            own.append(os.dup(sock_fd))
-            own.append(os.dup(file_fd))
-            cancelled = threading.Event()
-            future = self._executor.submit(send_file, own[0], own[1], offset, count, cancelled)
-        except BaseException:
-            self._release(own)
-            raise
-        # Runs when the thread is done, or at once if the future is cancelled before it started.
-        future.add_done_callback(lambda _: self._release(own))
-        try:
-            return await asyncio.wrap_future(future)
-        finally:
-            cancelled.set()  # no-op when done; stops a thread whose caller was cancelled
-
-    def _release(self, fds: list[int]) -> None:
-        for fd in fds:
-            os.close(fd)
-        self._free.release()
-
-
 @functools.cache
-def _senders() -> _Senders:
-    return _Senders(SENDER_THREADS)
+def _senders() -> ThreadSlots:
+    return ThreadSlots(SENDER_THREADS, "aif-sendfile")
 
 
 async def send_file_in_thread(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
-    return await _senders().send(sock_fd, file_fd, offset, count)
+    def send(own_sock: int, own_file: int, cancelled: threading.Event) -> int:
+        return send_file(own_sock, own_file, offset, count, cancelled)
+
+    try:
+        return await _senders().run(send, (sock_fd, file_fd))
+    except SlotsBusy:
+        raise SendfileUnavailable("every sender thread is busy") from None

@@ -19,6 +19,7 @@ from ..identity import IdentityTable
 from ..store.base import Store
 from . import sigv4
 from .context import S3Request
+from .direct_body import CLOSE_AFTER_RESPONSE
 from .handlers import HANDLERS
 from .responses import error_response, not_modified_response
 from .routing import action_for, locate, parse_query, split_raw_path
@@ -32,6 +33,8 @@ SERVER_NAME = "aif-gateway"
 AIOHTTP_MAX_FIELD_SIZE = 64 * 1024
 AIOHTTP_MAX_HEADERS = 256
 MAX_HEADER_SECTION_BYTES = 16 * 1024
+# The access log's status for a request whose client went away before an answer was sent.
+CLIENT_GONE = 499
 
 STORE_KEY = web.AppKey("store", Store)
 IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
@@ -58,7 +61,7 @@ def _header_section_size(request: web.BaseRequest) -> int:
 async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """One structured line per request, after the response (streamed bodies included) is sent."""
     started = time.perf_counter()
-    status, sent = 499, 0  # 499: the client went away before an answer was sent
+    status, sent = CLIENT_GONE, 0
     try:
         response = await handler(request)
         status, sent = response.status, response.body_length
@@ -85,6 +88,14 @@ async def request_id_middleware(request: web.Request, handler: web.Handler) -> w
     """Gives each request an id and renders whatever the handler raised as S3 does."""
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
+    response = await _render_errors(request, handler, request_id)
+    if request.get(CLOSE_AFTER_RESPONSE):
+        # The body was read around aiohttp's parser (direct_body): say so, then close.
+        response.force_close()
+    return response
+
+
+async def _render_errors(request: web.Request, handler: web.Handler, request_id: str) -> web.StreamResponse:
     try:
         return await handler(request)
     except S3Error as err:
@@ -93,9 +104,14 @@ async def request_id_middleware(request: web.Request, handler: web.Handler) -> w
         return error_response(err, request_id, resource, head=request.method == "HEAD")
     except NotModified as exc:
         return not_modified_response(exc)
-    except (ConnectionError, web.HTTPException):
-        # A client that went away mid-transfer, or aiohttp's own answer: nothing to render.
-        raise
+    except web.HTTPException:
+        raise  # aiohttp's own answer
+    except ConnectionError as exc:
+        # The client went away: nothing can reach it. Answering (rather than raising) keeps
+        # aiohttp from logging an ordinary hang-up as an unhandled error with a traceback;
+        # its write then fails quietly. 499 is what the access log records for it.
+        log.debug("%s %s: the client went away (%s)", request.method, request.raw_path, exc)
+        return web.Response(status=CLIENT_GONE)
     except Exception:
         request[ERROR_CODE] = "InternalError"
         log.exception("request %s %s failed (request id %s)", request.method, request.raw_path, request_id)
@@ -148,6 +164,8 @@ def make_app(store: Store, identities: IdentityTable, *, domain: str | None = No
             "max_field_size": AIOHTTP_MAX_FIELD_SIZE,
             "max_line_size": AIOHTTP_MAX_FIELD_SIZE,
             "max_headers": AIOHTTP_MAX_HEADERS,
+            # S3 stores a Content-Encoding: gzip body as sent; aiohttp would inflate it.
+            "auto_decompress": False,
         },
     )
     app[STORE_KEY] = store

@@ -2,7 +2,8 @@
 
 Public API
 - ``write_body(req, *, if_match=None, if_none_match=False) -> UploadBody``: for PutObject and
-  UploadPart. A plain body needs Content-Length (``MissingContentLength``); an aws-chunked
+  UploadPart. A plain body needs Content-Length (``MissingContentLength``); its large remainder
+  may be read straight from the socket (``direct_body``); an aws-chunked
   body (``x-amz-content-sha256: STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``
   and needs ``x-amz-decoded-content-length``.
 - ``UploadBody``: ``stream`` and ``options`` go to the store as they are; after the store
@@ -32,20 +33,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-from aiohttp import StreamReader
 
 from ..checksums import ALGORITHMS, MultiHasher, b64, decode_checksum
 from ..errors import S3Error
 from ..store.base import ByteStream, Digests, WriteOptions
 from .chunked import AwsChunkedDecoder
 from .context import S3Request
+from .direct_body import content_chunks, request_body
 from .sigv4 import SIGNED_PAYLOAD, STREAMING_MODES
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
-READ_SIZE = 1 << 20
 
 
 @dataclass
@@ -210,16 +209,9 @@ def parse_length(value: str | None, header: str) -> int | None:
     return int(value)
 
 
-async def _plain_chunks(content: StreamReader) -> AsyncIterator[bytes]:
-    while True:
-        data = await content.read(READ_SIZE)
-        if not data:
-            return
-        yield data
-
-
 def _build(
-    req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool, checksum_headers: bool = True
+    req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool, checksum_headers: bool = True,
+    direct: bool = False,
 ) -> UploadBody:
     headers = req.http.headers
     streaming = req.auth.payload in STREAMING_MODES
@@ -227,17 +219,18 @@ def _build(
     content_md5 = _content_md5(headers)
     content_sha256 = req.auth.content_sha256 if req.auth.payload == SIGNED_PAYLOAD else None
     decoder: AwsChunkedDecoder | None = None
+    raw_length = parse_length(headers.get("Content-Length"), "Content-Length")
     if streaming:
         length = parse_length(headers.get("x-amz-decoded-content-length"), "x-amz-decoded-content-length")
         if length is None and require_length:
             raise S3Error("MissingContentLength")
         decoder = AwsChunkedDecoder(req.http.content, req.auth, length, _trailer_names(headers))
-        stream: ByteStream = aiter(decoder)
+        stream: ByteStream = request_body(req.http, raw_length, decoder) if direct else aiter(decoder)
     else:
-        length = parse_length(headers.get("Content-Length"), "Content-Length")
+        length = raw_length
         if length is None and require_length:
             raise S3Error("MissingContentLength")
-        stream = _plain_chunks(req.http.content)
+        stream = request_body(req.http, length) if direct else content_chunks(req.http.content)
     # The client's checksum is the object's; the signed payload hash only checks the transfer.
     checksums = frozenset([plan.algorithm] if plan.algorithm is not None else [])
     verify_only = frozenset(["SHA256"] if content_sha256 is not None else []) - checksums
@@ -254,7 +247,7 @@ def _build(
 
 
 def write_body(req: S3Request, *, if_match: str | None = None, if_none_match: bool = False) -> UploadBody:
-    return _build(req, require_length=True, if_match=if_match, if_none_match=if_none_match)
+    return _build(req, require_length=True, if_match=if_match, if_none_match=if_none_match, direct=True)
 
 
 async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool = True) -> bytes:

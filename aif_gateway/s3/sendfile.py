@@ -11,6 +11,8 @@ thread. The two must never interleave, so, with the status line and headers alre
    complete (it writes nothing for a Content-Length response) and keep-alive goes on.
 
 Public API
+- ``plain_socket_fd(http) -> int | None``: the connection's socket where bytes may bypass
+  aiohttp: not TLS, not closing.
 - ``sendfile_socket(http, count) -> int | None``: the socket to send ``count`` body bytes on,
   or None where zero-copy cannot apply (switched off, TLS, a transport without a socket) or
   does not pay (fewer than ``SENDFILE_MIN_BYTES``).
@@ -29,18 +31,24 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ..fsio.zerocopy import SENDFILE_MIN_BYTES, SendfileUnavailable, send_file_in_thread, sendfile_enabled
 
-__all__ = ["SendfileUnavailable", "send_body_by_sendfile", "sendfile_socket"]
+__all__ = ["SendfileUnavailable", "plain_socket_fd", "send_body_by_sendfile", "sendfile_socket"]
 
 
-def sendfile_socket(http: web.BaseRequest, count: int) -> int | None:
+def plain_socket_fd(http: web.BaseRequest) -> int | None:
+    """The descriptor of the request's connection where bytes may go around aiohttp (see
+    direct_body too): None for a closing transport, one without a socket, or TLS (a TLS
+    transport reports its raw socket too, but bytes there would skip the encryption)."""
     transport = http.transport
-    if count < SENDFILE_MIN_BYTES or not sendfile_enabled() or transport is None or transport.is_closing():
-        return None
-    # A TLS transport reports its raw socket too, but bytes put there would skip encryption.
-    if transport.get_extra_info("sslcontext") is not None:
+    if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None:
         return None
     sock = transport.get_extra_info("socket")
     return None if sock is None else sock.fileno()
+
+
+def sendfile_socket(http: web.BaseRequest, count: int) -> int | None:
+    if count < SENDFILE_MIN_BYTES or not sendfile_enabled():
+        return None
+    return plain_socket_fd(http)
 
 
 async def send_body_by_sendfile(

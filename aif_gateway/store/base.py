@@ -16,13 +16,36 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import S3Error
 
-# The body of a write: an async stream of byte chunks. It raises S3Error itself when the
-# client's framing is bad (aws-chunked decoding happens before the store sees bytes).
-ByteStream = AsyncIterator[bytes]
+
+
+@dataclass
+class SocketTail:
+    """The rest of a body, for the data path to read straight from a socket.
+
+    A ``ByteStream`` may yield one as its last item, in place of bytes: the next ``count`` bytes
+    of the body are to be read from the non-blocking descriptor ``fd`` (a client connection
+    that nothing else reads meanwhile) by the storage layer's native receive loop, which gives
+    up after ``stall_timeout_s`` without a byte. ``decoder``, when set, is the engine's
+    ``ChunkedDecoder`` of an aws-chunked body: the ``count`` raw bytes are decoded by it, and
+    what is stored is its data. The consumer sets ``started`` before it reads a byte; a stream
+    whose tail was not started (no receiver free) goes on yielding bytes itself.
+    """
+
+    fd: int
+    count: int
+    stall_timeout_s: float
+    decoder: Any = None
+    started: bool = False
+
+
+# The body of a write: an async stream of byte chunks (and perhaps a final SocketTail). It
+# raises S3Error itself when the client's framing is bad (aws-chunked decoding happens before
+# the store sees bytes).
+ByteStream = AsyncIterator["bytes | memoryview | SocketTail"]
 
 # Raw digests computed while writing, keyed "MD5", "SHA256", "CRC32"..., as bytes.
 Digests = dict[str, bytes]

@@ -288,7 +288,8 @@ class FsStore(Store):
             return info_for(key, st, meta.read(path, mkey))
 
         return listing.list_objects(
-            b.dir, prefix=prefix, delimiter=delimiter, start_after=start_after, max_keys=max_keys, info_for=info
+            b.dir, prefix=prefix, delimiter=delimiter, start_after=start_after, max_keys=max_keys, info_for=info,
+            describe_files=meta.describe_listed,
         )
 
     async def list_objects(

@@ -53,6 +53,7 @@ from ..errors import S3Error
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
+from ..fsio.newfile import create_new_file
 from .publish import TempObject, discard, remove_older_than
 
 DONE_RECORD_TTL_S = 24 * 3600
@@ -122,6 +123,10 @@ class UploadState:
     def create(self, upload_id: str, record: dict[str, Any]) -> None:
         self.bucket.ensure_internal()
         os.makedirs(self._dir(upload_id))
+        # The data file is made here, by the one request that creates the upload, so that it
+        # gets the layout of an object of unknown size (on Lustre a widening PFL layout, which
+        # only the file's creator can set) without a race between parts.
+        os.close(create_new_file(self._dir(upload_id) / DATA_FILE, None))
         _write_json_atomically(self._dir(upload_id) / "upload.json", record)
 
     def load(self, key: str | None, upload_id: str) -> UploadInfo:
@@ -236,7 +241,8 @@ class UploadState:
         """Make ``part_size`` the upload's P unless a writer anywhere decided first; the layout
         in force. FileNotFoundError once the upload is gone."""
         directory = self._dir(upload_id)
-        # The data file exists before the layout names it, so whoever reads one finds the other.
+        # The data file exists before the layout names it, so whoever reads one finds the other
+        # (create() made it; this is for uploads created before it did).
         os.close(os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
         proposal = directory / f".{_LAYOUT_FILE}.{secrets.token_hex(6)}"
         try:

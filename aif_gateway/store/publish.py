@@ -4,7 +4,8 @@ Public API
 - ``receive_body(bucket, body, algorithms, *, fsync=False, expected_size=None) -> TempObject``
   (async): streams an async byte stream into a new temp file in ``<bucket>/.aifgw/tmp/`` from a
   worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
-  the file's layout. On any failure the temp file is removed.
+  the file's layout. A ``SocketTail`` at the end of the stream is read by the engine's native
+  receive loop in a receiver thread (``fsio.sockrecv``). On any failure the temp file is removed.
 - ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
   ``options.verify(digests)``; raises S3Error.
 - ``record_for(temp, attrs, algorithms) -> ObjectRecord``: the record of a single-part PUT.
@@ -43,12 +44,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..checksums import MultiHasher, b64
-from ..errors import S3Error
-from ..fsio.engine import write_hashed
+from ..errors import S3Error, chunked_body_error
+from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
 from ..fsio.newfile import create_new_file
-from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, WriteOptions
+from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
+from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, SocketTail, WriteOptions
 from .locks import key_lock
 from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
 from .paths import INTERNAL_DIR, BucketPaths, conflict_error, is_dir_key, open_parent_checked
@@ -93,6 +96,17 @@ class HashingWriter:
             # One call hashes and writes the batch (native: without the GIL, each block hashed
             # while still in cache, then written).
             self.size += write_hashed(self.fd, data, self.offset + self.size, self.hasher)
+
+    def receive(self, sock_fd: int, count: int, stall_timeout_s: float, decoder: Any = None) -> int:
+        """Reads ``count`` bytes from the socket and writes them (or, with an aws-chunked
+        ``decoder``, their data) into the file after what is there, hashing what it writes."""
+        with self.lock:
+            if self.fd is None:
+                raise OSError(errno.EBADF, "writer already discarded")
+            got = recv_hashed(sock_fd, self.fd, self.offset + self.size, count, self.hasher,
+                              max(1, int(stall_timeout_s * 1000)), decoder)
+            self.size += got
+            return got
 
     def finish(self, fsync: bool) -> TempObject:
         with self.lock:
@@ -140,6 +154,16 @@ async def receive_body(
         batch: list[bytes] = []
         batched = 0
         async for chunk in body:
+            if isinstance(chunk, SocketTail):
+                # Everything before the tail must be on disk first: it precedes it in the file.
+                if pending is not None:
+                    await pending
+                    pending = None
+                if batch:
+                    await asyncio.to_thread(writer.write, batch)
+                    batch, batched = [], 0
+                await _receive_tail(writer, chunk)
+                continue
             if not chunk:
                 continue
             batch.append(chunk)
@@ -164,6 +188,22 @@ async def receive_body(
             pending.exception()
         await asyncio.to_thread(writer.discard)
         raise
+
+
+async def _receive_tail(writer: HashingWriter, tail: SocketTail) -> None:
+    def receive(own_sock: int) -> int:
+        tail.started = True  # from here on, bytes may be gone from the socket
+        return writer.receive(own_sock, tail.count, tail.stall_timeout_s, tail.decoder)
+
+    try:
+        await receive_in_thread(tail.fd, receive)
+    except ReceiveUnavailable:
+        pass  # not started: the stream goes on with bytes
+    except ChunkedError as exc:
+        raise chunked_body_error(exc.kind, exc.message) from None
+    except (ConnectionError, TimeoutError) as exc:
+        # The client went away or stalled mid-body: the same outcome as through aiohttp.
+        raise S3Error("IncompleteBody", f"The body ended early: {exc}") from exc
 
 
 def check_body(temp: TempObject, options: WriteOptions) -> None:

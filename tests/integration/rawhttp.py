@@ -216,3 +216,31 @@ def signed_chunked_body(
         out += trailer_text.replace("\n", "\r\n").encode()
         out += f"x-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
     return bytes(out)
+
+
+def put_signed_chunked(
+    port: int,
+    credentials: Credentials,
+    path: str,
+    data: bytes,
+    chunk_size: int,
+    trailer: dict[str, str] | None = None,
+    tamper=None,
+) -> RawResponse:
+    """PUT ``data`` to ``path`` as a signed aws-chunked body (with a signed trailer when
+    ``trailer`` is given), Content-Length signed as real SDKs do; ``tamper(body) -> body`` alters
+    the framed body after signing."""
+    mode = SIGNED_STREAMING_TRAILER if trailer is not None else SIGNED_STREAMING
+    host = f"127.0.0.1:{port}"
+    headers = {"Host": host, "Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data))}
+    if trailer:
+        headers["x-amz-trailer"] = ",".join(trailer)
+    # The body's length depends on the signatures only through their fixed width: a dry framing gives it.
+    probe = sign(credentials, "PUT", f"http://{host}{path}", headers, content_sha256=mode)
+    headers["Content-Length"] = str(len(signed_chunked_body(data, chunk_size, probe, trailer)))
+    signed = sign(credentials, "PUT", f"http://{host}{path}", headers, content_sha256=mode)
+    body = signed_chunked_body(data, chunk_size, signed, trailer)
+    if tamper:
+        body = tamper(body)
+    del signed.headers["Content-Length"]  # send() adds the real one
+    return send(port, "PUT", path, signed.headers, body)

@@ -15,17 +15,7 @@ from botocore.exceptions import ClientError
 
 from .gateway import Credentials, GatewayProcess
 from .helpers import random_bytes, snapshot, unique_bucket_name
-from .rawhttp import (
-    SIGNED_STREAMING,
-    SIGNED_STREAMING_TRAILER,
-    UNSIGNED_TRAILER,
-    crc32_b64,
-    send,
-    sign,
-    signed_chunked_body,
-    signed_request,
-    unsigned_chunked_body,
-)
+from .rawhttp import UNSIGNED_TRAILER, crc32_b64, put_signed_chunked, signed_request, unsigned_chunked_body
 
 DATA = random_bytes(200_000)
 CHUNK = 64 * 1024
@@ -60,19 +50,7 @@ def _put_unsigned_chunked(gw: GatewayProcess, creds: Credentials, bucket: str, b
 
 def _put_signed_chunked(gw: GatewayProcess, creds: Credentials, bucket: str, data: bytes,
                         trailer: dict[str, str] | None, tamper=None):
-    mode = SIGNED_STREAMING_TRAILER if trailer is not None else SIGNED_STREAMING
-    host = f"127.0.0.1:{gw.port}"
-    headers = {"Host": host, **_chunked_headers(len(data), ",".join(trailer or {}) or None)}
-    # Content-Length is signed by real SDKs in this mode; compute it from a dry framing.
-    probe = sign(creds, "PUT", f"http://{host}/{bucket}/obj", headers, content_sha256=mode)
-    length = len(signed_chunked_body(data, CHUNK, probe, trailer))
-    headers["Content-Length"] = str(length)
-    signed = sign(creds, "PUT", f"http://{host}/{bucket}/obj", headers, content_sha256=mode)
-    body = signed_chunked_body(data, CHUNK, signed, trailer)
-    if tamper:
-        body = tamper(body)
-    del signed.headers["Content-Length"]  # send() adds the real one
-    return send(gw.port, "PUT", f"/{bucket}/obj", signed.headers, body)
+    return put_signed_chunked(gw.port, creds, f"/{bucket}/obj", data, CHUNK, trailer, tamper)
 
 
 def _assert_unchanged(isolated_s3, bucket: str) -> None:

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
 from aif_gateway.identity import Identity
-from aif_gateway.s3.chunked import PIECE_SIZE, AwsChunkedDecoder
+from aif_gateway.s3.chunked import READ_SIZE, AwsChunkedDecoder
 from aif_gateway.s3.sigv4 import EMPTY_SHA256, AuthContext, authenticate, derive_signing_key
 
 IDENTITY = Identity(name="alice", access_key="AKID", secret_key="secret")
@@ -70,15 +70,15 @@ async def _feed(reader, body, split_every):
     reader.feed_eof()
 
 
-def decode(body, ctx, decoded_length=None, trailer_names=(), split_every=None):
+def decode(body, ctx, decoded_length=None, trailer_names=(), split_every=None, decoder_cls=AwsChunkedDecoder):
     """(data pieces, trailers), with the body arriving split_every bytes at a time."""
 
     async def run():
         reader = asyncio.StreamReader()
         feeder = asyncio.create_task(_feed(reader, body, split_every or max(len(body), 1)))
-        decoder = AwsChunkedDecoder(reader, ctx, decoded_length, list(trailer_names))
+        decoder = decoder_cls(reader, ctx, decoded_length, list(trailer_names))
         try:
-            pieces = [piece async for piece in decoder]
+            pieces = [bytes(piece) async for piece in decoder]
         finally:
             await feeder
         return pieces, decoder.trailers
@@ -285,10 +285,10 @@ def test_signed_empty_body():
 
 
 def test_large_chunk_is_yielded_in_pieces():
-    data = random.Random(1).randbytes(2 * PIECE_SIZE + 5)
+    data = random.Random(1).randbytes(2 * READ_SIZE + 5)
     pieces, _ = decode(signed_body(data, len(data), SIGNED), SIGNED, len(data), split_every=65536)
     assert b"".join(pieces) == data
-    assert max(len(p) for p in pieces) <= PIECE_SIZE
+    assert len(pieces) > 2 and max(len(p) for p in pieces) <= READ_SIZE
 
 
 def test_signed_body_with_changed_byte_is_refused():
@@ -335,21 +335,27 @@ def test_signed_final_chunk_signature_is_checked():
     assert decode_error(tampered, SIGNED, 3) == "SignatureDoesNotMatch"
 
 
-def test_no_data_is_released_before_its_chunk_is_verified():
+@pytest.mark.parametrize("split_every", [7, 150, None])
+def test_a_corrupt_chunk_fails_the_stream_before_it_ends(split_every):
+    # Data may be released before its chunk's signature (which follows it) is checked; what
+    # protects the object is that the stream raises instead of ending, and stores publish
+    # only a stream that ended.
     body = bytearray(signed_body(b"x" * 100 + b"y" * 100, 100, SIGNED))
     body[body.index(b"y")] = ord("z")  # corrupt the second (last) data chunk
 
     async def run():
         reader = asyncio.StreamReader()
-        reader.feed_data(bytes(body))
-        reader.feed_eof()
+        feeder = asyncio.create_task(_feed(reader, bytes(body), split_every or len(body)))
         got = []
-        with pytest.raises(S3Error):
+        with pytest.raises(S3Error) as info:
             async for piece in AwsChunkedDecoder(reader, SIGNED, 200, []):
-                got.append(piece)
-        return b"".join(got)
+                got.append(bytes(piece))
+        await feeder
+        return b"".join(got), info.value.code
 
-    assert asyncio.run(run()) == b"x" * 100
+    data, code = asyncio.run(run())
+    assert code == "SignatureDoesNotMatch"
+    assert b"x" * 100 + b"z" + b"y" * 99 != data and len(data) <= 200
 
 
 @pytest.mark.parametrize("split_every", [3, 333, None])

@@ -458,3 +458,21 @@ def test_copy_to_temp_lays_out_the_copy_by_the_source_length(
         temp = publish.copy_to_temp(BucketPaths.at("bucket", tmp_path / "bucket"), src.fileno(), 2, 5, None)
     assert temp.path.read_bytes() == b"23456"
     assert fake_lfs.calls() == [["setstripe", "-c", "1", "-S", "1M", str(temp.path)]]
+
+
+def test_a_multipart_uploads_data_file_gets_the_unknown_size_layout(
+        tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The object's size is unknown until Complete: the data file, made by CreateMultipartUpload
+    # (the one creator, so the layout cannot race), widens as parts land further out.
+    from aif_gateway.store.base import ObjectAttrs
+    from aif_gateway.store.meta import meta_store_for
+    from aif_gateway.store.multipart import MultipartUploads
+
+    pretend(monkeypatch, LUSTRE)
+    (tmp_path / "bucket").mkdir()
+    bucket = BucketPaths.at("bucket", tmp_path / "bucket")
+    upload_id = asyncio.run(MultipartUploads(bucket, meta_store_for(bucket)).create("big", ObjectAttrs()))
+    data_file = tmp_path / "bucket" / ".aifgw" / "uploads" / upload_id / "data"
+    assert fake_lfs.calls() == [["setstripe", "-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4",
+                                 "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M", str(data_file)]]
+    assert data_file.stat().st_size == 0

@@ -143,7 +143,7 @@ def test_in_thread_sends_and_closes_its_private_descriptors(pair, data_file) -> 
 
 def test_in_thread_is_unavailable_when_every_sender_is_busy(pair, data_file, monkeypatch) -> None:
     monkeypatch.setattr(zerocopy, "_senders", lambda: busy)
-    busy = zerocopy._Senders(threads=1)
+    busy = zerocopy.ThreadSlots(1, "test-sender")
     sender, _ = pair
 
     async def two_sends() -> None:
@@ -157,8 +157,8 @@ def test_in_thread_is_unavailable_when_every_sender_is_busy(pair, data_file, mon
             await first
 
     asyncio.run(two_sends())
-    busy._executor.shutdown(wait=True)  # the cancelled sender noticed and returned its thread
-    assert busy._free.acquire(blocking=False)
+    busy.shutdown(wait=True)  # the cancelled sender noticed and returned its thread
+    assert busy.has_free_slot()
 
 
 @pytest.mark.parametrize(("value", "enabled"), [(None, True), ("1", True), ("0", False), ("off", False)])

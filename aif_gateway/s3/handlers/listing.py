@@ -9,7 +9,8 @@ module turns S3's three paging dialects into ``start_after`` and back:
 - Uploads: ``key-marker`` / ``upload-id-marker`` in, ``NextKeyMarker`` /
   ``NextUploadIdMarker`` out.
 
-Public helpers shared with the other handlers: ``int_param`` and ``owner_xml``.
+Public helpers shared with the other handlers: ``int_param`` and ``owner_xml``. The per-key
+rendering (``contents``, ``last_modified``, ``url_encode``) is public for its tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
@@ -25,7 +27,7 @@ from ...errors import S3Error
 from ...store.base import ListPage, ObjectInfo, UploadInfo
 from ..context import S3Request
 from ..responses import iso8601, xml_response
-from ..xmlio import XmlChildren, to_xml
+from ..xmlio import Fragment, XmlChildren, escape_text, render, to_xml
 
 MAX_LIST = 1000
 # The largest integer S3 accepts for max-keys and friends (Java's Integer.MAX_VALUE).
@@ -70,15 +72,17 @@ def url_encoding_requested(query: Mapping[str, str]) -> bool:
     return True
 
 
-def make_encoder(url: bool) -> Encoder:
-    """The text transform for keys and prefixes: identity, or S3's URL encoding.
+def url_encode(text: str) -> str:
+    """S3's URL encoding: ``/`` kept, everything else outside the unreserved set encoded
+    (space → ``%20``, ``+`` → ``%2B``), which is ``quote`` with ``/`` safe."""
+    return quote(text, safe="/")
 
-    S3 keeps ``/`` and encodes everything else outside the unreserved set (space → ``%20``,
-    ``+`` → ``%2B``), which is ``quote`` with ``/`` safe.
-    """
+
+def make_encoder(url: bool) -> Encoder:
+    """The text transform for keys and prefixes: identity, or ``url_encode``."""
     if not url:
         return lambda text: text
-    return lambda text: quote(text, safe="/")
+    return url_encode
 
 
 def encode_continuation_token(last: str) -> str:
@@ -103,20 +107,53 @@ def owner_xml(owner: str | None) -> XmlChildren | None:
     return [("ID", owner), ("DisplayName", owner)]
 
 
-def _object_entry(info: ObjectInfo, encode: Encoder, owner: XmlChildren | None) -> XmlChildren:
-    entry: XmlChildren = [
-        ("Key", encode(info.key)),
-        ("LastModified", iso8601(info.mtime_ns)),
-        ("ETag", f'"{info.etag}"'),
-    ]
-    # Clients that validate downloads look here to learn which algorithm the object carries.
-    entry.extend(("ChecksumAlgorithm", algorithm) for algorithm in info.checksums)
-    if info.checksums and info.checksum_type:
-        entry.append(("ChecksumType", info.checksum_type))
-    entry.append(("Size", info.size))
-    entry.append(("Owner", owner))
-    entry.append(("StorageClass", STORAGE_CLASS))
-    return entry
+_MILLIS = [f"{millis:03d}Z" for millis in range(1000)]
+# Formatted seconds, for the event loop thread only. Keys listed together were mostly written in
+# the same few seconds: each is formatted once (strftime costs more than the rest of an entry).
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 4096
+
+
+def last_modified(mtime_ns: int) -> str:
+    """``responses.iso8601(mtime_ns)``, at a fraction of the cost: a page formats 1,000."""
+    seconds, millis = divmod(mtime_ns // 1_000_000, 1000)
+    text = _SECONDS.get(seconds)
+    if text is None:
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        text = _SECONDS[seconds] = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return text + _MILLIS[millis]
+
+
+def contents(objects: list[ObjectInfo], encode: Encoder | None, owner: XmlChildren | None) -> Fragment:
+    """The ``Contents`` elements of a listing, each rendered by one f-string.
+
+    This is the per-key cost of every ListObjects response, so it skips the generic renderer;
+    the output is byte for byte what ``to_xml`` makes of one ``("Contents", entry)`` per object
+    (``encode`` None: keys as they are), where ``entry`` is::
+
+        [("Key", key), ("LastModified", iso8601), ("ETag", '"etag"'),
+         ("ChecksumAlgorithm", name)..., ("ChecksumType", type) if checksums,
+         ("Size", size), ("Owner", owner), ("StorageClass", STORAGE_CLASS)]
+    """
+    tail = f"{render([('Owner', owner)])}<StorageClass>{STORAGE_CLASS}</StorageClass></Contents>"
+    out = []
+    for info in objects:
+        key = escape_text(encode(info.key) if encode is not None else info.key)
+        checksums = ""
+        if info.checksums:
+            # Clients that validate downloads look here to learn which algorithm the object carries.
+            checksums = "".join(
+                f"<ChecksumAlgorithm>{escape_text(name)}</ChecksumAlgorithm>" for name in info.checksums
+            )
+            if info.checksum_type:
+                checksums += f"<ChecksumType>{escape_text(f'{info.checksum_type}')}</ChecksumType>"
+        # f"{...}": a record written by something else may hold a number where a string belongs.
+        out.append(
+            f"<Contents><Key>{key}</Key><LastModified>{last_modified(info.mtime_ns)}</LastModified>"
+            f"<ETag>&quot;{escape_text(f'{info.etag}')}&quot;</ETag>{checksums}<Size>{info.size}</Size>{tail}"
+        )
+    return Fragment("".join(out))
 
 
 async def _bucket_owner(req: S3Request) -> XmlChildren | None:
@@ -154,7 +191,7 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
     ]
     if delimiter and page.is_truncated and page.next_marker is not None:
         children.append(("NextMarker", encode(page.next_marker)))
-    children.extend(("Contents", _object_entry(info, encode, owner)) for info in page.objects)
+    children.append(contents(page.objects, url_encode if url else None, owner))
     children.extend(("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes)
     if url:
         children.append(("EncodingType", "url"))
@@ -188,7 +225,7 @@ async def list_objects_v2(req: S3Request) -> web.StreamResponse:
     ]
     if page.is_truncated and page.next_marker is not None:
         children.append(("NextContinuationToken", encode_continuation_token(page.next_marker)))
-    children.extend(("Contents", _object_entry(info, encode, owner)) for info in page.objects)
+    children.append(contents(page.objects, url_encode if url else None, owner))
     children.extend(("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes)
     if url:
         children.append(("EncodingType", "url"))

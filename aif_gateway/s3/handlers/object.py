@@ -96,11 +96,13 @@ async def send_object_bytes(
     Never raises once the status line has gone out: a body that cannot be completed ends with a
     cut connection (shorter than Content-Length), the only honest signal left by then.
     """
-    writer = await response.prepare(http)
-    assert writer is not None, "a fresh response"
     count = last - first + 1
     sent = 0
     try:
+        # Inside the try: a client that hung up before the headers went out is as ordinary as
+        # one that hangs up mid-body.
+        writer = await response.prepare(http)
+        assert writer is not None, "a fresh response"
         sent_by_sendfile = await _try_sendfile(http, writer, reader, first, count)
         if sent_by_sendfile is None:
             async for chunk in reader.chunks(first, last):

@@ -1,0 +1,74 @@
+"""Receiving the rest of a request body straight from its socket, in a worker thread.
+
+The engine's ``recv_hashed`` loops recv -> hash -> pwrite without Python per chunk (native code
+releases the GIL for the whole body). The socket belongs to an event loop's transport, which
+the caller pauses first and never lets read again on that connection (see
+``s3/direct_body.py``); the thread works on a private ``dup`` of it.
+
+Public API
+- ``recv_direct_enabled() -> bool``: ``$AIF_RECV_DIRECT`` read once; ``0`` switches it off.
+- ``RECV_DIRECT_MIN_BYTES``: bodies with less than this left to read go the ordinary way.
+- ``STALL_TIMEOUT_S``: a client that sends nothing for this long is treated as gone.
+- ``ReceiveUnavailable``: nothing was read (every receiver thread busy): read the ordinary way.
+- ``receive_in_thread(sock_fd, receive) -> int`` (async): ``receive(private_sock_fd)`` in a
+  receiver thread; its result. If the caller is cancelled the socket is shut down, which ends
+  the thread's recv at once (the connection is lost to that request anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from .threadslots import SlotsBusy, ThreadSlots
+
+RECV_DIRECT_ENV = "AIF_RECV_DIRECT"
+
+# The HTTP parser of a connection whose body was read around it cannot take the next request,
+# so that connection closes after the response (see s3/direct_body.py). A reconnect costs about
+# 0.1-0.2 ms of client and server time; from 4 MiB up, copying each 64 KiB chunk through
+# Python costs more than that (and multipart parts are 5 MiB or more with every S3 tool).
+RECV_DIRECT_MIN_BYTES = 4 * 1024 * 1024
+
+# A receiver waits in poll() for as long as its client is slow: the bound is on concurrent
+# large uploads per worker process (see threadslots).
+RECEIVER_THREADS = 32
+
+STALL_TIMEOUT_S = 120.0
+
+
+class ReceiveUnavailable(Exception):
+    """Nothing was read: the caller should read the body the ordinary way."""
+
+
+@functools.cache
+def recv_direct_enabled() -> bool:
+    return os.environ.get(RECV_DIRECT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@functools.cache
+def _receivers() -> ThreadSlots:
+    return ThreadSlots(RECEIVER_THREADS, "aif-recv")
+
+
+def _shut_down(fds: list[int]) -> None:
+    sock = socket.socket(fileno=fds[0])
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+    finally:
+        sock.detach()  # the fd stays open until the thread is done with it
+
+
+async def receive_in_thread(sock_fd: int, receive: Callable[[int], int]) -> int:
+    def run(own_sock: int, cancelled: threading.Event) -> int:
+        return receive(own_sock)
+
+    try:
+        return await _receivers().run(run, (sock_fd,), on_cancel=_shut_down)
+    except SlotsBusy:
+        raise ReceiveUnavailable("every receiver thread is busy") from None
