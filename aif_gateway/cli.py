@@ -1,4 +1,4 @@
-"""Command line: ``aif-gateway serve``."""
+"""Command line: ``aif-gateway serve`` and ``aif-gateway stage ...`` (aif_gateway/stage/cli.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from . import __version__
 from .config import DEFAULT_LISTEN, ConfigError, load_settings
 from .identity import IdentityError
+from .stage.cli import add_stage_parser
 
 log = logging.getLogger("aif_gateway")
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
                        help="serve HTTPS with this certificate chain (needs --tls-key)")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
+    add_stage_parser(sub)
     return parser
 
 
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "stage":
+        from .stage.cli import run as run_stage
+
+        return run_stage(args)
     return 2
 
 

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .config import Settings
 
@@ -23,6 +24,14 @@ log = logging.getLogger("aif_gateway.server")
 # A worker that dies this soon after starting is failing to start, not crashing under load:
 # restarting it in a loop would only spam the log.
 _MIN_UPTIME_S = 5.0
+# Each worker's default executor, where the storage layer runs every filesystem call (stat,
+# open, xattrs, rename, reads and writes of up to 1 MiB batches): asyncio's default of
+# cpu_count + 4 is sized for CPU work, but these calls mostly wait, for a metadata server round
+# trip on Lustre/GPFS/NFS (milliseconds), so more in flight keeps such a filesystem busy. The
+# bound caps threads (and the 1 MiB write batches they may hold) per worker. Large bodies'
+# socket loops have their own pools (fsio.zerocopy, fsio.sockrecv), so slow clients never hold
+# these threads. AIF_FS_THREADS overrides it.
+FS_THREADS = 64
 _ORPHAN_CHECK_S = 1.0
 
 
@@ -78,6 +87,8 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
 
     async def serve() -> None:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
         identities, _, _ = resolve_identities(settings.root, settings.users_file)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
         app = make_app(store, identities, domain=settings.domain)

@@ -35,6 +35,7 @@
 
 #include "awschunked.h"
 #include "listing.h"
+#include "stagecopy.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -1084,7 +1085,7 @@ PyMODINIT_FUNC PyInit__native(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (aifnative_add_chunked(m) < 0 || aifnative_add_listing(m) < 0) {
+    if (aifnative_add_chunked(m) < 0 || aifnative_add_listing(m) < 0 || aifnative_add_stagecopy(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

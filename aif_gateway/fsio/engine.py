@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from . import pyengine
-
 
 def _choose(requested: str) -> ModuleType:
+    # The twin is imported only when it runs: it loads awscrt, a tenth of a second that every
+    # short-lived command (``aif-gateway stage``) would otherwise pay.
     if requested == "python":
+        from . import pyengine
+
         return pyengine
     if requested not in ("native", "auto", ""):
         raise ValueError(f"AIF_ENGINE must be native, python or auto, not {requested!r}")
@@ -28,6 +30,8 @@ def _choose(requested: str) -> ModuleType:
     except ImportError:
         if requested == "native":
             raise
+        from . import pyengine
+
         return pyengine
     return _native
 

@@ -1,0 +1,68 @@
+"""Knobs of a stage, and the size notation the CLI accepts.
+
+Public API
+- ``StageOptions``: jobs (files/ranges in flight), part_size (range size for large files and the
+  multipart part size of stage out), retries (per request, transient errors only), progress
+  (True: bar, False: log lines, None: bar when stderr is a terminal), progress_interval_s (log
+  lines; <= 0: none), and the S3 endpoint, profile, region and keys (None: the AWS environment
+  variables and profiles decide).
+- ``parse_size("64M") -> int`` (binary units K, M, G, T, P, optional "i"/"B"), ``format_size``.
+- ``KiB``, ``MiB``, ``GiB``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+_UNITS = {"": 1, "K": KiB, "M": MiB, "G": GiB, "T": 1 << 40, "P": 1 << 50}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+# S3 refuses multipart parts under 5 MiB (the last excepted), and a range much smaller than
+# a read buffer only adds requests.
+MIN_PART_SIZE = 5 * MiB
+
+
+@dataclass
+class StageOptions:
+    jobs: int = 16
+    part_size: int = 64 * MiB
+    retries: int = 5
+    progress: bool | None = None
+    progress_interval_s: float = 10.0
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError("jobs must be at least 1")
+        if self.part_size < MIN_PART_SIZE:
+            raise ValueError(f"part size must be at least {format_size(MIN_PART_SIZE)}")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("give both access_key and secret_key, or neither")
+
+
+def parse_size(text: str) -> int:
+    """``64M`` -> 67108864; binary units; a plain number is bytes. ValueError otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (examples: 64M, 1G, 500G)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.upper()])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
