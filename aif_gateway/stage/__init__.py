@@ -15,7 +15,8 @@ Modules: sources (what), plan (how to cut it), transfer (the engine), fscopy (it
 filesystem work; smallcopy: batches of small files, in C), s3get (its S3 reads; fastget signs
 requests without botocore and rawhttp sends them from worker threads), journal (resume),
 verify (what a copy is checked against), manifest + statedir (what a finished stage leaves),
-upload (stage out to S3), progress (bar, log lines, report), s3client (aiobotocore set-up,
+upload (stage out to S3; uploadstate: what an interrupted multipart upload resumes from),
+progress (bar, log lines, report), s3client (aiobotocore set-up,
 retries, errors), cli (the command line; cache + cache_cli: the site cache).
 """
 

@@ -6,7 +6,16 @@ either carries ``x-amz-meta-aif-mtime`` equal to the file's mtime (what this com
 every upload; one HEAD per same-size object) or has the ETag the file would get (its MD5, or
 the multipart ETag with ``--part-size`` parts). Every request carries Content-MD5, so the
 server rejects a corrupted body; a file that changes while it is read fails the stage and its
-multipart upload is aborted, so nothing half-written appears under the prefix.
+multipart upload is aborted. Nothing half-written appears under the prefix: an unfinished
+multipart upload is invisible to readers.
+
+Resume: each multipart upload in flight is recorded (uploadstate.py: upload id, part size, the
+parts the server acknowledged, the file's size and mtime). A stage that fails or is stopped keeps
+its uploads open; the next run of the same source to the same destination lists each recorded
+upload's parts (ListParts), sends only the parts missing or differing from the record, and
+completes it (resumed bytes count as ``skipped_bytes``). A file no longer the recorded version,
+an upload the server no longer has, or a file found unchanged gets its old upload aborted and
+its record dropped; a completed upload's record is dropped too.
 
 Memory bound: part bodies are held in memory while they are sent; their total is capped at
 ``max(part_size, jobs x 16 MiB)`` (256 MiB at the defaults), whatever the part size.
@@ -35,6 +44,7 @@ from .progress import Progress, Report
 from .s3client import list_objects, open_client, parse_s3_url, s3_error, s3_errors, strip_etag, with_retries
 from .sources import Entry, alist_sources
 from .transfer import run_stage
+from .uploadstate import UploadRecord, UploadState, resumable_parts, state_dir
 
 MTIME_META = "aif-mtime"
 _BUDGET_PER_JOB = 16 * MiB
@@ -81,11 +91,15 @@ class _Multipart:
     entry: Entry
     key: str
     parts: list[tuple[int, int]]
+    part_size: int
     upload_id: str | None = None
     etags: dict[int, str] = field(default_factory=dict)
-    md5s: dict[int, bytes] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     completed: bool = False
+    source_changed: bool = False  # abort it: a re-run must not resume a version that is gone
+
+    def missing(self) -> list[int]:
+        return [n for n in range(1, len(self.parts) + 1) if n not in self.etags]
 
 
 def _read(entry: Entry, start: int, length: int) -> tuple[bytes, bytes]:
@@ -124,6 +138,8 @@ def _local_etag(entry: Entry, part_size: int) -> str:
 
 
 class _Uploader:
+    state: UploadState  # set once the client is open: the state is keyed by its endpoint
+
     def __init__(self, src: Path, dest: str, options: StageOptions, report: Report) -> None:
         self.src, self.dest, self.options, self.report = src, dest, options, report
         self.bucket, prefix = parse_s3_url(dest)
@@ -145,37 +161,94 @@ class _Uploader:
     async def run(self) -> None:
         entries = await alist_sources([str(self.src)], self.options)
         async with open_client(self.options, self.options.jobs) as self.client:
-            remote: dict[str, tuple[int, str | None]] = {}
+            self.state = UploadState(state_dir(self.client.meta.endpoint_url, f"s3://{self.bucket}/{self.prefix}",
+                                               self.src))
+            await asyncio.to_thread(self.state.open)
             try:
-                async for obj in list_objects(self.client, self.bucket, self.prefix, self.options.retries, self._retry):
-                    remote[obj["Key"]] = (int(obj["Size"]), strip_etag(obj.get("ETag")))
-            except s3_errors() as exc:
-                raise await self._as_error(exc) from None
-            todo = await self._changed(entries, remote)
-            self.report.skipped_files = len(entries) - len(todo)
-            self.report.skipped_bytes = sum(e.size for e in entries) - sum(e.size for e in todo)
-            self.progress = Progress(len(todo), sum(e.size for e in todo), self.options, "out")
-            units: deque[Any] = deque()
-            uploads: list[_Multipart] = []
-            for entry in sorted(todo, key=lambda e: -e.size):
-                if entry.size > self.options.part_size:
-                    pieces = split_ranges(entry.size, self._part_size(entry))
-                    upload = _Multipart(entry, self._key(entry), pieces)
-                    uploads.append(upload)
-                    units.extend((upload, n) for n in range(1, len(pieces) + 1))
-                else:
-                    units.append(entry)
-            ticker = asyncio.create_task(self.progress.run())
-            try:
-                workers = min(self.options.jobs, len(units)) or 1
-                await asyncio.gather(*(self._worker(units) for _ in range(workers)))
+                await self._upload(entries)
             finally:
-                ticker.cancel()
-                self.progress.close()
-                # Failed or interrupted: unfinished multipart uploads must not linger.
-                await asyncio.gather(*(self._abort(u) for u in uploads if not u.completed))
-            if self.error is not None:
-                raise self.error
+                await asyncio.to_thread(self.state.close)
+
+    async def _upload(self, entries: list[Entry]) -> None:
+        remote: dict[str, tuple[int, str | None]] = {}
+        try:
+            async for obj in list_objects(self.client, self.bucket, self.prefix, self.options.retries, self._retry):
+                remote[obj["Key"]] = (int(obj["Size"]), strip_etag(obj.get("ETag")))
+        except s3_errors() as exc:
+            raise await self._as_error(exc) from None
+        todo = await self._changed(entries, remote)
+        self.report.skipped_files = len(entries) - len(todo)
+        self.report.skipped_bytes = sum(e.size for e in entries) - sum(e.size for e in todo)
+        records = await asyncio.to_thread(self.state.records)
+        units: deque[Any] = deque()
+        uploads: list[_Multipart] = []
+        for entry in sorted(todo, key=lambda e: -e.size):
+            if entry.size > self.options.part_size:
+                upload = await self._resume_or_new(entry, records.pop(self._key(entry), None))
+                uploads.append(upload)
+                missing = upload.missing()
+                if missing:
+                    units.extend((upload, n) for n in missing)
+                else:
+                    units.append((upload, None))  # every part landed before: complete it
+            else:
+                units.append(entry)
+        # What is left was recorded for files now unchanged, small enough for one PUT, or gone.
+        await asyncio.gather(*(self._forget(record.key, record.upload_id) for record in records.values()))
+        resumed = self.report.skipped_bytes - (sum(e.size for e in entries) - sum(e.size for e in todo))
+        self.progress = Progress(len(todo), sum(e.size for e in todo) - resumed, self.options, "out")
+        ticker = asyncio.create_task(self.progress.run())
+        try:
+            workers = min(self.options.jobs, len(units)) or 1
+            await asyncio.gather(*(self._worker(units) for _ in range(workers)))
+        finally:
+            ticker.cancel()
+            self.progress.close()
+            # Other unfinished uploads stay open, recorded, for the next run to resume.
+            await asyncio.gather(*(self._forget(u.key, u.upload_id) for u in uploads
+                                   if u.source_changed and u.upload_id is not None and not u.completed))
+        if self.error is not None:
+            raise self.error
+
+    async def _resume_or_new(self, entry: Entry, record: UploadRecord | None) -> _Multipart:
+        key = self._key(entry)
+        if record is not None:
+            listed = await self._list_parts(key, record.upload_id)
+            keep = resumable_parts(record, entry.size, entry.mtime_ns, listed)
+            if keep is not None:
+                upload = _Multipart(entry, key, split_ranges(entry.size, record.part_size), record.part_size,
+                                    record.upload_id, {n: f'"{etag}"' for n, etag in keep.items()})
+                self.report.skipped_bytes += sum(upload.parts[n - 1][1] - upload.parts[n - 1][0] for n in keep)
+                return upload
+            await self._forget(key, record.upload_id)
+        part_size = self._part_size(entry)
+        return _Multipart(entry, key, split_ranges(entry.size, part_size), part_size)
+
+    async def _list_parts(self, key: str, upload_id: str) -> dict[int, tuple[str, int]] | None:
+        """ListParts of an upload (number -> (ETag, size)); None when the server no longer has it."""
+        listed: dict[int, tuple[str, int]] = {}
+        marker = 0
+        while True:
+            try:
+                page = await with_retries(lambda: self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker),
+                    self.options.retries, self._retry)
+            except s3_errors() as exc:
+                if _error_code(exc) in ("NoSuchUpload", "NoSuchKey", "404"):
+                    return None
+                raise s3_error(exc, f"s3://{self.bucket}/{key}", "listing the parts of an unfinished upload") from None
+            for part in page.get("Parts", ()):
+                listed[int(part["PartNumber"])] = (strip_etag(part.get("ETag")) or "", int(part["Size"]))
+            if not page.get("IsTruncated"):
+                return listed
+            marker = int(page["NextPartNumberMarker"])
+
+    async def _save(self, fn: Any, *args: Any) -> None:
+        """A change to the stage-out state, off the event loop; its OSError as a stage error."""
+        try:
+            await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            raise from_os_error(exc, str(self.state.path), "recording the upload for a resume", source=False) from None
 
     async def _as_error(self, exc: BaseException) -> StageError:
         error = s3_error(exc, self.dest, "listing the destination")
@@ -251,41 +324,59 @@ class _Uploader:
             self.report.files += 1
             self.report.verified["md5"] = self.report.verified.get("md5", 0) + 1
 
-    async def _part(self, upload: _Multipart, number: int) -> None:
+    async def _part(self, upload: _Multipart, number: int | None) -> None:
+        """Send part ``number`` (None: every part is already there), and complete the upload
+        after its last part."""
         url = f"s3://{self.bucket}/{upload.key}"
-        async with upload.lock:
-            if upload.upload_id is None:
-                created = await self._call("starting a multipart upload", url, self.client.create_multipart_upload,
-                                           Bucket=self.bucket, Key=upload.key,
-                                           Metadata={MTIME_META: str(upload.entry.mtime_ns)})
-                upload.upload_id = created["UploadId"]
-        start, end = upload.parts[number - 1]
-        await self.budget.acquire(end - start)
-        try:
-            data, md5 = await asyncio.to_thread(_read, upload.entry, start, end - start)
-            answer = await self._call("uploading a part", url, self.client.upload_part, Bucket=self.bucket,
-                                      Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=data,
-                                      ContentMD5=base64.b64encode(md5).decode())
-        finally:
-            await self.budget.release(end - start)
-        upload.etags[number], upload.md5s[number] = answer["ETag"], md5
-        self._uploaded(end - start, None)
-        if len(upload.etags) == len(upload.parts):
-            parts = [{"ETag": upload.etags[n], "PartNumber": n} for n in sorted(upload.etags)]
-            await self._call("completing a multipart upload", url, self.client.complete_multipart_upload,
-                             Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id,
-                             MultipartUpload={"Parts": parts})
-            upload.completed = True
-            assert self.progress is not None
-            self.report.files += 1
-            self.report.verified["md5"] = self.report.verified.get("md5", 0) + 1
-            self.progress.add(0, files=1)
+        if number is not None:
+            async with upload.lock:
+                if upload.upload_id is None:
+                    created = await self._call("starting a multipart upload", url,
+                                               self.client.create_multipart_upload, Bucket=self.bucket,
+                                               Key=upload.key, Metadata={MTIME_META: str(upload.entry.mtime_ns)})
+                    upload.upload_id = created["UploadId"]
+                    await self._save(self.state.start, UploadRecord(upload.key, upload.upload_id, upload.entry.size,
+                                                                    upload.entry.mtime_ns, upload.part_size))
+            start, end = upload.parts[number - 1]
+            await self.budget.acquire(end - start)
+            try:
+                try:
+                    data, md5 = await asyncio.to_thread(_read, upload.entry, start, end - start)
+                except StageError as exc:
+                    upload.source_changed = exc.kind == "verify"
+                    raise
+                answer = await self._call("uploading a part", url, self.client.upload_part, Bucket=self.bucket,
+                                          Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=data,
+                                          ContentMD5=base64.b64encode(md5).decode())
+            finally:
+                await self.budget.release(end - start)
+            upload.etags[number] = answer["ETag"]
+            # Decided before the next await: exactly one worker sees the last part land.
+            last = len(upload.etags) == len(upload.parts)
+            await self._save(self.state.add_part, upload.key, number, answer["ETag"], end - start)
+            self._uploaded(end - start, None)
+            if not last:
+                return
+        parts = [{"ETag": upload.etags[n], "PartNumber": n} for n in sorted(upload.etags)]
+        await self._call("completing a multipart upload", url, self.client.complete_multipart_upload,
+                         Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id,
+                         MultipartUpload={"Parts": parts})
+        upload.completed = True
+        await self._save(self.state.drop, upload.key)
+        assert self.progress is not None
+        self.report.files += 1
+        self.report.verified["md5"] = self.report.verified.get("md5", 0) + 1
+        self.progress.add(0, files=1)
 
-    async def _abort(self, upload: _Multipart) -> None:
-        if upload.upload_id is None:
-            return
-        upload_id, upload.upload_id = upload.upload_id, None
+    async def _forget(self, key: str, upload_id: str) -> None:
+        """Abort an upload no run will finish and drop its record."""
         try:
-            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload_id)
+            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except s3_errors():
             pass  # best effort: an unfinished upload is invisible to readers, and lifecycle rules expire it
+        await self._save(self.state.drop, key)
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
