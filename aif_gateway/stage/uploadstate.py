@@ -1,7 +1,8 @@
 """Resuming ``stage out``: a record of each multipart upload in flight, kept across runs.
 
 Where: ``$XDG_CACHE_HOME/aif-gateway/stage-out/<sha256 of endpoint, destination, source
-realpath>/`` (``~/.cache`` without XDG_CACHE_HOME), not under the source: a stage out must work
+realpath>/`` (``~/.cache`` without XDG_CACHE_HOME; ``$TMPDIR/aif-gateway-<uid>/`` when that cannot be
+made, e.g. a batch user without a home directory), not under the source: a stage out must work
 from a read-only tree (a finished job's results, a snapshot), and state inside the tree would be
 uploaded with it. Cluster home directories are shared, so a re-run on another node finds the
 record; where the record is missing, the re-run only starts that upload over.
@@ -31,6 +32,8 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +104,33 @@ def resumable_parts(record: UploadRecord, size: int, mtime_ns: int,
 
 
 def state_dir(endpoint: str | None, dest: str, src: Path) -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
     ident = json.dumps([endpoint or "", dest, os.path.realpath(src)])
-    return base / "aif-gateway" / "stage-out" / hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+    return _state_base() / hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _state_base() -> Path:
+    """``$XDG_CACHE_HOME`` (or ``~/.cache``)``/aif-gateway/stage-out`` where it can be made; else
+    a private directory of this user in the temp directory. Batch users often have no home
+    directory on the node (a Slurm stage-out runs as the job's user through ``runuser``), and a
+    stage out must not fail for want of a place to keep its resume records."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    preferred = (Path(cache) if os.path.isabs(cache) else Path.home() / ".cache") / "aif-gateway" / "stage-out"
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        if os.access(preferred, os.W_OK | os.X_OK):
+            return preferred
+    except OSError:
+        pass
+    private = Path(tempfile.gettempdir()) / f"aif-gateway-{os.getuid()}"
+    try:
+        private.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(private)
+    except OSError:
+        return preferred  # neither can be made: open() reports the preferred one
+    # Shared /tmp: use it only if it is really ours (not a name someone else planted, nor a link).
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return preferred
+    return private / "stage-out"
 
 
 class UploadState:

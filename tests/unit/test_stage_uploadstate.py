@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import multiprocessing
 from pathlib import Path
 
@@ -100,3 +102,39 @@ def test_one_stage_out_at_a_time_and_an_emptied_state_is_removed(tmp_path: Path)
     state.drop("run/ckpt.pt")
     state.close()
     assert not path.exists()
+
+
+def test_state_falls_back_to_a_private_temp_dir_without_a_usable_home(tmp_path, monkeypatch) -> None:
+    # A batch user without a home directory (Slurm's stage-out runs as the job user).
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(blocker / "home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    path = state_dir("http://a:1", "s3://b/p/", tmp_path / "src")
+    private = tmp_path / "tmp" / f"aif-gateway-{os.getuid()}"
+    assert path.parent == private / "stage-out"
+    assert (private.stat().st_mode & 0o777) == 0o700
+    state = UploadState(path)
+    state.open()
+    state.close()
+
+
+def test_a_temp_dir_someone_else_could_write_is_not_used(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(blocker / "home"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    planted = tmp_path / f"aif-gateway-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    path = state_dir("http://a:1", "s3://b/p/", tmp_path / "src")
+    assert not path.is_relative_to(planted)
