@@ -11,7 +11,6 @@ are refused at sbatch; shell metacharacters in directives stay text.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from .cluster import TEST_USER, SlurmCluster, make_root
+from .conftest import module_cluster
 from .staging_support import (
     StagingSite,
     buffers_left,
@@ -41,18 +41,8 @@ MiB = 1024 * KiB
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[SlurmCluster]:
-    if os.geteuid() != 0:
-        pytest.fail("tests/slurm must run as root (they start munged, slurmctld and slurmd)", pytrace=False)
-    root = make_root()
-    failed_before = request.session.testsfailed
-    try:
-        with SlurmCluster(root, LUA, stage_in_timeout_s=300) as started:
-            yield started
-    finally:
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"\nSlurm cluster files kept in {root}")
+    with module_cluster(request, make_root(), LUA, stage_in_timeout_s=300) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

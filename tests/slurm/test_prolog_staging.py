@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .cluster import NODE_NAME, TEST_USER, SlurmCluster, make_root
+from .conftest import module_cluster
 from .staging_support import StagingSite, env_lines, eventually, reports, sums_file
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "slurm"
@@ -37,20 +38,10 @@ def hooks() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, hooks: Path) -> Iterator[SlurmCluster]:
-    if os.geteuid() != 0:
-        pytest.fail("tests/slurm must run as root (they start munged, slurmctld and slurmd)", pytrace=False)
-    root = hooks.parent
-    failed_before = request.session.testsfailed
     extra = [f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",
              f"TaskProlog={hooks}/task_prolog.sh", "PrologFlags=Alloc"]
-    try:
-        with SlurmCluster(root, None, extra_conf=extra) as started:
-            yield started
-    finally:
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"\nSlurm cluster files kept in {root}")
+    with module_cluster(request, hooks.parent, None, extra_conf=extra) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
