@@ -344,12 +344,15 @@ static int hasher_feed(HasherObject *self, const uint8_t *p, size_t n)
 
 static PyObject *hasher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"algorithms", NULL};
+    static char *kwlist[] = {"algorithms", "md5", NULL};
     PyObject *algorithms;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Hasher", kwlist, &algorithms))
+    int with_md5 = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$p:Hasher", kwlist, &algorithms, &with_md5))
         return NULL;
 
-    unsigned flags = ALG_MD5;
+    /* md5=False: writers whose objects carry no MD5 ETag (checkpoint files written straight to
+       the tree) skip the one digest that runs at a fraction of memory speed. */
+    unsigned flags = with_md5 ? ALG_MD5 : 0;
     PyObject *it = PyObject_GetIter(algorithms);
     if (it == NULL)
         return NULL;
@@ -533,7 +536,7 @@ static PyMethodDef hasher_methods[] = {
 static PyTypeObject HasherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "aif_gateway._native.Hasher",
-    .tp_doc = "Hasher(algorithms): MD5 plus the named algorithms, fed in one pass.",
+    .tp_doc = "Hasher(algorithms, *, md5=True): MD5 (unless md5=False) plus the named algorithms, fed in one pass.",
     .tp_basicsize = sizeof(HasherObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = hasher_new,

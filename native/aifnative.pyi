@@ -7,10 +7,11 @@ ReadableBuffer = bytes | bytearray | memoryview | AlignedBuffer
 WritableBuffer = bytearray | memoryview | AlignedBuffer
 
 class Hasher:
-    """MD5 always, plus any of CRC32, CRC32C, CRC64NVME, SHA1, SHA256, XXH3_64 (ValueError for
-    others). Safe to share between threads: updates are serialised by the hasher's own lock."""
+    """MD5 (unless md5=False), plus any of CRC32, CRC32C, CRC64NVME, SHA1, SHA256, XXH3_64
+    (ValueError for others). Safe to share between threads: updates are serialised by the
+    hasher's own lock."""
 
-    def __init__(self, algorithms: Iterable[str]) -> None: ...
+    def __init__(self, algorithms: Iterable[str], *, md5: bool = True) -> None: ...
     def update(self, data: ReadableBuffer, /) -> None: ...
     def digests(self) -> dict[str, bytes]:
         """Raw digests of everything fed so far (updating may continue); CRCs and XXH3_64 as

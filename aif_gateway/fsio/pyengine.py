@@ -61,10 +61,10 @@ _MAX_STRIPE_THREADS = 64
 
 
 class Hasher:
-    """Feeds every buffer to MD5 plus the requested algorithms in one pass."""
+    """Feeds every buffer to MD5 (unless ``md5=False``) plus the requested algorithms in one pass."""
 
-    def __init__(self, algorithms: Iterable[str]) -> None:
-        wanted = {"MD5"}
+    def __init__(self, algorithms: Iterable[str], *, md5: bool = True) -> None:
+        wanted = {"MD5"} if md5 else set()
         for name in algorithms:
             if name not in _ALGORITHMS:
                 raise ValueError(f"unknown checksum algorithm {name!r}")

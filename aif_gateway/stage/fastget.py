@@ -66,12 +66,14 @@ def _uri(value: str) -> str:
 
 
 def sign(*, method: str, access_key: str, secret_key: str, token: str | None, region: str, host: str, path: str,
-         query: dict[str, str], headers: dict[str, str], amz_date: str) -> dict[str, str]:
+         query: dict[str, str], headers: dict[str, str], amz_date: str,
+         payload_hash: str = EMPTY_SHA256) -> dict[str, str]:
     """The headers that sign ``method path?query`` (path already URI-encoded; query values raw)
-    with ``headers`` (lower-case names; all of them are signed), plus the signing headers."""
+    with ``headers`` (lower-case names; all of them are signed), plus the signing headers.
+    ``payload_hash``: the body's SHA-256, or ``UNSIGNED-PAYLOAD``."""
     signed = dict(headers)
     signed["host"] = host
-    signed["x-amz-content-sha256"] = EMPTY_SHA256
+    signed["x-amz-content-sha256"] = payload_hash
     signed["x-amz-date"] = amz_date
     if token:
         signed["x-amz-security-token"] = token
@@ -79,7 +81,7 @@ def sign(*, method: str, access_key: str, secret_key: str, token: str | None, re
     canonical = "\n".join([
         method, path, canonical_query(query),
         "".join(f"{name}:{' '.join(signed[name].split())}\n" for name in names),
-        ";".join(names), EMPTY_SHA256,
+        ";".join(names), payload_hash,
     ])
     day = amz_date[:8]
     scope = f"{day}/{region}/s3/aws4_request"

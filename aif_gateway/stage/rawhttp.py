@@ -10,12 +10,13 @@ Why not splice(2) from the socket into the file: the bytes must be hashed, and r
 from the file cost more than receiving them through the buffer (measured there too).
 
 Only what S3 GET, HEAD and ListObjectsV2 answers need: Content-Length or chunked bodies, no
-redirects, no proxies, no compression (none is asked for).
+redirects, no proxies, no compression (none is asked for). Request bodies (the checkpoint
+writer's PUTs and parts, ``aif_gateway.ckpt.s3io``) are sent from memory as given, piece by piece.
 
 Public API
 - ``Endpoint(url, ca_bundle=None)``: scheme, host, port of an ``http(s)://host[:port]`` URL.
 - ``Pool(endpoint, size, connect_timeout_s, read_timeout_s)``: ``request(method, target,
-  headers) -> Response``; ``close()``; ``abort()`` (also ends the requests in flight).
+  headers, body=()) -> Response``; ``close()``; ``abort()`` (also ends the requests in flight).
   Thread-safe. A request on a kept-alive connection that the server had closed is sent again
   once on a fresh connection.
 - ``Response``: ``status``, ``reason``, ``headers`` (lower-case names), ``length`` (Content-Length
@@ -32,7 +33,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -266,14 +267,18 @@ class Pool:
             self._open.discard(conn)
         conn.close()
 
-    def request(self, method: str, target: str, headers: dict[str, str]) -> Response:
-        """Send ``method target`` with ``headers`` (Host among them) and read the response head."""
+    def request(self, method: str, target: str, headers: dict[str, str],
+                body: Sequence[memoryview | bytes] = ()) -> Response:
+        """Send ``method target`` with ``headers`` (Host among them; Content-Length too when
+        there is a ``body``, given as pieces sent as they are) and read the response head."""
         data = (f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
                 + "\r\n").encode("latin-1")
         while True:
             conn = self._take()
             try:
                 conn.sock.sendall(data)
+                for piece in body:
+                    conn.sock.sendall(piece)
                 status_line = conn.read_line()
                 break
             except ConnectionError:

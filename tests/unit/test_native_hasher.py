@@ -123,3 +123,17 @@ def test_four_threads_hash_at_once():
     assert own == [_reference(chunk * rounds)] * 4
     # Every update fed the same bytes, so whatever order they ran in, the result is fixed.
     assert shared.digests() == _reference(chunk * rounds * 4)
+
+
+@pytest.mark.parametrize("algorithms", [(), ("CRC64NVME",), ("XXH3_64", "CRC32C")])
+def test_md5_can_be_left_out(engine, algorithms):
+    data = _data(MIB + 11, 5)
+    hasher = engine.Hasher(algorithms, md5=False)
+    hasher.update(data)
+    reference = _reference(data)
+    assert hasher.digests() == {name: reference[name] for name in algorithms}
+
+
+def test_md5_is_keyword_only(engine):
+    with pytest.raises(TypeError):
+        engine.Hasher((), False)

@@ -1,0 +1,161 @@
+"""The calls a training loop makes: ``save``, ``save_async``, ``load``, ``verify``.
+
+Thin wrappers over ``torch.distributed.checkpoint`` with this package's storage: they work in a
+single process and under ``torch.distributed`` alike (every rank calls them, as with ``dcp``).
+
+- ``save(state_dict, dest, **options) -> SaveStats``: blocks until the checkpoint is complete.
+- ``save_async(state_dict, dest, **options) -> PendingSave``: returns once the state dict is
+  copied to host memory (``blocked_s`` says how long that took); the files are written in a
+  background thread while training goes on. ``wait(timeout)`` returns the ``SaveStats`` or
+  raises the save's error; ``done()`` polls. One save at a time per process is the usual
+  pattern: wait for the previous one before starting the next.
+- ``load(state_dict, src, verify=False, **options)``: fills ``state_dict`` in place (resharded
+  if the checkpoint was saved by another number of ranks).
+- ``verify(src, **options) -> dict``: rereads every data file and checks it against the manifest.
+
+``options`` are the door options of ``target.DoorOptions`` (endpoint, access_key, secret_key,
+region, root, door, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
+``overwrite``; ``process_group`` is passed to dcp.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
+
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+import xxhash
+from torch.distributed.checkpoint.api import CheckpointException
+
+from .dcp import MANIFEST, AifStorageReader, AifStorageWriter, IntegrityError, SaveStats
+from .target import DoorOptions, open_door
+
+_WRITER_ONLY = ("files_per_rank", "overwrite", "cache_staged_state_dict")
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    writer = {k: options.pop(k) for k in _WRITER_ONLY if k in options}
+    return writer, options
+
+
+@contextmanager
+def _original_errors() -> Iterator[None]:
+    """dcp wraps every rank's failure in a CheckpointException; callers of this module get the
+    error itself (this rank's, else the first failing rank's), with the wrapper as its cause."""
+    try:
+        yield
+    except CheckpointException as exc:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        failure = exc.failures.get(rank) or next(iter(exc.failures.values()), None)
+        if failure is None:
+            raise
+        raise failure[0] from exc
+
+
+def save(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
+         **options: Any) -> SaveStats:
+    writer_opts, door_opts = _split_options(dict(options))
+    writer = AifStorageWriter(dest, **writer_opts, **door_opts)
+    try:
+        with _original_errors():
+            dcp.save(state_dict, storage_writer=writer, process_group=process_group)
+    finally:
+        writer.close()
+    return writer.stats
+
+
+class PendingSave:
+    def __init__(self, future: Future[Any], writer: AifStorageWriter, blocked_s: float) -> None:
+        self._future = future
+        self._writer = writer
+        self.blocked_s = blocked_s
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> SaveStats:
+        """The finished save's statistics; its exception if it failed (the checkpoint then does
+        not exist: its ``.metadata`` was never written)."""
+        try:
+            with _original_errors():
+                self._future.result(timeout)
+        finally:
+            if self._future.done():
+                self._writer.close()
+        return self._writer.stats
+
+
+def save_async(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
+               **options: Any) -> PendingSave:
+    writer_opts, door_opts = _split_options(dict(options))
+    writer = AifStorageWriter(dest, **writer_opts, **door_opts)
+    started = time.perf_counter()
+    response = dcp.async_save(state_dict, storage_writer=writer, process_group=process_group)
+    blocked = time.perf_counter() - started
+    future = getattr(response, "upload_completion", response)  # AsyncSaveResponse or a Future
+    return PendingSave(future, writer, blocked)
+
+
+def load(state_dict: dict[str, Any], src: str | os.PathLike[str], *, verify: bool = False,
+         process_group: Any = None, **options: Any) -> None:
+    reader = AifStorageReader(src, verify=verify, **options)
+    try:
+        # dcp folds a missing .metadata into an AssertionError; say it plainly instead.
+        reader.read_metadata()
+        with _original_errors():
+            dcp.load(state_dict, storage_reader=reader, process_group=process_group)
+    finally:
+        reader.close()
+
+
+def verify(src: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """Reread every data file of the checkpoint at ``src`` and check it against its manifest:
+    each file's size, items that tile it exactly, and every item's xxh3. IntegrityError names the
+    first file and byte range that differ; returns {"files", "bytes", "items"} when all match."""
+    import json
+
+    door = open_door(src, DoorOptions(**options))
+    try:
+        try:
+            manifest = json.loads(door.read_bytes(MANIFEST))
+        except FileNotFoundError:
+            raise IntegrityError(f"{door.location} has no {MANIFEST}: nothing to verify against") from None
+        total = items = 0
+        window = 64 << 20
+        for name, entry in sorted(manifest["files"].items()):
+            expected_at = 0
+            for offset, length, digest in entry["items"]:
+                if offset != expected_at:
+                    raise IntegrityError(f"{name}: the manifest leaves bytes {expected_at}-{offset - 1} uncovered")
+                hasher = xxhash.xxh3_64()
+                buffer = bytearray(min(window, max(length, 1)))
+                done = 0
+                while done < length:
+                    view = memoryview(buffer)[:min(window, length - done)]
+                    try:
+                        door.read_into(name, offset + done, view)
+                    except EOFError:
+                        raise IntegrityError(f"{door.location}/{name} is shorter than its manifest says") from None
+                    hasher.update(view)
+                    done += len(view)
+                if hasher.hexdigest() != digest:
+                    raise IntegrityError(f"{door.location}/{name}: bytes {offset}-{offset + length - 1} do not "
+                                         "match the manifest's xxh3")
+                expected_at = offset + length
+                items += 1
+            tail = bytearray(1)
+            try:
+                door.read_into(name, expected_at, memoryview(tail))
+            except EOFError:
+                pass
+            else:
+                raise IntegrityError(f"{door.location}/{name} is longer than its manifest says ({expected_at} bytes)")
+            total += expected_at
+        return {"files": len(manifest["files"]), "bytes": total, "items": items}
+    finally:
+        door.close()

@@ -1,0 +1,506 @@
+"""``torch.distributed.checkpoint`` storage through either door: ``AifStorageWriter``, ``AifStorageReader``.
+
+The files are those of PyTorch's own ``FileSystemWriter``: ``__<rank>_<n>.distcp`` data files
+holding one ``torch.save`` record per tensor or blob, and a pickled ``.metadata`` that maps every
+item to (file, offset, length) with PyTorch's own ``_StorageInfo``. So a checkpoint written here
+loads with stock ``FileSystemReader`` from the tree, and a stock one loads here through S3.
+Added beside them: ``aif-manifest.json`` (every item's xxh3-64; the items tile each file, so it
+covers every byte), which ``AifStorageReader(verify=True)`` and ``ckpt.verify`` check.
+
+Complete or invisible: readers find a checkpoint by its ``.metadata``, written last, after every
+rank's files and the manifest are published (each file atomically: a rename, or a completed
+multipart upload). Saving over an existing checkpoint first deletes its ``.metadata``, before any
+rank writes a byte, so an interrupted overwrite leaves nothing loadable rather than old metadata
+over new files.
+
+Why the tensor records are written without torch.save's zip CRC32: computing it took a third of
+torch.save's time; the manifest's xxh3 replaces it and ``torch.load`` reads records without it
+(``torch.utils.serialization.config.save.compute_crc32``, switched off only while a writer of
+this module serialises; it is process-wide, so a ``torch.save`` running in another thread at
+that moment also skips its CRC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pickle
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import torch
+import xxhash
+from torch.distributed.checkpoint.filesystem import _StorageInfo, _StoragePrefix
+from torch.distributed.checkpoint.metadata import Metadata, MetadataIndex, StorageMeta
+from torch.distributed.checkpoint.planner import (
+    LoadItemType, LoadPlan, LoadPlanner, ReadItem, SavePlan, SavePlanner, WriteItem, WriteItemType,
+)
+from torch.distributed.checkpoint.staging import BlockingAsyncStager
+from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
+from torch.futures import Future
+from torch.distributed._shard._utils import narrow_tensor_by_index
+from torch.utils.serialization import config as serialization_config
+
+from .doors import Door
+from .sink import FileSink, as_bytes_view
+from .target import DoorOptions, open_door
+
+METADATA = ".metadata"
+MANIFEST = "aif-manifest.json"
+SUFFIX = ".distcp"
+KEEP_MIN = 64 * 1024  # pieces at least this large that lie in a tensor's storage are sent from there
+COALESCE_GAP = 1 << 20  # reads of items closer than this in a file become one read
+READ_MAX = 64 << 20
+
+
+class CheckpointNotFound(FileNotFoundError):
+    pass
+
+
+class IntegrityError(ValueError):
+    pass
+
+
+# -- torch.save without its CRC ------------------------------------------------------------------
+_crc_lock = threading.Lock()
+_crc_users = 0
+_crc_saved = True
+
+
+@contextmanager
+def _without_zip_crc() -> Iterator[None]:
+    global _crc_users, _crc_saved
+    with _crc_lock:
+        if _crc_users == 0:
+            _crc_saved = serialization_config.save.compute_crc32
+            serialization_config.save.compute_crc32 = False
+        _crc_users += 1
+    try:
+        yield
+    finally:
+        with _crc_lock:
+            _crc_users -= 1
+            if _crc_users == 0:
+                serialization_config.save.compute_crc32 = _crc_saved
+
+
+def _address(view: memoryview) -> int:
+    return int(np.frombuffer(view, dtype=np.uint8).ctypes.data) if len(view) else 0
+
+
+class _RecordStream:
+    """The file-like torch.save writes one record into: its bytes go to the sink (the tensor's
+    own storage by reference), hashed on the way."""
+
+    def __init__(self, sink: FileSink, storage: tuple[int, int] | None) -> None:
+        self.sink = sink
+        self.storage = storage
+        self.hasher = xxhash.xxh3_64()
+        self.length = 0
+
+    def write(self, data: Any) -> int:
+        view = as_bytes_view(data)
+        n = len(view)
+        keep = False
+        if self.storage is not None and n >= KEEP_MIN:
+            lo, hi = self.storage
+            start = _address(view)
+            keep = lo <= start and start + n <= hi
+        self.hasher.update(view)
+        self.sink.write(view, keep=keep)
+        self.length += n
+        return n
+
+    def tell(self) -> int:
+        return self.length
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+
+def _storage_span(tensor: torch.Tensor) -> tuple[int, int]:
+    storage = tensor.untyped_storage()
+    return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+
+
+def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str) -> WriteResult:
+    offset = sink.position
+    if item.type == WriteItemType.BYTE_IO:
+        stream = _RecordStream(sink, None)
+        stream.write(cast(io.BytesIO, data).getbuffer())
+    else:
+        tensor = cast(torch.Tensor, data)
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
+        stream = _RecordStream(sink, _storage_span(tensor))
+        torch.save(tensor, stream)
+    info = _StorageInfo(file_name, offset, stream.length)
+    # Carried to the coordinator with the result, moved into the manifest by finish().
+    info.xxh3 = stream.hasher.hexdigest()  # type: ignore[attr-defined]
+    return WriteResult(index=item.index, size_in_bytes=stream.length, storage_data=info)
+
+
+def _split(items: list[WriteItem], files: int) -> list[list[WriteItem]]:
+    """Items into ``files`` groups of about equal bytes (blobs spread round-robin)."""
+    if files <= 1:
+        return [items]
+    groups: list[list[WriteItem]] = [[] for _ in range(files)]
+    sizes = [0] * files
+    blobs = [i for i in items if i.type == WriteItemType.BYTE_IO]
+    tensors = sorted((i for i in items if i.type != WriteItemType.BYTE_IO), key=_nbytes, reverse=True)
+    for n, item in enumerate(blobs):
+        groups[n % files].append(item)
+    for item in tensors:
+        k = sizes.index(min(sizes))
+        groups[k].append(item)
+        sizes[k] += _nbytes(item)
+    return [g for g in groups if g] or [[]]
+
+
+def _nbytes(item: WriteItem) -> int:
+    assert item.tensor_data is not None
+    n = 1
+    for s in item.tensor_data.size:
+        n *= s
+    return n * torch._utils._element_size(item.tensor_data.properties.dtype)
+
+
+@dataclass
+class SaveStats:
+    """What one rank's ``write_data`` did (the coordinator's also covers ``finish``)."""
+
+    door: str = ""
+    location: str = ""
+    files: int = 0
+    bytes: int = 0
+    write_s: float = 0.0
+    finish_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AifStorageWriter(StorageWriter, BlockingAsyncStager):
+    """Writes a DCP checkpoint to ``dest`` (``s3://bucket/prefix`` or a path); ``checkpoint_id``
+    given to ``dcp.save`` overrides it. Door options: see ``target.DoorOptions``.
+    ``files_per_rank`` data files per rank are serialised in parallel (each file's stripes are
+    written in parallel anyway)."""
+
+    def __init__(self, dest: str | os.PathLike[str] | None = None, *, files_per_rank: int = 1,
+                 overwrite: bool = True, cache_staged_state_dict: bool = False, **door_options: Any) -> None:
+        StorageWriter.__init__(self)
+        BlockingAsyncStager.__init__(self, cache_staged_state_dict=cache_staged_state_dict)
+        self.dest = os.fspath(dest) if dest is not None else None
+        self.options = DoorOptions(**door_options)
+        self.files_per_rank = max(1, files_per_rank)
+        self.overwrite = overwrite
+        self.rank = 0
+        self.is_coordinator = True
+        self.use_collectives = True
+        self.stats = SaveStats()
+        self._door: Door | None = None
+
+    # -- StorageWriter ------------------------------------------------------------------------
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        if checkpoint_id is not None:
+            self.dest = os.fspath(checkpoint_id)
+        if self.dest is None:
+            raise ValueError("no checkpoint destination: pass dest= or checkpoint_id=")
+        self._close_door()
+        self.stats = SaveStats()
+
+    def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        self.is_coordinator = is_coordinator
+        self.rank = kwargs.get("rank") or 0
+        self.use_collectives = kwargs.get("use_collectives", True)
+
+    @property
+    def door(self) -> Door:
+        if self._door is None:
+            if self.dest is None:
+                raise ValueError("no checkpoint destination: pass dest= or checkpoint_id=")
+            self._door = open_door(self.dest, self.options)
+            self.stats.door, self.stats.location = self._door.kind, self._door.location
+        return self._door
+
+    def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
+        if self.rank is not None and not self.use_collectives:
+            self._retire_old_checkpoint(f"__{self.rank}{METADATA}")
+            plan = dataclasses.replace(plan, storage_data=_StoragePrefix(f"__{self.rank}_"))
+        return plan
+
+    def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
+        # The coordinator, before any rank writes: an old checkpoint here stops being loadable.
+        self._retire_old_checkpoint(METADATA)
+        return [dataclasses.replace(p, storage_data=_StoragePrefix(f"__{i}_")) if p.storage_data is None else p
+                for i, p in enumerate(plans)]
+
+    def _retire_old_checkpoint(self, metadata_name: str) -> None:
+        if not self.door.exists(metadata_name):
+            return
+        if not self.overwrite:
+            raise FileExistsError(f"a checkpoint exists at {self.door.location} and overwrite=False")
+        self.door.delete(metadata_name)
+
+    def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
+        started = time.perf_counter()
+        prefix = cast(_StoragePrefix, plan.storage_data).prefix
+        groups = _split(plan.items, self.files_per_rank)
+        names = [f"{prefix}{n}{SUFFIX}" for n in range(len(groups))]
+        door = self.door
+        with _without_zip_crc():
+            if len(groups) == 1:
+                results = [self._write_file(door, names[0], groups[0], planner)]
+            else:
+                with ThreadPoolExecutor(len(groups), thread_name_prefix="aif-ckpt-serialise") as pool:
+                    results = list(pool.map(lambda a: self._write_file(door, a[0], a[1], planner),
+                                            zip(names, groups)))
+        self.stats.files += len(groups)
+        self.stats.write_s = time.perf_counter() - started
+        if not self.is_coordinator:
+            self._close_door()  # only the coordinator has more to do (finish)
+        out: list[WriteResult] = [r for group in results for r in group]
+        future: Future[list[WriteResult]] = Future()
+        future.set_result(out)
+        return future
+
+    def _write_file(self, door: Door, name: str, items: list[WriteItem], planner: SavePlanner) -> list[WriteResult]:
+        sink = door.open_file(name)
+        results = []
+        try:
+            # Blobs first, then tensors: the stock writer's order.
+            for item in sorted(items, key=lambda i: i.type != WriteItemType.BYTE_IO):
+                results.append(_write_item(sink, planner.resolve_data(item), item, name))
+            self.stats.bytes += sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        return results
+
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        started = time.perf_counter()
+        storage: dict[MetadataIndex, _StorageInfo] = {}
+        files: dict[str, dict[str, Any]] = {}
+        for result in (r for rank in results for r in rank):
+            info = result.storage_data
+            digest = info.__dict__.pop("xxh3", None)
+            storage[result.index] = info
+            entry = files.setdefault(info.relative_path, {"size": 0, "items": []})
+            entry["size"] = max(entry["size"], info.offset + info.length)
+            entry["items"].append([info.offset, info.length, digest])
+        for entry in files.values():
+            entry["items"].sort()
+        metadata.version = "1.0.0"
+        metadata.storage_data = storage
+        metadata.storage_meta = self.storage_meta()
+        manifest = {"format": "aif-gateway/dcp-manifest/1", "hash": "xxh3_64", "files": files}
+        door = self.door
+        metadata_name = METADATA if self.use_collectives else f"__{self.rank}{METADATA}"
+        door.put_bytes(MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
+                       json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
+        door.put_bytes(metadata_name, pickle.dumps(metadata))  # last: the checkpoint now exists
+        self.stats.finish_s = time.perf_counter() - started
+        self._close_door()
+
+    def storage_meta(self) -> StorageMeta | None:
+        return StorageMeta(checkpoint_id=self.dest)
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return bool(os.fspath(checkpoint_id))
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        return self.dest
+
+    def _close_door(self) -> None:
+        if self._door is not None:
+            self._door.close()
+            self._door = None
+
+    def close(self) -> None:
+        self._close_door()
+        BlockingAsyncStager.close(self)
+
+
+class AifStorageReader(StorageReader):
+    """Reads a DCP checkpoint (written here or by any stock writer) from ``src``. ``verify``:
+    check every item read against the manifest's xxh3 (an error for checkpoints without one)."""
+
+    def __init__(self, src: str | os.PathLike[str] | None = None, *, verify: bool = False,
+                 read_threads: int = 8, **door_options: Any) -> None:
+        super().__init__()
+        self.src = os.fspath(src) if src is not None else None
+        self.options = DoorOptions(**door_options)
+        self.verify = verify
+        self.read_threads = read_threads
+        self.storage_data: dict[MetadataIndex, _StorageInfo] = {}
+        self.digests: dict[tuple[str, int], str] = {}
+        self.bytes_read = 0
+        self._door: Door | None = None
+
+    @property
+    def door(self) -> Door:
+        if self._door is None:
+            if self.src is None:
+                raise ValueError("no checkpoint to read: pass src= or checkpoint_id=")
+            self._door = open_door(self.src, self.options)
+        return self._door
+
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        if checkpoint_id is not None:
+            self.src = os.fspath(checkpoint_id)
+        if self._door is not None:
+            self._door.close()
+            self._door = None
+        self.storage_data, self.digests, self.bytes_read = {}, {}, 0
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        rank = kwargs.get("rank")
+        name = METADATA if rank is None else f"__{rank}{METADATA}"
+        try:
+            data = self.door.read_bytes(name)
+        except FileNotFoundError:
+            raise CheckpointNotFound(
+                f"no complete checkpoint at {self.door.location}: {name} is missing (the save was interrupted, "
+                "is still running, or nothing was saved there)") from None
+        metadata = pickle.loads(data)
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        return cast(Metadata, metadata)
+
+    def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
+        self.storage_data = metadata.storage_data
+        if self.verify:
+            self.digests = load_manifest_digests(self.door)
+
+    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
+        return plan
+
+    def prepare_global_plan(self, plans: list[LoadPlan]) -> list[LoadPlan]:
+        return plans
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        per_file: dict[str, list[ReadItem]] = {}
+        for item in plan.items:
+            per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
+        ranges = [r for name, items in per_file.items() for r in self._coalesce(name, items)]
+        lock = threading.Lock()  # planners are not thread-safe: commits happen one at a time
+
+        def read(job: tuple[str, int, int, list[ReadItem]]) -> None:
+            name, start, end, items = job
+            buffer = bytearray(end - start)
+            view = memoryview(buffer)
+            self.door.read_into(name, start, view)
+            for req in items:
+                info = self.storage_data[req.storage_index]
+                piece = view[info.offset - start:info.offset - start + info.length]
+                if self.verify:
+                    self._check(name, info, piece)
+                if req.type == LoadItemType.BYTE_IO:
+                    with lock:
+                        planner.load_bytes(req, io.BytesIO(bytes(piece)))
+                    continue
+                tensor = torch.load(_ViewFile(piece), map_location="cpu", weights_only=True)
+                tensor = narrow_tensor_by_index(tensor, req.storage_offsets, req.lengths)
+                with lock:
+                    target = planner.resolve_tensor(req).detach()
+                    if target.size() != tensor.size():
+                        raise ValueError(f"{req.storage_index}: checkpoint holds {tuple(tensor.size())}, "
+                                         f"the state dict expects {tuple(target.size())}")
+                    target.copy_(tensor)
+                    planner.commit_tensor(req, target)
+            with lock:
+                self.bytes_read += len(buffer)
+
+        try:
+            with ThreadPoolExecutor(self.read_threads, thread_name_prefix="aif-ckpt-read") as pool:
+                for f in [pool.submit(read, r) for r in ranges]:
+                    f.result()
+        finally:
+            self.close()  # dcp has no "done" call for readers: this was the last use of the door
+        future: Future[None] = Future()
+        future.set_result(None)
+        return future
+
+    def _coalesce(self, name: str, items: list[ReadItem]) -> list[tuple[str, int, int, list[ReadItem]]]:
+        """Items of one file in offset order, merged into reads of at most READ_MAX bytes."""
+        spans = sorted(((self.storage_data[i.storage_index].offset, self.storage_data[i.storage_index].length, i)
+                        for i in items), key=lambda s: s[0])
+        out: list[tuple[str, int, int, list[ReadItem]]] = []
+        for offset, length, item in spans:
+            if out and offset - out[-1][2] <= COALESCE_GAP and offset + length - out[-1][1] <= READ_MAX:
+                _, start, end, group = out[-1]
+                out[-1] = (name, start, max(end, offset + length), group + [item])
+            else:
+                out.append((name, offset, offset + length, [item]))
+        return out
+
+    def _check(self, name: str, info: _StorageInfo, piece: memoryview) -> None:
+        expected = self.digests.get((name, info.offset))
+        if expected is None:
+            raise IntegrityError(f"{name} at {info.offset}: not in the checkpoint's manifest")
+        if xxhash.xxh3_64(piece).hexdigest() != expected:
+            raise IntegrityError(f"{self.door.location}/{name}: bytes {info.offset}-{info.offset + info.length - 1} "
+                                 "do not match the manifest's xxh3 (the file changed or is damaged)")
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return bool(os.fspath(checkpoint_id))
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        return self.src
+
+    def close(self) -> None:
+        if self._door is not None:
+            self._door.close()
+            self._door = None
+
+
+def load_manifest_digests(door: Door) -> dict[tuple[str, int], str]:
+    try:
+        manifest = json.loads(door.read_bytes(MANIFEST))
+    except FileNotFoundError:
+        raise IntegrityError(f"{door.location} has no {MANIFEST} (written by another writer?): it cannot be "
+                             "verified; load it with verify=False") from None
+    return {(name, offset): digest for name, entry in manifest["files"].items()
+            for offset, _, digest in entry["items"]}
+
+
+class _ViewFile(io.RawIOBase):
+    """A read-only, seekable file over a memoryview, without copying it (torch.load's input)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        n = min(len(out), len(self._view) - self._pos)
+        out[:n] = self._view[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos

@@ -1,0 +1,195 @@
+"""Blocking S3 calls for checkpoint files, made from the writer's and reader's threads.
+
+The same small signed client as the stage's fast reads (``stage.fastget.sign`` over
+``stage.rawhttp``): botocore costs milliseconds of CPU per call and copies bodies, here a part's
+body is sent straight from the tensors' memory. Bodies are not signed (``UNSIGNED-PAYLOAD``,
+hashing them with SHA-256 would cost more than writing them); each carries an
+``x-amz-checksum-crc64nvme`` instead, which the gateway verifies before it keeps a byte and stores
+as the object's FULL_OBJECT checksum.
+
+Public API: ``S3Settings.resolve(endpoint, access_key, secret_key, region)`` (arguments, else the
+AWS_* environment variables); ``S3Bucket(settings, bucket, connections)`` with ``put``,
+``create_upload``, ``upload_part``, ``complete_upload``, ``abort_upload``, ``read_into``,
+``read_all``, ``exists``, ``delete``, ``list``, ``close``. Failures raise
+``botocore.exceptions.ClientError`` (S3's code and message) or ``OSError``; transient ones
+(5xx, dropped connections) are retried with backoff first.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+from botocore import exceptions as bexc
+
+from ..stage.fastget import canonical_query, client_error, parse_list_page, sign
+from ..stage.rawhttp import Endpoint, Pool, Response
+from ..stage.s3client import with_retries_sync
+
+UNSIGNED = "UNSIGNED-PAYLOAD"
+RETRIES = 4
+_SMALL_BODY_LIMIT = 1 << 30
+_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    token: str | None = None
+    region: str = "us-east-1"
+
+    @classmethod
+    def resolve(cls, endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
+                region: str | None = None) -> S3Settings:
+        env = os.environ
+        endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        access_key = access_key or env.get("AWS_ACCESS_KEY_ID")
+        secret_key = secret_key or env.get("AWS_SECRET_ACCESS_KEY")
+        if not endpoint:
+            raise ValueError("no S3 endpoint: pass endpoint='http://host:port' or set AWS_ENDPOINT_URL")
+        if not access_key or not secret_key:
+            raise ValueError("no S3 credentials: pass access_key/secret_key or set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY")
+        return cls(endpoint.rstrip("/"), access_key, secret_key,
+                   env.get("AWS_SESSION_TOKEN") if access_key == env.get("AWS_ACCESS_KEY_ID") else None,
+                   region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class S3Bucket:
+    def __init__(self, settings: S3Settings, bucket: str, connections: int) -> None:
+        self.settings = settings
+        self.bucket = bucket
+        self._endpoint = Endpoint(settings.endpoint, os.environ.get("AWS_CA_BUNDLE"))
+        self._pool = Pool(self._endpoint, connections)
+        self._stop = threading.Event()  # set by close(): no more backoff waits
+
+    def _path(self, key: str = "") -> str:
+        return "/" + quote(self.bucket, safe="") + "/" + quote(key, safe="/~")
+
+    def _send(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
+              body: Sequence[memoryview | bytes] = ()) -> Response:
+        s = self.settings
+        path = self._path(key) if key is not None else self._path()
+        if body or method in ("PUT", "POST"):
+            headers = {**headers, "content-length": str(sum(len(p) for p in body))}
+        signed = sign(method=method, access_key=s.access_key, secret_key=s.secret_key, token=s.token,
+                      region=s.region, host=self._endpoint.netloc, path=path, query=query, headers=headers,
+                      amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), payload_hash=UNSIGNED)
+        target = path + ("?" + canonical_query(query) if query else "")
+        response = self._pool.request(method, target, signed, body)
+        if response.status >= 300:
+            with response:
+                data = b"" if method == "HEAD" else response.read_all(1 << 20)
+            raise client_error(response.status, data, response.reason, operation)
+        return response
+
+    def _call(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
+              body: Sequence[memoryview | bytes] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
+        def once() -> tuple[dict[str, str], bytes]:
+            with self._send(method, key, query, headers, operation, body) as response:
+                data = response.read_all(_SMALL_BODY_LIMIT) if read and method != "HEAD" else b""
+                return response.headers, data
+
+        return with_retries_sync(once, RETRIES, lambda: None, self._stop)
+
+    # -- writes -----------------------------------------------------------------------------
+    def put(self, key: str, body: Sequence[memoryview | bytes], crc64: bytes) -> str:
+        headers, _ = self._call("PUT", key, {}, {"x-amz-checksum-crc64nvme": _b64(crc64)}, "PutObject", body)
+        return headers.get("etag", "").strip('"')
+
+    def create_upload(self, key: str) -> str:
+        _, data = self._call("POST", key, {"uploads": ""},
+                             {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT"},
+                             "CreateMultipartUpload")
+        from xml.etree import ElementTree
+
+        upload_id = ElementTree.fromstring(data).findtext(f"{{{_NS}}}UploadId")
+        if not upload_id:
+            raise OSError(f"CreateMultipartUpload for {key} returned no UploadId")
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: Sequence[memoryview | bytes],
+                    crc64: bytes) -> str:
+        headers, _ = self._call("PUT", key, {"partNumber": str(number), "uploadId": upload_id},
+                                {"x-amz-checksum-crc64nvme": _b64(crc64)}, "UploadPart", body)
+        return headers.get("etag", "").strip('"')
+
+    def complete_upload(self, key: str, upload_id: str, parts: list[tuple[int, str, bytes]], full_crc64: str) -> str:
+        xml = "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>\"{escape(etag)}\"</ETag>"
+            f"<ChecksumCRC64NVME>{_b64(crc)}</ChecksumCRC64NVME></Part>" for n, etag, crc in parts
+        ) + "</CompleteMultipartUpload>"
+        _, data = self._call("POST", key, {"uploadId": upload_id},
+                             {"x-amz-checksum-crc64nvme": full_crc64, "x-amz-checksum-type": "FULL_OBJECT"},
+                             "CompleteMultipartUpload", [xml.encode()])
+        if b"<Error>" in data:  # S3 may report a failed Complete inside a 200 response
+            raise client_error(500, data, "CompleteMultipartUpload failed", "CompleteMultipartUpload")
+        return key
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self._call("DELETE", key, {"uploadId": upload_id}, {}, "AbortMultipartUpload")
+        except bexc.ClientError:
+            pass  # already gone: nothing left to clean
+
+    def delete(self, key: str) -> None:
+        self._call("DELETE", key, {}, {}, "DeleteObject")
+
+    # -- reads ------------------------------------------------------------------------------
+    def read_into(self, key: str, offset: int, view: memoryview) -> None:
+        def once() -> None:
+            rng = f"bytes={offset}-{offset + len(view) - 1}"
+            try:
+                response = self._send("GET", key, {}, {"range": rng}, "GetObject")
+            except bexc.ClientError as exc:
+                if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 416:
+                    raise EOFError(f"{key}: nothing at offset {offset}") from None
+                raise
+            with response:
+                if response.length is not None and response.length < len(view):
+                    raise EOFError(f"{key}: {len(view)} bytes asked at {offset}, {response.length} there")
+                response.read_into(view)
+
+        if len(view):
+            with_retries_sync(once, RETRIES, lambda: None, self._stop)
+
+    def read_all(self, key: str) -> bytes:
+        return self._call("GET", key, {}, {}, "GetObject")[1]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("HEAD", key, {}, {}, "HeadObject")
+            return True
+        except bexc.ClientError as exc:
+            if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
+                return False
+            raise
+
+    def list(self, prefix: str) -> Iterator[str]:
+        token: str | None = None
+        while True:
+            query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+            if token:
+                query["continuation-token"] = token
+            _, body = self._call("GET", None, query, {}, "ListObjectsV2")
+            objects, token = parse_list_page(body)
+            yield from (o["Key"] for o in objects)
+            if not token:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.close()
+
