@@ -19,7 +19,7 @@ from ..identity import IdentityTable
 from ..store.base import Store
 from . import sigv4
 from .context import S3Request
-from .direct_body import CLOSE_AFTER_RESPONSE
+from .direct_body import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
 from .handlers import HANDLERS
 from .responses import error_response, not_modified_response
 from .routing import action_for, locate, parse_query, split_raw_path
@@ -75,7 +75,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
                 "status": status,
                 "error": request.get(ERROR_CODE),
                 "user": request.get(USER),
-                "bytes_in": request.content.total_bytes,
+                "bytes_in": request.content.total_bytes + request.get(BYTES_AROUND_PARSER, 0),
                 "bytes_out": sent,
                 "ms": round((time.perf_counter() - started) * 1000, 3),
                 "remote": request.remote,

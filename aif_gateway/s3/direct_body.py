@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 READ_SIZE = 1 << 20
 
 CLOSE_AFTER_RESPONSE = web.RequestKey("close_after_response", bool)
+# Body bytes handed to the socket receiver: aiohttp's StreamReader never counts them, so the
+# access log adds them to its total_bytes.
+BYTES_AROUND_PARSER = web.RequestKey("bytes_around_parser", int)
 
 
 class _Readable(Protocol):
@@ -88,6 +91,7 @@ async def request_body(
                 # Some or all of the rest was read around aiohttp: this connection is done.
                 content.feed_eof()
                 http[CLOSE_AFTER_RESPONSE] = True
+                http[BYTES_AROUND_PARSER] = on_socket
             elif not transport.is_closing():
                 transport.resume_reading()
         if tail.started:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 import http.client
 import socket
 import time
@@ -86,6 +87,10 @@ def test_large_put_arrives_intact_with_its_etag(s3, gw: GatewayProcess, direct_o
     assert (gw.root / BUCKET / "big").read_bytes() == BIG  # one namespace: the object is the file
     expected = before + 1 if direct_on else before
     assert _wait_for_direct_reads(gw, expected) == expected
+    # The access log counts every body byte, also those read around aiohttp's parser.
+    puts = [json.loads(line) for line in gw.stderr().splitlines()
+            if line.startswith("{") and '"aif_gateway.access"' in line and f"PUT /{BUCKET}/big " in line]
+    assert puts and puts[-1]["bytes_in"] == len(BIG)
 
 
 def test_crc32c_checksum_of_a_large_put_is_verified_and_kept(s3) -> None:
