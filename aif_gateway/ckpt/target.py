@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..store.direct import DirectBucket
 from ..store.meta import BUCKET_XATTR, bucket_record_file
-from ..store.paths import INTERNAL_DIR
+from ..errors import S3Error
+from ..store.paths import INTERNAL_DIR, validate_bucket_name
 from .doors import MiB, BucketDoor, Door, PathDoor, S3Door
 from .s3io import S3Bucket, S3Settings
 
@@ -84,6 +85,10 @@ def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) 
     sizes = {"threads": o.threads, "part_size": o.part_size}
     if text.startswith("s3://"):
         bucket, prefix = split_s3(text)
+        try:
+            validate_bucket_name(bucket)
+        except S3Error as exc:
+            raise ValueError(f"{text}: {exc}") from None
         root = o.root if o.root is not None else os.environ.get(ROOT_ENV)
         if o.door != "s3" and (root or o.bucket_map):
             try:
