@@ -129,7 +129,7 @@ def verify(src: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
         window = 64 << 20
         for name, entry in sorted(manifest["files"].items()):
             expected_at = 0
-            for offset, length, digest in entry["items"]:
+            for offset, length, digest, *_ in entry["items"]:
                 if offset != expected_at:
                     raise IntegrityError(f"{name}: the manifest leaves bytes {expected_at}-{offset - 1} uncovered")
                 hasher = xxhash.xxh3_64()

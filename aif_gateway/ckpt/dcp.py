@@ -22,6 +22,7 @@ that moment also skips its CRC).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import io
 import json
@@ -105,6 +106,7 @@ class _RecordStream:
         self.storage = storage
         self.hasher = xxhash.xxh3_64()
         self.length = 0
+        self.data_offset: int | None = None  # where the storage's bytes start, when written whole
 
     def write(self, data: Any) -> int:
         view = as_bytes_view(data)
@@ -114,6 +116,8 @@ class _RecordStream:
             lo, hi = self.storage
             start = _address(view)
             keep = lo <= start and start + n <= hi
+            if start == lo and start + n == hi:
+                self.data_offset = self.length
         self.hasher.update(view)
         self.sink.write(view, keep=keep)
         self.length += n
@@ -127,6 +131,12 @@ class _RecordStream:
 
     def writable(self) -> bool:
         return True
+
+
+def _plain(tensor: torch.Tensor) -> bool:
+    """Its bytes are exactly its storage's, in row-major order."""
+    return (tensor.is_contiguous() and tensor.storage_offset() == 0
+            and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size())
 
 
 def _storage_span(tensor: torch.Tensor) -> tuple[int, int]:
@@ -148,6 +158,9 @@ def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str) -> W
     info = _StorageInfo(file_name, offset, stream.length)
     # Carried to the coordinator with the result, moved into the manifest by finish().
     info.xxh3 = stream.hasher.hexdigest()  # type: ignore[attr-defined]
+    if item.type != WriteItemType.BYTE_IO and stream.data_offset is not None and _plain(tensor):
+        # Where the raw bytes sit in the record: a reader can land them in the target tensor.
+        info.raw = [stream.data_offset, str(tensor.dtype), list(tensor.shape)]  # type: ignore[attr-defined]
     return WriteResult(index=item.index, size_in_bytes=stream.length, storage_data=info)
 
 
@@ -293,15 +306,18 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         for result in (r for rank in results for r in rank):
             info = result.storage_data
             digest = info.__dict__.pop("xxh3", None)
+            raw = info.__dict__.pop("raw", None)
             storage[result.index] = info
             entry = files.setdefault(info.relative_path, {"size": 0, "items": []})
             entry["size"] = max(entry["size"], info.offset + info.length)
-            entry["items"].append([info.offset, info.length, digest])
+            entry["items"].append([info.offset, info.length, digest] + (raw or []))
         for entry in files.values():
             entry["items"].sort()
         metadata.version = "1.0.0"
         metadata.storage_data = storage
         metadata.storage_meta = self.storage_meta()
+        # items: [offset, length, xxh3_64 of those bytes] plus, for a tensor whose record holds its
+        # storage whole, [offset of the raw bytes in the record, dtype, shape].
         manifest = {"format": "aif-gateway/dcp-manifest/1", "hash": "xxh3_64", "files": files}
         door = self.door
         metadata_name = METADATA if self.use_collectives else f"__{self.rank}{METADATA}"
@@ -344,8 +360,9 @@ class AifStorageReader(StorageReader):
         self.verify = verify
         self.read_threads = read_threads
         self.storage_data: dict[MetadataIndex, _StorageInfo] = {}
-        self.digests: dict[tuple[str, int], str] = {}
+        self.manifest: dict[tuple[str, int], list[Any]] = {}
         self.bytes_read = 0
+        self.straight_reads = 0  # tensors read straight into their targets
         self._door: Door | None = None
 
     @property
@@ -362,7 +379,7 @@ class AifStorageReader(StorageReader):
         if self._door is not None:
             self._door.close()
             self._door = None
-        self.storage_data, self.digests, self.bytes_read = {}, {}, 0
+        self.storage_data, self.manifest, self.bytes_read = {}, {}, 0
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
         rank = kwargs.get("rank")
@@ -380,8 +397,7 @@ class AifStorageReader(StorageReader):
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         self.storage_data = metadata.storage_data
-        if self.verify:
-            self.digests = load_manifest_digests(self.door)
+        self.manifest = load_manifest_items(self.door, required=self.verify)
 
     def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         return plan
@@ -391,10 +407,45 @@ class AifStorageReader(StorageReader):
 
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
         per_file: dict[str, list[ReadItem]] = {}
+        straight: list[tuple[ReadItem, list[Any]]] = []
         for item in plan.items:
-            per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
+            info = self.storage_data[item.storage_index]
+            entry = self.manifest.get((info.relative_path, info.offset))
+            if (item.type == LoadItemType.TENSOR and entry is not None and len(entry) == 6
+                    and not any(item.storage_offsets) and list(item.lengths) == entry[5]):
+                straight.append((item, entry))
+            else:
+                per_file.setdefault(info.relative_path, []).append(item)
         ranges = [r for name, items in per_file.items() for r in self._coalesce(name, items)]
         lock = threading.Lock()  # planners are not thread-safe: commits happen one at a time
+
+        def read_straight(job: tuple[ReadItem, list[Any]]) -> None:
+            """A whole saved tensor into its target's memory: no buffer, no torch.load, no copy."""
+            req, entry = job
+            info = self.storage_data[req.storage_index]
+            with lock:
+                target = planner.resolve_tensor(req).detach()
+            if not (target.is_contiguous() and str(target.dtype) == entry[4] and list(target.shape) == entry[5]):
+                read((info.relative_path, info.offset, info.offset + info.length, [req]))
+                return
+            nbytes = target.numel() * target.element_size()
+            data_at = info.offset + entry[3]
+            into = _memory_of(target)
+            if self.verify:
+                head, tail = bytearray(entry[3]), bytearray(info.length - entry[3] - nbytes)
+                self.door.read_into(info.relative_path, info.offset, memoryview(head))
+                self.door.read_into(info.relative_path, data_at, into)
+                self.door.read_into(info.relative_path, data_at + nbytes, memoryview(tail))
+                hasher = xxhash.xxh3_64(head)
+                hasher.update(into)
+                hasher.update(tail)
+                self._compare(info, hasher.hexdigest(), entry[2])
+            else:
+                self.door.read_into(info.relative_path, data_at, into)
+            with lock:
+                planner.commit_tensor(req, target)
+                self.bytes_read += nbytes
+                self.straight_reads += 1
 
         def read(job: tuple[str, int, int, list[ReadItem]]) -> None:
             name, start, end, items = job
@@ -424,7 +475,8 @@ class AifStorageReader(StorageReader):
 
         try:
             with ThreadPoolExecutor(self.read_threads, thread_name_prefix="aif-ckpt-read") as pool:
-                for f in [pool.submit(read, r) for r in ranges]:
+                futures = [pool.submit(read_straight, j) for j in straight] + [pool.submit(read, r) for r in ranges]
+                for f in futures:
                     f.result()
         finally:
             self.close()  # dcp has no "done" call for readers: this was the last use of the door
@@ -446,12 +498,16 @@ class AifStorageReader(StorageReader):
         return out
 
     def _check(self, name: str, info: _StorageInfo, piece: memoryview) -> None:
-        expected = self.digests.get((name, info.offset))
-        if expected is None:
+        entry = self.manifest.get((name, info.offset))
+        if entry is None:
             raise IntegrityError(f"{name} at {info.offset}: not in the checkpoint's manifest")
-        if xxhash.xxh3_64(piece).hexdigest() != expected:
-            raise IntegrityError(f"{self.door.location}/{name}: bytes {info.offset}-{info.offset + info.length - 1} "
-                                 "do not match the manifest's xxh3 (the file changed or is damaged)")
+        self._compare(info, xxhash.xxh3_64(piece).hexdigest(), entry[2])
+
+    def _compare(self, info: _StorageInfo, got: str, expected: str) -> None:
+        if got != expected:
+            raise IntegrityError(f"{self.door.location}/{info.relative_path}: bytes {info.offset}-"
+                                 f"{info.offset + info.length - 1} do not match the manifest's xxh3 "
+                                 "(the file changed or is damaged)")
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
@@ -467,14 +523,25 @@ class AifStorageReader(StorageReader):
             self._door = None
 
 
-def load_manifest_digests(door: Door) -> dict[tuple[str, int], str]:
+def load_manifest_items(door: Door, required: bool) -> dict[tuple[str, int], list[Any]]:
+    """The manifest's items by (file, offset); {} for a checkpoint without one (a stock writer's),
+    an IntegrityError instead when ``required`` (verification asked for)."""
     try:
         manifest = json.loads(door.read_bytes(MANIFEST))
     except FileNotFoundError:
+        if not required:
+            return {}
         raise IntegrityError(f"{door.location} has no {MANIFEST} (written by another writer?): it cannot be "
                              "verified; load it with verify=False") from None
-    return {(name, offset): digest for name, entry in manifest["files"].items()
-            for offset, _, digest in entry["items"]}
+    return {(name, item[0]): item for name, entry in manifest["files"].items() for item in entry["items"]}
+
+
+def _memory_of(tensor: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor's memory (any dtype, bfloat16 included)."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes == 0:
+        return memoryview(bytearray())
+    return memoryview((ctypes.c_char * nbytes).from_address(tensor.data_ptr())).cast("B")
 
 
 class _ViewFile(io.RawIOBase):
