@@ -27,7 +27,7 @@ from pathlib import Path
 import dataset
 from dataset import GiB, MiB, SHARDS, SMALL_SIZES, Sizes
 from drivers import Curl, HttpDriver, OpStats, S5cmd, run_parallel_timed, run_timed
-from report import Measure, Row, machine, software, table
+from report import Measure, Row, machine, publish, run_main, software, table
 from servers import Credentials, Server, gateway, nginx, rclone
 
 CONCURRENCY = 64  # requests in flight for the small-object rows, as the issue asks
@@ -403,14 +403,8 @@ def main(argv: list[str]) -> int:
         "",
         table(bench.rows),
     ])
-    print(report)
-    if args.report:
-        args.report.write_text(report + "\n")
-    return 0
+    return publish(report, args.report)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -86,3 +87,20 @@ def software() -> str:
         [sys.executable, "-c", "from aif_gateway.fsio.engine import engine_info; print(engine_info())"],
         capture_output=True, text=True).stdout.strip() or "unknown (no aif_gateway.fsio.engine)"
     return f"- tree: git {revision}; aif-gateway data-path engine: {engine}"
+
+
+def publish(report: str, path: os.PathLike[str] | None) -> int:
+    """Print the report, and write it to ``path`` (``--report``) when given; the exit status."""
+    print(report)
+    if path is not None:
+        with open(path, "w") as f:
+            f.write(report + "\n")
+    return 0
+
+
+def run_main(main: Callable[[list[str]], int]) -> None:
+    """A benchmark's entry point: Ctrl-C stops it with the shell's status for SIGINT."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import dataset
 from dataset import GiB, MiB
-from report import machine, software
+from report import machine, publish, run_main, software
 from servers import Credentials, Server, gateway, venv_tool
 
 BUCKET = "stage"
@@ -343,14 +343,8 @@ def main(argv: list[str]) -> int:
         "",
         bench.table(),
     ])
-    print(report)
-    if args.report:
-        args.report.write_text(report + "\n")
-    return 0
+    return publish(report, args.report)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)

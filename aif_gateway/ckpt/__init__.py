@@ -6,6 +6,8 @@ Needs the ``ckpt`` extra (PyTorch, zarr, numcodecs): ``pip install 'aif-gateway[
 from .api import PendingSave, load, save, save_async, verify
 from .dcp import AifStorageReader, AifStorageWriter, CheckpointNotFound, IntegrityError, SaveStats
 from .target import DoorOptions, open_door
+from .zarrfmt import load_zarr, save_zarr
 
 __all__ = ["AifStorageReader", "AifStorageWriter", "CheckpointNotFound", "DoorOptions", "IntegrityError",
-           "PendingSave", "SaveStats", "load", "open_door", "save", "save_async", "verify"]
+           "PendingSave", "SaveStats", "load", "load_zarr", "open_door", "save", "save_async", "save_zarr",
+           "verify"]

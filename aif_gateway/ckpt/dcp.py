@@ -15,9 +15,8 @@ over new files.
 
 Why the tensor records are written without torch.save's zip CRC32: computing it took a third of
 torch.save's time; the manifest's xxh3 replaces it and ``torch.load`` reads records without it
-(``torch.utils.serialization.config.save.compute_crc32``, switched off only while a writer of
-this module serialises; it is process-wide, so a ``torch.save`` running in another thread at
-that moment also skips its CRC).
+(``torch.utils.serialization.config.save.compute_crc32``, a per-thread setting, switched off in
+this module's serialising threads only while they serialise).
 """
 
 from __future__ import annotations
@@ -60,6 +59,8 @@ SUFFIX = ".distcp"
 KEEP_MIN = 64 * 1024  # pieces at least this large that lie in a tensor's storage are sent from there
 COALESCE_GAP = 1 << 20  # reads of items closer than this in a file become one read
 READ_MAX = 64 << 20
+HASH_ASIDE = 4 << 20  # records at least this large are hashed by the hashing threads
+SMALL_RECORD = 1 << 20
 
 
 class CheckpointNotFound(FileNotFoundError):
@@ -71,26 +72,15 @@ class IntegrityError(ValueError):
 
 
 # -- torch.save without its CRC ------------------------------------------------------------------
-_crc_lock = threading.Lock()
-_crc_users = 0
-_crc_saved = True
-
-
 @contextmanager
 def _without_zip_crc() -> Iterator[None]:
-    global _crc_users, _crc_saved
-    with _crc_lock:
-        if _crc_users == 0:
-            _crc_saved = serialization_config.save.compute_crc32
-            serialization_config.save.compute_crc32 = False
-        _crc_users += 1
+    """torch's serialization config is per thread: this thread's torch.save skips the CRC."""
+    saved = serialization_config.save.compute_crc32
+    serialization_config.save.compute_crc32 = False
     try:
         yield
     finally:
-        with _crc_lock:
-            _crc_users -= 1
-            if _crc_users == 0:
-                serialization_config.save.compute_crc32 = _crc_saved
+        serialization_config.save.compute_crc32 = saved
 
 
 def _address(view: memoryview) -> int:
@@ -99,35 +89,47 @@ def _address(view: memoryview) -> int:
 
 class _RecordStream:
     """The file-like torch.save writes one record into: its bytes go to the sink (the tensor's
-    own storage by reference), hashed on the way."""
+    own storage by reference), and are kept, in order, for hashing.
+
+    torch.save makes about 40 small writes per record (zip headers, the pickle); they are
+    gathered here and passed on in one piece, so the per-tensor cost stays small."""
 
     def __init__(self, sink: FileSink, storage: tuple[int, int] | None) -> None:
         self.sink = sink
         self.storage = storage
-        self.hasher = xxhash.xxh3_64()
+        self.pieces: list[Any] = []
         self.length = 0
         self.data_offset: int | None = None  # where the storage's bytes start, when written whole
+        self._small = bytearray()
 
     def write(self, data: Any) -> int:
-        view = as_bytes_view(data)
+        view = data if type(data) is memoryview and data.format == "B" else as_bytes_view(data)
         n = len(view)
+        if n < KEEP_MIN:
+            self._small += view
+            self.length += n
+            return n
         keep = False
-        if self.storage is not None and n >= KEEP_MIN:
+        if self.storage is not None:
             lo, hi = self.storage
             start = _address(view)
             keep = lo <= start and start + n <= hi
             if start == lo and start + n == hi:
                 self.data_offset = self.length
-        self.hasher.update(view)
+        self.flush()
+        self.pieces.append(view)
         self.sink.write(view, keep=keep)
         self.length += n
         return n
 
+    def flush(self) -> None:
+        if self._small:
+            self.pieces.append(self._small)
+            self.sink.write(self._small, keep=True)  # a buffer of its own, never reused
+            self._small = bytearray()
+
     def tell(self) -> int:
         return self.length
-
-    def flush(self) -> None:
-        pass
 
     def writable(self) -> bool:
         return True
@@ -144,20 +146,33 @@ def _storage_span(tensor: torch.Tensor) -> tuple[int, int]:
     return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
 
 
-def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str) -> WriteResult:
+def _xxh3(pieces: list[Any]) -> str:
+    hasher = xxhash.xxh3_64()
+    for piece in pieces:
+        hasher.update(piece)
+    return hasher.hexdigest()
+
+
+def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str,
+                hashers: ThreadPoolExecutor) -> WriteResult:
     offset = sink.position
     if item.type == WriteItemType.BYTE_IO:
         stream = _RecordStream(sink, None)
         stream.write(cast(io.BytesIO, data).getbuffer())
+        stream.flush()
     else:
         tensor = cast(torch.Tensor, data)
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
         stream = _RecordStream(sink, _storage_span(tensor))
         torch.save(tensor, stream)
+        stream.flush()
     info = _StorageInfo(file_name, offset, stream.length)
-    # Carried to the coordinator with the result, moved into the manifest by finish().
-    info.xxh3 = stream.hasher.hexdigest()  # type: ignore[attr-defined]
+    # Carried to the coordinator with the result, moved into the manifest by finish(). Large
+    # records are hashed by other threads (xxhash releases the GIL) while the next ones are
+    # serialised and written: a future here, its digest once _write_file has waited for it.
+    info.xxh3 = (hashers.submit(_xxh3, stream.pieces) if stream.length >= HASH_ASIDE  # type: ignore[attr-defined]
+                 else _xxh3(stream.pieces))
     if item.type != WriteItemType.BYTE_IO and stream.data_offset is not None and _plain(tensor):
         # Where the raw bytes sit in the record: a reader can land them in the target tensor.
         info.raw = [stream.data_offset, str(tensor.dtype), list(tensor.shape)]  # type: ignore[attr-defined]
@@ -205,10 +220,12 @@ class SaveStats:
 class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     """Writes a DCP checkpoint to ``dest`` (``s3://bucket/prefix`` or a path); ``checkpoint_id``
     given to ``dcp.save`` overrides it. Door options: see ``target.DoorOptions``.
-    ``files_per_rank`` data files per rank are serialised in parallel (each file's stripes are
-    written in parallel anyway)."""
+    ``files_per_rank`` data files per rank are serialised and written in parallel. Two by
+    default: local filesystems (ext4, XFS, tmpfs) serialise writes to one file on its inode
+    lock, so one file holds a rank to one writer's speed whatever the threads (measured in
+    perf/RESULTS.md, "Checkpoints"); parallel filesystems write a file's stripes in parallel."""
 
-    def __init__(self, dest: str | os.PathLike[str] | None = None, *, files_per_rank: int = 1,
+    def __init__(self, dest: str | os.PathLike[str] | None = None, *, files_per_rank: int = 2,
                  overwrite: bool = True, cache_staged_state_dict: bool = False, **door_options: Any) -> None:
         StorageWriter.__init__(self)
         BlockingAsyncStager.__init__(self, cache_staged_state_dict=cache_staged_state_dict)
@@ -270,13 +287,11 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         groups = _split(plan.items, self.files_per_rank)
         names = [f"{prefix}{n}{SUFFIX}" for n in range(len(groups))]
         door = self.door
-        with _without_zip_crc():
-            if len(groups) == 1:
-                results = [self._write_file(door, names[0], groups[0], planner)]
-            else:
-                with ThreadPoolExecutor(len(groups), thread_name_prefix="aif-ckpt-serialise") as pool:
-                    results = list(pool.map(lambda a: self._write_file(door, a[0], a[1], planner),
-                                            zip(names, groups)))
+        if len(groups) == 1:
+            results = [self._write_file(door, names[0], groups[0], planner)]
+        else:
+            with ThreadPoolExecutor(len(groups), thread_name_prefix="aif-ckpt-serialise") as pool:
+                results = list(pool.map(lambda a: self._write_file(door, a[0], a[1], planner), zip(names, groups)))
         self.stats.files += len(groups)
         self.stats.write_s = time.perf_counter() - started
         if not self.is_coordinator:
@@ -291,9 +306,16 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         results = []
         try:
             # Blobs first, then tensors: the stock writer's order.
-            for item in sorted(items, key=lambda i: i.type != WriteItemType.BYTE_IO):
-                results.append(_write_item(sink, planner.resolve_data(item), item, name))
-            self.stats.bytes += sink.commit()
+            with _without_zip_crc(), ThreadPoolExecutor(door.threads, thread_name_prefix="aif-ckpt-hash") as hashers:
+                for item in sorted(items, key=lambda i: i.type != WriteItemType.BYTE_IO):
+                    results.append(_write_item(sink, planner.resolve_data(item), item, name, hashers))
+                for r in results:
+                    if not isinstance(r.storage_data.xxh3, str):
+                        r.storage_data.xxh3 = r.storage_data.xxh3.result()
+            # The items tile the file, so a digest of their digests names its content (the
+            # object's ETag on the filesystem door) without another pass over the bytes.
+            content = xxhash.xxh3_128("".join(r.storage_data.xxh3 for r in results).encode()).digest()
+            self.stats.bytes += sink.commit(content)
         except BaseException:
             sink.abort()
             raise
@@ -461,7 +483,9 @@ class AifStorageReader(StorageReader):
                     with lock:
                         planner.load_bytes(req, io.BytesIO(bytes(piece)))
                     continue
-                tensor = torch.load(_ViewFile(piece), map_location="cpu", weights_only=True)
+                # Small records: one copy into a BytesIO beats _ViewFile's Python-level reads.
+                source = io.BytesIO(piece) if len(piece) < SMALL_RECORD else _ViewFile(piece)
+                tensor = torch.load(source, map_location="cpu", weights_only=True)
                 tensor = narrow_tensor_by_index(tensor, req.storage_offsets, req.lengths)
                 with lock:
                     target = planner.resolve_tensor(req).detach()

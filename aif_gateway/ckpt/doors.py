@@ -12,7 +12,7 @@ checkpoint formats (``dcp``, ``zarrfmt``) never know which one they use.
   of one stripe is one PutObject), each with a CRC64NVME the gateway checks.
 
 Public API: ``Door`` (``open_file(name) -> FileSink``, ``put_bytes(name, data)``,
-``read_into(name, offset, view)``, ``read_bytes(name)``, ``exists(name)``, ``delete(name)``,
+``read_into(name, offset, view)``, ``read_bytes(name)``, ``exists(name)``, ``size(name)``, ``delete(name)``,
 ``list() -> [name]``, ``close()``, ``kind``, ``location``). A missing file raises
 ``FileNotFoundError`` from every door.
 """
@@ -69,6 +69,10 @@ class Door(ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
+    def size(self, name: str) -> int:
+        """The file's size in bytes; FileNotFoundError when there is none."""
+
+    @abstractmethod
     def delete(self, name: str) -> None: ...
 
     @abstractmethod
@@ -101,10 +105,10 @@ class _BucketSink(FileSink):
             self._writer.write_at(memoryview(piece), offset, part)
             offset += len(piece)
 
-    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece]) -> None:
+    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece], digest: bytes | None) -> None:
         if single:
             self._send(0, 0, single, True)
-        self._writer.commit(part_sizes, fsync=self._fsync)
+        self._writer.commit(part_sizes, fsync=self._fsync, content_digest=digest)
 
     def _discard(self) -> None:
         self._writer.discard()
@@ -114,11 +118,12 @@ class BucketDoor(Door):
     kind = "filesystem"
 
     def __init__(self, bucket: DirectBucket, prefix: str, *, threads: int = 8, part_size: int = 32 * MiB,
-                 md5: bool = False, fsync: bool = False) -> None:
+                 md5: bool = False, checksum: bool = False, fsync: bool = False) -> None:
         super().__init__(threads, part_size)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.md5 = md5
+        self.checksum = checksum
         self.fsync = fsync
         self.location = f"{bucket.paths.dir}/{self.prefix} (bucket {bucket.paths.name}, written as objects)"
 
@@ -126,7 +131,7 @@ class BucketDoor(Door):
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def open_file(self, name: str) -> FileSink:
-        return _BucketSink(self, self.bucket.writer(self.key(name), md5=self.md5))
+        return _BucketSink(self, self.bucket.writer(self.key(name), md5=self.md5, checksum=self.checksum))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         _read_file_into(self.bucket.path(self.key(name)), offset, view, self.threads)
@@ -136,6 +141,9 @@ class BucketDoor(Door):
 
     def exists(self, name: str) -> bool:
         return self.bucket.exists(self.key(name))
+
+    def size(self, name: str) -> int:
+        return self.bucket.size(self.key(name))
 
     def delete(self, name: str) -> None:
         self.bucket.delete(self.key(name))
@@ -161,7 +169,7 @@ class _PathSink(FileSink):
                 n = os.pwrite(self._fd, view, offset)
                 view, offset = view[n:], offset + n
 
-    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece]) -> None:
+    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece], digest: bytes | None) -> None:
         if single:
             self._send(0, 0, single, True)
         if self._fsync:
@@ -206,11 +214,26 @@ class PathDoor(Door):
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
+    def size(self, name: str) -> int:
+        path = self._path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        return path.stat().st_size
+
     def delete(self, name: str) -> None:
+        path = self._path(name)
         try:
-            os.unlink(self._path(name))
+            os.unlink(path)
         except FileNotFoundError:
-            pass
+            return
+        # Directories the file leaves empty go too, as the gateway's DeleteObject does.
+        parent = path.parent
+        while parent != self.directory and self.directory in parent.parents:
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = parent.parent
 
     def list(self) -> Iterator[str]:
         for directory, _, files in os.walk(self.directory):
@@ -246,7 +269,7 @@ class _S3Sink(FileSink):
         etag = self._s3.upload_part(self._key, self._upload(), part + 1, pieces, crc)
         return part + 1, etag, crc, sum(len(p) for p in pieces)
 
-    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece]) -> None:
+    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece], digest: bytes | None) -> None:
         if not results:
             self._s3.put(self._key, single, _crc64(single))
             return
@@ -288,6 +311,9 @@ class S3Door(Door):
 
     def exists(self, name: str) -> bool:
         return self.s3.exists(self.key(name))
+
+    def size(self, name: str) -> int:
+        return int(self._missing_as_fnf(name, self.s3.size, self.key(name)))
 
     def delete(self, name: str) -> None:
         self.s3.delete(self.key(name))

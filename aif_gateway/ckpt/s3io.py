@@ -10,7 +10,7 @@ as the object's FULL_OBJECT checksum.
 Public API: ``S3Settings.resolve(endpoint, access_key, secret_key, region)`` (arguments, else the
 AWS_* environment variables); ``S3Bucket(settings, bucket, connections)`` with ``put``,
 ``create_upload``, ``upload_part``, ``complete_upload``, ``abort_upload``, ``read_into``,
-``read_all``, ``exists``, ``delete``, ``list``, ``close``. Failures raise
+``read_all``, ``exists``, ``size``, ``delete``, ``list``, ``close``. Failures raise
 ``botocore.exceptions.ClientError`` (S3's code and message) or ``OSError``; transient ones
 (5xx, dropped connections) are retried with backoff first.
 """
@@ -176,6 +176,10 @@ class S3Bucket:
             if exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
                 return False
             raise
+
+    def size(self, key: str) -> int:
+        headers, _ = self._call("HEAD", key, {}, {}, "HeadObject")
+        return int(headers["content-length"])
 
     def list(self, prefix: str) -> Iterator[str]:
         token: str | None = None

@@ -7,9 +7,9 @@ door's thread writes (a file region, or one UploadPart) while the serialiser goe
 ``max_inflight`` stripes of one file wait or run at a time, which bounds the memory held by
 copied pieces and keeps every tensor alive only as long as its bytes are in flight.
 
-Public API: ``FileSink`` (subclassed by each door): ``write(data, keep=False)``, ``commit() ->
-int`` (bytes), ``abort()``; subclasses give ``_send(part, offset, pieces, last)``,
-``_publish(part_sizes, results, pieces_of_single)`` and ``_discard()``.
+Public API: ``FileSink`` (subclassed by each door): ``write(data, keep=False)``, ``commit(digest=None)
+-> int`` (bytes), ``abort()``; subclasses give ``_send(part, offset, pieces, last)``,
+``_publish(part_sizes, results, pieces_of_single, digest)`` and ``_discard()``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def as_bytes_view(data: Any) -> memoryview:
 
 
 class FileSink(ABC):
-    def __init__(self, pool: ThreadPoolExecutor, part_size: int, max_inflight: int = 4) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, part_size: int, max_inflight: int = 16) -> None:
         self._pool = pool
         self.part_size = part_size
         self._pieces: list[Piece] = []
@@ -61,21 +61,22 @@ class FileSink(ABC):
     def position(self) -> int:
         return self._offset + self._length
 
-    def commit(self) -> int:
-        """Wait for every stripe and publish the file; returns its size. On an error the file
-        is discarded (nothing of it becomes visible) and the error raised."""
+    def commit(self, digest: bytes | None = None) -> int:
+        """Wait for every stripe and publish the file; returns its size. ``digest``: one the
+        caller computed over the content (a door may name the object's version by it). On an
+        error the file is discarded (nothing of it becomes visible) and the error raised."""
         try:
             self._seal_tail()
             if not self._sizes:
                 # The whole file fits in one stripe: one call does all of it (a single PUT).
                 pieces, self._pieces = self._pieces, []
                 size = self._length
-                self._publish([size], [], pieces)
+                self._publish([size], [], pieces, digest)
             else:
                 self._flush(last=True)
                 results = [f.result() for f in self._futures]
                 size = self._offset
-                self._publish(self._sizes, results, [])
+                self._publish(self._sizes, results, [], digest)
             self._done = True
             return size
         except BaseException:
@@ -129,7 +130,7 @@ class FileSink(ABC):
         """Write stripe ``part`` (its bytes at ``offset``); called from a pool thread."""
 
     @abstractmethod
-    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece]) -> None:
+    def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece], digest: bytes | None) -> None:
         """Make the file visible. ``single``: the whole file's pieces when no stripe was sent."""
 
     @abstractmethod

@@ -2,36 +2,38 @@
 
 A training job on a node that mounts the gateway's root (checkpoint writers, ``aif_gateway.ckpt``)
 writes here instead of sending its bytes through HTTP. The object is published exactly as a PUT
-would publish it: a temp file in ``<bucket>/.aifgw/tmp``, laid out for its filesystem, hashed
-while written, then the same ``ObjectRecord`` and one rename under the same key lock
+would publish it: a temp file in ``<bucket>/.aifgw/tmp``, laid out for its filesystem (hashed on
+the way where the caller asks: see below), then the same ``ObjectRecord`` and one rename under the same key lock
 (``publish.publish_file``). Any gateway process serves it at once, with its ETag and checksum.
 
 Public API
 - ``DirectBucket.open(root, bucket, bucket_map=None, meta_backend=None)`` (blocking): the bucket's directory under
   ``root`` (or ``bucket_map``); ``FileNotFoundError`` when it is not there.
-- on it: ``writer(key, expected_size=None, md5=False) -> DirectWriter``, ``path(key)`` (checked:
-  no way out of the bucket), ``delete(key)``, ``exists(key)``, ``list(prefix) -> [key]``.
+- on it: ``writer(key, expected_size=None, md5=False, checksum=False) -> DirectWriter``,
+  ``path(key)`` (checked: no way out of the bucket), ``delete(key)`` (empty parents go too),
+  ``exists(key)``, ``size(key)``, ``list(prefix) -> [key]``.
 - ``DirectWriter``: ``write_at(view, offset, part)`` from any thread, with ``part`` the index of
   the stripe the bytes belong to (each stripe hashed on its own, so stripes are written in
-  parallel); ``commit(part_sizes, content_type) -> ObjectRecord`` once every stripe is written;
-  ``discard()``.
+  parallel); ``commit(part_sizes, content_type, fsync=False, content_digest=None) ->
+  ObjectRecord`` once every stripe is written; ``discard()``.
 
-Why the ETag is not an MD5 by default: MD5 runs at about 0.5 GB/s per core, a fifth of what one
-core writes to memory or a parallel filesystem, and it cannot be split across threads. The
-default record carries a FULL_OBJECT CRC64NVME checksum instead (computed per stripe while the
-stripe is in cache, combined arithmetically: AWS SDKs verify it on GET) and an ETag made from that
-CRC and the size, with a ``-N`` suffix as S3 gives objects whose ETag is not their MD5, so no
-client checks a body against it. ``md5=True`` gives what a multipart upload with these stripes
-as parts gives: the MD5 of the part MD5s, ``-N``, with the part sizes recorded for
-``partNumber`` reads.
+What is computed while writing, by choice of the caller (each costs CPU on every byte):
+- nothing (the default): the ETag is made from ``content_digest`` (a digest the caller has
+  anyway: a checkpoint's xxh3 of its items), else it is unique to the write; a ``-N`` suffix
+  marks it, as S3 marks ETags that are not MD5s, so no client checks a body against it.
+- ``checksum=True``: a FULL_OBJECT CRC64NVME, computed per stripe while the stripe is in cache and
+  combined arithmetically; AWS SDKs verify it on GET. About 0.17 s of CPU per GB.
+- ``md5=True``: the ETag a multipart upload with these stripes as parts gets (the MD5 of the
+  part MD5s, ``-N``; a plain MD5 for one stripe), part sizes recorded for ``partNumber`` reads.
+  MD5 runs at about 0.5 GB/s per core: a fifth of what one core writes to memory.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,7 +45,8 @@ from ..fsio.newfile import create_new_file
 from .base import WriteOptions
 from .meta import MetaStore, ObjectRecord, meta_store_for
 from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
-from .publish import TEMP_PREFIX, discard, publish_file
+from .locks import key_lock
+from .publish import TEMP_PREFIX, discard, publish_file, remove_empty_parents
 
 CHECKSUM = "CRC64NVME"
 
@@ -72,21 +75,33 @@ class DirectBucket:
     def path(self, key: str) -> Path:
         return self.paths.resolve(key)
 
-    def writer(self, key: str, expected_size: int | None = None, *, md5: bool = False) -> DirectWriter:
+    def writer(self, key: str, expected_size: int | None = None, *, md5: bool = False,
+               checksum: bool = False) -> DirectWriter:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-        return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5)
+        return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5, checksum)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
     def delete(self, key: str) -> None:
+        """Remove the object, and the directories it leaves empty (as DeleteObject does)."""
         path = self.path(key)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        self.meta.remove(key)
+        with key_lock(self.paths.internal, key):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return
+            self.meta.remove(key)
+        remove_empty_parents(self.paths, self.meta, path.parent)
+
+    def size(self, key: str) -> int:
+        """The object's size; FileNotFoundError when it is not a file."""
+        path = self.path(key)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "not an object", str(path))
+        return st.st_size
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys of the files under the directory ``prefix`` names (``a/b/`` or ``a/b``)."""
@@ -98,19 +113,20 @@ class DirectBucket:
 
 
 class DirectWriter:
-    def __init__(self, bucket: DirectBucket, key: str, temp: Path, fd: int, md5: bool) -> None:
+    def __init__(self, bucket: DirectBucket, key: str, temp: Path, fd: int, md5: bool, checksum: bool) -> None:
         self.bucket = bucket
         self.key = key
         self.temp = temp
         self.fd: int | None = fd
         self.md5 = md5
+        self.checksum = checksum
         self._hashers: dict[int, Hasher] = {}
         self._lock = threading.Lock()
 
     def _hasher(self, part: int) -> Hasher:
         with self._lock:
             if part not in self._hashers:
-                self._hashers[part] = Hasher([CHECKSUM], md5=self.md5)
+                self._hashers[part] = Hasher([CHECKSUM] if self.checksum else [], md5=self.md5)
             return self._hashers[part]
 
     def write_at(self, view: memoryview, offset: int, part: int) -> None:
@@ -118,11 +134,18 @@ class DirectWriter:
         per part at a time), parts in any order."""
         if self.fd is None:
             raise OSError(errno.EBADF, "writer already committed or discarded")
-        write_hashed(self.fd, view, offset, self._hasher(part))
+        if self.md5 or self.checksum:
+            write_hashed(self.fd, view, offset, self._hasher(part))
+            return
+        while len(view):  # nothing to hash: plain pwrite, the GIL released for each call
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
 
     def commit(self, part_sizes: list[int], content_type: str = "application/octet-stream",
-               *, fsync: bool = False) -> ObjectRecord:
-        """Publish the file as the object ``key`` (replacing what was there)."""
+               *, fsync: bool = False, content_digest: bytes | None = None) -> ObjectRecord:
+        """Publish the file as the object ``key`` (replacing what was there). ``content_digest``:
+        a digest of the content the caller computed anyway (the ETag is made from it when no MD5
+        is computed here; else the ETag is unique to this write)."""
         assert self.fd is not None
         size = sum(part_sizes)
         try:
@@ -137,14 +160,18 @@ class DirectWriter:
         os.close(self.fd)
         self.fd = None
         digests = [self._hasher(i).digests() for i in range(len(part_sizes))]
-        crc = full_object_crc(CHECKSUM, [(d[CHECKSUM], n) for d, n in zip(digests, part_sizes)])
+        checksums: dict[str, str] = {}
+        if self.checksum:
+            checksums[CHECKSUM] = full_object_crc(CHECKSUM, [(d[CHECKSUM], n) for d, n in zip(digests, part_sizes)])
         if self.md5:
             etag = multipart_etag([d["MD5"] for d in digests]) if len(part_sizes) != 1 else digests[0]["MD5"].hex()
         else:
-            etag = f"{int.from_bytes(base64.b64decode(crc), 'big'):016x}{size:016x}-{max(1, len(part_sizes))}"
+            # Not an MD5, and marked so as S3 marks such ETags (a -N suffix): no client checks a
+            # body against it. From the caller's digest, else unique to this write.
+            etag = f"{(content_digest or secrets.token_bytes(16)).hex()[:32]}-{max(1, len(part_sizes))}"
         record = ObjectRecord(
             etag=etag, size=size, mtime_ns=st.st_mtime_ns, content_type=content_type,
-            checksums={CHECKSUM: crc}, checksum_type="FULL_OBJECT",
+            checksums=checksums, checksum_type="FULL_OBJECT" if checksums else None,
             part_sizes=tuple(part_sizes) if self.md5 and len(part_sizes) > 1 else None,
         )
         try:
@@ -160,4 +187,3 @@ class DirectWriter:
             os.close(self.fd)
             self.fd = None
         discard(self.temp)
-

@@ -72,14 +72,14 @@ def s3_options(gateway: GatewayProcess, credentials: Credentials) -> dict:
 def test_s3_door_save_is_a_stock_checkpoint_in_the_tree(s3, bucket, bucket_dir, s3_options):
     sd = state()
     stats = ckpt.save(sd, f"s3://{bucket}/runs/a/step-10", **s3_options)
-    assert stats.door == "s3" and stats.files == 1 and stats.bytes > 12_000_000
+    assert stats.door == "s3" and stats.files == 2 and stats.bytes > 12_000_000  # two files a rank
 
     # One copy, two doors: PyTorch's own FileSystemReader loads the gateway's files from the tree.
     out = empty_like(sd)
     dcp.load(out, storage_reader=dcp.FileSystemReader(bucket_dir / "runs/a/step-10"))
     assert_same(out, sd)
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == [f"runs/a/step-10/{n}" for n in (".metadata", "__0_0.distcp", MANIFEST)]
+    assert keys == [f"runs/a/step-10/{n}" for n in (".metadata", "__0_0.distcp", "__0_1.distcp", MANIFEST)]
 
     # The data file went up as a multipart upload with a FULL_OBJECT CRC64NVME the gateway checked and kept.
     data = (bucket_dir / "runs/a/step-10/__0_0.distcp").read_bytes()
@@ -100,12 +100,12 @@ def test_s3_door_load_verified(bucket, s3_options):
         # Large whole tensors land in their targets' memory straight from the ranged GETs.
         assert reader.straight_reads == 1  # the embedding; the other tensors are under 64 KiB
     report = ckpt.verify(f"s3://{bucket}/c", **s3_options)
-    assert report["files"] == 1 and report["items"] == 8 and report["bytes"] > 12_000_000
+    assert report["files"] == 2 and report["items"] == 8 and report["bytes"] > 12_000_000
 
 
 def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, gateway_root, s3_options):
     sd = state(2)
-    stats = ckpt.save(sd, f"s3://{bucket}/direct", root=gateway_root, part_size=4 * MiB)
+    stats = ckpt.save(sd, f"s3://{bucket}/direct", root=gateway_root, part_size=4 * MiB, checksum=True)
     assert stats.door == "filesystem"
     path = bucket_dir / "direct/__0_0.distcp"
     data = path.read_bytes()
@@ -163,7 +163,13 @@ def test_plain_path_and_paths_inside_a_bucket(tmp_path, bucket, bucket_dir, s3):
     stats = ckpt.save(sd, bucket_dir / "by-path")
     assert f"bucket {bucket}" in stats.location
     head = s3.head_object(Bucket=bucket, Key="by-path/__0_0.distcp", ChecksumMode="ENABLED")
-    assert "ChecksumCRC64NVME" in head
+    assert "ChecksumCRC64NVME" not in head  # by default nothing but the items' xxh3 is computed
+    # The ETag names the content (from the items' digests): the same state saved again keeps it.
+    etag = head["ETag"]
+    ckpt.save(sd, bucket_dir / "by-path")
+    assert s3.head_object(Bucket=bucket, Key="by-path/__0_0.distcp")["ETag"] == etag
+    ckpt.save(state(6), bucket_dir / "by-path")
+    assert s3.head_object(Bucket=bucket, Key="by-path/__0_0.distcp")["ETag"] != etag
 
 
 def test_verify_finds_a_damaged_file(bucket, bucket_dir, gateway_root, s3_options):
@@ -240,7 +246,7 @@ def test_async_save_blocks_only_for_the_copy(bucket, s3_options):
     # Training goes on: the live tensors change while the staged copy is written.
     sd["model"]["embed"].add_(1.0)
     stats = pending.wait(timeout=120)
-    assert pending.done() and stats.files == 1 and pending.blocked_s < 60
+    assert pending.done() and stats.files == 2 and pending.blocked_s < 60
     out = empty_like(state(9))
     ckpt.load(out, f"s3://{bucket}/async", verify=True, **s3_options)
     for k, v in expected.items():
@@ -277,9 +283,12 @@ def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, door)
     opts = dict(s3_options) if door == "s3" else {"root": str(gateway_root)}
     dest = f"s3://{bucket}/ranks-{door}"
     saved = run_ranks("save", dest, opts)
-    assert [o["door"] for o in saved] == [door, door] and all(o["files"] == 1 for o in saved)
+    # dcp saves replicated values (bias, step) on one rank only: the other has just its shard,
+    # so one file; two files where there are two groups of items to write.
+    assert [o["door"] for o in saved] == [door, door] and sorted(o["files"] for o in saved) == [1, 2]
     names = sorted(p.name for p in (bucket_dir / f"ranks-{door}").iterdir())
-    assert names == [".metadata", "__0_0.distcp", "__1_0.distcp", MANIFEST]
+    expected = {f"__{o['rank']}_{n}.distcp" for o in saved for n in range(o["files"])}
+    assert names == sorted({".metadata", MANIFEST} | expected)
     # Both ranks load their own shards back, verified.
     loaded = run_ranks("load", dest, opts)
     assert all(o["weight_ok"] and o["bias_ok"] and o["step"] == 42 for o in loaded)

@@ -39,4 +39,4 @@ def test_readme_training_loop(gateway, gateway_root, credentials, tmp_path, door
     assert f"through the {door} door" in lines[4]
     assert lines[-1] == "resumed at step 200"
     assert sorted(p.name for p in (bucket / "demo/step-200").iterdir()) == [
-        ".metadata", "__0_0.distcp", "aif-manifest.json"]
+        ".metadata", "__0_0.distcp", "__0_1.distcp", "aif-manifest.json"]

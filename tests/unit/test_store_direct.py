@@ -33,7 +33,7 @@ def test_the_gateway_serves_what_was_written_directly(tmp_path, backend, size):
     store = new_store(tmp_path, backend)
     data = random.Random(size).randbytes(size)
     bucket = DirectBucket.open(tmp_path, "bkt", meta_backend=backend)
-    writer = bucket.writer("ck/a.bin")
+    writer = bucket.writer("ck/a.bin", checksum=True)
     record = writer.commit(write_stripes(writer, data, 64 * KIB))
 
     crc = base64.b64encode(crt.crc64nvme(data).to_bytes(8, "big")).decode()
@@ -46,14 +46,19 @@ def test_the_gateway_serves_what_was_written_directly(tmp_path, backend, size):
     assert not os.listdir(tmp_path / "bkt/.aifgw/tmp")
 
 
-def test_the_etag_changes_with_the_content(tmp_path):
-    new_store(tmp_path)
+def test_without_hashing_the_etag_comes_from_the_callers_digest(tmp_path):
+    store = new_store(tmp_path)
     bucket = DirectBucket.open(tmp_path, "bkt")
     etags = []
-    for data in (b"a" * 5000, b"b" * 5000, b"a" * 5000):
+    for digest in (b"\x01" * 16, b"\x02" * 16, b"\x01" * 16, None, None):
         writer = bucket.writer("k")
-        etags.append(writer.commit(write_stripes(writer, data, 1000)).etag)
-    assert etags[0] != etags[1] and etags[0] == etags[2]
+        record = writer.commit(write_stripes(writer, b"same bytes" * 500, 1000), content_digest=digest)
+        assert record.checksums == {} and record.etag.endswith("-5")
+        etags.append(record.etag)
+    assert etags[0] == "01" * 16 + "-5" and etags[1] != etags[0] and etags[2] == etags[0]
+    assert len({etags[0], etags[1], etags[3], etags[4]}) == 4  # no digest: unique to each write
+    info = run(store.head_object("bkt", "k"))
+    assert info.etag == etags[4] and info.checksums == {}
 
 
 def test_md5_etags_are_those_of_a_multipart_upload(tmp_path):
@@ -133,3 +138,16 @@ def test_list_and_delete(tmp_path):
     assert sorted(bucket.list("")) == ["p/b/c", "q"]
     with pytest.raises(S3Error, match="NoSuchKey|does not exist"):
         run(store.head_object("bkt", "p/a"))
+
+
+def test_delete_prunes_empty_directories_and_size(tmp_path):
+    new_store(tmp_path)
+    bucket = DirectBucket.open(tmp_path, "bkt")
+    for key in ("a/b/c/x", "a/y"):
+        w = bucket.writer(key)
+        w.commit(write_stripes(w, b"12345", 100))
+    assert bucket.size("a/b/c/x") == 5
+    with pytest.raises(FileNotFoundError):
+        bucket.size("a/b")  # a directory is no object
+    bucket.delete("a/b/c/x")
+    assert not (tmp_path / "bkt/a/b").exists() and (tmp_path / "bkt/a/y").is_file()

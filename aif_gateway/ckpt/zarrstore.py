@@ -1,0 +1,236 @@
+"""A zarr v3 store over a checkpoint door: zarr reads and writes through the filesystem or S3.
+
+Public API: ``DoorStore(target, *, read_only=False, **door_options)``, a ``zarr.abc.store.Store``
+with zarr's synchronous store calls too (``get_sync``, ``set_sync``, ``delete_sync``).
+``target`` is a ``Door`` (used as it is, left open by ``close()``: it belongs to its opener), or a
+destination for ``target.open_door`` (``s3://bucket/prefix`` or a path, with ``DoorOptions``
+keywords): the store then opens the door itself, closes it on ``close()``, reopens it when used
+again, and can be pickled (the other side reopens the same destination).
+
+Keys are file names under the door's location. Every write is one door file: published whole
+(a rename, or one completed upload), so a reader never sees half a chunk, and through a
+``BucketDoor`` it is an object the gateway serves at once.
+
+Byte ranges. Every request reads exactly its bytes (``Door.read_into``: a pread, or a ranged
+GET), after ``Door.size`` (a stat, or a HEAD) has turned offsets and suffixes into a range.
+
+Not atomic: ``set_if_not_exists`` checks, then writes (doors have no exclusive create), so two
+writers racing on one key can both write. Listing asks the door for every file under the
+location and filters here (``Door.list`` takes no prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+
+from .doors import Door
+from .target import DoorOptions, open_door
+
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _check_range(byte_range: ByteRequest | None) -> None:
+    if byte_range is None:
+        return
+    if isinstance(byte_range, RangeByteRequest):
+        if byte_range.start < 0 or byte_range.end < byte_range.start:
+            raise ValueError(f"bad byte range {byte_range}: want 0 <= start <= end")
+    elif isinstance(byte_range, OffsetByteRequest):
+        if byte_range.offset < 0:
+            raise ValueError(f"bad byte range {byte_range}: negative offset")
+    elif isinstance(byte_range, SuffixByteRequest):
+        if byte_range.suffix < 0:
+            raise ValueError(f"bad byte range {byte_range}: negative suffix")
+    else:
+        raise TypeError(f"Unexpected byte_range, got {byte_range}.")
+
+
+def _read_at(door: Door, name: str, offset: int, length: int) -> bytearray:
+    buf = bytearray(length)
+    door.read_into(name, offset, memoryview(buf))
+    return buf
+
+
+def _read(door: Door, name: str, byte_range: ByteRequest | None) -> bytes | bytearray | memoryview:
+    """The bytes ``byte_range`` names, with S3's rules (a range past the end gives what is there)."""
+    total = door.size(name)  # FileNotFoundError for a missing key
+    if byte_range is None:
+        start, end = 0, total
+    elif isinstance(byte_range, RangeByteRequest):
+        start, end = byte_range.start, min(byte_range.end, total)
+    elif isinstance(byte_range, OffsetByteRequest):
+        start, end = byte_range.offset, total
+    else:
+        start, end = max(0, total - byte_range.suffix), total
+    try:
+        return _read_at(door, name, start, max(0, end - start))
+    except EOFError:
+        # Shrank since it was sized (rewritten meanwhile): one whole read gives what is there now.
+        whole = memoryview(door.read_bytes(name))
+        return whole[start:end] if byte_range is not None else whole
+
+
+def _write(door: Door, name: str, data: Any) -> None:
+    sink = door.open_file(name)
+    try:
+        sink.write(data, keep=True)  # zarr's buffer outlives this call: sent from where it is
+    except BaseException:
+        sink.abort()
+        raise
+    sink.commit()
+
+
+def _reopen(dest: str, read_only: bool, options: DoorOptions) -> DoorStore:
+    return DoorStore(dest, read_only=read_only, **{f.name: getattr(options, f.name)
+                                                    for f in dataclasses.fields(options)})
+
+
+class DoorStore(Store):
+    supports_writes: bool = True
+    supports_deletes: bool = True
+    supports_listing: bool = True
+
+    def __init__(self, target: Door | str | os.PathLike[str], *, read_only: bool = False,
+                 **door_options: Any) -> None:
+        super().__init__(read_only=read_only)
+        self._door: Door | None = None
+        self._closer: weakref.finalize | None = None
+        if isinstance(target, Door):
+            if door_options:
+                raise TypeError("door options are for a destination, not for an open Door")
+            self._door, self._dest, self._options = target, None, None
+        else:
+            self._dest = os.fspath(target)
+            self._options = DoorOptions(**door_options)
+        self._where = (self.door.kind, self.door.location)
+
+    @property
+    def door(self) -> Door:
+        if self._door is None:  # an owned door: opened here, and again after close()
+            assert self._dest is not None
+            self._door = open_door(self._dest, self._options)
+            # a store dropped without close() (zarr never closes the copies with_read_only
+            # makes) still closes its door's connections and threads
+            self._closer = weakref.finalize(self, self._door.close)
+        return self._door
+
+    # -- identity ---------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DoorStore) and self._where == other._where
+
+    def __hash__(self) -> int:
+        return hash(self._where)
+
+    def __str__(self) -> str:
+        return f"door-{self._where[0]}://{self._where[1]}"
+
+    def __repr__(self) -> str:
+        return f"DoorStore('{self}')"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._dest is None:
+            raise TypeError("a DoorStore over an open Door cannot be pickled: build it from a destination "
+                            "(DoorStore('s3://bucket/prefix', endpoint=...)) to send it to another process")
+        return _reopen, (self._dest, self.read_only, self._options)
+
+    def with_read_only(self, read_only: bool = False) -> DoorStore:
+        if self._dest is None:
+            return DoorStore(self.door, read_only=read_only)
+        return _reopen(self._dest, read_only, self._options)
+
+    # -- lifetime ---------------------------------------------------------------------------
+    async def _open(self) -> None:
+        _ = self.door
+        await super()._open()
+
+    def close(self) -> None:
+        super().close()
+        if self._closer is not None:
+            self._closer()
+            self._closer, self._door = None, None
+
+    # -- reads ------------------------------------------------------------------------------
+    def get_sync(self, key: str, *, prototype: BufferPrototype | None = None,
+                 byte_range: ByteRequest | None = None) -> Buffer | None:
+        _check_range(byte_range)
+        try:
+            data = _read(self.door, key, byte_range)
+        except _MISSING:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+
+    async def get(self, key: str, prototype: BufferPrototype | None = None,
+                  byte_range: ByteRequest | None = None) -> Buffer | None:
+        _check_range(byte_range)
+        return await asyncio.to_thread(self.get_sync, key, prototype=prototype, byte_range=byte_range)
+
+    async def get_partial_values(self, prototype: BufferPrototype,
+                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> list[Buffer | None]:
+        return list(await asyncio.gather(*(self.get(key, prototype, rng) for key, rng in key_ranges)))
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.door.exists, key)
+
+    async def getsize(self, key: str) -> int:
+        return await asyncio.to_thread(self.door.size, key)
+
+    # -- writes -----------------------------------------------------------------------------
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        if not isinstance(value, Buffer):
+            raise TypeError(f"DoorStore.set(): value must be a zarr Buffer, not {type(value).__name__}")
+        _write(self.door, key, value.as_buffer_like())
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        await asyncio.to_thread(self.set_sync, key, value)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+        if not await self.exists(key):
+            await self.set(key, value)
+
+    def delete_sync(self, key: str) -> None:
+        self._check_writable()
+        self.door.delete(key)
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+        await asyncio.to_thread(self.door.delete, key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self._check_writable()
+        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        names = [name async for name in self.list_prefix(prefix)]
+        await asyncio.gather(*(asyncio.to_thread(self.door.delete, name) for name in names))
+
+    # -- listing ----------------------------------------------------------------------------
+    async def _names(self) -> list[str]:
+        return await asyncio.to_thread(lambda: sorted(self.door.list()))
+
+    async def list(self) -> AsyncIterator[str]:
+        for name in await self._names():
+            yield name
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for name in await self._names():
+            if name.startswith(prefix):
+                yield name
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        seen: set[str] = set()
+        for name in await self._names():
+            if name.startswith(prefix):
+                child = name[len(prefix):].split("/", 1)[0]
+                if child not in seen:
+                    seen.add(child)
+                    yield child
