@@ -237,6 +237,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         self.is_coordinator = True
         self.use_collectives = True
         self.stats = SaveStats()
+        self._stats_lock = threading.Lock()
         self._door: Door | None = None
 
     # -- StorageWriter ------------------------------------------------------------------------
@@ -315,7 +316,9 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
             # The items tile the file, so a digest of their digests names its content (the
             # object's ETag on the filesystem door) without another pass over the bytes.
             content = xxhash.xxh3_128("".join(r.storage_data.xxh3 for r in results).encode()).digest()
-            self.stats.bytes += sink.commit(content)
+            size = sink.commit(content)
+            with self._stats_lock:  # files_per_rank threads finish files at once
+                self.stats.bytes += size
         except BaseException:
             sink.abort()
             raise
@@ -419,7 +422,9 @@ class AifStorageReader(StorageReader):
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         self.storage_data = metadata.storage_data
-        self.manifest = load_manifest_items(self.door, required=self.verify)
+        rank = kwargs.get("rank")
+        name = MANIFEST if kwargs.get("use_collectives", True) or rank is None else f"__{rank}.{MANIFEST}"
+        self.manifest = load_manifest_items(self.door, required=self.verify, name=name)
 
     def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         return plan
@@ -547,15 +552,15 @@ class AifStorageReader(StorageReader):
             self._door = None
 
 
-def load_manifest_items(door: Door, required: bool) -> dict[tuple[str, int], list[Any]]:
+def load_manifest_items(door: Door, required: bool, name: str = MANIFEST) -> dict[tuple[str, int], list[Any]]:
     """The manifest's items by (file, offset); {} for a checkpoint without one (a stock writer's),
     an IntegrityError instead when ``required`` (verification asked for)."""
     try:
-        manifest = json.loads(door.read_bytes(MANIFEST))
+        manifest = json.loads(door.read_bytes(name))
     except FileNotFoundError:
         if not required:
             return {}
-        raise IntegrityError(f"{door.location} has no {MANIFEST} (written by another writer?): it cannot be "
+        raise IntegrityError(f"{door.location} has no {name} (written by another writer?): it cannot be "
                              "verified; load it with verify=False") from None
     return {(name, item[0]): item for name, entry in manifest["files"].items() for item in entry["items"]}
 
