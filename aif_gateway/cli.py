@@ -1,4 +1,5 @@
-"""Command line: ``aif-gateway serve`` and ``aif-gateway stage ...`` (aif_gateway/stage/cli.py)."""
+"""Command line: ``aif-gateway serve``, ``aif-gateway stage ...`` (aif_gateway/stage/cli.py) and
+``aif-gateway ckpt ...`` (aif_gateway/ckpt/cli.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .config import DEFAULT_LISTEN, ConfigError, load_settings
 from .identity import IdentityError
+from .ckpt.cli import add_ckpt_parser
 from .stage.cli import add_stage_parser
 
 log = logging.getLogger("aif_gateway")
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve HTTPS with this certificate chain (needs --tls-key)")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
     add_stage_parser(sub)
+    add_ckpt_parser(sub)
     return parser
 
 
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from .stage.cli import run as run_stage
 
         return run_stage(args)
+    if args.command == "ckpt":
+        from .ckpt.cli import run as run_ckpt
+
+        return run_ckpt(args)
     return 2
 
 

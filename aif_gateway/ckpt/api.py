@@ -29,10 +29,10 @@ from typing import Any
 
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-import xxhash
 from torch.distributed.checkpoint.api import CheckpointException
 
-from .dcp import MANIFEST, AifStorageReader, AifStorageWriter, IntegrityError, SaveStats
+from .dcp import AifStorageReader, AifStorageWriter, SaveStats
+from .manifest import verify_door
 from .target import DoorOptions, open_door
 
 _WRITER_ONLY = ("files_per_rank", "overwrite", "cache_staged_state_dict")
@@ -114,48 +114,11 @@ def load(state_dict: dict[str, Any], src: str | os.PathLike[str], *, verify: boo
 
 
 def verify(src: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
-    """Reread every data file of the checkpoint at ``src`` and check it against its manifest:
-    each file's size, items that tile it exactly, and every item's xxh3. IntegrityError names the
-    first file and byte range that differ; returns {"files", "bytes", "items"} when all match."""
-    import json
-
+    """Reread every data file of the checkpoint at ``src`` against its manifest
+    (``manifest.verify_door``): {"files", "bytes", "items"}, or IntegrityError naming the first
+    file and byte range that differ (CheckpointNotFound when it is not complete)."""
     door = open_door(src, DoorOptions(**options))
     try:
-        try:
-            manifest = json.loads(door.read_bytes(MANIFEST))
-        except FileNotFoundError:
-            raise IntegrityError(f"{door.location} has no {MANIFEST}: nothing to verify against") from None
-        total = items = 0
-        window = 64 << 20
-        for name, entry in sorted(manifest["files"].items()):
-            expected_at = 0
-            for offset, length, digest, *_ in entry["items"]:
-                if offset != expected_at:
-                    raise IntegrityError(f"{name}: the manifest leaves bytes {expected_at}-{offset - 1} uncovered")
-                hasher = xxhash.xxh3_64()
-                buffer = bytearray(min(window, max(length, 1)))
-                done = 0
-                while done < length:
-                    view = memoryview(buffer)[:min(window, length - done)]
-                    try:
-                        door.read_into(name, offset + done, view)
-                    except EOFError:
-                        raise IntegrityError(f"{door.location}/{name} is shorter than its manifest says") from None
-                    hasher.update(view)
-                    done += len(view)
-                if hasher.hexdigest() != digest:
-                    raise IntegrityError(f"{door.location}/{name}: bytes {offset}-{offset + length - 1} do not "
-                                         "match the manifest's xxh3")
-                expected_at = offset + length
-                items += 1
-            tail = bytearray(1)
-            try:
-                door.read_into(name, expected_at, memoryview(tail))
-            except EOFError:
-                pass
-            else:
-                raise IntegrityError(f"{door.location}/{name} is longer than its manifest says ({expected_at} bytes)")
-            total += expected_at
-        return {"files": len(manifest["files"]), "bytes": total, "items": items}
+        return verify_door(door)
     finally:
         door.close()

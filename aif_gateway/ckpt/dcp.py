@@ -50,25 +50,16 @@ from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.utils.serialization import config as serialization_config
 
 from .doors import Door
+from .manifest import MANIFEST, METADATA, CheckpointNotFound, IntegrityError, load_manifest_items
 from .sink import FileSink, as_bytes_view
 from .target import DoorOptions, open_door
 
-METADATA = ".metadata"
-MANIFEST = "aif-manifest.json"
 SUFFIX = ".distcp"
 KEEP_MIN = 64 * 1024  # pieces at least this large that lie in a tensor's storage are sent from there
 COALESCE_GAP = 1 << 20  # reads of items closer than this in a file become one read
 READ_MAX = 64 << 20
 HASH_ASIDE = 4 << 20  # records at least this large are hashed by the hashing threads
 SMALL_RECORD = 1 << 20
-
-
-class CheckpointNotFound(FileNotFoundError):
-    pass
-
-
-class IntegrityError(ValueError):
-    pass
 
 
 # -- torch.save without its CRC ------------------------------------------------------------------
@@ -550,19 +541,6 @@ class AifStorageReader(StorageReader):
         if self._door is not None:
             self._door.close()
             self._door = None
-
-
-def load_manifest_items(door: Door, required: bool, name: str = MANIFEST) -> dict[tuple[str, int], list[Any]]:
-    """The manifest's items by (file, offset); {} for a checkpoint without one (a stock writer's),
-    an IntegrityError instead when ``required`` (verification asked for)."""
-    try:
-        manifest = json.loads(door.read_bytes(name))
-    except FileNotFoundError:
-        if not required:
-            return {}
-        raise IntegrityError(f"{door.location} has no {name} (written by another writer?): it cannot be "
-                             "verified; load it with verify=False") from None
-    return {(name, item[0]): item for name, entry in manifest["files"].items() for item in entry["items"]}
 
 
 def _memory_of(tensor: torch.Tensor) -> memoryview:

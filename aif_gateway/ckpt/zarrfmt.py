@@ -55,7 +55,7 @@ from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
-from .dcp import CheckpointNotFound
+from .manifest import CheckpointNotFound
 from .doors import MiB, Door
 from .target import DoorOptions, open_door
 from .zarrstore import DoorStore
