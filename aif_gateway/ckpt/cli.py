@@ -42,6 +42,18 @@ def add_ckpt_parser(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
+def _progress_line() -> Any:
+    """A progress line on stderr when it is a terminal (none in logs and pipes)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\rverifying: {done / 1e9:.2f} of {total / 1e9:.2f} GB", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def run(args: argparse.Namespace) -> int:
     from .manifest import CheckpointNotFound, IntegrityError, describe, verify_door
     from .target import DoorOptions, open_door
@@ -57,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             if not result["files"] and not result["complete"]:
                 raise CheckpointNotFound(f"nothing saved at {door.location}")
         else:
-            result = {"location": door.location, "ok": True, **verify_door(door)}
+            result = {"location": door.location, "ok": True, **verify_door(door, _progress_line())}
     except CheckpointNotFound as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 3

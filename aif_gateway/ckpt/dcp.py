@@ -27,12 +27,13 @@ import io
 import json
 import os
 import pickle
+import re
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -55,6 +56,7 @@ from .sink import FileSink, as_bytes_view
 from .target import DoorOptions, open_door
 
 SUFFIX = ".distcp"
+_DATA_FILE = re.compile(r"__\d+_\d+\.distcp")  # this checkpoint's own level only, not nested ones
 KEEP_MIN = 64 * 1024  # pieces at least this large that lie in a tensor's storage are sent from there
 COALESCE_GAP = 1 << 20  # reads of items closer than this in a file become one read
 READ_MAX = 64 << 20
@@ -205,7 +207,6 @@ class SaveStats:
     bytes: int = 0
     write_s: float = 0.0
     finish_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AifStorageWriter(StorageWriter, BlockingAsyncStager):
@@ -340,6 +341,10 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         door.put_bytes(MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
                        json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
         door.put_bytes(metadata_name, pickle.dumps(metadata))  # last: the checkpoint now exists
+        if self.use_collectives:
+            # Data files of an older checkpoint saved here with more ranks or files: unreferenced now.
+            for stale in [n for n in door.list() if _DATA_FILE.fullmatch(n) and n not in files]:
+                door.delete(stale)
         self.stats.finish_s = time.perf_counter() - started
         self._close_door()
 

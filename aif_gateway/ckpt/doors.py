@@ -4,8 +4,8 @@ Every door stores named files under one checkpoint location and gives the same c
 checkpoint formats (``dcp``, ``zarrfmt``) never know which one they use.
 
 - ``BucketDoor``: the checkpoint is a prefix of a gateway bucket whose directory this node mounts.
-  Files are written with ``store.direct`` (temp file, stripes written and checksummed in parallel,
-  the gateway's metadata record, an atomic rename), so the gateway serves them at once.
+  Files are written with ``store.direct`` (temp file, stripes written in parallel, the gateway's
+  metadata record, an atomic rename), so the gateway serves them at once.
 - ``PathDoor``: a plain directory outside any bucket (a scratch filesystem): temp file, parallel
   stripe writes, rename. No gateway metadata: there is no gateway.
 - ``S3Door``: anywhere else: stripes become parts of a multipart upload sent in parallel (a file

@@ -9,13 +9,14 @@ byte. This module needs no torch, so a checkpoint can be checked from any node
 (``aif-gateway ckpt verify``).
 
 Public API: ``METADATA``, ``MANIFEST``; ``CheckpointNotFound``, ``IntegrityError``;
-``load_manifest_items(door, required, name=MANIFEST)``; ``verify_door(door) -> dict``;
+``load_manifest_items(door, required, name=MANIFEST)``; ``verify_door(door, progress=None) -> dict``;
 ``describe(door) -> dict``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
@@ -54,16 +55,18 @@ def load_manifest_items(door: Door, required: bool, name: str = MANIFEST) -> dic
     return {(file, item[0]): item for file, entry in manifest["files"].items() for item in entry["items"]}
 
 
-def verify_door(door: Door) -> dict[str, Any]:
+def verify_door(door: Door, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Reread every data file and check it against the manifest: items that tile each file
     exactly, every item's xxh3, nothing past the last item. IntegrityError names the first file
-    and byte range that differ; returns {"files", "bytes", "items"} when all match."""
+    and byte range that differ; returns {"files", "bytes", "items"} when all match.
+    ``progress(bytes_checked, bytes_in_all)`` is called after every read."""
     if not door.exists(METADATA):
         raise CheckpointNotFound(f"no complete checkpoint at {door.location}: {METADATA} is missing")
     manifest = read_manifest(door)
     if manifest is None:
         raise IntegrityError(f"{door.location} has no {MANIFEST}: nothing to verify against")
     total = items = 0
+    everything = sum(entry["size"] for entry in manifest["files"].values())
     buffer = bytearray(_WINDOW)
     for name, entry in sorted(manifest["files"].items()):
         expected_at = 0
@@ -80,6 +83,8 @@ def verify_door(door: Door) -> dict[str, Any]:
                     raise IntegrityError(f"{door.location}/{name} is shorter than its manifest says") from None
                 hasher.update(view)
                 done += len(view)
+                if progress is not None:
+                    progress(total + offset + done, everything)
             if hasher.hexdigest() != digest:
                 raise IntegrityError(f"{door.location}/{name}: bytes {offset}-{offset + length - 1} do not "
                                      "match the manifest's xxh3")

@@ -69,7 +69,7 @@ class DirectBucket:
         if not directory.is_dir():
             raise FileNotFoundError(errno.ENOENT, "no such bucket directory", str(directory))
         paths = BucketPaths.at(bucket, directory)
-        paths.ensure_internal()
+        # Nothing is created here: a reader may have the tree mounted read-only.
         return cls(paths, meta_store_for(paths, meta_backend))
 
     def path(self, key: str) -> Path:
@@ -78,6 +78,7 @@ class DirectBucket:
     def writer(self, key: str, expected_size: int | None = None, *, md5: bool = False,
                checksum: bool = False) -> DirectWriter:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
+        os.makedirs(self.paths.tmp, exist_ok=True)
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
         return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5, checksum)
 

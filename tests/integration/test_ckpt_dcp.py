@@ -300,3 +300,17 @@ def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, door)
         out = {"weight": torch.zeros(ROWS, COLS), "bias": torch.zeros(COLS, dtype=torch.bfloat16), "step": 0}
         dcp.load(out, storage_reader=reader)
         assert torch.equal(out["weight"], full_weight()) and out["step"] == 42
+
+
+def test_saving_over_a_bigger_checkpoint_drops_its_extra_files(bucket, bucket_dir, gateway_root):
+    dest = f"s3://{bucket}/shrinks"
+    ckpt.save(state(11), dest, root=gateway_root, files_per_rank=3)
+    ckpt.save(state(11), f"{dest}/nested", root=gateway_root)  # another checkpoint below this one
+    assert sorted(p.name for p in (bucket_dir / "shrinks").glob("*.distcp")) == [
+        "__0_0.distcp", "__0_1.distcp", "__0_2.distcp"]
+    ckpt.save(state(12), dest, root=gateway_root, files_per_rank=1)
+    assert sorted(p.name for p in (bucket_dir / "shrinks").glob("*.distcp")) == ["__0_0.distcp"]
+    assert len(list((bucket_dir / "shrinks/nested").glob("*.distcp"))) == 2  # not this checkpoint's
+    out = empty_like(state(12))
+    ckpt.load(out, dest, verify=True, root=gateway_root)
+    assert_same(out, state(12))

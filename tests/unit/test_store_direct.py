@@ -106,7 +106,7 @@ def test_keys_cannot_leave_the_bucket(tmp_path, key):
     bucket = DirectBucket.open(tmp_path, "bkt")
     with pytest.raises(S3Error):
         bucket.writer(key)
-    assert not os.listdir(tmp_path / "bkt/.aifgw/tmp")
+    assert not (tmp_path / "bkt/.aifgw/tmp").exists()  # refused before anything was made
 
 
 def test_a_symlink_out_of_the_bucket_is_refused(tmp_path):
@@ -151,3 +151,12 @@ def test_delete_prunes_empty_directories_and_size(tmp_path):
         bucket.size("a/b")  # a directory is no object
     bucket.delete("a/b/c/x")
     assert not (tmp_path / "bkt/a/b").exists() and (tmp_path / "bkt/a/y").is_file()
+
+
+def test_opening_for_reads_creates_nothing(tmp_path):
+    """A node may mount the tree read-only: only writing makes the bucket's internal directories."""
+    (tmp_path / "bkt/ck").mkdir(parents=True)
+    (tmp_path / "bkt/ck/f").write_bytes(b"data")
+    bucket = DirectBucket.open(tmp_path, "bkt")
+    assert bucket.size("ck/f") == 4 and list(bucket.list("ck")) == ["ck/f"]
+    assert sorted(os.listdir(tmp_path / "bkt")) == ["ck"]
