@@ -295,7 +295,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         return future
 
     def _write_file(self, door: Door, name: str, items: list[WriteItem], planner: SavePlanner) -> list[WriteResult]:
-        sink = door.open_file(name)
+        sink = door.open_file(name, sum(_nbytes(i) for i in items if i.type != WriteItemType.BYTE_IO))
         results = []
         try:
             # Blobs first, then tensors: the stock writer's order.

@@ -11,7 +11,7 @@ checkpoint formats (``dcp``, ``zarrfmt``) never know which one they use.
 - ``S3Door``: anywhere else: stripes become parts of a multipart upload sent in parallel (a file
   of one stripe is one PutObject), each with a CRC64NVME the gateway checks.
 
-Public API: ``Door`` (``open_file(name) -> FileSink``, ``put_bytes(name, data)``,
+Public API: ``Door`` (``open_file(name, size_hint=None) -> FileSink``, ``put_bytes(name, data)``,
 ``read_into(name, offset, view)``, ``read_bytes(name)``, ``exists(name)``, ``size(name)``, ``delete(name)``,
 ``list() -> [name]``, ``close()``, ``kind``, ``location``). A missing file raises
 ``FileNotFoundError`` from every door.
@@ -51,10 +51,12 @@ class Door(ABC):
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"aif-ckpt-{self.kind}")
 
     @abstractmethod
-    def open_file(self, name: str) -> FileSink: ...
+    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
+        """A new file; ``size_hint``, about how large it will be, lets the filesystem door lay it
+        out (Lustre stripes, GPFS preallocation) before the first byte."""
 
     def put_bytes(self, name: str, data: bytes) -> None:
-        sink = self.open_file(name)
+        sink = self.open_file(name, len(data))
         sink.write(data)
         sink.commit()
 
@@ -130,8 +132,8 @@ class BucketDoor(Door):
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def open_file(self, name: str) -> FileSink:
-        return _BucketSink(self, self.bucket.writer(self.key(name), md5=self.md5, checksum=self.checksum))
+    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
+        return _BucketSink(self, self.bucket.writer(self.key(name), size_hint, md5=self.md5, checksum=self.checksum))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         _read_file_into(self.bucket.path(self.key(name)), offset, view, self.threads)
@@ -202,7 +204,7 @@ class PathDoor(Door):
             raise ValueError(f"not a file name inside the checkpoint: {name!r}")
         return self.directory / name
 
-    def open_file(self, name: str) -> FileSink:
+    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
         return _PathSink(self, self._path(name))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
@@ -293,7 +295,7 @@ class S3Door(Door):
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def open_file(self, name: str) -> FileSink:
+    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
         return _S3Sink(self, self.key(name))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:

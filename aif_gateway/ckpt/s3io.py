@@ -7,8 +7,8 @@ hashing them with SHA-256 would cost more than writing them); each carries an
 ``x-amz-checksum-crc64nvme`` instead, which the gateway verifies before it keeps a byte and stores
 as the object's FULL_OBJECT checksum.
 
-Public API: ``S3Settings.resolve(endpoint, access_key, secret_key, region)`` (arguments, else the
-AWS_* environment variables); ``S3Bucket(settings, bucket, connections)`` with ``put``,
+Public API: ``S3Settings.resolve(endpoint, access_key, secret_key, region)`` (arguments, else
+what botocore finds: AWS_* variables, AWS_PROFILE and ~/.aws files, roles); ``S3Bucket(settings, bucket, connections)`` with ``put``,
 ``create_upload``, ``upload_part``, ``complete_upload``, ``abort_upload``, ``read_into``,
 ``read_all``, ``exists``, ``size``, ``delete``, ``list``, ``close``. Failures raise
 ``botocore.exceptions.ClientError`` (S3's code and message) or ``OSError``; transient ones
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
+import botocore.session
 from botocore import exceptions as bexc
 
 from ..stage.fastget import canonical_query, client_error, parse_list_page, sign
@@ -51,15 +52,20 @@ class S3Settings:
                 region: str | None = None) -> S3Settings:
         env = os.environ
         endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-        access_key = access_key or env.get("AWS_ACCESS_KEY_ID")
-        secret_key = secret_key or env.get("AWS_SECRET_ACCESS_KEY")
         if not endpoint:
             raise ValueError("no S3 endpoint: pass endpoint='http://host:port' or set AWS_ENDPOINT_URL")
+        token = None
         if not access_key or not secret_key:
-            raise ValueError("no S3 credentials: pass access_key/secret_key or set AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY")
-        return cls(endpoint.rstrip("/"), access_key, secret_key,
-                   env.get("AWS_SESSION_TOKEN") if access_key == env.get("AWS_ACCESS_KEY_ID") else None,
+            # As every AWS tool finds them: environment, AWS_PROFILE / ~/.aws files, roles.
+            session = botocore.session.Session()
+            found = session.get_credentials()
+            if found is None:
+                raise ValueError("no S3 credentials: pass access_key/secret_key, or set AWS_ACCESS_KEY_ID and "
+                                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+            frozen = found.get_frozen_credentials()
+            access_key, secret_key, token = frozen.access_key, frozen.secret_key, frozen.token
+            region = region or session.get_config_variable("region")
+        return cls(endpoint.rstrip("/"), access_key, secret_key, token,
                    region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1")
 
 
