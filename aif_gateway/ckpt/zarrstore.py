@@ -12,7 +12,8 @@ Keys are file names under the door's location. Every write is one door file: pub
 ``BucketDoor`` it is an object the gateway serves at once.
 
 Byte ranges. Every request reads exactly its bytes (``Door.read_into``: a pread, or a ranged
-GET), after ``Door.size`` (a stat, or a HEAD) has turned offsets and suffixes into a range.
+GET); ``Door.size`` (a stat, or a HEAD) first turns offsets, suffixes and ranges running past the
+end into a plain range.
 
 Not atomic: ``set_if_not_exists`` checks, then writes (doors have no exclusive create), so two
 writers racing on one key can both write. Listing asks the door for every file under the
@@ -60,12 +61,23 @@ def _read_at(door: Door, name: str, offset: int, length: int) -> bytearray:
 
 
 def _read(door: Door, name: str, byte_range: ByteRequest | None) -> bytes | bytearray | memoryview:
-    """The bytes ``byte_range`` names, with S3's rules (a range past the end gives what is there)."""
-    total = door.size(name)  # FileNotFoundError for a missing key
+    """The bytes ``byte_range`` names, with S3's rules (a range past the end gives what is there).
+    One request for a whole file or a range (zarr's usual reads); a size first (a stat, a HEAD)
+    only for offsets and suffixes."""
     if byte_range is None:
-        start, end = 0, total
-    elif isinstance(byte_range, RangeByteRequest):
-        start, end = byte_range.start, min(byte_range.end, total)
+        return door.read_bytes(name)
+    if isinstance(byte_range, RangeByteRequest):
+        start, end = byte_range.start, byte_range.end
+        if end > start:
+            try:
+                return _read_at(door, name, start, end - start)
+            except EOFError:
+                pass  # the range runs past the end: what is there, below
+    else:
+        start = end = 0  # set from the size below
+    total = door.size(name)  # FileNotFoundError for a missing key
+    if isinstance(byte_range, RangeByteRequest):
+        end = min(end, total)
     elif isinstance(byte_range, OffsetByteRequest):
         start, end = byte_range.offset, total
     else:
@@ -74,8 +86,7 @@ def _read(door: Door, name: str, byte_range: ByteRequest | None) -> bytes | byte
         return _read_at(door, name, start, max(0, end - start))
     except EOFError:
         # Shrank since it was sized (rewritten meanwhile): one whole read gives what is there now.
-        whole = memoryview(door.read_bytes(name))
-        return whole[start:end] if byte_range is not None else whole
+        return memoryview(door.read_bytes(name))[start:end]
 
 
 def _write(door: Door, name: str, data: Any) -> None:
