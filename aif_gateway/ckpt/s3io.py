@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -33,6 +35,7 @@ from ..stage.fastget import canonical_query, client_error, parse_list_page, sign
 from ..stage.rawhttp import Endpoint, Pool, Response
 from ..stage.s3client import with_retries_sync
 
+T = TypeVar("T")
 UNSIGNED = "UNSIGNED-PAYLOAD"
 RETRIES = 4
 _SMALL_BODY_LIMIT = 1 << 30
@@ -108,7 +111,15 @@ class S3Bucket:
                 data = response.read_all(_SMALL_BODY_LIMIT) if read and method != "HEAD" else b""
                 return response.headers, data
 
-        return with_retries_sync(once, RETRIES, lambda: None, self._stop)
+        return self._retried(once)
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        try:
+            return with_retries_sync(call, RETRIES, lambda: None, self._stop)
+        except (ConnectionError, TimeoutError, socket.gaierror) as exc:
+            # Say where, and what to check: the bare errno names neither.
+            raise ConnectionError(f"cannot reach the S3 endpoint {self.settings.endpoint} ({exc}): is the gateway "
+                                  "running there? (endpoint= or AWS_ENDPOINT_URL)") from exc
 
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: str, body: Sequence[memoryview | bytes], crc64: bytes) -> str:
@@ -169,7 +180,7 @@ class S3Bucket:
                 response.read_into(view)
 
         if len(view):
-            with_retries_sync(once, RETRIES, lambda: None, self._stop)
+            self._retried(once)
 
     def read_all(self, key: str) -> bytes:
         return self._call("GET", key, {}, {}, "GetObject")[1]

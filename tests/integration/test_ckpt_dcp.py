@@ -314,3 +314,15 @@ def test_saving_over_a_bigger_checkpoint_drops_its_extra_files(bucket, bucket_di
     out = empty_like(state(12))
     ckpt.load(out, dest, verify=True, root=gateway_root)
     assert_same(out, state(12))
+
+
+def test_errors_name_what_to_fix(credentials, s3_options):
+    keys = {"access_key": credentials.access_key, "secret_key": credentials.secret_key}
+    with pytest.raises(ConnectionError, match=r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ .*gateway running"):
+        ckpt.save(state(), "s3://some-bucket/x", endpoint=f"http://127.0.0.1:{free_port()}", door="s3", **keys)
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        ckpt.save(state(), "s3://no-such-bucket-here/x", **s3_options)
+    with pytest.raises(ValueError, match="InvalidBucketName"):
+        ckpt.save(state(), "s3://UPPER/x", **s3_options)
+    with pytest.raises(FileNotFoundError, match="is not mounted here"):
+        ckpt.save(state(), "s3://some-bucket/x", door="filesystem")
