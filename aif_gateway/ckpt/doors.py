@@ -32,6 +32,7 @@ from botocore import exceptions as bexc
 
 from ..checksums import full_object_crc
 from ..fsio.engine import Hasher, pread_striped
+from ..fsio.fullio import pread_full, pwrite_all
 from ..store.direct import DirectBucket, DirectWriter
 from .s3io import S3Bucket
 from .sink import FileSink, Piece
@@ -89,7 +90,7 @@ def _read_file_into(path: Path, offset: int, view: memoryview, threads: int) -> 
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         got = pread_striped(fd, view, offset, READ_STRIPE, threads) if len(view) > READ_STRIPE else \
-            os.preadv(fd, [view], offset)
+            pread_full(fd, view, offset)
     finally:
         os.close(fd)
     if got != len(view):
@@ -166,10 +167,8 @@ class _PathSink(FileSink):
 
     def _send(self, part: int, offset: int, pieces: list[Piece], last: bool) -> None:
         for piece in pieces:
-            view = memoryview(piece)
-            while len(view):
-                n = os.pwrite(self._fd, view, offset)
-                view, offset = view[n:], offset + n
+            pwrite_all(self._fd, memoryview(piece), offset)
+            offset += len(piece)
 
     def _publish(self, part_sizes: list[int], results: list[Any], single: list[Piece], digest: bytes | None) -> None:
         if single:

@@ -32,6 +32,7 @@ import xxhash
 from awscrt import checksums as crt
 
 from . import pychunked
+from .fullio import pread_full, pwrite_all
 
 # aws-chunked decoding is part of this engine's API; its code lives in its own module.
 ChunkedDecoder = pychunked.ChunkedDecoder
@@ -95,24 +96,6 @@ def _check_offset(offset: int) -> None:
         raise ValueError("offset must be >= 0")
 
 
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data = data[written:]
-        offset += written
-
-
-def _pread_full(fd: int, into: memoryview, offset: int) -> int:
-    """Read into ``into`` until full or the end of the file; the byte count."""
-    got = 0
-    while got < len(into):
-        n = os.preadv(fd, [into[got:]], offset + got)
-        if n == 0:
-            break
-        got += n
-    return got
-
-
 def write_hashed(fd: int, buffer: Buffer, offset: int, hasher: Hasher) -> int:
     """pwrite all of ``buffer`` at ``offset``, feeding it to ``hasher``; the byte count.
 
@@ -121,7 +104,7 @@ def write_hashed(fd: int, buffer: Buffer, offset: int, hasher: Hasher) -> int:
     _check_offset(offset)
     data = memoryview(buffer).cast("B")
     hasher.update(data)
-    _pwrite_all(fd, data, offset)
+    pwrite_all(fd, data, offset)
     return len(data)
 
 
@@ -192,9 +175,9 @@ def _striped(fd: int, view: memoryview, offset: int, stripe_size: int, threads: 
         start, length = piece
         part = view[start : start + length]
         if writing:
-            _pwrite_all(fd, part, offset + start)
+            pwrite_all(fd, part, offset + start)
             return length
-        return _pread_full(fd, part, offset + start)
+        return pread_full(fd, part, offset + start)
 
     workers = min(threads, _MAX_STRIPE_THREADS, len(pieces))
     if workers <= 1:
@@ -242,7 +225,7 @@ def copy_range(src_fd: int, dst_fd: int, src_offset: int, dst_offset: int, lengt
         data = os.pread(src_fd, min(_COPY_BUFFER, length - copied), src_offset + copied)
         if not data:
             break
-        _pwrite_all(dst_fd, memoryview(data), dst_offset + copied)
+        pwrite_all(dst_fd, memoryview(data), dst_offset + copied)
         copied += len(data)
     return copied
 

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import xxhash
 
 from ..fsio import engine
+from ..fsio.fullio import pread_full, pwrite_all
 from .errors import StageError, from_os_error
 from .options import MiB
 from .smallcopy import copy_small_files
@@ -65,23 +66,6 @@ class FileJob:
     partial: Path
     dest: Path
     expect: tuple[Expectation, ...]
-
-
-def _read_into(fd: int, view: memoryview, offset: int) -> int:
-    got = 0
-    while got < len(view):
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
-            break
-        got += n
-    return got
-
-
-def _write_all(fd: int, view: memoryview, offset: int) -> None:
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
 
 
 def _changed(entry: Entry, why: str) -> StageError:
@@ -133,7 +117,7 @@ def write_at(fd: int, view: memoryview, offset: int, hasher: ContentHasher | Non
     if hasher is not None:
         hasher.update(view)
     try:
-        _write_all(fd, view, offset)
+        pwrite_all(fd, view, offset)
     except OSError as exc:
         raise from_os_error(exc, str(dest), "writing the destination", source=False) from None
 
@@ -178,7 +162,7 @@ def _copy_through(src: int, dst: int, start: int, end: int, hashers: list[Callab
         for update in hashers:
             update(piece)
         try:
-            _write_all(dst, piece, offset)
+            pwrite_all(dst, piece, offset)
         except OSError as exc:
             raise from_os_error(exc, str(dest), "writing the destination", source=False) from None
         offset += n
@@ -191,7 +175,7 @@ def _read_past(src: int, entry: Entry) -> int:
 
 def _source_read(fd: int, view: memoryview, offset: int, entry: Entry) -> int:
     try:
-        return _read_into(fd, view, offset)
+        return pread_full(fd, view, offset)
     except OSError as exc:
         raise from_os_error(exc, entry.url, "reading the source", source=True) from None
 
@@ -272,7 +256,7 @@ def write_fresh(dest: str, data: memoryview, mode: int) -> int:
     """Write ``data`` as a new file at ``dest`` (see ``copy_small``); its mtime."""
     dst = _create_fresh(dest, mode)
     try:
-        _write_all(dst, data, 0)
+        pwrite_all(dst, data, 0)
         mtime = os.fstat(dst).st_mtime_ns
     except OSError as exc:
         os.close(dst)

@@ -30,13 +30,13 @@ Public API
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..fsio.fullio import pwrite_all
 from .s3client import TruncatedBody
 
 _HEAD_LIMIT = 64 * 1024  # response heads are a few hundred bytes; S3 errors travel in the body
@@ -221,10 +221,7 @@ class Response:
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     try:
-        while view:
-            n = os.pwrite(fd, view, offset)
-            view = view[n:]
-            offset += n
+        pwrite_all(fd, view, offset)
     except OSError as exc:
         raise FileError(exc) from None
 

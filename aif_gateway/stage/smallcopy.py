@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import xxhash
 
 from ..fsio.engine import ENGINE
+from ..fsio.fullio import pwrite_all
 
 STEPS = ("open_source", "read_source", "changed", "create_dest", "write_dest")
 _MAX_SIZE = 1 << 30
@@ -71,9 +72,7 @@ def _copy_one(src: str, dst: str, size: int, mtime_ns: int, buffer: memoryview) 
     except OSError as exc:
         raise _Failed(exc.errno or 0, "create_dest") from None
     try:
-        done = 0
-        while done < n:
-            done += os.pwrite(out, data[done:], done)
+        pwrite_all(out, data, 0)
         dest_mtime = os.fstat(out).st_mtime_ns
     except OSError as exc:
         os.close(out)

@@ -41,11 +41,12 @@ from pathlib import Path
 
 from ..checksums import full_object_crc, multipart_etag
 from ..fsio.engine import Hasher, write_hashed
+from ..fsio.fullio import pwrite_all
 from ..fsio.newfile import create_new_file
 from .base import WriteOptions
 from .meta import MetaStore, ObjectRecord, meta_store_for
-from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
 from .locks import key_lock
+from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
 from .publish import TEMP_PREFIX, discard, publish_file, remove_empty_parents
 
 CHECKSUM = "CRC64NVME"
@@ -138,9 +139,7 @@ class DirectWriter:
         if self.md5 or self.checksum:
             write_hashed(self.fd, view, offset, self._hasher(part))
             return
-        while len(view):  # nothing to hash: plain pwrite, the GIL released for each call
-            n = os.pwrite(self.fd, view, offset)
-            view, offset = view[n:], offset + n
+        pwrite_all(self.fd, view, offset)  # nothing to hash: plain pwrite, the GIL released
 
     def commit(self, part_sizes: list[int], content_type: str = "application/octet-stream",
                *, fsync: bool = False, content_digest: bytes | None = None) -> ObjectRecord:
