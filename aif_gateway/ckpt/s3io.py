@@ -1,6 +1,6 @@
 """Blocking S3 calls for checkpoint files, made from the writer's and reader's threads.
 
-The same small signed client as the stage's fast reads (``stage.fastget.sign`` over
+The same small signed client as the stage's fast reads (``stage.fastget.SignedS3`` over
 ``stage.rawhttp``): botocore costs milliseconds of CPU per call and copies bodies, here a part's
 body is sent straight from the tensors' memory. Bodies are not signed (``UNSIGNED-PAYLOAD``,
 hashing them with SHA-256 would cost more than writing them); each carries an
@@ -21,18 +21,16 @@ import base64
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 import botocore.session
 from botocore import exceptions as bexc
 
-from ..stage.fastget import canonical_query, client_error, parse_list_page, sign
-from ..stage.rawhttp import Endpoint, Pool, Response
+from ..stage.fastget import SignedS3, client_error, parse_list_page
+from ..stage.rawhttp import Response
 from ..stage.s3client import with_retries_sync
 
 T = TypeVar("T")
@@ -80,29 +78,16 @@ class S3Bucket:
     def __init__(self, settings: S3Settings, bucket: str, connections: int) -> None:
         self.settings = settings
         self.bucket = bucket
-        self._endpoint = Endpoint(settings.endpoint, os.environ.get("AWS_CA_BUNDLE"))
-        self._pool = Pool(self._endpoint, connections)
+        self._s3 = SignedS3.with_keys(settings.endpoint, settings.region, settings.access_key, settings.secret_key,
+                                      settings.token, connections)
         self._stop = threading.Event()  # set by close(): no more backoff waits
-
-    def _path(self, key: str = "") -> str:
-        return "/" + quote(self.bucket, safe="") + "/" + quote(key, safe="/~")
 
     def _send(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
               body: Sequence[memoryview | bytes] = ()) -> Response:
-        s = self.settings
-        path = self._path(key) if key is not None else self._path()
         if body or method in ("PUT", "POST"):
             headers = {**headers, "content-length": str(sum(len(p) for p in body))}
-        signed = sign(method=method, access_key=s.access_key, secret_key=s.secret_key, token=s.token,
-                      region=s.region, host=self._endpoint.netloc, path=path, query=query, headers=headers,
-                      amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), payload_hash=UNSIGNED)
-        target = path + ("?" + canonical_query(query) if query else "")
-        response = self._pool.request(method, target, signed, body)
-        if response.status >= 300:
-            with response:
-                data = b"" if method == "HEAD" else response.read_all(1 << 20)
-            raise client_error(response.status, data, response.reason, operation)
-        return response
+        path = SignedS3.object_path(self.bucket, key or "")
+        return self._s3.send(method, path, query, headers, operation, body, UNSIGNED)
 
     def _call(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
               body: Sequence[memoryview | bytes] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
@@ -212,5 +197,5 @@ class S3Bucket:
 
     def close(self) -> None:
         self._stop.set()
-        self._pool.close()
+        self._s3.close()
 

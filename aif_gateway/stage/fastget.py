@@ -13,10 +13,13 @@ and ``s3get`` also for keys whose path a client library could normalise (``.``/`
 segments, ``//``).
 
 Public API: ``SignedS3.from_environment(options, connections) -> SignedS3 | None`` (no botocore
-at all), ``SignedS3.create(client, options, connections) -> SignedS3 | None``; on it (from
+at all), ``SignedS3.create(client, options, connections) -> SignedS3 | None``,
+``SignedS3.with_keys(endpoint, region, access_key, secret_key, token, connections)``; on it (from
 worker threads) ``get(bucket, key, range_header=None, if_match=None) -> rawhttp.Response`` (2xx;
 else ``botocore.exceptions.ClientError`` built from the S3 error document), ``head(...)``,
-``list_page(bucket, prefix, token) -> (objects, next_token)``; ``await refresh()`` (renewed
+``list_page(bucket, prefix, token) -> (objects, next_token)``, ``send(method, path, query,
+headers, operation, body=(), payload_hash=EMPTY_SHA256)`` (any request: the checkpoint writer's
+PUTs and parts go through it), ``object_path(bucket, key)``; ``await refresh()`` (renewed
 credentials, from the event loop), ``close()``, ``abort()``. ``usable_key(key)``, ``sign(...)``,
 ``sign_get(...)`` (pure).
 """
@@ -28,6 +31,7 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -173,22 +177,30 @@ class SignedS3:
             if os.path.exists(config):
                 return None  # its default profile may name a region: botocore reads it
             region = "us-east-1"  # open_client's default too
-        reader = cls(endpoint, region, _Static(access_key, secret_key, token), connections)
-        reader._frozen = reader._credentials._frozen
-        return reader
+        return cls.with_keys(endpoint, region, access_key, secret_key, token, connections)
 
     async def refresh(self) -> None:
         """Take the credentials as they are now (temporary ones renew themselves in here)."""
         self._frozen = await self._credentials.get_frozen_credentials()
 
-    def _send(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-              operation: str) -> Response:
+    @classmethod
+    def with_keys(cls, endpoint: str, region: str, access_key: str, secret_key: str, token: str | None,
+                  connections: int) -> SignedS3:
+        """A client for fixed keys, usable at once (no event loop needed)."""
+        client = cls(endpoint, region, _Static(access_key, secret_key, token), connections)
+        client._frozen = client._credentials._frozen
+        return client
+
+    def send(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], operation: str,
+             body: Sequence[memoryview | bytes] = (), payload_hash: str = EMPTY_SHA256) -> Response:
+        """One signed request (``path`` from ``object_path``); a 2xx response, else ClientError."""
         frozen = self._frozen
         signed = sign(method=method, access_key=frozen.access_key, secret_key=frozen.secret_key,
                       token=frozen.token, region=self._region, host=self._endpoint.netloc, path=path,
-                      query=query, headers=headers, amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+                      query=query, headers=headers, amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+                      payload_hash=payload_hash)
         target = path + ("?" + canonical_query(query) if query else "")
-        response = self._pool.request(method, target, signed)
+        response = self._pool.request(method, target, signed, body)
         if response.status >= 300:
             with response:
                 body = b"" if method == "HEAD" else response.read_all(_ERROR_BODY_LIMIT)
@@ -196,7 +208,7 @@ class SignedS3:
         return response
 
     @staticmethod
-    def _path(bucket: str, key: str = "") -> str:
+    def object_path(bucket: str, key: str = "") -> str:
         return "/" + quote(bucket, safe="") + "/" + quote(key, safe="/~")
 
     def get(self, bucket: str, key: str, *, range_header: str | None = None,
@@ -206,7 +218,7 @@ class SignedS3:
             headers["range"] = range_header
         if if_match:
             headers["if-match"] = if_match
-        return self._send("GET", self._path(bucket, key), {}, headers, "GetObject")
+        return self.send("GET", self.object_path(bucket, key), {}, headers, "GetObject")
 
     def head(self, bucket: str, key: str, *, if_match: str | None = None, checksums: bool = False) -> dict[str, str]:
         """The response headers of HEAD (with ``x-amz-checksum-mode: ENABLED`` when ``checksums``)."""
@@ -215,7 +227,7 @@ class SignedS3:
             headers["if-match"] = if_match
         if checksums:
             headers["x-amz-checksum-mode"] = "ENABLED"
-        with self._send("HEAD", self._path(bucket, key), {}, headers, "HeadObject") as response:
+        with self.send("HEAD", self.object_path(bucket, key), {}, headers, "HeadObject") as response:
             return response.headers
 
     def list_page(self, bucket: str, prefix: str, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -224,7 +236,7 @@ class SignedS3:
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
         if token:
             query["continuation-token"] = token
-        with self._send("GET", self._path(bucket), query, {}, "ListObjectsV2") as response:
+        with self.send("GET", self.object_path(bucket), query, {}, "ListObjectsV2") as response:
             body = response.read_all(_LIST_BODY_LIMIT)
         return parse_list_page(body)
 
