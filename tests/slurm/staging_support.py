@@ -94,6 +94,14 @@ def job_user_cli(workdir: Path) -> Path:
         "sys.argv[0] = \"aif-gateway\"; from aif_gateway.cli import main; sys.exit(main())' "
         f"{site_packages} \"$@\"\n")
     launcher.chmod(0o755)
+    # The editable install points into this checkout: the job user must reach it too. Under a
+    # 0700 directory (``mktemp -d``) every stage-out would fail after a timeout; say so now.
+    probe = subprocess.run(["runuser", "-u", TEST_USER, "--", str(launcher), "stage", "--help"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, (
+        f"the job user {TEST_USER!r} cannot run aif-gateway from this checkout "
+        f"({(probe.stderr.strip().splitlines() or ['exit ' + str(probe.returncode)])[-1]}): run the suite from "
+        "a checkout every directory above which others may traverse (not under a 0700 directory)")
     return launcher
 
 
