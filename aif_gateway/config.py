@@ -10,6 +10,8 @@ Config file format (every section optional)::
     fsync = true                  # fsync object data before publishing (default false)
     tls_cert = "/etc/aif/cert.pem"  # same as --tls-cert: serve HTTPS (PEM chain)
     tls_key = "/etc/aif/key.pem"    # same as --tls-key
+    region = "us-east-1"          # the region clients sign for (credential scope); default us-east-1
+    require_posix_ids = true      # refuse users with no POSIX ids (default false: they act as the gateway)
 
     [buckets]                     # expose existing directories in place as buckets
     datasets = "/lustre/proj/datasets"
@@ -25,6 +27,7 @@ from pathlib import Path
 
 DEFAULT_ROOT = Path("./aif-data")
 DEFAULT_LISTEN = "127.0.0.1:9000"
+DEFAULT_REGION = "us-east-1"
 
 
 class ConfigError(ValueError):
@@ -43,6 +46,8 @@ class Settings:
     users_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    region: str = DEFAULT_REGION
+    require_posix_ids: bool = False
 
     @property
     def scheme(self) -> str:
@@ -84,7 +89,8 @@ def load_settings(
                               "expected [server] and [buckets]")
         server = data.get("server", {})
         buckets = data.get("buckets", {})
-        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync", "tls_cert", "tls_key"}
+        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync", "tls_cert", "tls_key",
+                                 "region", "require_posix_ids"}
         if unknown:
             raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
 
@@ -109,6 +115,13 @@ def load_settings(
     if cert and key:
         check_tls(cert, key)
 
+    region = server.get("region", DEFAULT_REGION)
+    if not isinstance(region, str) or not region or not region.replace("-", "").isalnum():
+        raise ConfigError(f"region must be a region name such as us-east-1, not {region!r}")
+    require_posix_ids = server.get("require_posix_ids", False)
+    if not isinstance(require_posix_ids, bool):
+        raise ConfigError(f"require_posix_ids must be true or false, not {require_posix_ids!r}")
+
     return Settings(
         root=Path(root or server.get("root", DEFAULT_ROOT)),
         host=host,
@@ -120,6 +133,8 @@ def load_settings(
         users_file=users_file,
         tls_cert=cert,
         tls_key=key,
+        region=region,
+        require_posix_ids=require_posix_ids,
     )
 
 
