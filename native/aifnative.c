@@ -35,6 +35,7 @@
 
 #include "awschunked.h"
 #include "listing.h"
+#include "posixcreds.h"
 #include "stagecopy.h"
 
 #if defined(__x86_64__)
@@ -1042,9 +1043,9 @@ static PyObject *aligned_buffer(PyObject *module, PyObject *args, PyObject *kwds
 
 static PyObject *engine_info(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{ss ss ss ss ss ss}", "engine", "native", "crc32c", have_sse42 ? "sse4.2" : "table",
+    return Py_BuildValue("{ss ss ss ss ss ss ss}", "engine", "native", "crc32c", have_sse42 ? "sse4.2" : "table",
                          "crc64nvme", have_pclmul ? "pclmul" : "slicing-by-8", "crc32", have_pclmul ? "pclmul" : "zlib " ZLIB_VERSION, "md5", OPENSSL_VERSION_TEXT,
-                         "xxh3", "xxhash.h " XXH_VERSION_TEXT);
+                         "xxh3", "xxhash.h " XXH_VERSION_TEXT, "openat2", aifnative_open_beneath_mode());
 }
 
 static PyMethodDef module_methods[] = {
@@ -1088,7 +1089,8 @@ PyMODINIT_FUNC PyInit__native(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (aifnative_add_chunked(m) < 0 || aifnative_add_listing(m) < 0 || aifnative_add_stagecopy(m) < 0) {
+    if (aifnative_add_chunked(m) < 0 || aifnative_add_listing(m) < 0 || aifnative_add_stagecopy(m) < 0 ||
+        aifnative_add_posixcreds(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -59,7 +59,8 @@ def aligned_buffer(size: int, alignment: int = 4096) -> AlignedBuffer:
     """Zeroed memory whose address is a multiple of alignment (a power of two), for O_DIRECT."""
 
 def engine_info() -> dict[str, str]:
-    """Which implementation does what, e.g. {"engine": "native", "crc32c": "sse4.2", ...}."""
+    """Which implementation does what, e.g. {"engine": "native", "crc32c": "sse4.2", ...,
+    "openat2": "yes"}; "openat2" is "walk" where open_beneath walks instead (read at each call)."""
 
 class ChunkedError(ValueError):
     """A refused aws-chunked body. kind: "framing" (S3 InvalidRequest, message "Malformed
@@ -118,3 +119,47 @@ def stat_entries(
     lstat of directory/name (0, 0, 0 when it or the directory is gone) and, for a regular file,
     the value of xattr (None when absent or unreadable): (modes, sizes, mtimes_ns, values), with
     the GIL released for the whole batch. Other errors raise OSError."""
+
+# Per-thread credentials and opens beneath a directory: native/posixcreds.c; its twin is
+# aif_gateway.fsio.pyposixcreds (through aif_gateway.fsio.pyengine).
+
+def set_thread_creds(uid: int, gid: int, groups: Iterable[int], /) -> None:
+    """On the calling thread only: supplementary groups (raw SYS_setgroups; glibc's setgroups
+    changes every thread), then fsgid, then fsuid; each id read back. Ids are 0..4294967294
+    (ValueError otherwise). OSError (PermissionError without CAP_SETUID/CAP_SETGID) when any step
+    fails, and then the thread is back on the process's credentials, as after
+    restore_thread_creds: never half switched. An fsuid other than 0 drops the thread's
+    filesystem capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER...); file access is then checked as
+    for that user. Setting the groups the thread already holds needs no privilege."""
+
+def restore_thread_creds() -> None:
+    """This thread back to the process's effective uid and gid and the supplementary groups the
+    process had when the module was imported."""
+
+def thread_creds() -> tuple[int, int, tuple[int, ...]]:
+    """This thread's (fsuid, fsgid, supplementary groups), read from the kernel; the kernel keeps
+    the groups sorted."""
+
+RESOLVE_NO_XDEV: int
+RESOLVE_NO_MAGICLINKS: int
+RESOLVE_NO_SYMLINKS: int
+RESOLVE_BENEATH: int
+
+def open_beneath(
+    dir_fd: int, path: str | bytes, flags: int, mode: int = 0o666,
+    resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+) -> int:
+    """openat2(dir_fd, path, {flags | O_CLOEXEC, mode, resolve}) with the GIL released; the new
+    fd. mode is 0..0o7777 and resolve takes the four RESOLVE_* flags above (ValueError otherwise).
+
+    Where the kernel lacks openat2 (found when the module is imported), or when the environment
+    holds AIF_OPENAT2=0 (read at each call), a component walk instead, stricter than openat2:
+    it always stays beneath dir_fd and refuses every symlink, as RESOLVE_NO_SYMLINKS does, even
+    where resolve allows those that stay beneath; it refuses ".." components (EXDEV) even where
+    they would stay beneath. RESOLVE_NO_XDEV compares st_dev there (a bind mount of the same
+    filesystem passes).
+
+    Errors are OSError with the path as filename: EXDEV for an absolute path or an escape
+    ("..", or with openat2 a symlink leading out), ELOOP for a refused symlink (a magic link
+    under RESOLVE_NO_MAGICLINKS; any symlink under RESOLVE_NO_SYMLINKS and in the walk), ENOENT
+    for an empty path, as open(2) says; the rest as open(2)."""

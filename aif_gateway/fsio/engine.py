@@ -7,7 +7,10 @@ unset or ``auto`` takes native when it is there.
 
 Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
 engine's ``Hasher``, ``write_hashed``, ``recv_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
-``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``.
+``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``; per-thread
+credentials (``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``) and
+``open_beneath`` with its ``RESOLVE_*`` flags (``AIF_OPENAT2=0``, read at each call, makes it walk
+instead of calling openat2; ``engine_info()["openat2"]`` says which).
 """
 
 from __future__ import annotations
@@ -50,4 +53,12 @@ aligned_buffer = _engine.aligned_buffer
 engine_info = _engine.engine_info
 ChunkedDecoder = _engine.ChunkedDecoder
 ChunkedError = _engine.ChunkedError
+set_thread_creds = _engine.set_thread_creds
+restore_thread_creds = _engine.restore_thread_creds
+thread_creds = _engine.thread_creds
+open_beneath = _engine.open_beneath
+RESOLVE_BENEATH: int = _engine.RESOLVE_BENEATH
+RESOLVE_NO_SYMLINKS: int = _engine.RESOLVE_NO_SYMLINKS
+RESOLVE_NO_MAGICLINKS: int = _engine.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_XDEV: int = _engine.RESOLVE_NO_XDEV
 ENGINE: str = engine_info()["engine"]

@@ -14,6 +14,9 @@ Public API (see ``native/aifnative.pyi`` for the contract both engines keep)
 - ``reflink(src_fd, dst_fd) -> bool``, ``fallocate(fd, offset, length) -> None``
 - ``aligned_buffer(size, alignment=4096) -> memoryview``, ``engine_info() -> dict[str, str]``
 - ``ChunkedDecoder``, ``ChunkedError``: aws-chunked decoding, from ``pychunked``.
+- ``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``, ``open_beneath`` and the
+  ``RESOLVE_*`` constants: per-thread credentials and opens beneath a directory, from
+  ``pyposixcreds``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ from concurrent.futures import ThreadPoolExecutor
 import xxhash
 from awscrt import checksums as crt
 
-from . import pychunked
+from . import pychunked, pyposixcreds
 from .fullio import pread_full, pwrite_all
 
 # aws-chunked decoding is part of this engine's API; its code lives in its own module.
 ChunkedDecoder = pychunked.ChunkedDecoder
 ChunkedError = pychunked.ChunkedError
+# So are per-thread credentials and opens beneath a directory (pyposixcreds).
+set_thread_creds = pyposixcreds.set_thread_creds
+restore_thread_creds = pyposixcreds.restore_thread_creds
+thread_creds = pyposixcreds.thread_creds
+open_beneath = pyposixcreds.open_beneath
+RESOLVE_BENEATH = pyposixcreds.RESOLVE_BENEATH
+RESOLVE_NO_SYMLINKS = pyposixcreds.RESOLVE_NO_SYMLINKS
+RESOLVE_NO_MAGICLINKS = pyposixcreds.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_XDEV = pyposixcreds.RESOLVE_NO_XDEV
 
 # What the buffer protocol accepts here (collections.abc.Buffer arrives with Python 3.12).
 Buffer = bytes | bytearray | memoryview
@@ -264,4 +276,5 @@ def engine_info() -> dict[str, str]:
         "crc32": "zlib " + zlib.ZLIB_RUNTIME_VERSION,
         "md5": "hashlib",
         "xxh3": "xxhash " + xxhash.VERSION,
+        "openat2": pyposixcreds.open_beneath_mode(),
     }

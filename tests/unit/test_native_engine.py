@@ -10,7 +10,7 @@ from aif_gateway import _native
 from aif_gateway.fsio import engine, pyengine
 
 PUBLIC = ("Hasher", "write_hashed", "pwrite_striped", "pread_striped", "copy_range", "reflink", "fallocate",
-          "aligned_buffer", "engine_info")
+          "aligned_buffer", "engine_info", "set_thread_creds", "restore_thread_creds", "thread_creds", "open_beneath")
 
 
 def _engine_in_child(value: str | None) -> subprocess.CompletedProcess[str]:
@@ -56,7 +56,7 @@ def test_both_engines_offer_the_same_functions():
 
 def test_engine_info_names_every_part():
     native, python = _native.engine_info(), pyengine.engine_info()
-    assert native.keys() == python.keys() == {"engine", "crc32c", "crc64nvme", "crc32", "md5", "xxh3"}
+    assert native.keys() == python.keys() == {"engine", "crc32c", "crc64nvme", "crc32", "md5", "xxh3", "openat2"}
     assert native["engine"] == "native" and python["engine"] == "python"
     assert native["crc32c"] in ("sse4.2", "table")
 
