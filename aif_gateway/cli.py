@@ -65,18 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve(args: argparse.Namespace) -> int:
     from .credentials import banner, resolve_identities
+    from .posix_ids import PosixIdMap, personal_gateway
+    from .store.internal import prepare_root
     from .server import check_port_free, run_supervisor
 
     try:
         settings = load_settings(config_file=args.config, root=args.root, listen=args.listen,
                                  workers=args.workers, domain=args.domain, users_file=args.users,
                                  tls_cert=args.tls_cert, tls_key=args.tls_key)
-        settings.root.mkdir(parents=True, exist_ok=True)
+        prepare_root(settings.root)
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
         # Resolved once here so that a bad users file or a fresh key pair is reported before
         # any worker starts; workers load the same (now persisted) identities.
-        _, generated, created = resolve_identities(settings.root, settings.users_file)
+        identities, generated, created = resolve_identities(settings.root, settings.users_file)
+        PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)  # reported here, not per worker
     except (ConfigError, IdentityError) as exc:
         print(f"aif-gateway: {exc}", file=sys.stderr)
         return 2
@@ -94,6 +97,9 @@ def serve(args: argparse.Namespace) -> int:
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
     if generated is not None:
         print(banner(generated, endpoint, settings.root, created), file=sys.stderr, flush=True)
+    if personal_gateway():
+        log.warning("not running as root: every key acts as this process's user on the filesystem",
+                    extra={"uid": os.geteuid()})
     log.info("aif-gateway starting", extra={
         "version": __version__, "root": str(settings.root.resolve()), "endpoint": endpoint,
         "workers": settings.workers, "buckets_mapped": sorted(settings.bucket_map),

@@ -80,6 +80,7 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     from .fsio.engine import engine_info
     from .fsio.fsinfo import fs_info
     from .logs import setup_logging
+    from .posix_ids import PosixIdMap
     from .s3.app import make_app
     from .store.fs import FsStore
 
@@ -90,8 +91,9 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
         identities, _, _ = resolve_identities(settings.root, settings.users_file)
+        posix_ids = PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain)
+        app = make_app(store, identities, domain=settings.domain, posix_ids=posix_ids)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=10.0)
         await runner.setup()

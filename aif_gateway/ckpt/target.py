@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.direct import DirectBucket
+from ..store.internal import bucket_state_dir
 from ..store.meta import BUCKET_XATTR, bucket_record_file
 from ..errors import S3Error
 from ..store.paths import INTERNAL_DIR, validate_bucket_name
@@ -66,8 +67,8 @@ def _enclosing_bucket(path: Path) -> tuple[Path, str] | None:
 
 def _is_bucket(directory: Path) -> bool:
     # A bucket the gateway made carries its record (an xattr, or a file in the root's internal
-    # directory); one it has written to has tmp/ in its own internal directory.
-    if (directory / INTERNAL_DIR / "tmp").is_dir():
+    # directory); one it has written to has a state directory (``store.internal``).
+    if (directory / INTERNAL_DIR / "tmp").is_dir() or bucket_state_dir(directory.parent, directory.name, directory).is_dir():
         return True
     if directory.parent == directory or not directory.is_dir():
         return False

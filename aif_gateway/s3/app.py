@@ -16,7 +16,8 @@ from aiohttp import web
 
 from ..errors import NotModified, S3Error
 from ..identity import IdentityTable
-from ..store.base import Store
+from ..posix_ids import PosixIdMap
+from ..store.base import CALLER, Store
 from . import sigv4
 from .context import S3Request
 from .direct_body import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
@@ -38,11 +39,13 @@ CLIENT_GONE = 499
 
 STORE_KEY = web.AppKey("store", Store)
 IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
+POSIX_IDS_KEY = web.AppKey("posix_ids", PosixIdMap)
 DOMAIN_KEY = web.AppKey("domain", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
 ACTION = web.RequestKey("action", str)
 USER = web.RequestKey("user", str)
+UID = web.RequestKey("uid", int)
 ERROR_CODE = web.RequestKey("error_code", str)
 
 # Its own logger name, so a site can route or silence per-request lines (AIF_LOG_LEVEL=warning).
@@ -75,6 +78,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
                 "status": status,
                 "error": request.get(ERROR_CODE),
                 "user": request.get(USER),
+                "uid": request.get(UID),
                 "bytes_in": request.content.total_bytes + request.get(BYTES_AROUND_PARSER, 0),
                 "bytes_out": sent,
                 "ms": round((time.perf_counter() - started) * 1000, 3),
@@ -141,6 +145,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     query = parse_query(raw_query)
     auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup)
     request[USER] = auth.identity.name
+    # From here on, the request's filesystem work runs with this user's ids (store.base.CALLER).
+    ids = app[POSIX_IDS_KEY].ids_for(auth.identity)
+    CALLER.set(ids)
+    if ids is not None:
+        request[UID] = ids.uid
     action = action_for(request.method, bucket, key, query, request.headers)
     request[ACTION] = action
     s3_request = S3Request(
@@ -155,7 +164,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await HANDLERS[action](s3_request)
 
 
-def make_app(store: Store, identities: IdentityTable, *, domain: str | None = None) -> web.Application:
+def make_app(
+    store: Store, identities: IdentityTable, *, domain: str | None = None, posix_ids: PosixIdMap | None = None,
+) -> web.Application:
+    """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway)."""
     app = web.Application(
         middlewares=[access_log_middleware, request_id_middleware],
         # Bodies are streamed from request.content; nothing is read whole by aiohttp.
@@ -170,6 +182,7 @@ def make_app(store: Store, identities: IdentityTable, *, domain: str | None = No
     )
     app[STORE_KEY] = store
     app[IDENTITIES_KEY] = identities
+    app[POSIX_IDS_KEY] = posix_ids or PosixIdMap({})
     app[DOMAIN_KEY] = domain or ""
     app.on_response_prepare.append(_stamp_headers)
     app.router.add_get(HEALTH_PATH, _health)

@@ -15,10 +15,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import S3Error
+from ..fsio.creds import PosixIds
+
+# Whose rights a request's storage work runs with: the protocol layer sets it once the request
+# is authenticated (each request runs in its own task, so it stays with that request); a store
+# does the request's filesystem work holding these ids. None: the gateway's own ids.
+CALLER: ContextVar[PosixIds | None] = ContextVar("aif_caller", default=None)
 
 
 

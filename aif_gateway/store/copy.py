@@ -63,7 +63,7 @@ def _replace_metadata(
 ) -> ObjectInfo:
     """Copy onto itself: new metadata for the same bytes, no data copied."""
     mkey = meta_key(bucket, key, path)
-    with key_lock(bucket.internal, key):
+    with key_lock(bucket.state, key):
         check_conditions(bucket, meta, key, path, options)
         current = object_info(bucket, meta, key, path)
         record = ObjectRecord(

@@ -2,7 +2,7 @@
 
 A training job on a node that mounts the gateway's root (checkpoint writers, ``aif_gateway.ckpt``)
 writes here instead of sending its bytes through HTTP. The object is published exactly as a PUT
-would publish it: a temp file in ``<bucket>/.aifgw/tmp``, laid out for its filesystem (hashed on
+would publish it: a temp file in the bucket's tmp/ (``internal``), laid out for its filesystem (hashed on
 the way where the caller asks: see below), then the same ``ObjectRecord`` and one rename under the same key lock
 (``publish.publish_file``). Any gateway process serves it at once, with its ETag and checksum.
 
@@ -46,6 +46,7 @@ from ..fsio.newfile import create_new_file
 from .base import WriteOptions
 from .meta import MetaStore, ObjectRecord, meta_store_for
 from .locks import key_lock
+from .internal import bucket_state_dir, prepare_state
 from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
 from .publish import TEMP_PREFIX, discard, publish_file, remove_empty_parents
 
@@ -69,7 +70,7 @@ class DirectBucket:
             directory = Path(root) / bucket
         if not directory.is_dir():
             raise FileNotFoundError(errno.ENOENT, "no such bucket directory", str(directory))
-        paths = BucketPaths.at(bucket, directory)
+        paths = BucketPaths.at(bucket, directory, bucket_state_dir(Path(root), bucket, directory))
         # Nothing is created here: a reader may have the tree mounted read-only.
         return cls(paths, meta_store_for(paths, meta_backend))
 
@@ -79,9 +80,16 @@ class DirectBucket:
     def writer(self, key: str, expected_size: int | None = None, *, md5: bool = False,
                checksum: bool = False) -> DirectWriter:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
-        os.makedirs(self.paths.tmp, exist_ok=True)
+        self._state_ready()
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
         return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5, checksum)
+
+    def _state_ready(self) -> None:
+        if not self.paths.tmp.is_dir():
+            # The gateway makes a bucket's state directory; a process with its ids may too. A job
+            # running as someone else gets EACCES here: the gateway must have written to the
+            # bucket once (CreateBucket or any PUT does).
+            prepare_state(self.paths.state)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -89,7 +97,8 @@ class DirectBucket:
     def delete(self, key: str) -> None:
         """Remove the object, and the directories it leaves empty (as DeleteObject does)."""
         path = self.path(key)
-        with key_lock(self.paths.internal, key):
+        self._state_ready()
+        with key_lock(self.paths.state, key):
             try:
                 os.unlink(path)
             except FileNotFoundError:

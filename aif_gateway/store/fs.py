@@ -2,11 +2,13 @@
 
 A bucket is ``root/<name>`` or, for mapped buckets, any directory named in ``bucket_map`` (an HPC
 tree exposed in place). An object is a regular file, its key the path relative to the bucket;
-a key ending in ``/`` is a directory marker. Internal state lives in ``<bucket>/.aifgw/``
-(paths.py), metadata in xattrs or sidecars (meta.py), writes go through publish.py, reads
+a key ending in ``/`` is a directory marker. Internal state lives in the gateway's own tree
+(internal.py says where and why), metadata in xattrs or sidecars (meta.py), writes go through publish.py, reads
 through reader.py; copies (copy.py), tags (tags.py) and multipart uploads (multipart.py) have
 modules of their own. Every blocking call runs in a worker thread via ``oserrors.in_thread``, so
-the event loop never waits on the disk and errno becomes an S3 error in one place.
+the event loop never waits on the disk, errno becomes an S3 error in one place, and the thread
+holds the requesting user's POSIX ids (``base.CALLER``) while it works: the kernel decides what
+the user may touch.
 
 Public API: ``FsStore(root, bucket_map=None, *, fsync=False, meta_backend=None)`` implementing
 ``base.Store``.
@@ -23,11 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import S3Error
+from ..fsio.creds import as_gateway
 from . import copy, listing
 from .base import (
-    BucketInfo, ByteStream, CompletedPart, ExpectedObject, ListPage, ObjectAttrs, ObjectInfo, PartInfo,
+    CALLER, BucketInfo, ByteStream, CompletedPart, ExpectedObject, ListPage, ObjectAttrs, ObjectInfo, PartInfo,
     PartsPage, Store, UploadsPage, WriteOptions,
 )
+from .internal import STATE_LAYOUT, bucket_state_dir, check_dir, prepare_state
 from .locks import key_lock
 from .meta import (
     SIDECAR, MetaStore, bucket_record_file, info_for, meta_store_for, read_bucket_record, write_bucket_record,
@@ -62,6 +66,7 @@ class FsStore(Store):
         self.fsync = fsync
         self.meta_backend = meta_backend
         self._prepared: set[Path] = set()  # buckets whose internal dirs exist and temp was swept
+        self._state_dirs: dict[tuple[str, Path], Path] = {}
 
     # -- helpers (blocking) -----------------------------------------------------------------
     def _bucket(self, name: str) -> BucketPaths:
@@ -75,7 +80,10 @@ class FsStore(Store):
             path = self.root / name
         if not path.is_dir():
             raise S3Error("NoSuchBucket", resource=name, extra={"BucketName": name})
-        return BucketPaths.at(name, path)
+        state = self._state_dirs.get((name, path))
+        if state is None:
+            state = self._state_dirs[(name, path)] = bucket_state_dir(self.root, name, path)
+        return BucketPaths.at(name, path, state)
 
     def _meta(self, bucket: BucketPaths) -> MetaStore:
         return meta_store_for(bucket, self.meta_backend)
@@ -83,12 +91,15 @@ class FsStore(Store):
     def _writable(self, name: str) -> tuple[BucketPaths, MetaStore]:
         bucket = self._bucket(name)
         if bucket.dir not in self._prepared:
-            bucket.ensure_internal()
-            meta = self._meta(bucket)
-            cleanup_stale_temp(bucket.dir)
-            MultipartUploads(bucket, meta).cleanup_done_records()
+            with as_gateway():
+                prepare_state(bucket.state)
+                cleanup_stale_temp(bucket)
+                MultipartUploads(bucket, self._meta(bucket)).cleanup_done_records()
             self._prepared.add(bucket.dir)
-            return bucket, meta
+        else:
+            # Checked on every write: a state directory inside a bucket (a mapped bucket on
+            # another filesystem) can be renamed away by anyone who may write the bucket.
+            check_dir(bucket.state, STATE_LAYOUT[""])
         return bucket, self._meta(bucket)
 
     # -- bucket operations ------------------------------------------------------------------
@@ -115,14 +126,25 @@ class FsStore(Store):
     def _create_bucket(self, name: str, owner: str) -> None:
         if name not in self.bucket_map:
             validate_bucket_name(name)
-            os.makedirs(self.root, exist_ok=True)
-            try:
-                os.mkdir(self.root / name)
-            except FileExistsError:
-                pass
-            else:
-                write_bucket_record(self.root, name, self.root / name, owner, sidecar=self.meta_backend == SIDECAR)
-                return
+            path = self.root / name
+            # The root is the gateway's: the directory is made with its ids, then given to the
+            # caller, as if they had run mkdir there (same mode, their uid and primary group).
+            with as_gateway():
+                os.makedirs(self.root, exist_ok=True)
+                try:
+                    os.mkdir(path)
+                except FileExistsError:
+                    pass
+                else:
+                    try:
+                        caller = CALLER.get()
+                        if caller is not None:
+                            os.chown(path, caller.uid, caller.gid, follow_symlinks=False)
+                        write_bucket_record(self.root, name, path, owner, sidecar=self.meta_backend == SIDECAR)
+                    except BaseException:
+                        os.rmdir(path)
+                        raise
+                    return
         existing = self._bucket_info(name, self._bucket(name).dir)
         if existing.owner == owner:
             raise S3Error("BucketAlreadyOwnedByYou", resource=name, extra={"BucketName": name})
@@ -132,19 +154,23 @@ class FsStore(Store):
         if name in self.bucket_map:
             raise S3Error("MethodNotAllowed", "This bucket maps an existing directory; it cannot be deleted over S3.")
         bucket = self._bucket(name)
+        caller = CALLER.get()
+        if caller is not None and os.stat(bucket.dir).st_uid != caller.uid:
+            raise S3Error("AccessDenied", "Access Denied: only the owner of the bucket's directory may delete it.")
         not_empty = S3Error("BucketNotEmpty", resource=name, extra={"BucketName": name})
-        if _any_entry(bucket.dir, lambda entry: entry.name != INTERNAL_DIR):
+        if _any_entry(bucket.dir, lambda entry: entry.name != INTERNAL_DIR):  # as the caller: EACCES if unreadable
             raise not_empty
-        if _any_entry(bucket.uploads, lambda entry: entry.is_dir()):
-            raise not_empty  # an upload in progress (each is a directory)
-        shutil.rmtree(bucket.internal, ignore_errors=True)
-        try:
-            os.rmdir(bucket.dir)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise not_empty from None  # an object arrived meanwhile
-            raise
-        bucket_record_file(self.root, name).unlink(missing_ok=True)
+        with as_gateway():
+            if _any_entry(bucket.uploads, lambda entry: True):
+                raise not_empty  # an upload in progress (each is a directory)
+            shutil.rmtree(bucket.state, ignore_errors=True)
+            try:
+                os.rmdir(bucket.dir)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise not_empty from None  # an object arrived meanwhile
+                raise
+            bucket_record_file(self.root, name).unlink(missing_ok=True)
         self._prepared.discard(bucket.dir)
 
     async def list_buckets(self) -> list[BucketInfo]:
@@ -206,11 +232,10 @@ class FsStore(Store):
         return record.info(key, len(attrs.tags or {}))
 
     def _delete_object(self, bucket: str, key: str) -> None:
-        b = self._bucket(bucket)
-        meta = self._meta(b)
+        b, meta = self._writable(bucket)
         path = b.resolve(key)
         mkey = meta_key(b, key, path)
-        with key_lock(b.internal, key):
+        with key_lock(b.state, key):
             if is_dir_key(key):
                 record = meta.read(path, mkey) if path.is_dir() else None
                 if record is None or not record.dir_marker:
@@ -268,8 +293,8 @@ class FsStore(Store):
         await in_thread(self._write_tags, bucket, key, None)
 
     def _write_tags(self, bucket: str, key: str, tags: dict[str, str] | None) -> None:
-        b = self._bucket(bucket)
-        write_tags(b, self._meta(b), key, tags)
+        b, meta = self._writable(bucket)
+        write_tags(b, meta, key, tags)
 
     # -- listing ----------------------------------------------------------------------------
     def _list_objects(self, bucket: str, prefix: str, delimiter: str, start_after: str, max_keys: int) -> ListPage:

@@ -1,13 +1,13 @@
 """Per-key mutual exclusion across threads, processes and nodes.
 
 Public API
-- ``key_lock(bucket_internal_dir, key)``: a blocking context manager; hold it around every
+- ``key_lock(state_dir, key)``: a blocking context manager; hold it around every
   check-then-publish of ``key`` (conditional writes, in-place metadata changes, deletes).
   Blocking: use it from a worker thread, never on the event loop.
 - ``lock_slot(key) -> int``: the byte offset that stands for ``key`` in the lock file.
 - ``LOCK_FILE``, ``SLOTS``.
 
-How: one lock file per bucket (``<bucket>/.aifgw/locks``); a key maps to one byte of it at
+How: one lock file per bucket (``locks`` in its state directory, the gateway's, 0600); a key maps to one byte of it at
 offset ``xxh3_64(key) % 2**20``, locked with ``fcntl.lockf`` (F_SETLKW record locks). Record locks
 are what parallel filesystems honour cluster-wide (GPFS, Lustre mounted with ``-o flock``, NFSv4);
 ``flock`` is node-local on GPFS, so it is not used. Two keys may share a slot: they then simply
@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import xxhash
+
+from ..fsio.creds import as_gateway
 
 LOCK_FILE = "locks"
 SLOTS = 2**20
@@ -74,11 +76,11 @@ def _lock_fd(lock_file: Path) -> int:
     process holds on it. For the same reason a replaced descriptor is never closed (one leaked
     descriptor per re-created bucket).
     """
-    with _table_lock:
+    with _table_lock, as_gateway():
         fd = _lock_fds.get(lock_file)
         if fd is None or not _same_file(fd, lock_file):
-            os.makedirs(lock_file.parent, exist_ok=True)
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # O_NOFOLLOW: the state directory is the gateway's, but never follow a link there.
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             _lock_fds[lock_file] = fd
         return fd
 
@@ -115,8 +117,8 @@ def _lockf_blocking(fd: int, slot: int) -> None:
 
 
 @contextmanager
-def key_lock(bucket_internal_dir: Path, key: str) -> Iterator[None]:
-    lock_file = Path(bucket_internal_dir) / LOCK_FILE
+def key_lock(state_dir: Path, key: str) -> Iterator[None]:
+    lock_file = Path(state_dir) / LOCK_FILE
     slot = lock_slot(key)
     ident = (lock_file, slot)
     fd = _lock_fd(lock_file)

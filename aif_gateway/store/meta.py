@@ -31,12 +31,12 @@ to verify the body against it.
 Backends: ``xattr`` stores the record in ``user.aifgw.meta`` (tags in ``user.aifgw.tags``) on
 the file itself; set on the temp file before the rename, data and metadata appear together.
 ``sidecar`` (filesystems without user xattrs, or forced with ``AIF_META_BACKEND=sidecar``)
-stores ``<bucket>/.aifgw/meta/<key>.json`` and ``.aifgw/tags/<key>.json``, written atomically
+stores ``meta/<key>.json`` and ``tags/<key>.json`` in the bucket's state directory, written atomically
 under the key lock just before the publish rename; a directory marker ``a/`` uses
 ``meta/a/.json`` (no object key can map there: a file's sidecar name is never just ``.json``).
 A segment too long to take the ``.json`` suffix is replaced by a hash of itself. An xattr value
 too large for the filesystem (ext4 allows about 4 KiB per inode in all; ten maximal tags alone
-approach that) goes to a content-addressed blob in ``.aifgw/blobs/`` with a pointer in the xattr.
+approach that) goes to a content-addressed blob in the state's ``blobs/`` with a pointer in the xattr.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import errno
 import json
 import mimetypes
 import os
+import re
 import secrets
 import stat
 import threading
@@ -57,6 +58,7 @@ import xxhash
 
 from ..errors import S3Error
 from ..fsio.statbatch import stat_entries
+from ..fsio.creds import as_gateway
 from .base import ObjectInfo
 from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
 
@@ -73,7 +75,11 @@ _NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM}
 _NO_RECORD = {errno.ENODATA, errno.EACCES, *_NO_XATTR}
 
 Target = int | Path | str
-_BLOB_POINTER = b"@blob:"  # an xattr value that is not JSON: the record lives in .aifgw/blobs/
+_BLOB_POINTER = b"@blob:"  # an xattr value that is not JSON: the record lives in the state's blobs/
+_BLOB_NAME = re.compile(rb"[0-9a-f]{32}")
+# Records are small (10,000 run-length part sizes and 2 KiB of user metadata fit); whatever is
+# larger is not one of ours and is not read past this.
+MAX_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -354,10 +360,7 @@ class MetaStore:
                 _remove_xattr(target, TAGS_XATTR)
         else:
             for base in (self.bucket.meta, self.bucket.tags):
-                try:
-                    os.unlink(self._sidecar(base, key))
-                except FileNotFoundError:
-                    pass
+                self._remove_sidecar(self._sidecar(base, key))
 
     def read_tags(self, target: Target, key: str) -> dict[str, str]:
         if self.backend == XATTR:
@@ -382,7 +385,11 @@ class MetaStore:
         return data
 
     def _read_blob(self, pointer: bytes) -> bytes | None:
-        return self._read_sidecar(self.bucket.internal / "blobs" / pointer[len(_BLOB_POINTER):].decode())
+        # Anyone who may write a file may set its xattrs: a pointer is a name, never a path.
+        digest = pointer[len(_BLOB_POINTER):]
+        if not _BLOB_NAME.fullmatch(digest):
+            return None
+        return self._read_sidecar(self.bucket.state / "blobs" / digest.decode())
 
     def _set(self, target: Target, name: str, value: bytes) -> None:
         if _set_xattr(target, name, value):
@@ -392,8 +399,10 @@ class MetaStore:
         # race with other writers); blobs are never reclaimed, a small leak confined to objects
         # with unusually large metadata.
         digest = xxhash.xxh3_128_hexdigest(value)
-        blob = self.bucket.internal / "blobs" / digest
-        if not blob.exists():
+        blob = self.bucket.state / "blobs" / digest
+        with as_gateway():
+            exists = blob.exists()
+        if not exists:
             self._write_sidecar(blob, value)
         if not _set_xattr(target, name, _BLOB_POINTER + digest.encode()):
             raise S3Error("MetadataTooLarge", "The object's metadata does not fit in an extended attribute.")
@@ -408,30 +417,45 @@ class MetaStore:
             name = "~" + xxhash.xxh3_128_hexdigest(name.encode("utf-8", "surrogateescape"))
         return base / parent / (name + ".json")
 
+    # Sidecars and blobs are the gateway's records (users could forge their own), kept in its
+    # private state directories: read and written with the gateway's ids. Who may see or change
+    # an object's record was decided by the kernel on the object's file, just before.
     @staticmethod
     def _read_sidecar(path: Path) -> bytes | None:
         try:
-            return path.read_bytes()
+            with as_gateway():
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                return f.read(MAX_RECORD_BYTES + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def _write_sidecar(self, path: Path, data: bytes) -> None:
-        os.makedirs(path.parent, exist_ok=True)
-        os.makedirs(self.bucket.tmp, exist_ok=True)
-        tmp = self.bucket.tmp / f"sidecar.{os.getpid()}.{secrets.token_hex(8)}"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with as_gateway():
+            os.makedirs(path.parent, mode=0o700, exist_ok=True)
+            tmp = self.bucket.tmp / f"sidecar.{os.getpid()}.{secrets.token_hex(8)}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+    def _remove_sidecar(self, path: Path) -> None:
+        with as_gateway():
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
 
     def _write_tags_sidecar(self, key: str, tags: dict[str, str] | None) -> None:
         path = self._sidecar(self.bucket.tags, key)
         if tags:
             self._write_sidecar(path, _encode_tags(tags))
         else:
-            path.unlink(missing_ok=True)
+            self._remove_sidecar(path)
 
 
 _backends: dict[Path, str] = {}
@@ -477,7 +501,8 @@ def read_bucket_record(root: Path, name: str, path: Path) -> tuple[str | None, i
     data = _get_xattr(path, BUCKET_XATTR)
     if data is None:
         try:
-            data = bucket_record_file(root, name).read_bytes()
+            with as_gateway():
+                data = bucket_record_file(root, name).read_bytes()
         except FileNotFoundError:
             pass
     try:
@@ -497,5 +522,6 @@ def write_bucket_record(root: Path, name: str, path: Path, owner: str, *, sideca
             if exc.errno not in _NO_XATTR:
                 raise
     record_file = bucket_record_file(root, name)
-    os.makedirs(record_file.parent, exist_ok=True)
-    record_file.write_bytes(data)
+    with as_gateway():
+        os.makedirs(record_file.parent, mode=0o700, exist_ok=True)
+        record_file.write_bytes(data)

@@ -217,7 +217,6 @@ def assemble(
     bucket: BucketPaths, state: UploadState, upload_id: str, chosen: list[PartRecord], fsync: bool
 ) -> tuple[Path, int, int]:
     """The chosen parts one after the other in a new temp file: (path, size, mtime_ns)."""
-    os.makedirs(bucket.tmp, exist_ok=True)
     path = bucket.tmp / f"complete.{os.getpid()}.{secrets.token_hex(8)}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:

@@ -2,15 +2,24 @@
 
 Everything lives on the shared filesystem, so any gateway process on any node can continue,
 list, complete or abort an upload that another one started, including after restarts. Layout,
-per bucket::
+in the bucket's state directory (``internal``)::
 
-    .aifgw/uploads/<upload_id>/upload.json        key, attrs, checksum algorithm/type, owner
-    .aifgw/uploads/<upload_id>/part-00001.json    the part's record: data file, size, MD5, checksums
-    .aifgw/uploads/<upload_id>/part-00001.<token> the part's bytes, in a file of its own...
-    .aifgw/uploads/<upload_id>/data               ...or at offset (n-1)*P of the shared data file
-    .aifgw/uploads/<upload_id>/layout.json        the part size P, and whether the upload left it
-    .aifgw/uploads/<upload_id>/slots              who writes into ``data`` (``multipart_slots``)
-    .aifgw/completed/<upload_id>.json             what Complete returned, for retried Completes
+    uploads/<upload_id>/upload.json        key, attrs, checksum algorithm/type, owner
+    uploads/<upload_id>/part-00001.json    the part's record: data file, size, MD5, checksums
+    uploads/<upload_id>/part-00001.<token> the part's bytes, in a file of its own...
+    uploads/<upload_id>/data               ...or at offset (n-1)*P of the shared data file
+    uploads/<upload_id>/layout.json        the part size P, and whether the upload left it
+    uploads/<upload_id>/slots              who writes into ``data`` (``multipart_slots``)
+    completed/<upload_id>.json             what Complete returned, for retried Completes
+
+An upload's directory is made with its initiator's ids, mode 0700, and everything in it is
+written with the ids of the request at hand: other users cannot read, change or complete it
+(the kernel refuses them), and its owner can change only what is theirs anyway. Records are
+still checked before use (``_checked_part``): a process running as the gateway (a user without
+POSIX ids) may act on an upload whose owner rewrote its records by hand, and must then not
+follow names out of the upload's directory. Completion records are the gateway's, written with
+its ids into a directory no user can write: a user could otherwise plant the "answer" of another
+user's Complete.
 
 Completion records live outside ``uploads/`` so that a bucket whose uploads are all finished
 counts as having none (DeleteBucket); ``cleanup_done_records`` drops them after a day.
@@ -37,10 +46,12 @@ Public API: ``new_upload_id(key)``, ``check_id(key, upload_id)``, ``no_upload(up
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import secrets
 import shutil
 import time
@@ -50,6 +61,7 @@ from typing import Any
 
 from ..checksums import b64
 from ..errors import S3Error
+from ..fsio.creds import as_gateway
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
@@ -66,6 +78,7 @@ _UPLOAD_ID = re.compile(r"^[0-9a-f]{40}$")
 # A part's record as stored in part-NNNNN.json: part_number, file, offset (absent: 0), size,
 # etag (hex MD5), checksums ({algorithm: base64}), mtime_ns.
 PartRecord = dict[str, Any]
+_MAX_RECORD_BYTES = 1 << 20  # far above any record this module writes (10,000 parts: ~200 KiB)
 
 
 def _key_tag(key: str) -> str:
@@ -98,9 +111,49 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(_MAX_RECORD_BYTES + 1))
     except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink where a record belongs
+            return None
+        raise
+    return data if isinstance(data, dict) else None
+
+
+def _typed(value: Any, kind: type) -> Any:
+    # bool is an int: a record saying true where a number belongs is not one of ours.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"expected {kind.__name__}")
+    return value
+
+
+_PART_FILE = re.compile(r"(data|part-\d{5}\.[0-9a-f]{12})")
+_DIGESTS = re.compile(r"[0-9a-f]{32}")
+
+
+def _checked_part(record: dict[str, Any] | None, name: str) -> PartRecord | None:
+    """A part record as the gateway writes it, or None: names only files of its own upload
+    (``data`` or ``part-NNNNN.<token>``), with sane numbers. Anything else is ignored."""
+    if record is None:
+        return None
+    try:
+        number = _typed(record["part_number"], int)
+        if f"part-{number:05d}.json" != name or not _PART_FILE.fullmatch(_typed(record["file"], str)):
+            return None
+        for field in ("size", "mtime_ns", "offset"):
+            if field in record and _typed(record[field], int) < 0:
+                return None
+        if not _DIGESTS.fullmatch(_typed(record["etag"], str)):
+            return None
+        checksums = _typed(record["checksums"], dict)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()):
+            return None
+    except (KeyError, TypeError):
+        return None
+    return record
 
 
 class UploadState:
@@ -113,16 +166,15 @@ class UploadState:
         return self.bucket.uploads / upload_id
 
     def _done_path(self, upload_id: str) -> Path:
-        return self.bucket.internal / COMPLETED_DIR / f"{upload_id}.json"
+        return self.bucket.state / COMPLETED_DIR / f"{upload_id}.json"
 
     def lock(self, upload_id: str) -> AbstractContextManager[None]:
         # Object keys never start with the internal directory, so this name is the upload's own.
-        return key_lock(self.bucket.internal, f"{INTERNAL_DIR}/uploads/{upload_id}")
+        return key_lock(self.bucket.state, f"{INTERNAL_DIR}/uploads/{upload_id}")
 
     # -- uploads ----------------------------------------------------------------------------
     def create(self, upload_id: str, record: dict[str, Any]) -> None:
-        self.bucket.ensure_internal()
-        os.makedirs(self._dir(upload_id))
+        os.mkdir(self._dir(upload_id), 0o700)
         # The data file is made here, by the one request that creates the upload, so that it
         # gets the layout of an object of unknown size (on Lustre a widening PFL layout, which
         # only the file's creator can set) without a race between parts.
@@ -132,37 +184,47 @@ class UploadState:
     def load(self, key: str | None, upload_id: str) -> UploadInfo:
         """The upload, or NoSuchUpload (also for a well-formed id of another key)."""
         check_id(key, upload_id)
-        data = _read_json(self._dir(upload_id) / "upload.json")
-        if data is None or (key is not None and data["key"] != key):
-            raise no_upload(upload_id)
-        return UploadInfo(
-            bucket=self.bucket.name,
-            key=data["key"],
-            upload_id=upload_id,
-            initiated_ns=data["initiated_ns"],
-            attrs=ObjectAttrs(**data["attrs"]),
-            checksum_algorithm=data["checksum_algorithm"],
-            checksum_type=data["checksum_type"],
-            owner=data["owner"],
-        )
+        directory = self._dir(upload_id)
+        try:
+            if not stat.S_ISDIR(os.lstat(directory).st_mode):  # a symlink planted in its place
+                raise no_upload(upload_id)
+        except (FileNotFoundError, NotADirectoryError):
+            raise no_upload(upload_id) from None
+        data = _read_json(directory / "upload.json")
+        try:
+            if data is None or (key is not None and data["key"] != key):
+                raise no_upload(upload_id)
+            return UploadInfo(
+                bucket=self.bucket.name,
+                key=_typed(data["key"], str),
+                upload_id=upload_id,
+                initiated_ns=_typed(data["initiated_ns"], int),
+                attrs=ObjectAttrs(**_typed(data["attrs"], dict)),
+                checksum_algorithm=data["checksum_algorithm"],
+                checksum_type=data["checksum_type"],
+                owner=data["owner"],
+            )
+        except (KeyError, TypeError, ValueError):
+            raise no_upload(upload_id) from None
 
     def all_uploads(self) -> list[UploadInfo]:
+        """Every upload the caller may read (others' directories are theirs alone)."""
         uploads = []
         try:
-            names = os.listdir(self.bucket.uploads)
+            with as_gateway():  # uploads/ is listable by the gateway only
+                names = os.listdir(self.bucket.uploads)
         except FileNotFoundError:
             return []
         for name in names:
             if _UPLOAD_ID.match(name):
                 try:
                     uploads.append(self.load(None, name))
-                except S3Error:
-                    continue  # completed or aborted while we listed
+                except (S3Error, PermissionError):
+                    continue  # completed or aborted while we listed, or not the caller's
         return uploads
 
     def remove(self, upload_id: str) -> None:
         # Rename first, so the upload vanishes in one step even if the removal is interrupted.
-        os.makedirs(self.bucket.tmp, exist_ok=True)
         doomed = self.bucket.tmp / f"upload.{upload_id}.{secrets.token_hex(4)}"
         os.rename(self._dir(upload_id), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
@@ -174,14 +236,20 @@ class UploadState:
         with os.scandir(self._dir(upload_id)) as entries:
             for entry in entries:
                 if entry.name.startswith("part-") and entry.name.endswith(".json"):
-                    record = _read_json(Path(entry.path))
+                    record = _checked_part(_read_json(Path(entry.path)), entry.name)
                     if record is not None:
                         parts[record["part_number"]] = record
         return parts
 
     def part_location(self, upload_id: str, record: PartRecord) -> tuple[Path, int]:
-        """Where the part's bytes are: (file, offset)."""
-        return self._dir(upload_id) / record["file"], record.get("offset", 0)
+        """Where the part's bytes are: (file, offset), a regular file inside the upload."""
+        path = self._dir(upload_id) / record["file"]
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise S3Error("InvalidPart", "A part's data is not a regular file.")
+        except FileNotFoundError:
+            pass  # lost: whoever opens it says so
+        return path, record.get("offset", 0)
 
     def store_part(
         self,
@@ -274,13 +342,14 @@ class UploadState:
 
     # -- completions ------------------------------------------------------------------------
     def read_done(self, upload_id: str) -> dict[str, Any] | None:
-        return _read_json(self._done_path(upload_id))
+        with as_gateway():
+            return _read_json(self._done_path(upload_id))
 
     def write_done(self, upload_id: str, record: dict[str, Any]) -> None:
-        os.makedirs(self._done_path(upload_id).parent, exist_ok=True)
-        _write_json_atomically(self._done_path(upload_id), record)
+        with as_gateway():
+            _write_json_atomically(self._done_path(upload_id), record)
 
     def cleanup_done_records(self, older_than_s: float = DONE_RECORD_TTL_S) -> int:
         """Forget completions older than ``older_than_s``; returns how many went. (Upload
         directories whose removal a crash interrupted lie in tmp/: ``cleanup_stale_temp``.)"""
-        return remove_older_than(self.bucket.internal / COMPLETED_DIR, older_than_s)
+        return remove_older_than(self.bucket.state / COMPLETED_DIR, older_than_s)

@@ -4,8 +4,9 @@ Public API
 - ``s3_errors()``: a context manager that turns an ``OSError`` whose errno S3 has a word for
   (EACCES -> AccessDenied, ENOSPC -> InternalError "full"...) into that ``S3Error``; any other
   ``OSError`` passes through unchanged (a client's ``ConnectionResetError`` stays what it is).
-- ``in_thread(fn, *args, **kwargs)`` (async): ``fn`` in a worker thread, under ``s3_errors()``.
-  Every blocking call of the storage layer goes through it.
+- ``in_thread(fn, *args, **kwargs)`` (async): ``fn`` in a worker thread holding the caller's
+  POSIX ids (``base.CALLER``), under ``s3_errors()``. Every blocking call of the storage layer
+  goes through it (or through ``as_caller``, the same without the errno translation).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ..errors import S3Error
+from ..fsio.creds import acting_as
+from .base import CALLER
 
 T = TypeVar("T")
 
@@ -45,6 +48,17 @@ def s3_errors() -> Iterator[None]:
 
 
 async def in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run blocking filesystem work off the event loop, translating errno into S3 errors."""
+    """Run blocking filesystem work off the event loop as the caller, translating errno into S3 errors."""
     with s3_errors():
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await as_caller(fn, *args, **kwargs)
+
+
+async def as_caller(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """``fn`` in a worker thread that holds the request's POSIX ids while it runs."""
+    ids = CALLER.get()
+
+    def run() -> T:
+        with acting_as(ids):
+            return fn(*args, **kwargs)
+
+    return await asyncio.to_thread(run)

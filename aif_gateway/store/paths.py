@@ -1,14 +1,15 @@
 """Bucket and key names, and mapping keys to paths that never leave their bucket.
 
 Public API
-- ``INTERNAL_DIR`` (``".aifgw"``): the hidden per-bucket (and root-level) state directory.
+- ``INTERNAL_DIR`` (``".aifgw"``): the gateway's hidden state directory, in the root (and in a
+  mapped bucket on another filesystem); a reserved name in every bucket.
 - ``validate_bucket_name(name) -> None``: S3 naming rules, else ``InvalidBucketName``.
 - ``validate_key(key) -> list[str]``: the key's path segments (a trailing ``/`` yields no empty
   last segment), else ``InvalidArgument`` / ``KeyTooLongError``.
 - ``is_dir_key(key) -> bool``: the key names a directory marker object (ends in ``/``).
-- ``BucketPaths(name, dir)``: one bucket's directories (``dir`` is the bucket's realpath);
-  ``BucketPaths.at(name, path)`` builds it. Properties ``internal``, ``tmp``, ``uploads``,
-  ``meta``, ``tags``, ``lock_file``; ``resolve(key) -> Path``; ``ensure_internal() -> None``.
+- ``BucketPaths(name, dir, state)``: one bucket's directories (``dir`` is the bucket's realpath,
+  ``state`` its internal state directory); ``BucketPaths.at(name, path, state)`` builds it.
+  Properties ``tmp``, ``uploads``, ``meta``, ``tags``; ``resolve(key) -> Path``.
 - ``check_inside(bucket_real, path) -> None``: ``AccessDenied`` unless ``path`` lies in the
   bucket and outside its internal directory.
 - ``open_checked(bucket_real, path, flags) -> int``: ``os.open`` with ``O_NOFOLLOW`` whose result is
@@ -143,42 +144,32 @@ def open_parent_checked(bucket_real: str, path: str) -> int:
 
 @dataclass(frozen=True)
 class BucketPaths:
-    """One bucket's directories. ``dir`` is a realpath, so containment checks compare like with like."""
+    """One bucket's directories. ``dir`` is a realpath, so containment checks compare like with
+    like; ``state`` is the bucket's internal state directory (``store.internal``: where and why)."""
 
     name: str
     dir: Path
+    state: Path
 
     @classmethod
-    def at(cls, name: str, path: Path) -> BucketPaths:
-        return cls(name, Path(os.path.realpath(path)))
-
-    @property
-    def internal(self) -> Path:
-        return self.dir / INTERNAL_DIR
+    def at(cls, name: str, path: Path, state: Path) -> BucketPaths:
+        return cls(name, Path(os.path.realpath(path)), Path(state))
 
     @property
     def tmp(self) -> Path:
-        return self.internal / "tmp"
+        return self.state / "tmp"
 
     @property
     def uploads(self) -> Path:
-        return self.internal / "uploads"
+        return self.state / "uploads"
 
     @property
     def meta(self) -> Path:
-        return self.internal / "meta"
+        return self.state / "meta"
 
     @property
     def tags(self) -> Path:
-        return self.internal / "tags"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.internal / "locks"
-
-    def ensure_internal(self) -> None:
-        for directory in (self.tmp, self.uploads):
-            os.makedirs(directory, exist_ok=True)
+        return self.state / "tags"
 
     def resolve(self, key: str) -> Path:
         """The real path of ``key`` (validated, symlinks resolved, checked to stay inside).

@@ -2,7 +2,7 @@
 
 Public API
 - ``receive_body(bucket, body, algorithms, *, fsync=False, expected_size=None) -> TempObject``
-  (async): streams an async byte stream into a new temp file in ``<bucket>/.aifgw/tmp/`` from a
+  (async): streams an async byte stream into a new temp file in the bucket's tmp/ from a
   worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
   the file's layout. A ``SocketTail`` at the end of the stream is read by the engine's native
   receive loop in a receiver thread (``fsio.sockrecv``). On any failure the temp file is removed.
@@ -12,7 +12,7 @@ Public API
 - ``publish_file(bucket, meta, src, key, record, tags, options, *, fsync=False) -> None``
   (blocking): attaches the metadata to ``src`` and renames it to ``key`` under the key lock,
   honouring ``options.if_none_match`` / ``options.if_match``. ``src`` must be a file on the same
-  filesystem (anywhere under ``.aifgw/``) whose mtime_ns and size the record matches. It is
+  filesystem (in the bucket's state directory) whose mtime_ns and size the record matches. It is
   consumed on success and left in place on failure (the caller removes or keeps it).
 - ``publish_dir_marker(bucket, meta, key, record, tags, options) -> None`` (blocking).
 - ``current_etag(bucket, meta, key, path) -> str | None`` (blocking): the etag the key has now.
@@ -23,7 +23,7 @@ Public API
 - ``copy_range(src_fd, dst_fd, offset, length, dst_offset=0) -> None`` (blocking): the one
   kernel-side copy with its read/write fallback (copies, and Complete concatenating parts).
 - ``discard(path) -> None``, ``remove_empty_parents(bucket, meta, directory) -> None``,
-  ``cleanup_stale_temp(bucket_dir, older_than_s=3600) -> int``,
+  ``cleanup_stale_temp(bucket, older_than_s=3600) -> int``,
   ``remove_older_than(directory, older_than_s) -> int`` (blocking).
 
 Conditional writes are one atomic step across processes and nodes: the check and the rename
@@ -49,12 +49,14 @@ from typing import Any
 from ..checksums import MultiHasher, b64
 from ..errors import S3Error, chunked_body_error
 from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
+from ..fsio.inherit import inherit_from_directory
 from ..fsio.newfile import create_new_file
 from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
 from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, SocketTail, WriteOptions
 from .locks import key_lock
 from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
-from .paths import INTERNAL_DIR, BucketPaths, conflict_error, is_dir_key, open_parent_checked
+from .oserrors import as_caller
+from .paths import BucketPaths, conflict_error, is_dir_key, open_parent_checked
 
 WRITE_BATCH = 1 << 20  # bytes handed to a worker thread at a time
 TEMP_PREFIX = "put."
@@ -128,7 +130,7 @@ class HashingWriter:
 
 
 def new_temp_writer(bucket: BucketPaths, algorithms: Iterable[str], expected_size: int | None = None) -> HashingWriter:
-    os.makedirs(bucket.tmp, exist_ok=True)
+    # In the shared, sticky tmp/ (internal.py), created with the caller's ids: the file is theirs.
     path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
     # Laid out for its filesystem and size (Lustre stripes, GPFS preallocation) before any byte.
     return HashingWriter(path, create_new_file(path, expected_size), algorithms)
@@ -148,11 +150,13 @@ async def receive_body(
     # ``writer``: another destination with _TempWriter's write/finish/discard (multipart's
     # writer into a part's range of an upload's shared data file); by default a new temp file.
     if writer is None:
-        writer = await asyncio.to_thread(new_temp_writer, bucket, algorithms, expected_size)
+        writer = await as_caller(new_temp_writer, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
     try:
         batch: list[bytes] = []
         batched = 0
+        # Writes and finish touch only the open descriptor, which keeps the rights it was
+        # opened with: those threads need no identity switch.
         async for chunk in body:
             if isinstance(chunk, SocketTail):
                 # Everything before the tail must be on disk first: it precedes it in the file.
@@ -186,7 +190,7 @@ async def receive_body(
             await asyncio.wait([pending])
         if pending is not None and not pending.cancelled():
             pending.exception()
-        await asyncio.to_thread(writer.discard)
+        await as_caller(writer.discard)
         raise
 
 
@@ -289,6 +293,7 @@ def _rename_into_place(bucket: BucketPaths, key: str, src: Path, path: Path, exc
         except FileNotFoundError:
             continue
         try:
+            inherit_from_directory(src, parent_fd)
             if exclusive:
                 os.link(src, path.name, dst_dir_fd=parent_fd)
                 os.unlink(src)
@@ -323,7 +328,7 @@ def publish_file(
 ) -> None:
     path = bucket.resolve(key)
     meta.stage(src, record, tags)
-    with key_lock(bucket.internal, key):
+    with key_lock(bucket.state, key):
         check_conditions(bucket, meta, key, path, options)
         _clear_directory_in_the_way(meta, key, path)
         if os.path.exists(path) and not os.path.isfile(path):
@@ -341,7 +346,7 @@ def publish_dir_marker(
     options: WriteOptions,
 ) -> None:
     path = bucket.resolve(key)
-    with key_lock(bucket.internal, key):
+    with key_lock(bucket.state, key):
         check_conditions(bucket, meta, key, path, options)
         _make_dirs(key, path)
         if not os.path.isdir(path):
@@ -353,7 +358,7 @@ def publish_dir_marker(
 def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) -> None:
     """Remove ``directory`` and its ancestors while empty, stopping at the bucket or a marker."""
     while directory != bucket.dir and bucket.dir in directory.parents:
-        if directory.name == INTERNAL_DIR and directory.parent == bucket.dir:
+        if directory == bucket.state:
             return
         record = meta.read(directory, bucket.key_of(directory) + "/")
         if record is not None and record.dir_marker:
@@ -365,10 +370,11 @@ def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) 
         directory = directory.parent
 
 
-def cleanup_stale_temp(bucket_dir: Path, older_than_s: float = 3600) -> int:
-    """Remove what crashed writers left in ``<bucket>/.aifgw/tmp`` (temp files, and directories
-    renamed there to be deleted); returns how many entries went."""
-    return remove_older_than(Path(bucket_dir) / INTERNAL_DIR / "tmp", older_than_s)
+def cleanup_stale_temp(bucket: BucketPaths, older_than_s: float = 3600) -> int:
+    """Remove what crashed writers left in the bucket's tmp/ (temp files, and directories
+    renamed there to be deleted); returns how many entries went. Run with the gateway's ids:
+    the entries belong to many users."""
+    return remove_older_than(bucket.tmp, older_than_s)
 
 
 def remove_older_than(directory: Path, older_than_s: float) -> int:

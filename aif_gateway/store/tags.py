@@ -47,7 +47,7 @@ def _on_object(
     bucket: BucketPaths, meta: MetaStore, key: str, action: Callable[[Path, str], T], *, lock: bool
 ) -> T:
     path = bucket.resolve(key)
-    with key_lock(bucket.internal, key) if lock else nullcontext():
+    with key_lock(bucket.state, key) if lock else nullcontext():
         object_info(bucket, meta, key, path)
         return action(path, meta_key(bucket, key, path))
 

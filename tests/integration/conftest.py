@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def credentials() -> Credentials:
 @pytest.fixture(scope="session")
 def gateway_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gateway-root")
+
+
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """An empty directory (0755) every local user can reach: pytest's own temp tree is root's
+    alone (0700), so a gateway acting as an ordinary user could not reach a root below it."""
+    path = Path(tempfile.mkdtemp(prefix="aif-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -84,14 +84,14 @@ def test_first_start_generates_keys_keeps_them_private_and_reuses_them(
     client.close()
 
 
-def test_users_file_defines_the_identities(start_gateway, tmp_path: Path) -> None:
+def test_users_file_defines_the_identities(start_gateway, tmp_path: Path, reachable_dir: Path) -> None:
     users = tmp_path / "users.toml"
     users.write_text(
         '[[users]]\nname = "alice"\naccess_key = "AKALICE0000000000001"\nsecret_key = "alice-secret"\n'
         "uid = 1000\ngid = 1000\nadmin = true\n\n"
         '[[users]]\nname = "bob"\naccess_key = "AKBOB000000000000002"\nsecret_key = "bob-secret"\n'
     )
-    gw = start_gateway(root=tmp_path / "users-root", credentials=None, extra_args=("--users", str(users)))
+    gw = start_gateway(root=reachable_dir, credentials=None, extra_args=("--users", str(users)))
     alice = boto3_client(gw.url, Credentials("AKALICE0000000000001", "alice-secret"))
     alice.create_bucket(Bucket="shared")
     alice.put_object(Bucket="shared", Key="k", Body=b"from alice")
@@ -105,7 +105,7 @@ def test_users_file_defines_the_identities(start_gateway, tmp_path: Path) -> Non
         stranger.list_buckets()
     stranger.close()
     assert exc.value.response["Error"]["Code"] == "InvalidAccessKeyId"
-    assert not (tmp_path / "users-root" / ".aifgw" / "credentials").exists()
+    assert not (reachable_dir / ".aifgw" / "credentials").exists()
 
 
 def test_config_maps_a_bucket_onto_an_existing_directory(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import bucket_paths
 from aif_gateway.store.meta import meta_store_for
 from aif_gateway.store.multipart import MultipartUploads
 from aif_gateway.store.paths import BucketPaths
@@ -26,7 +27,7 @@ async def stream(data: bytes, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
 
 def uploads(root: Path) -> MultipartUploads:
     """A fresh instance, as any gateway process would build it: nothing shared but the disk."""
-    bucket = BucketPaths.at(BUCKET, root / BUCKET)
+    bucket = bucket_paths(root, BUCKET)
     return MultipartUploads(bucket, meta_store_for(bucket))
 
 

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from aif_gateway.store.base import ObjectAttrs, ObjectInfo, WriteOptions
 from aif_gateway.store.fs import FsStore
+from aif_gateway.store.internal import bucket_state_dir, prepare_state
+from aif_gateway.store.paths import BucketPaths
 
 T = TypeVar("T")
 
@@ -27,6 +29,18 @@ async def failing_stream(*chunks: bytes) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
     raise ConnectionResetError("client went away")
+
+
+def state_dir(root: Path, bucket: str) -> Path:
+    """Where the store keeps bucket ``bucket``'s internal state (store/internal.py)."""
+    return bucket_state_dir(root, bucket, root / bucket)
+
+
+def bucket_paths(root: Path, bucket: str) -> BucketPaths:
+    """The paths of bucket ``root/bucket``, its state directory made as the store makes it."""
+    paths = BucketPaths.at(bucket, root / bucket, state_dir(root, bucket))
+    prepare_state(paths.state)
+    return paths
 
 
 def new_store(root: Path, backend: str | None = None, **kwargs: Any) -> FsStore:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import bucket_paths, state_dir
 from aif_gateway.fsio import gpfs, layout, lustre, newfile
 from aif_gateway.fsio.fsinfo import FsInfo
 from aif_gateway.fsio.layout import GiB, KiB, MiB, WritePlan, plan_write
@@ -441,7 +442,7 @@ def test_receive_body_lays_out_the_temp_file_by_its_declared_size(
         expected_size: int | None, lfs_args: list[list[str]]) -> None:
     pretend(monkeypatch, LUSTRE_WIDE_DEFAULT)
     (tmp_path / "bucket").mkdir()
-    bucket = BucketPaths.at("bucket", tmp_path / "bucket")
+    bucket = bucket_paths(tmp_path, "bucket")
     temp = asyncio.run(publish.receive_body(bucket, _body(b"abc"), [], expected_size=expected_size))
     assert temp.path.read_bytes() == b"abc"
     assert [call[:-1] for call in fake_lfs.calls()] == lfs_args
@@ -455,7 +456,7 @@ def test_copy_to_temp_lays_out_the_copy_by_the_source_length(
     (tmp_path / "bucket").mkdir()
     (tmp_path / "src").write_bytes(b"0123456789")
     with open(tmp_path / "src", "rb") as src:
-        temp = publish.copy_to_temp(BucketPaths.at("bucket", tmp_path / "bucket"), src.fileno(), 2, 5, None)
+        temp = publish.copy_to_temp(bucket_paths(tmp_path, "bucket"), src.fileno(), 2, 5, None)
     assert temp.path.read_bytes() == b"23456"
     assert fake_lfs.calls() == [["setstripe", "-c", "1", "-S", "1M", str(temp.path)]]
 
@@ -470,9 +471,9 @@ def test_a_multipart_uploads_data_file_gets_the_unknown_size_layout(
 
     pretend(monkeypatch, LUSTRE)
     (tmp_path / "bucket").mkdir()
-    bucket = BucketPaths.at("bucket", tmp_path / "bucket")
+    bucket = bucket_paths(tmp_path, "bucket")
     upload_id = asyncio.run(MultipartUploads(bucket, meta_store_for(bucket)).create("big", ObjectAttrs()))
-    data_file = tmp_path / "bucket" / ".aifgw" / "uploads" / upload_id / "data"
+    data_file = state_dir(tmp_path, "bucket") / "uploads" / upload_id / "data"
     assert fake_lfs.calls() == [["setstripe", "-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4",
                                  "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M", str(data_file)]]
     assert data_file.stat().st_size == 0

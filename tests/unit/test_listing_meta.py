@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import bucket_paths
 from aif_gateway.store.base import ObjectInfo
 from aif_gateway.store.meta import (
     META_XATTR, SIDECAR, XATTR, ObjectRecord, info_for, listed_info, listed_object, meta_store_for,
@@ -82,7 +83,7 @@ def test_a_foreign_file_lists_with_the_foreign_etag() -> None:
 
 @pytest.fixture(params=[XATTR, SIDECAR])
 def bucket(request, tmp_path: Path):
-    paths = BucketPaths.at("bkt", tmp_path / "bkt")
+    paths = bucket_paths(tmp_path, "bkt")
     paths.dir.mkdir()
     return paths, meta_store_for(paths, request.param)
 
@@ -113,7 +114,7 @@ def test_describe_listed_reads_each_backend_like_meta_read(bucket) -> None:
 
 
 def test_describe_listed_follows_a_record_moved_to_a_blob(tmp_path: Path) -> None:
-    paths = BucketPaths.at("bkt", tmp_path / "bkt")
+    paths = bucket_paths(tmp_path, "bkt")
     (paths.dir / "d").mkdir(parents=True)
     meta = meta_store_for(paths, XATTR)
     path = paths.dir / "d" / "big"
@@ -121,9 +122,9 @@ def test_describe_listed_follows_a_record_moved_to_a_blob(tmp_path: Path) -> Non
     st = os.stat(path)
     record = ObjectRecord(etag="c" * 32, size=st.st_size, mtime_ns=st.st_mtime_ns)
     # What MetaStore._set does with a record too large for the filesystem's xattrs.
-    (paths.internal / "blobs").mkdir(parents=True)
-    (paths.internal / "blobs" / "digest").write_bytes(record.encode())
-    os.setxattr(path, META_XATTR, b"@blob:digest")
+    (paths.state / "blobs").mkdir(parents=True)
+    (paths.state / "blobs" / ("d" * 32)).write_bytes(record.encode())
+    os.setxattr(path, META_XATTR, b"@blob:" + b"d" * 32)
     assert meta.read(path, "d/big") == record
     [info] = meta.describe_listed(str(paths.dir / "d"), ["big"], ["d/big"])
     assert info is not None and info.etag == "c" * 32

@@ -14,7 +14,7 @@ from awscrt import checksums as crt
 from aif_gateway.errors import S3Error
 from aif_gateway.store.direct import DirectBucket
 
-from store_support import new_store, run
+from store_support import new_store, run, state_dir
 
 KIB = 1024
 
@@ -43,7 +43,7 @@ def test_the_gateway_serves_what_was_written_directly(tmp_path, backend, size):
     # Not an MD5, and says so: a dash, as S3 ETags that are not MD5s have.
     assert "-" in info.etag and info.etag != hashlib.md5(data).hexdigest()
     assert (tmp_path / "bkt/ck/a.bin").read_bytes() == data
-    assert not os.listdir(tmp_path / "bkt/.aifgw/tmp")
+    assert not os.listdir(state_dir(tmp_path, "bkt") / "tmp")
 
 
 def test_without_hashing_the_etag_comes_from_the_callers_digest(tmp_path):
@@ -85,7 +85,7 @@ def test_a_short_file_is_not_published(tmp_path):
     with pytest.raises(OSError, match="expected 20"):
         writer.commit([20])
     assert not (tmp_path / "bkt/short").exists()
-    assert not os.listdir(tmp_path / "bkt/.aifgw/tmp")
+    assert not os.listdir(state_dir(tmp_path, "bkt") / "tmp")
 
 
 def test_discard_leaves_the_old_object(tmp_path):
@@ -106,7 +106,7 @@ def test_keys_cannot_leave_the_bucket(tmp_path, key):
     bucket = DirectBucket.open(tmp_path, "bkt")
     with pytest.raises(S3Error):
         bucket.writer(key)
-    assert not (tmp_path / "bkt/.aifgw/tmp").exists()  # refused before anything was made
+    assert not (state_dir(tmp_path, "bkt") / "tmp").exists()  # refused before anything was made
 
 
 def test_a_symlink_out_of_the_bucket_is_refused(tmp_path):

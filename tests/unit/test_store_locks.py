@@ -86,9 +86,11 @@ def test_the_key_slot_is_held_exactly_while_inside(tmp_path: Path) -> None:
 
 def test_a_recreated_lock_file_is_locked_not_the_deleted_one(tmp_path: Path) -> None:
     internal = tmp_path / ".aifgw"
+    internal.mkdir()
     with key_lock(internal, "k"):
         pass
     shutil.rmtree(internal)  # the bucket was deleted and created again
+    internal.mkdir()
     with key_lock(internal, "k"):
         assert not _slot_free_in_other_process(internal / LOCK_FILE, lock_slot("k"))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import bucket_paths
 from aif_gateway.store.meta import (
     BACKEND_ENV, SIDECAR, XATTR, ObjectRecord, foreign_etag, guess_content_type, info_for, meta_store_for,
 )
@@ -77,7 +78,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def bucket(tmp_path: Path) -> BucketPaths:
     (tmp_path / "bkt").mkdir()
-    return BucketPaths.at("bkt", tmp_path / "bkt")
+    return bucket_paths(tmp_path, "bkt")
 
 
 def test_records_and_tags_round_trip_in_both_backends(bucket: BucketPaths, backend: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import state_dir
 from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
 from aif_gateway.store.base import CompletedPart, ExpectedObject, ObjectAttrs, WriteOptions
@@ -60,7 +61,7 @@ def test_complete_builds_exact_bytes_etag_and_metadata(root: Path) -> None:
         expected, (len(BIG), 4), "text/plain", {"who": "me"}
     )
     assert run(FsStore(root).get_tags(BUCKET, "dir/obj")) == {"t": "1"}
-    assert not (root / BUCKET / ".aifgw" / "uploads" / upload_id).exists()
+    assert not (state_dir(root, BUCKET) / "uploads" / upload_id).exists()
 
 
 def test_reuploaded_part_replaces_the_previous_one(root: Path) -> None:
@@ -71,7 +72,7 @@ def test_reuploaded_part_replaces_the_previous_one(root: Path) -> None:
     page = run(mp.list_parts("k", upload_id))
     assert [(p.part_number, p.size, p.etag) for p in page.parts] == [(1, 4, new.etag)]
     # The replaced bytes are gone: one data file per part number.
-    upload_dir = root / BUCKET / ".aifgw" / "uploads" / upload_id
+    upload_dir = state_dir(root, BUCKET) / "uploads" / upload_id
     assert len([p for p in upload_dir.iterdir() if p.name.startswith("part-") and p.suffix != ".json"]) == 1
     complete(mp, "k", upload_id, [(1, new.etag)])
     assert (root / BUCKET / "k").read_bytes() == b"new!"
@@ -101,7 +102,7 @@ def test_failed_verification_leaves_no_part(root: Path) -> None:
     short = WriteOptions(expected_size=10)
     assert error_code(lambda: put_part(mp, "k", upload_id, 1, b"data", short)) == "IncompleteBody"
     assert run(mp.list_parts("k", upload_id)).parts == []
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []
 
 
 def test_complete_validation_errors(root: Path) -> None:
@@ -188,7 +189,7 @@ def test_completion_records_are_cleaned_up_later(root: Path) -> None:
     upload_id = run(mp.create("k", ObjectAttrs()))
     part = put_part(mp, "k", upload_id, 1, b"x")
     complete(mp, "k", upload_id, [(1, part.etag)])
-    assert list((root / BUCKET / ".aifgw" / "uploads").iterdir()) == []  # DeleteBucket sees none
+    assert list((state_dir(root, BUCKET) / "uploads").iterdir()) == []  # DeleteBucket sees none
     assert mp.cleanup_done_records() == 0  # younger than a day: kept for retries
     assert mp.cleanup_done_records(older_than_s=-1) == 1
     assert error_code(lambda: complete(mp, "k", upload_id, [(1, part.etag)])) == "NoSuchUpload"
@@ -257,8 +258,8 @@ def test_abort_removes_everything_and_publishes_nothing(root: Path) -> None:
     assert error_code(lambda: run(mp.abort("other", upload_id))) == "NoSuchUpload"
     run(uploads(root).abort("k", upload_id))
     assert not (root / BUCKET / "k").exists()
-    assert list((root / BUCKET / ".aifgw" / "uploads").iterdir()) == []
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "uploads").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []
     assert error_code(lambda: run(mp.abort("k", upload_id))) == "NoSuchUpload"
     assert error_code(lambda: run(mp.list_parts("k", upload_id))) == "NoSuchUpload"
 
@@ -275,7 +276,7 @@ def test_failed_conditional_complete_keeps_old_object_and_upload(root: Path) -> 
         "PreconditionFailed"
     )
     assert (root / BUCKET / "k").read_bytes() == b"old"
-    assert not [p for p in (root / BUCKET / ".aifgw" / "tmp").iterdir() if p.name.startswith("complete.")]
+    assert not [p for p in (state_dir(root, BUCKET) / "tmp").iterdir() if p.name.startswith("complete.")]
     old_etag = run(store.head_object(BUCKET, "k")).etag
     complete(mp, "k", upload_id, [(1, part.etag)], WriteOptions(if_match=old_etag))
     assert (root / BUCKET / "k").read_bytes() == b"new"
@@ -288,13 +289,13 @@ def test_complete_failing_midway_keeps_old_object_and_leaves_no_temp(root: Path)
     first = put_part(mp, "k", upload_id, 1, BIG)
     # Of unknown length, so in a part file of its own.
     second = run(mp.upload_part("k", upload_id, 2, stream(b"end"), NONE))
-    upload_dir = root / BUCKET / ".aifgw" / "uploads" / upload_id
+    upload_dir = state_dir(root, BUCKET) / "uploads" / upload_id
     for data_file in upload_dir.glob("part-00002.*"):
         if data_file.suffix != ".json":
             data_file.unlink()  # lost behind the gateway's back before Complete reads it
     assert error_code(lambda: complete(mp, "k", upload_id, [(1, first.etag), (2, second.etag)])) == "InvalidPart"
     assert (root / BUCKET / "k").read_bytes() == b"old"
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []
 
 
 def test_list_parts_pages_by_part_number(root: Path) -> None:
@@ -399,7 +400,7 @@ def test_a_complete_whose_claims_are_wrong_publishes_nothing(root: Path, expecte
     mp, upload_id, parts = full_object_upload(root)
     assert error_code(lambda: complete_expecting(mp, upload_id, parts, **expected)) == code
     assert not (root / BUCKET / "k").exists()
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []
     assert len(run(mp.list_parts("k", upload_id)).parts) == 2  # the upload is intact
 
 
@@ -475,7 +476,7 @@ def test_filesystem_errors_of_multipart_calls_are_s3_errors(root: Path, monkeypa
         assert (info.value.code, info.value.message) == ("InternalError", "The storage filesystem is full.")
     monkeypatch.undo()
     assert run(mp.list_parts("k", upload_id)).parts == []
-    monkeypatch.setattr(os, "makedirs", denied)
+    monkeypatch.setattr(os, "mkdir", denied)
     assert error_code(lambda: run(mp.create("k2", ObjectAttrs()))) == "AccessDenied"
     monkeypatch.undo()
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import state_dir
 from aif_gateway.errors import S3Error
 from aif_gateway.store import multipart, multipart_layout, multipart_slots
 from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions
@@ -31,7 +32,7 @@ def part_bytes(number: int, size: int = P) -> bytes:
 
 
 def upload_dir(root: Path, upload_id: str) -> Path:
-    return root / BUCKET / ".aifgw" / "uploads" / upload_id
+    return state_dir(root, BUCKET) / "uploads" / upload_id
 
 
 def put_part(root: Path, upload_id: str, number: int, data: bytes, known_size: bool = True):
@@ -237,8 +238,8 @@ def test_abort_removes_the_data_file_and_its_state(root: Path) -> None:
     put_part(root, upload_id, 1, part_bytes(1))
     put_part(root, upload_id, 2, part_bytes(2, P + 1))  # switches: a part file as well
     run(uploads(root).abort("k", upload_id))
-    assert list((root / BUCKET / ".aifgw" / "uploads").iterdir()) == []
-    assert list((root / BUCKET / ".aifgw" / "tmp").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "uploads").iterdir()) == []
+    assert list((state_dir(root, BUCKET) / "tmp").iterdir()) == []
     assert not (root / BUCKET / "k").exists()
     assert error_code(lambda: put_part(root, upload_id, 3, part_bytes(3))) == "NoSuchUpload"
 

@@ -18,7 +18,7 @@ from aif_gateway.store.meta import EMPTY_MD5, SIDECAR, XATTR
 from aif_gateway.store.paths import INTERNAL_DIR
 from aif_gateway.store.reader import PREFETCH_MAX
 
-from store_support import failing_stream, files_under, get, new_store, put, run, stream
+from store_support import failing_stream, files_under, get, new_store, put, run, state_dir, stream
 
 
 @pytest.fixture(params=[XATTR, SIDECAR])
@@ -169,10 +169,10 @@ def test_delete_removes_empty_parents_up_to_the_bucket(store: FsStore, bucket_di
     put(store, "a/b/c/d", b"1")
     put(store, "a/keep", b"2")
     run(store.delete_object("bkt", "a/b/c/d"))
-    assert sorted(p.name for p in bucket_dir.iterdir()) == [INTERNAL_DIR, "a"]
+    assert sorted(p.name for p in bucket_dir.iterdir()) == ["a"]
     assert [p.name for p in (bucket_dir / "a").iterdir()] == ["keep"]
     run(store.delete_object("bkt", "a/keep"))
-    assert [p.name for p in bucket_dir.iterdir()] == [INTERNAL_DIR]
+    assert [p.name for p in bucket_dir.iterdir()] == []  # internal state lives outside buckets
 
 
 def test_delete_of_a_missing_key_succeeds(store: FsStore) -> None:
@@ -267,7 +267,7 @@ def test_a_body_failing_midway_leaves_the_old_object_and_no_temp_file(store: FsS
     with pytest.raises(ConnectionResetError):
         run(store.put_object("bkt", "k", failing_stream(b"x" * (2 << 20)), ObjectAttrs(), WriteOptions()))
     assert get(store, "k") == b"old"
-    assert list((bucket_dir / INTERNAL_DIR / "tmp").iterdir()) == []
+    assert list((state_dir(bucket_dir.parent, bucket_dir.name) / "tmp").iterdir()) == []
 
 
 def test_failed_verification_publishes_nothing(store: FsStore, bucket_dir: Path) -> None:
@@ -280,8 +280,8 @@ def test_failed_verification_publishes_nothing(store: FsStore, bucket_dir: Path)
     with pytest.raises(S3Error) as exc:
         put(store, "k2", b"short", options=WriteOptions(expected_size=10))
     assert exc.value.code == "IncompleteBody"
-    assert [p.name for p in bucket_dir.iterdir()] == [INTERNAL_DIR]
-    assert list((bucket_dir / INTERNAL_DIR / "tmp").iterdir()) == []
+    assert [p.name for p in bucket_dir.iterdir()] == []  # internal state lives outside buckets
+    assert list((state_dir(bucket_dir.parent, bucket_dir.name) / "tmp").iterdir()) == []
 
 
 def test_verify_sees_the_digests_of_the_received_bytes(store: FsStore) -> None:
@@ -311,4 +311,4 @@ def test_a_full_disk_is_reported_as_an_s3_error(store: FsStore, monkeypatch: pyt
         put(store, "k", b"data")
     assert (exc.value.code, exc.value.message) == ("InternalError", "The storage filesystem is full.")
     monkeypatch.undo()
-    assert list((store.root / "bkt" / INTERNAL_DIR / "tmp").iterdir()) == []
+    assert list((state_dir(store.root, "bkt") / "tmp").iterdir()) == []

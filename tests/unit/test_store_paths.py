@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from store_support import bucket_paths
 from aif_gateway.errors import S3Error
 from aif_gateway.store.paths import (
     INTERNAL_DIR, BucketPaths, open_checked, validate_bucket_name, validate_key,
@@ -64,7 +65,7 @@ def test_key_over_1024_bytes_is_too_long() -> None:
 @pytest.fixture
 def bucket(tmp_path: Path) -> BucketPaths:
     (tmp_path / "bkt").mkdir()
-    return BucketPaths.at("bkt", tmp_path / "bkt")
+    return bucket_paths(tmp_path, "bkt")
 
 
 def test_resolve_maps_keys_below_the_bucket(bucket: BucketPaths) -> None:
@@ -94,7 +95,7 @@ def test_resolve_refuses_symlinks_that_leave_the_bucket(tmp_path: Path, bucket: 
 
 
 def test_resolve_refuses_symlinks_into_the_internal_directory(bucket: BucketPaths) -> None:
-    bucket.ensure_internal()
+    (bucket.dir / INTERNAL_DIR).mkdir()  # where a mapped bucket on another filesystem keeps its state
     os.symlink(INTERNAL_DIR, bucket.dir / "sneaky")
     with pytest.raises(S3Error) as exc:
         bucket.resolve("sneaky/locks")

@@ -17,15 +17,13 @@ from aif_gateway.store.paths import BucketPaths
 from aif_gateway.errors import S3Error
 from aif_gateway.store.publish import cleanup_stale_temp, copy_range, copy_to_temp, receive_body
 
-from store_support import put, run, stream
+from store_support import bucket_paths, put, run, state_dir, stream
 
 
 @pytest.fixture
 def bucket(tmp_path: Path) -> BucketPaths:
     (tmp_path / "bkt").mkdir()
-    paths = BucketPaths.at("bkt", tmp_path / "bkt")
-    paths.ensure_internal()
-    return paths
+    return bucket_paths(tmp_path, "bkt")
 
 
 def test_receive_body_writes_and_hashes_many_small_chunks(bucket: BucketPaths) -> None:
@@ -139,16 +137,18 @@ def test_cleanup_removes_only_old_leftovers(bucket: BucketPaths) -> None:
     (bucket.tmp / "put.2.fresh").write_bytes(b"in flight")
     _age(bucket.tmp / "put.1.old", 7200)
     _age(bucket.tmp / "upload.abc", 7200)
-    assert cleanup_stale_temp(bucket.dir, older_than_s=3600) == 2
+    assert cleanup_stale_temp(bucket, older_than_s=3600) == 2
     assert [p.name for p in bucket.tmp.iterdir()] == ["put.2.fresh"]
 
 
 def test_cleanup_of_a_bucket_never_written_to(tmp_path: Path) -> None:
-    assert cleanup_stale_temp(tmp_path) == 0
+    (tmp_path / "bkt").mkdir()
+    assert cleanup_stale_temp(BucketPaths.at("bkt", tmp_path / "bkt", state_dir(tmp_path, "bkt"))) == 0
 
 
 def test_the_store_sweeps_stale_temp_files_on_its_first_write(tmp_path: Path) -> None:
-    leftover = tmp_path / "root" / "bkt" / ".aifgw" / "tmp" / "put.99.dead"
+    (tmp_path / "root" / "bkt").mkdir(parents=True)
+    leftover = state_dir(tmp_path / "root", "bkt") / "tmp" / "put.99.dead"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"crashed")
     _age(leftover, 7200)

@@ -1,0 +1,73 @@
+"""A file made elsewhere takes what its new directory would have given it at creation.
+
+Uploads are written in the gateway's tmp/ and renamed into place, so the kernel never applies
+the destination directory's inheritance to them: the group of a setgid directory and its
+default POSIX ACL. ``inherit_from_directory`` applies both just before the rename, as the
+kernel would have for a file created there with mode 0644: the group becomes the directory's
+(the kernel does that for any creator, member of the group or not, so it is done with the
+gateway's ids), and the default ACL becomes the file's access ACL, each entry limited by the
+creation mode's bits as in ``posix_acl_create`` (done with the caller's ids: the file is theirs).
+
+Public API: ``inherit_from_directory(path, dir_fd)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import stat
+import struct
+
+from .creds import as_gateway
+
+DEFAULT_ACL = "system.posix_acl_default"
+ACCESS_ACL = "system.posix_acl_access"
+CREATE_MODE = 0o644  # the mode the gateway creates files with (before the umask)
+
+_HEADER = struct.Struct("<I")
+_ENTRY = struct.Struct("<HHI")
+_USER_OBJ, _GROUP_OBJ, _MASK, _OTHER = 0x01, 0x04, 0x10, 0x20
+_NO_ACLS = {errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _acl_for_new_file(default_acl: bytes, mode: int) -> bytes | None:
+    """The access ACL a file created with ``mode`` gets from ``default_acl`` (None: malformed)."""
+    body = default_acl[_HEADER.size:]
+    if len(default_acl) < _HEADER.size or len(body) % _ENTRY.size:
+        return None
+    entries = [_ENTRY.unpack_from(body, i) for i in range(0, len(body), _ENTRY.size)]
+    has_mask = any(tag == _MASK for tag, _, _ in entries)
+    limits = {_USER_OBJ: (mode >> 6) & 7, _OTHER: mode & 7, _MASK if has_mask else _GROUP_OBJ: (mode >> 3) & 7}
+    out = [default_acl[:_HEADER.size]]
+    for tag, perm, ident in entries:
+        out.append(_ENTRY.pack(tag, perm & limits.get(tag, 7), ident))
+    return b"".join(out)
+
+
+def inherit_from_directory(path: str | os.PathLike[str], dir_fd: int) -> None:
+    """Give the file at ``path`` its directory's setgid group and default ACL (blocking)."""
+    directory = os.fstat(dir_fd)
+    if directory.st_mode & stat.S_ISGID and os.lstat(path).st_gid != directory.st_gid:
+        with as_gateway():
+            os.chown(path, -1, directory.st_gid, follow_symlinks=False)
+    try:
+        default_acl = os.getxattr(dir_fd, DEFAULT_ACL)
+    except OSError as exc:
+        if exc.errno in _NO_ACLS:
+            return
+        raise
+    acl = _acl_for_new_file(default_acl, CREATE_MODE & ~_umask())
+    if acl is not None:
+        os.setxattr(path, ACCESS_ACL, acl, follow_symlinks=False)
+
+
+@functools.cache
+def _umask() -> int:
+    # Read, not set-and-restore: os.umask is process-wide, and another thread could create a
+    # file in between.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
