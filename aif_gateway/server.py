@@ -91,7 +91,7 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
             ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
         identities, _, _ = resolve_identities(settings.root, settings.users_file)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain)
+        app = make_app(store, identities, domain=settings.domain, region=settings.region)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=10.0)
         await runner.setup()

@@ -1,7 +1,8 @@
 """The aiohttp application: request ids, error rendering, routing, authentication.
 
-``make_app(store, identities, *, domain=None) -> web.Application``. One catch-all route sends
-every S3 request through ``_dispatch`` (locate bucket and key, authenticate, pick the action);
+``make_app(store, identities, *, domain=None, region="us-east-1") -> web.Application``. One
+catch-all route sends every S3 request through ``_dispatch`` (locate bucket and key,
+authenticate for ``region``, pick the action);
 the middleware around it stamps request ids on every response and turns ``S3Error`` into the
 XML error document. ``GET /_aif/health`` answers without authentication.
 """
@@ -14,6 +15,7 @@ import time
 
 from aiohttp import web
 
+from ..config import DEFAULT_REGION
 from ..errors import NotModified, S3Error
 from ..identity import IdentityTable
 from ..store.base import Store
@@ -39,6 +41,7 @@ CLIENT_GONE = 499
 STORE_KEY = web.AppKey("store", Store)
 IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
 DOMAIN_KEY = web.AppKey("domain", str)
+REGION_KEY = web.AppKey("region", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
 ACTION = web.RequestKey("action", str)
@@ -139,7 +142,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     bucket, key = locate(path, request.headers.get("Host"), app[DOMAIN_KEY] or None)
     request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
     query = parse_query(raw_query)
-    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup)
+    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup,
+                              region=app[REGION_KEY])
     request[USER] = auth.identity.name
     action = action_for(request.method, bucket, key, query, request.headers)
     request[ACTION] = action
@@ -155,7 +159,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await HANDLERS[action](s3_request)
 
 
-def make_app(store: Store, identities: IdentityTable, *, domain: str | None = None) -> web.Application:
+def make_app(
+    store: Store, identities: IdentityTable, *, domain: str | None = None, region: str = DEFAULT_REGION
+) -> web.Application:
     app = web.Application(
         middlewares=[access_log_middleware, request_id_middleware],
         # Bodies are streamed from request.content; nothing is read whole by aiohttp.
@@ -171,6 +177,7 @@ def make_app(store: Store, identities: IdentityTable, *, domain: str | None = No
     app[STORE_KEY] = store
     app[IDENTITIES_KEY] = identities
     app[DOMAIN_KEY] = domain or ""
+    app[REGION_KEY] = region
     app.on_response_prepare.append(_stamp_headers)
     app.router.add_get(HEALTH_PATH, _health)
     # "[\s\S]" rather than ".": keys may hold newlines, and "." stops at them.
