@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_LISTEN, ConfigError, load_settings
+from .config import DEFAULT_LISTEN, DEFAULT_REGION, ConfigError, load_settings
 from .identity import IdentityError
 from .ckpt.cli import add_ckpt_parser
 from .stage.cli import add_stage_parser
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
                        help="serve HTTPS with this certificate chain (needs --tls-key)")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
+    serve.add_argument("--region", metavar="NAME",
+                       help=f"the region clients sign requests for; others are refused (default: {DEFAULT_REGION})")
     add_stage_parser(sub)
     add_ckpt_parser(sub)
     return parser
@@ -72,7 +74,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(config_file=args.config, root=args.root, listen=args.listen,
                                  workers=args.workers, domain=args.domain, users_file=args.users,
-                                 tls_cert=args.tls_cert, tls_key=args.tls_key)
+                                 tls_cert=args.tls_cert, tls_key=args.tls_key, region=args.region)
         prepare_root(settings.root)
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
@@ -96,14 +98,14 @@ def serve(args: argparse.Namespace) -> int:
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
     if generated is not None:
-        print(banner(generated, endpoint, settings.root, created), file=sys.stderr, flush=True)
+        print(banner(generated, endpoint, settings.root, created, settings.region), file=sys.stderr, flush=True)
     if personal_gateway():
         log.warning("not running as root: every key acts as this process's user on the filesystem",
                     extra={"uid": os.geteuid()})
     log.info("aif-gateway starting", extra={
         "version": __version__, "root": str(settings.root.resolve()), "endpoint": endpoint,
         "workers": settings.workers, "buckets_mapped": sorted(settings.bucket_map),
-        "domain": settings.domain,
+        "domain": settings.domain, "region": settings.region,
     })
     return run_supervisor(settings)
 

@@ -10,7 +10,7 @@ Config file format (every section optional)::
     fsync = true                  # fsync object data before publishing (default false)
     tls_cert = "/etc/aif/cert.pem"  # same as --tls-cert: serve HTTPS (PEM chain)
     tls_key = "/etc/aif/key.pem"    # same as --tls-key
-    region = "us-east-1"          # the region clients sign for (credential scope); default us-east-1
+    region = "us-east-1"          # same as --region: the region clients sign for (default us-east-1)
     require_posix_ids = true      # refuse users with no POSIX ids (default false: they act as the gateway)
 
     [buckets]                     # expose existing directories in place as buckets
@@ -72,6 +72,7 @@ def load_settings(
     users_file: Path | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    region: str | None = None,
 ) -> Settings:
     """Merge flags (given, non-None) over the config file over defaults."""
     server: dict = {}
@@ -115,7 +116,7 @@ def load_settings(
     if cert and key:
         check_tls(cert, key)
 
-    region = server.get("region", DEFAULT_REGION)
+    region = region or server.get("region", DEFAULT_REGION)
     if not isinstance(region, str) or not region or not region.replace("-", "").isalnum():
         raise ConfigError(f"region must be a region name such as us-east-1, not {region!r}")
     require_posix_ids = server.get("require_posix_ids", False)

@@ -13,6 +13,7 @@ import secrets
 import string
 from pathlib import Path
 
+from .config import DEFAULT_REGION
 from .identity import Identity, IdentityError, IdentityTable, load_users_file
 
 CREDENTIALS_FILE = Path(".aifgw") / "credentials"
@@ -67,8 +68,9 @@ def resolve_identities(root: Path, users_file: Path | None) -> tuple[IdentityTab
     return IdentityTable(identities), generated, created
 
 
-def banner(ident: Identity, endpoint: str, root: Path, created: bool) -> str:
-    """Ready-to-paste client settings for the generated administrator."""
+def banner(ident: Identity, endpoint: str, root: Path, created: bool, region: str = DEFAULT_REGION) -> str:
+    """Ready-to-paste client settings for the generated administrator (clients must sign for
+    the gateway's ``region``)."""
     how = "generated now" if created else "loaded"
     return f"""
 aif-gateway credentials ({how}; stored in {root / CREDENTIALS_FILE}, mode 0600)
@@ -77,16 +79,17 @@ aif-gateway credentials ({how}; stored in {root / CREDENTIALS_FILE}, mode 0600)
   endpoint:   {endpoint}
 
 awscli:
-  export AWS_ACCESS_KEY_ID={ident.access_key} AWS_SECRET_ACCESS_KEY={ident.secret_key} AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID={ident.access_key} AWS_SECRET_ACCESS_KEY={ident.secret_key} AWS_DEFAULT_REGION={region}
   aws --endpoint-url {endpoint} s3 mb s3://demo
   aws --endpoint-url {endpoint} s3 cp ./file.bin s3://demo/
 
 rclone:
   export RCLONE_CONFIG_AIF_TYPE=s3 RCLONE_CONFIG_AIF_PROVIDER=Other RCLONE_CONFIG_AIF_ENDPOINT={endpoint}
   export RCLONE_CONFIG_AIF_ACCESS_KEY_ID={ident.access_key} RCLONE_CONFIG_AIF_SECRET_ACCESS_KEY={ident.secret_key}
+  export RCLONE_CONFIG_AIF_REGION={region}
   rclone lsf aif:demo
 
 boto3:
   s3 = boto3.client("s3", endpoint_url="{endpoint}", aws_access_key_id="{ident.access_key}",
-                    aws_secret_access_key="{ident.secret_key}", region_name="us-east-1")
+                    aws_secret_access_key="{ident.secret_key}", region_name="{region}")
 """

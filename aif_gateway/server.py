@@ -93,7 +93,7 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
         identities, _, _ = resolve_identities(settings.root, settings.users_file)
         posix_ids = PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain, posix_ids=posix_ids)
+        app = make_app(store, identities, domain=settings.domain, region=settings.region, posix_ids=posix_ids)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=10.0)
         await runner.setup()

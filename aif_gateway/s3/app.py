@@ -1,7 +1,8 @@
 """The aiohttp application: request ids, error rendering, routing, authentication.
 
-``make_app(store, identities, *, domain=None) -> web.Application``. One catch-all route sends
-every S3 request through ``_dispatch`` (locate bucket and key, authenticate, pick the action);
+``make_app(store, identities, *, domain=None, region="us-east-1") -> web.Application``. One
+catch-all route sends every S3 request through ``_dispatch`` (locate bucket and key,
+authenticate for ``region``, pick the action);
 the middleware around it stamps request ids on every response and turns ``S3Error`` into the
 XML error document. ``GET /_aif/health`` answers without authentication.
 """
@@ -14,6 +15,7 @@ import time
 
 from aiohttp import web
 
+from ..config import DEFAULT_REGION
 from ..errors import NotModified, S3Error
 from ..identity import IdentityTable
 from ..posix_ids import PosixIdMap
@@ -41,6 +43,7 @@ STORE_KEY = web.AppKey("store", Store)
 IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
 POSIX_IDS_KEY = web.AppKey("posix_ids", PosixIdMap)
 DOMAIN_KEY = web.AppKey("domain", str)
+REGION_KEY = web.AppKey("region", str)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
 ACTION = web.RequestKey("action", str)
@@ -143,7 +146,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     bucket, key = locate(path, request.headers.get("Host"), app[DOMAIN_KEY] or None)
     request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
     query = parse_query(raw_query)
-    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup)
+    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup,
+                              region=app[REGION_KEY])
     request[USER] = auth.identity.name
     # From here on, the request's filesystem work runs with this user's ids (store.base.CALLER).
     ids = app[POSIX_IDS_KEY].ids_for(auth.identity)
@@ -165,7 +169,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    store: Store, identities: IdentityTable, *, domain: str | None = None, posix_ids: PosixIdMap | None = None,
+    store: Store, identities: IdentityTable, *, domain: str | None = None, region: str = DEFAULT_REGION,
+    posix_ids: PosixIdMap | None = None,
 ) -> web.Application:
     """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway)."""
     app = web.Application(
@@ -184,6 +189,7 @@ def make_app(
     app[IDENTITIES_KEY] = identities
     app[POSIX_IDS_KEY] = posix_ids or PosixIdMap({})
     app[DOMAIN_KEY] = domain or ""
+    app[REGION_KEY] = region
     app.on_response_prepare.append(_stamp_headers)
     app.router.add_get(HEALTH_PATH, _health)
     # "[\s\S]" rather than ".": keys may hold newlines, and "." stops at them.

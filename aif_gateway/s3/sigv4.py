@@ -5,6 +5,11 @@ the signature with the caller's secret and returns an :class:`AuthContext`: who 
 how the body is protected (a hex SHA-256 to check later, aws-chunked signatures, or nothing).
 Checking the body against that promise is the body reader's job (``chunked.py``, the PUT path).
 
+A signature covers only the headers it names, so a request is refused when it carries an
+``x-amz-*`` header outside SignedHeaders: those headers choose what the server does
+(``x-amz-copy-source`` turns a PUT into a copy), and a presigned URL or a captured request
+must not be extended with them. The credential scope must name the gateway's region.
+
 Error codes and messages follow what AWS S3 answers, because SDKs and users search for them.
 """
 
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote_to_bytes
 
+from ..config import DEFAULT_REGION
 from ..errors import S3Error
 from ..identity import Identity
 
@@ -43,6 +49,10 @@ _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _UNSUPPORTED_MECHANISM = (
     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 )
+# x-amz-* headers a request may carry outside SignedHeaders. x-amz-content-sha256 is the
+# payload hash line of the canonical request, so the signature covers its value anyway; AWS
+# accepts it unsigned and some clients send it so (botocore's presigner never lists it).
+_COVERED_WITHOUT_LISTING = frozenset({"x-amz-content-sha256"})
 _PRESIGN_PARAMS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -62,6 +72,11 @@ class AuthContext:
     amz_date: str  # yyyymmddThhmmssZ
     scope: str  # date/region/service/aws4_request
     seed_signature: str  # the request's signature: the first chunk's "previous signature"
+
+    @property
+    def region(self) -> str:
+        """The region of the credential scope: the gateway's own, once authenticated."""
+        return self.scope.split("/")[1]
 
 
 @dataclass(frozen=True)
@@ -199,6 +214,27 @@ def _valid_signed_headers(value: str) -> bool:
     return all(names) and all(n == n.lower() for n in names) and "host" in names
 
 
+def _unsigned_amz_headers(headers: Mapping[str, str], signed_headers: str) -> list[str]:
+    """The x-amz-* headers present but not signed, lower-case, in order of arrival."""
+    signed = set(signed_headers.split(";")) | _COVERED_WITHOUT_LISTING
+    unsigned: list[str] = []
+    for name in headers.keys():  # a repeated header appears once per occurrence
+        lower = name.lower()
+        if lower.startswith("x-amz-") and lower not in signed and lower not in unsigned:
+            unsigned.append(lower)
+    return unsigned
+
+
+def _refuse_unsigned_amz_headers(headers: Mapping[str, str], signed_headers: str) -> None:
+    unsigned = _unsigned_amz_headers(headers, signed_headers)
+    if unsigned:
+        raise S3Error(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            extra={"HeadersNotSigned": ", ".join(unsigned)},
+        )
+
+
 def _payload_mode(content_sha256: str) -> tuple[str, str | None]:
     if content_sha256 in (UNSIGNED_PAYLOAD, *STREAMING_MODES):
         return content_sha256, None
@@ -268,9 +304,14 @@ def authenticate(
     raw_query: str,
     headers: Mapping[str, str],
     lookup: Callable[[str], Identity | None],
+    *,
+    region: str = DEFAULT_REGION,
     now: float | None = None,
 ) -> AuthContext:
-    """Verify a SigV4 request; ``raw_path`` and ``raw_query`` exactly as sent (still encoded)."""
+    """Verify a SigV4 request; ``raw_path`` and ``raw_query`` exactly as sent (still encoded).
+
+    ``region`` is the gateway's: the only one a credential scope may name.
+    """
     now = time.time() if now is None else now
     pairs = _query_pairs(raw_query)
     names = {name for name, _ in pairs}
@@ -283,9 +324,9 @@ def authenticate(
             "Signature query string parameter or the Authorization header should be specified",
         )
     if authorization is not None:
-        return _authenticate_header(method, raw_path, pairs, headers, authorization, lookup, now)
+        return _authenticate_header(method, raw_path, pairs, headers, authorization, lookup, region, now)
     if presigned:
-        return _authenticate_presigned(method, raw_path, pairs, headers, lookup, now)
+        return _authenticate_presigned(method, raw_path, pairs, headers, lookup, region, now)
     if b"AWSAccessKeyId" in names or b"Signature" in names:
         raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
     raise S3Error("AccessDenied", "Anonymous access is not allowed; sign requests with AWS SigV4.")
@@ -298,6 +339,7 @@ def _authenticate_header(
     headers: Mapping[str, str],
     authorization: str,
     lookup: Callable[[str], Identity | None],
+    region: str,
     now: float,
 ) -> AuthContext:
     scheme, _, rest = authorization.strip().partition(" ")
@@ -320,6 +362,12 @@ def _authenticate_header(
             "AuthorizationHeaderMalformed",
             "The authorization header is malformed; the Credential is mal-formed; expecting "
             '"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".',
+        )
+    if credential.region != region:
+        raise S3Error(
+            "AuthorizationHeaderMalformed",
+            f"The authorization header is malformed; {_wrong_region(credential, region)}",
+            extra={"Region": region},
         )
     signed_headers = fields["SignedHeaders"]
     if not _valid_signed_headers(signed_headers):
@@ -358,11 +406,17 @@ def _authenticate_header(
     signature = fields["Signature"]
     key = _verify(identity, credential, signature, method, raw_path, canonical_query(pairs), headers,
                   signed_headers, content_sha256, amz_date)
+    _refuse_unsigned_amz_headers(headers, signed_headers)
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)
 
 
-def _query_error(message: str) -> S3Error:
-    return S3Error("AuthorizationQueryParametersError", message)
+def _query_error(message: str, extra: dict[str, str] | None = None) -> S3Error:
+    return S3Error("AuthorizationQueryParametersError", message, extra=extra)
+
+
+def _wrong_region(credential: _Credential, region: str) -> str:
+    # AWS's wording, which SDK users search for; the Region element tells SDKs where to sign.
+    return f"the region '{credential.region}' is wrong; expecting '{region}'"
 
 
 def _authenticate_presigned(
@@ -371,6 +425,7 @@ def _authenticate_presigned(
     pairs: list[tuple[bytes, bytes]],
     headers: Mapping[str, str],
     lookup: Callable[[str], Identity | None],
+    region: str,
     now: float,
 ) -> AuthContext:
     params = {n.decode("utf-8", "replace"): v.decode("utf-8", "replace") for n, v in pairs}
@@ -388,6 +443,9 @@ def _authenticate_presigned(
             "Error parsing the X-Amz-Credential parameter; expecting "
             '"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".'
         )
+    if credential.region != region:
+        raise _query_error(f"Error parsing the X-Amz-Credential parameter; {_wrong_region(credential, region)}",
+                           extra={"Region": region})
     expires_text = params["X-Amz-Expires"]
     if not expires_text.isdigit():
         raise _query_error("X-Amz-Expires should be a number")
@@ -429,6 +487,7 @@ def _authenticate_presigned(
     key = _verify(identity, credential, signature, method, raw_path,
                   canonical_query(pairs, exclude=b"X-Amz-Signature"), headers, signed_headers,
                   content_sha256, amz_date)
+    _refuse_unsigned_amz_headers(headers, signed_headers)
     if payload == UNSIGNED_PAYLOAD:
         payload = PRESIGNED
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)

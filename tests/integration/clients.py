@@ -12,14 +12,14 @@ from botocore.config import Config
 from .gateway import Credentials
 
 
-def client_config(checksums: str = "when_supported", **s3_options) -> Config:
+def client_config(checksums: str = "when_supported", *, region: str = "us-east-1", **s3_options) -> Config:
     """``checksums`` sets both request_checksum_calculation and response_checksum_validation.
 
     ``s3v4`` also for presigned URLs: botocore would otherwise presign with SigV2, which the
     gateway (like every current S3 region) does not accept.
     """
     return Config(
-        region_name="us-east-1",
+        region_name=region,
         signature_version="s3v4",
         s3={"addressing_style": "path", **s3_options},
         retries={"mode": "standard", "total_max_attempts": 1},
@@ -29,12 +29,13 @@ def client_config(checksums: str = "when_supported", **s3_options) -> Config:
 
 
 def boto3_client(
-    endpoint: str, credentials: Credentials, *, checksums: str = "when_supported", **s3_options
+    endpoint: str, credentials: Credentials, *, checksums: str = "when_supported", region: str = "us-east-1",
+    **s3_options
 ):
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=credentials.access_key,
         aws_secret_access_key=credentials.secret_key,
-        config=client_config(checksums, **s3_options),
+        config=client_config(checksums, region=region, **s3_options),
     )

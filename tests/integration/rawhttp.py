@@ -52,9 +52,9 @@ class RawResponse:
 class _Signer(S3SigV4Auth):
     """botocore's S3 signer with a chosen clock and a chosen x-amz-content-sha256 value."""
 
-    def __init__(self, credentials: Credentials, when: dt.datetime, content_sha256: str | None):
+    def __init__(self, credentials: Credentials, when: dt.datetime, content_sha256: str | None, region: str):
         super().__init__(
-            BotoCredentials(credentials.access_key, credentials.secret_key), "s3", REGION
+            BotoCredentials(credentials.access_key, credentials.secret_key), "s3", region
         )
         self._when = when
         self._content_sha256 = content_sha256
@@ -96,26 +96,27 @@ def sign(
     *,
     content_sha256: str | None = None,
     when: dt.datetime | None = None,
+    region: str = REGION,
 ) -> SignedHeaders:
     """SigV4 headers for ``url`` (already percent-encoded, signed exactly as written)."""
     when = when or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     request = AWSRequest(method=method, url=url, headers=dict(headers or {}), data=body)
-    signer = _Signer(credentials, when, content_sha256)
+    signer = _Signer(credentials, when, content_sha256, region)
     signer.add_auth(request)
     timestamp = when.strftime(SIGV4_TIMESTAMP)
-    scope = f"{timestamp[:8]}/{REGION}/s3/aws4_request"
+    scope = f"{timestamp[:8]}/{region}/s3/aws4_request"
     return SignedHeaders(
         headers=dict(request.headers.items()),
         seed_signature=signer.last_signature,
         timestamp=timestamp,
         scope=scope,
-        signing_key=_signing_key(credentials.secret_key, timestamp[:8]),
+        signing_key=_signing_key(credentials.secret_key, timestamp[:8], region),
     )
 
 
-def _signing_key(secret: str, day: str) -> bytes:
+def _signing_key(secret: str, day: str, region: str) -> bytes:
     key = f"AWS4{secret}".encode()
-    for part in (day, REGION, "s3", "aws4_request"):
+    for part in (day, region, "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return key
 
@@ -150,6 +151,7 @@ def signed_request(
     content_sha256: str | None = None,
     when: dt.datetime | None = None,
     host: str | None = None,
+    region: str = REGION,
 ) -> RawResponse:
     """Sign and send; ``path`` and ``query`` are sent byte for byte as given.
 
@@ -161,7 +163,7 @@ def signed_request(
     signed_url = f"http://{host}{canonical_path(path)}" + (f"?{query}" if query else "")
     signed = sign(
         credentials, method, signed_url, {"Host": host, **(headers or {})}, body,
-        content_sha256=content_sha256, when=when,
+        content_sha256=content_sha256, when=when, region=region,
     )
     return send(port, method, target, signed.headers, body)
 

@@ -33,6 +33,16 @@ def test_flags_override_config_file(tmp_path):
     assert s.bucket_map == {"datasets": data}
 
 
+def test_region_flag_overrides_config_file_over_default(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[server]\nregion = "eu-central-1"\n')
+    assert load_settings().region == "us-east-1"
+    assert load_settings(config_file=cfg).region == "eu-central-1"
+    assert load_settings(config_file=cfg, region="eu-west-1").region == "eu-west-1"
+    with pytest.raises(ConfigError, match="region"):
+        load_settings(region="eu west/1")
+
+
 def test_bucket_map_must_name_an_existing_absolute_directory(tmp_path):
     cfg = tmp_path / "gw.toml"
     cfg.write_text('[buckets]\nx = "relative/dir"\n')

@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from aif_gateway.errors import S3Error
 from aif_gateway.identity import Identity
-from aif_gateway.s3.sigv4 import EMPTY_SHA256, authenticate, canonical_query, canonical_uri
+from aif_gateway.s3.sigv4 import EMPTY_SHA256, authenticate, canonical_query, canonical_uri, derive_signing_key
 
 ACCESS_KEY = "AKIDGATEWAYTEST"
 SECRET_KEY = "s3cr3t/with+odd=chars"
@@ -29,29 +29,35 @@ def _split(url):
     return parts.path, parts.query
 
 
-def sign_header(method, path, query="", headers=None, body=b"", secret=SECRET_KEY, params=None, sign_payload=True):
+def sign_header(method, path, query="", headers=None, body=b"", secret=SECRET_KEY, params=None, sign_payload=True,
+                region="us-east-1"):
     url = f"http://{HOST}{path}" + (f"?{query}" if query else "")
     request = AWSRequest(method=method, url=url, headers={"Host": HOST, **(headers or {})}, data=body, params=params)
     request.context["client_config"] = Config(s3={"payload_signing_enabled": sign_payload})
-    S3SigV4Auth(Credentials(ACCESS_KEY, secret), "s3", "us-east-1").add_auth(request)
+    S3SigV4Auth(Credentials(ACCESS_KEY, secret), "s3", region).add_auth(request)
     prepared = request.prepare()
     raw_path, raw_query = _split(prepared.url)
     return raw_path, raw_query, CIMultiDict(prepared.headers)
 
 
-def sign_query(method, path, params=None, headers=None, expires=3600, secret=SECRET_KEY):
+def sign_query(method, path, params=None, headers=None, expires=3600, secret=SECRET_KEY, region="us-east-1"):
     url = f"http://{HOST}{path}"
     request = AWSRequest(method=method, url=url, headers={"Host": HOST, **(headers or {})}, params=params)
-    S3SigV4QueryAuth(Credentials(ACCESS_KEY, secret), "s3", "us-east-1", expires=expires).add_auth(request)
+    S3SigV4QueryAuth(Credentials(ACCESS_KEY, secret), "s3", region, expires=expires).add_auth(request)
     prepared = request.prepare()
     raw_path, raw_query = _split(prepared.url)
     return raw_path, raw_query, CIMultiDict(prepared.headers)
+
+
+def refusal(method, raw_path, raw_query, headers, now=None, **gateway):
+    """The S3Error ``authenticate`` raises; ``gateway`` holds its settings (``region``)."""
+    with pytest.raises(S3Error) as info:
+        authenticate(method, raw_path, raw_query, headers, lookup, now=now, **gateway)
+    return info.value
 
 
 def error_code(method, raw_path, raw_query, headers, now=None):
-    with pytest.raises(S3Error) as info:
-        authenticate(method, raw_path, raw_query, headers, lookup, now=now)
-    return info.value.code
+    return refusal(method, raw_path, raw_query, headers, now).code
 
 
 KEYS = [
@@ -324,6 +330,96 @@ def test_presigned_week_long_expiry_is_accepted():
 def test_presigned_malformed_params(mutation):
     raw_path, raw_query, headers = sign_query("GET", "/bucket/k")
     assert error_code("GET", raw_path, mutation(raw_query), headers) == "AuthorizationQueryParametersError"
+
+
+# -- every x-amz-* header the server acts on is signed -----------------------------------------
+
+def _assert_headers_not_signed(err, names):
+    assert (err.code, err.status) == ("AccessDenied", 403)
+    assert err.message == "There were headers present in the request which were not signed"
+    assert err.extra == {"HeadersNotSigned": names}
+
+
+@pytest.mark.parametrize("sign", [sign_header, sign_query], ids=["header", "presigned"])
+def test_an_unsigned_amz_header_is_refused(sign):
+    raw_path, raw_query, headers = sign("PUT", "/bucket/k")
+    headers["x-amz-copy-source"] = "/other/secret"
+    _assert_headers_not_signed(refusal("PUT", raw_path, raw_query, headers), "x-amz-copy-source")
+
+
+def test_unsigned_amz_headers_are_named_once_each_in_arrival_order():
+    raw_path, raw_query, headers = sign_header("PUT", "/bucket/k", headers={"x-amz-meta-a": "1"})
+    headers.add("X-Amz-Tagging", "a=b")
+    headers.add("x-amz-metadata-directive", "REPLACE")
+    headers.add("x-amz-tagging", "c=d")
+    _assert_headers_not_signed(refusal("PUT", raw_path, raw_query, headers), "x-amz-tagging, x-amz-metadata-directive")
+
+
+def test_presigned_url_refuses_an_unsigned_amz_header_next_to_signed_ones():
+    raw_path, raw_query, headers = sign_query("PUT", "/bucket/k", headers={"x-amz-meta-owner": "bob"})
+    headers["x-amz-meta-extra"] = "eve"
+    _assert_headers_not_signed(refusal("PUT", raw_path, raw_query, headers), "x-amz-meta-extra")
+
+
+def test_presigned_url_accepts_x_amz_content_sha256_outside_signed_headers():
+    # botocore's presigner never lists it; its value is the canonical request's payload line.
+    raw_path, raw_query, headers = sign_query("PUT", "/bucket/k")
+    headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+    assert authenticate("PUT", raw_path, raw_query, headers, lookup).identity == ALICE
+    headers["x-amz-content-sha256"] = EMPTY_SHA256  # a different payload line: not what was signed
+    assert error_code("PUT", raw_path, raw_query, headers) == "SignatureDoesNotMatch"
+
+
+def test_headers_outside_the_amz_namespace_may_go_unsigned():
+    raw_path, raw_query, headers = sign_header("GET", "/bucket/k")
+    headers["User-Agent"] = "test"
+    headers["x-amzn-trace-id"] = "Root=1-abc"  # SDKs leave it unsigned on purpose
+    assert authenticate("GET", raw_path, raw_query, headers, lookup).identity == ALICE
+
+
+# -- the credential scope names the gateway's region ---------------------------------------------
+
+def test_header_auth_for_the_gateway_region_is_accepted():
+    raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="eu-west-1")
+    ctx = authenticate("GET", raw_path, raw_query, headers, lookup, region="eu-west-1")
+    assert (ctx.identity, ctx.region) == (ALICE, "eu-west-1")
+
+
+def test_header_auth_for_another_region_is_malformed_and_names_the_expected_one():
+    raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="us-east-1")
+    err = refusal("GET", raw_path, raw_query, headers, region="eu-west-1")
+    assert (err.code, err.status) == ("AuthorizationHeaderMalformed", 400)
+    assert err.message == "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+    assert err.extra == {"Region": "eu-west-1"}
+
+
+def test_default_gateway_region_is_us_east_1():
+    raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="eu-west-1")
+    assert refusal("GET", raw_path, raw_query, headers, region="us-east-1").extra == {"Region": "us-east-1"}
+    with pytest.raises(S3Error, match="expecting 'us-east-1'"):
+        authenticate("GET", raw_path, raw_query, headers, lookup)
+
+
+def test_presigned_url_for_the_gateway_region_is_accepted():
+    raw_path, raw_query, headers = sign_query("GET", "/bucket/k", region="eu-west-1")
+    assert authenticate("GET", raw_path, raw_query, headers, lookup, region="eu-west-1").region == "eu-west-1"
+
+
+def test_presigned_url_for_another_region_is_refused_and_names_the_expected_one():
+    raw_path, raw_query, headers = sign_query("GET", "/bucket/k", region="us-east-1")
+    err = refusal("GET", raw_path, raw_query, headers, region="eu-west-1")
+    assert (err.code, err.status) == ("AuthorizationQueryParametersError", 400)
+    assert err.message == ("Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is wrong; "
+                           "expecting 'eu-west-1'")
+    assert err.extra == {"Region": "eu-west-1"}
+
+
+def test_signing_key_is_derived_once_per_day_and_region():
+    raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="eu-west-1")
+    authenticate("GET", raw_path, raw_query, headers, lookup, region="eu-west-1")
+    hits = derive_signing_key.cache_info().hits
+    authenticate("GET", raw_path, raw_query, headers, lookup, region="eu-west-1")
+    assert derive_signing_key.cache_info().hits == hits + 1
 
 
 # -- AWS documentation examples (known answers) ------------------------------------------------

@@ -18,18 +18,11 @@ from ..xmlio import parse_xml, to_xml
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
 MAX_CONFIGURATION_BYTES = 64 * 1024
-DEFAULT_REGION = "us-east-1"
+_US_EAST_1 = "us-east-1"
 
 
 def valid_bucket_name(name: str) -> bool:
     return bool(_BUCKET_NAME.fullmatch(name)) and ".." not in name and not _IPV4.fullmatch(name)
-
-
-def _region(req: S3Request) -> str:
-    # Answer with the region the client signed for: any region name is accepted here, and
-    # echoing it keeps SDKs from redirecting to a region they think the bucket lives in.
-    parts = req.auth.scope.split("/")
-    return parts[1] if len(parts) > 1 and parts[1] else DEFAULT_REGION
 
 
 def _bucket(req: S3Request) -> str:
@@ -53,7 +46,8 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
 
 async def head_bucket(req: S3Request) -> web.StreamResponse:
     await req.store.head_bucket(_bucket(req))
-    return web.Response(status=200, headers={"x-amz-bucket-region": _region(req)})
+    # Authentication accepted only the gateway's region, so the one the client signed for is it.
+    return web.Response(status=200, headers={"x-amz-bucket-region": req.auth.region})
 
 
 async def delete_bucket(req: S3Request) -> web.StreamResponse:
@@ -63,9 +57,9 @@ async def delete_bucket(req: S3Request) -> web.StreamResponse:
 
 async def get_bucket_location(req: S3Request) -> web.StreamResponse:
     await req.store.head_bucket(_bucket(req))
-    region = _region(req)
+    region = req.auth.region
     # us-east-1 is spelled as an empty constraint, as S3 does.
-    constraint = "" if region == DEFAULT_REGION else region
+    constraint = "" if region == _US_EAST_1 else region
     return xml_response(to_xml("LocationConstraint", constraint))
 
 
