@@ -3,10 +3,11 @@
 Uploads are written in the gateway's tmp/ and renamed into place, so the kernel never applies
 the destination directory's inheritance to them: the group of a setgid directory and its
 default POSIX ACL. ``inherit_from_directory`` applies both just before the rename, as the
-kernel would have for a file created there with mode 0644: the group becomes the directory's
-(the kernel does that for any creator, member of the group or not, so it is done with the
-gateway's ids), and the default ACL becomes the file's access ACL, each entry limited by the
-creation mode's bits as in ``posix_acl_create`` (done with the caller's ids: the file is theirs).
+kernel would have for a file created there with ``NEW_FILE_MODE``: the group becomes the
+directory's (the kernel does that for any creator, member of the group or not, so it is done
+with the gateway's ids), and the default ACL becomes the file's access ACL, each entry limited
+by the creation mode's bits as in the kernel's ``posix_acl_create``, the umask ignored as it
+is there (done with the caller's ids: the file is theirs).
 
 Public API: ``inherit_from_directory(path, dir_fd)``.
 """
@@ -14,16 +15,15 @@ Public API: ``inherit_from_directory(path, dir_fd)``.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
 import struct
 
 from .creds import as_gateway
+from .newfile import NEW_FILE_MODE
 
 DEFAULT_ACL = "system.posix_acl_default"
 ACCESS_ACL = "system.posix_acl_access"
-CREATE_MODE = 0o644  # the mode the gateway creates files with (before the umask)
 
 _HEADER = struct.Struct("<I")
 _ENTRY = struct.Struct("<HHI")
@@ -57,17 +57,6 @@ def inherit_from_directory(path: str | os.PathLike[str], dir_fd: int) -> None:
         if exc.errno in _NO_ACLS:
             return
         raise
-    acl = _acl_for_new_file(default_acl, CREATE_MODE & ~_umask())
+    acl = _acl_for_new_file(default_acl, NEW_FILE_MODE)
     if acl is not None:
         os.setxattr(path, ACCESS_ACL, acl, follow_symlinks=False)
-
-
-@functools.cache
-def _umask() -> int:
-    # Read, not set-and-restore: os.umask is process-wide, and another thread could create a
-    # file in between.
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022

@@ -2,7 +2,7 @@
 
 Public API
 - ``create_new_file(path, expected_size) -> int`` (blocking): creates ``path`` exclusively
-  (``O_WRONLY | O_CREAT | O_EXCL``, mode 0644) and returns its descriptor. On Lustre it first
+  (``O_WRONLY | O_CREAT | O_EXCL``, mode ``NEW_FILE_MODE`` less the umask) and returns its descriptor. On Lustre it first
   gives the file the layout ``layout.plan_write`` chose for ``expected_size``; on GPFS (and
   ext4, for large objects) it preallocates. Anywhere else, and whenever ``lfs`` or
   preallocation fails, it is a plain ``open``: a layout is an optimisation, never a reason to
@@ -22,6 +22,9 @@ from .layout import plan_write
 log = logging.getLogger("aif_gateway.fsio")
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+# Before the umask, as cp and most tools create files: 0644 under the usual umask, and under a
+# directory's default ACL (which replaces the umask) what the ACL grants.
+NEW_FILE_MODE = 0o666
 _warned: set[str] = set()
 
 
@@ -45,7 +48,7 @@ def create_new_file(path: Path, expected_size: int | None) -> int:
                 os.unlink(path)  # whatever a failed lfs may have left
             except FileNotFoundError:
                 pass
-    fd = os.open(path, _CREATE_FLAGS, 0o644)
+    fd = os.open(path, _CREATE_FLAGS, NEW_FILE_MODE)
     if plan.preallocate:
         try:
             if fs.kind == "gpfs":

@@ -141,6 +141,9 @@ class FsStore(Store):
                         if caller is not None:
                             os.chown(path, caller.uid, caller.gid, follow_symlinks=False)
                         write_bucket_record(self.root, name, path, owner, sidecar=self.meta_backend == SIDECAR)
+                        # Made now, so that processes writing the tree directly (checkpoints)
+                        # find it without being able to make it.
+                        prepare_state(bucket_state_dir(self.root, name, path))
                     except BaseException:
                         os.rmdir(path)
                         raise

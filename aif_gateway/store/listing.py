@@ -24,6 +24,7 @@ then hold fewer than ``max_keys`` entries; ``next_marker`` still moves past it).
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -34,6 +35,8 @@ from typing import Any
 from ..errors import S3Error
 from .base import ListPage, ObjectInfo, UploadInfo, UploadsPage
 from .paths import INTERNAL_DIR, check_inside
+
+log = logging.getLogger(__name__)
 
 # Supplied by the store: the object at ``path`` (a file, or a directory when ``key`` ends in
 # "/"), or None when it is not an object (a plain directory; a file that vanished meanwhile).
@@ -103,9 +106,24 @@ def _read_kinds(path: str, *, top: bool, after: str = "") -> dict[str, int]:
                     # FIFOs, sockets and devices are not objects.
                 except OSError:
                     continue  # vanished between readdir and the type check
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return {}  # removed or unreadable since its parent was read: nothing below it
+    except PermissionError:
+        if top:  # the bucket itself: S3 says so rather than listing nothing
+            raise S3Error("AccessDenied", "Access Denied: you may not read the bucket's directory.") from None
+        _unreadable(path)
+        return {}  # the caller may not read it: nothing below it is listed, as `find` skips it
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # removed since its parent was read: nothing below it
     return kinds
+
+
+_logged_unreadable: set[str] = set()
+
+
+def _unreadable(path: str) -> None:
+    # Once per directory and process: a listing loop must not flood the log.
+    if path not in _logged_unreadable and len(_logged_unreadable) < 10_000:
+        _logged_unreadable.add(path)
+        log.info("listing skips a directory the caller may not read", extra={"path": path})
 
 
 def _some_file(path: str) -> str | None:

@@ -48,8 +48,12 @@ from typing import Any
 from ..errors import S3Error
 from . import multipart_slots
 from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
+from ..fsio.newfile import NEW_FILE_MODE
 from .paths import BucketPaths
 from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
+
+# An upload's files are its owner's to replace: never follow a link they put in their place.
+_OPEN_WRITE = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last; also the least P worth a layout
 
@@ -137,7 +141,7 @@ def place_part(state: UploadState, key: str, upload_id: str, part_number: int, s
     try:
         state.forget_data_part(key, upload_id, part_number)
         try:
-            slot.fd = os.open(state.data_file(upload_id), os.O_WRONLY | os.O_CLOEXEC)
+            slot.fd = os.open(state.data_file(upload_id), _OPEN_WRITE)
         except FileNotFoundError:
             raise no_upload(upload_id) from None
         preallocate(slot.fd, slot.offset, size)
@@ -175,7 +179,7 @@ def move_into_place(state: UploadState, upload_id: str, misplaced: list[PartReco
     excluded by the caller)."""
     if not misplaced:
         return
-    fd = os.open(state.data_file(upload_id), os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(state.data_file(upload_id), _OPEN_WRITE)
     try:
         for record in misplaced:
             _copy_part(state, upload_id, record, fd, (record["part_number"] - 1) * part_size)
@@ -186,7 +190,7 @@ def move_into_place(state: UploadState, upload_id: str, misplaced: list[PartReco
 def _copy_part(state: UploadState, upload_id: str, record: PartRecord, dst_fd: int, dst_offset: int) -> None:
     src_path, src_offset = state.part_location(upload_id, record)
     try:
-        src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC)
+        src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:  # removed behind the gateway's back
         raise S3Error("InvalidPart", extra={"PartNumber": str(record["part_number"])}) from None
     try:
@@ -218,7 +222,7 @@ def assemble(
 ) -> tuple[Path, int, int]:
     """The chosen parts one after the other in a new temp file: (path, size, mtime_ns)."""
     path = bucket.tmp / f"complete.{os.getpid()}.{secrets.token_hex(8)}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
     try:
         offset = 0
         for record in chosen:
@@ -237,7 +241,7 @@ def assemble(
 
 def truncate_in_place(path: Path, size: int, fsync: bool) -> int:
     """Cut the data file to the object's ``size`` (dropping preallocation past it); mtime_ns."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = os.open(path, _OPEN_WRITE)
     try:
         os.ftruncate(fd, size)
         if fsync:

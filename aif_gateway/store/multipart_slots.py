@@ -66,7 +66,7 @@ def _open(path: Path) -> _LockFile:
     upload's directory is gone."""
     entry = _files.get(path)
     if entry is None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         entry = _files[path] = _LockFile(fd)
     entry.users += 1
     return entry

@@ -30,6 +30,8 @@ ERRNO_ERRORS: dict[int, tuple[str, str]] = {
     errno.EACCES: ("AccessDenied", _NOT_PERMITTED),
     errno.EPERM: ("AccessDenied", _NOT_PERMITTED),
     errno.EROFS: ("AccessDenied", "Access Denied: this part of the filesystem is read-only."),
+    # Opened with O_NOFOLLOW where only the gateway's own files may be: someone put a link there.
+    errno.ELOOP: ("AccessDenied", "Access Denied: a symbolic link stands where a file was expected."),
     errno.ENAMETOOLONG: ("KeyTooLongError", "The key is too long for the underlying filesystem."),
     errno.ENOSPC: ("InternalError", "The storage filesystem is full."),
     errno.EDQUOT: ("InternalError", "The storage quota of the gateway is exhausted."),
