@@ -1,5 +1,5 @@
-"""Command line: ``aif-gateway serve``, ``aif-gateway stage ...`` (aif_gateway/stage/cli.py) and
-``aif-gateway ckpt ...`` (aif_gateway/ckpt/cli.py)."""
+"""Command line: ``aif-gateway serve``, ``aif-gateway users ...`` (aif_gateway/users_cli.py),
+``aif-gateway stage ...`` (aif_gateway/stage/cli.py) and ``aif-gateway ckpt ...`` (aif_gateway/ckpt/cli.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .config import DEFAULT_LISTEN, DEFAULT_REGION, ConfigError, load_settings
 from .identity import IdentityError
 from .ckpt.cli import add_ckpt_parser
 from .stage.cli import add_stage_parser
+from .users_cli import add_users_parser
 
 log = logging.getLogger("aif_gateway")
 
@@ -22,6 +23,7 @@ examples:
   aif-gateway serve                                   # ./aif-data on 127.0.0.1:9000, keys printed
   AIF_ACCESS_KEY=k AIF_SECRET_KEY=s aif-gateway serve --root /lustre/aif --listen 0.0.0.0:9000
   aif-gateway serve --config /etc/aif-gateway.toml --users /etc/aif-users.toml
+  kill -HUP MASTER_PID        # re-read --users FILE (the pid of the "aif-gateway starting" log line)
 
 Every directory under ROOT is a bucket; every file inside it is an object (key = relative path).
 Map existing directories as buckets with a config file:  [buckets] datasets = "/lustre/proj/datasets"
@@ -50,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N",
                        help=f"worker processes sharing the port (default: CPU cores, here {os.cpu_count()})")
     serve.add_argument("--users", type=Path, metavar="FILE",
-                       help="TOML file of [[users]] (name, access_key, secret_key, uid, gid, admin)")
+                       help="TOML file of [[users]] (name, access_key, secret_key, uid, gid, groups, "
+                            "posix_user, admin, allow_root), mode 0600; edit it with 'aif-gateway users', "
+                            "reload it with SIGHUP")
     serve.add_argument("--config", type=Path, metavar="FILE",
                        help="TOML config file with [server] and [buckets] sections")
     serve.add_argument("--domain", metavar="NAME",
@@ -60,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
     serve.add_argument("--region", metavar="NAME",
                        help=f"the region clients sign requests for; others are refused (default: {DEFAULT_REGION})")
+    add_users_parser(sub)
     add_stage_parser(sub)
     add_ckpt_parser(sub)
     return parser
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .credentials import banner, resolve_identities
+    from .credentials import banner, key_reminder, resolve_identities
     from .posix_ids import PosixIdMap, personal_gateway
     from .store.internal import prepare_root
     from .server import check_port_free, run_supervisor
@@ -79,9 +84,9 @@ def serve(args: argparse.Namespace) -> int:
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
         # Resolved once here so that a bad users file or a fresh key pair is reported before
-        # any worker starts; workers load the same (now persisted) identities.
+        # any worker starts; the workers get this table (and re-read the file on SIGHUP).
         identities, generated, created = resolve_identities(settings.root, settings.users_file)
-        PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)  # reported here, not per worker
+        PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)  # a bad user stops us here
     except (ConfigError, IdentityError) as exc:
         print(f"aif-gateway: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +103,9 @@ def serve(args: argparse.Namespace) -> int:
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
     if generated is not None:
-        print(banner(generated, endpoint, settings.root, created, settings.region), file=sys.stderr, flush=True)
+        text = (banner(generated, endpoint, settings.root, settings.region) if created
+                else key_reminder(generated, endpoint, settings.root))
+        print(text, file=sys.stderr, flush=True)
     if personal_gateway():
         log.warning("not running as root: every key acts as this process's user on the filesystem",
                     extra={"uid": os.geteuid()})
@@ -107,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
         "workers": settings.workers, "buckets_mapped": sorted(settings.bucket_map),
         "domain": settings.domain, "region": settings.region,
     })
-    return run_supervisor(settings)
+    return run_supervisor(settings, identities)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "users":
+        from .users_cli import run as run_users
+
+        return run_users(args)
     if args.command == "stage":
         from .stage.cli import run as run_stage
 

@@ -2,7 +2,8 @@
 
 Order: ``--users FILE`` and/or ``AIF_ACCESS_KEY``/``AIF_SECRET_KEY`` (an administrator). With
 neither, a pair is generated on first start and kept in ``ROOT/.aifgw/credentials`` (mode 0600),
-so a restart keeps working with the keys the user already pasted into their tools.
+so a restart keeps working with the keys the user already pasted into their tools. Its secret is
+printed once, when generated; later starts name the file and the access key only.
 """
 
 from __future__ import annotations
@@ -13,14 +14,25 @@ import secrets
 import string
 from pathlib import Path
 
-from .config import DEFAULT_REGION
+from .config import Settings
 from .identity import Identity, IdentityError, IdentityTable, load_users_file
+from .posix_ids import PosixIdMap
 
 CREDENTIALS_FILE = Path(".aifgw") / "credentials"
 
 
 def _random(n: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def new_access_key() -> str:
+    """20 upper-case letters and digits, as AWS's: clients and tools that check the shape accept it."""
+    return "AIF" + _random(17, string.ascii_uppercase + string.digits)
+
+
+def new_secret_key() -> str:
+    """40 characters (~238 bits), as long as AWS's secrets."""
+    return _random(40, string.ascii_letters + string.digits)
 
 
 def _load_or_create_generated(root: Path) -> tuple[Identity, bool]:
@@ -33,12 +45,7 @@ def _load_or_create_generated(root: Path) -> tuple[Identity, bool]:
         pass
     except (ValueError, KeyError) as exc:
         raise IdentityError(f"{path}: unreadable credentials ({exc}); delete it to generate a new pair")
-    ident = Identity(
-        name="admin",
-        access_key="AIF" + _random(17, string.ascii_uppercase + string.digits),
-        secret_key=_random(40, string.ascii_letters + string.digits),
-        admin=True,
-    )
+    ident = Identity(name="admin", access_key=new_access_key(), secret_key=new_secret_key(), admin=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL: when several gateways start at once on one root, exactly one pair wins.
     try:
@@ -68,12 +75,20 @@ def resolve_identities(root: Path, users_file: Path | None) -> tuple[IdentityTab
     return IdentityTable(identities), generated, created
 
 
-def banner(ident: Identity, endpoint: str, root: Path, created: bool, region: str = DEFAULT_REGION) -> str:
-    """Ready-to-paste client settings for the generated administrator (clients must sign for
-    the gateway's ``region``)."""
-    how = "generated now" if created else "loaded"
+def load_identities(settings: Settings) -> IdentityTable:
+    """Everyone who may call the gateway, as a worker starts or reloads (SIGHUP); checked to
+    have the POSIX ids the settings require (``PosixIdError`` otherwise)."""
+    table = resolve_identities(settings.root, settings.users_file)[0]
+    PosixIdMap.build(table, require_posix_ids=settings.require_posix_ids)
+    return table
+
+
+def banner(ident: Identity, endpoint: str, root: Path, region: str) -> str:
+    """Ready-to-paste client settings for the administrator generated just now: the only time
+    its secret is shown (later starts print ``key_reminder``)."""
     return f"""
-aif-gateway credentials ({how}; stored in {root / CREDENTIALS_FILE}, mode 0600)
+aif-gateway credentials (generated now; stored in {root / CREDENTIALS_FILE}, mode 0600; the secret
+key is shown only this once)
   access key: {ident.access_key}
   secret key: {ident.secret_key}
   endpoint:   {endpoint}
@@ -81,7 +96,8 @@ aif-gateway credentials ({how}; stored in {root / CREDENTIALS_FILE}, mode 0600)
 awscli:
   export AWS_ACCESS_KEY_ID={ident.access_key} AWS_SECRET_ACCESS_KEY={ident.secret_key} AWS_DEFAULT_REGION={region}
   aws --endpoint-url {endpoint} s3 mb s3://demo
-  aws --endpoint-url {endpoint} s3 cp ./file.bin s3://demo/
+  echo hello > hello.txt && aws --endpoint-url {endpoint} s3 cp hello.txt s3://demo/
+  aws --endpoint-url {endpoint} s3 ls s3://demo/
 
 rclone:
   export RCLONE_CONFIG_AIF_TYPE=s3 RCLONE_CONFIG_AIF_PROVIDER=Other RCLONE_CONFIG_AIF_ENDPOINT={endpoint}
@@ -93,3 +109,9 @@ boto3:
   s3 = boto3.client("s3", endpoint_url="{endpoint}", aws_access_key_id="{ident.access_key}",
                     aws_secret_access_key="{ident.secret_key}", region_name="{region}")
 """
+
+
+def key_reminder(ident: Identity, endpoint: str, root: Path) -> str:
+    """What a later start says about the generated pair: where it is, never the secret."""
+    return (f"\naif-gateway credentials: access key {ident.access_key}, endpoint {endpoint}; the secret key is "
+            f"in {root / CREDENTIALS_FILE} (mode 0600, JSON field secret_key)\n")

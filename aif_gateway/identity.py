@@ -7,6 +7,8 @@ them into the ids a request's filesystem work runs with.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,20 +48,68 @@ class IdentityTable:
     def __len__(self) -> int:
         return len(self._by_key)
 
+    def replace_with(self, other: IdentityTable) -> None:
+        """Take ``other``'s identities (a reload). One rebinding: a lookup sees the old table or
+        the new one, never a mix; a request keeps the Identity it authenticated with."""
+        self._by_key = other._by_key
+
 
 def load_users_file(path: Path) -> list[Identity]:
     """Parse ``[[users]]`` tables: name, access_key, secret_key; optional uid, gid, groups,
-    posix_user, admin, allow_root."""
+    posix_user, admin, allow_root. The file must be private to a trusted owner (read_users_file)."""
+    return parse_users(read_users_file(path), path)
+
+
+def read_users_file(path: Path, *, check_owner: bool = True) -> str:
+    """The users file's text, refused unless only its owner may read or write it.
+
+    It holds every user's secret key, and whoever may write it may make any key an admin; so
+    with ``check_owner`` its owner must also be root or this process's user. ``aif-gateway users``
+    run by root edits a file whatever its owner (it keeps the owner), hence the switch.
+    """
     try:
-        data = tomllib.loads(path.read_text())
+        # O_NONBLOCK: a FIFO put in its place is refused below, instead of hanging the open.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise IdentityError(f"{path}: users file not found") from None
+    with os.fdopen(fd, "rb") as f:
+        # Checked on the open file, so a file swapped in after the check is not the one read.
+        problem = users_file_problem(os.fstat(fd), path, check_owner=check_owner)
+        if problem:
+            raise IdentityError(problem)
+        data = f.read()
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise IdentityError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def users_file_problem(st: os.stat_result, path: Path, *, check_owner: bool = True) -> str | None:
+    """What is wrong with a users file's type, mode or owner, with what to run; None when nothing."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path}: not a regular file"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return (f"{path}: mode {mode:04o} lets other users read or change it, and it holds every "
+                f"user's secret key; make it private to its owner: chmod 600 {path}")
+    euid = os.geteuid()
+    if check_owner and st.st_uid not in (0, euid):
+        return (f"{path}: owned by uid {st.st_uid}, who could make any key an admin; only root or "
+                f"the gateway's own user (uid {euid}) may own it: chown {euid} {path}")
+    return None
+
+
+def parse_users(text: str, path: Path) -> list[Identity]:
+    """The users in a users file's text; ``path`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise IdentityError(f"{path}: not valid TOML: {exc}") from None
     users = data.get("users")
     if not isinstance(users, list) or not users:
         raise IdentityError(f"{path}: expected one or more [[users]] tables")
-    out = []
+    out: list[Identity] = []
+    first_seen: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(users, 1):
         where = f"{path}: [[users]] #{i}"
         if not isinstance(entry, dict):
@@ -70,7 +120,14 @@ def load_users_file(path: Path) -> list[Identity]:
         unknown = set(entry) - USER_FIELDS
         if unknown:
             raise IdentityError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        out.append(identity_from_entry(entry, where))
+        ident = identity_from_entry(entry, where)
+        # Names must be unique too: logs, and `aif-gateway users show NAME`, name users by them.
+        for field, value in (("name", ident.name), ("access_key", ident.access_key)):
+            if (field, value) in first_seen:
+                raise IdentityError(f"{where}: {field} {value!r} is already used by [[users]] "
+                                    f"#{first_seen[field, value]}; each must be unique")
+            first_seen[field, value] = i
+        out.append(ident)
     return out
 
 

@@ -11,7 +11,8 @@
   (a personal gateway on a login node), and the start-up log says so.
 
 Public API: ``PosixIdMap.build(identities, require_posix_ids)`` -> ``ids_for(identity)``
-(``PosixIds`` or None for the gateway's own ids), ``personal_gateway()``, ``PosixIdError``.
+(``PosixIds`` or None for the gateway's own ids), ``replace_with(other)``,
+``personal_gateway()``, ``PosixIdError``.
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class PosixIdMap:
 
     def ids_for(self, identity: Identity) -> PosixIds | None:
         return self._by_key.get(identity.access_key)
+
+    def replace_with(self, other: PosixIdMap) -> None:
+        """Take ``other``'s mapping in place (a reload), as ``IdentityTable.replace_with`` does."""
+        self._by_key = other._by_key

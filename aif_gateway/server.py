@@ -3,7 +3,10 @@
 Each worker runs its own uvloop event loop and aiohttp server over the same root; workers hold
 no state the others need (everything durable is on the filesystem), so the kernel may hand any
 connection to any worker. The supervisor restarts a worker that dies and forwards SIGTERM/SIGINT
-for a graceful stop.
+for a graceful stop. SIGHUP reloads the users: the supervisor checks the file, then each worker
+swaps in a table it reads itself (``reload_identities``); connections and requests in flight stay.
+A worker (re)started later gets the supervisor's last good table, so a users file broken after
+the start can never keep a worker from starting.
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from .config import Settings
+from .credentials import load_identities
+from .identity import IdentityError, IdentityTable
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("aif_gateway.server")
 
@@ -70,13 +79,54 @@ async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
+async def reload_identities(app: web.Application, settings: Settings, worker: int) -> None:
+    """Re-read the users (SIGHUP) and swap them into ``app``; on error keep the current ones.
+
+    A request already authenticated keeps its Identity; the next lookup sees the new table."""
+    from .posix_ids import PosixIdMap
+    from .s3.app import IDENTITIES_KEY, POSIX_IDS_KEY
+
+    try:
+        table = await asyncio.to_thread(load_identities, settings)
+        # NSS lookups (posix_user) may wait on LDAP: off the loop too.
+        posix_ids = await asyncio.to_thread(PosixIdMap.build, table, require_posix_ids=settings.require_posix_ids)
+    except (IdentityError, OSError) as exc:
+        log.error("users not reloaded, keeping the current ones: %s", exc, extra={"worker": worker})
+        return
+    # Both swaps in one step of the loop, which also runs each request's authentication and id
+    # lookup without a pause in between: no request sees a key of one table with ids of the other.
+    app[POSIX_IDS_KEY].replace_with(posix_ids)
+    app[IDENTITIES_KEY].replace_with(table)
+    log.info("users reloaded", extra={"worker": worker, "users": len(table)})
+
+
+def _reload_on_sighup(app: web.Application, settings: Settings, worker: int) -> None:
+    """Handle SIGHUP in this worker's loop, then let through the ones that arrived while it started
+    (the supervisor starts workers with SIGHUP blocked, so an early one waits instead of killing)."""
+    loop = asyncio.get_running_loop()
+    # One reload at a time, in arrival order: the table that stays is from the last SIGHUP's read.
+    in_order = asyncio.Lock()
+    pending: set[asyncio.Task] = set()
+
+    async def reload() -> None:
+        async with in_order:
+            await reload_identities(app, settings, worker)
+
+    def on_sighup() -> None:
+        task = loop.create_task(reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
+def _worker_main(settings: Settings, identities: IdentityTable, index: int, supervisor_pid: int) -> None:
     # Imports here: a spawned worker builds its own loop and store from scratch.
     import uvloop
     from aiohttp import web
 
     from .config import server_ssl_context
-    from .credentials import resolve_identities
     from .fsio.engine import engine_info
     from .fsio.fsinfo import fs_info
     from .logs import setup_logging
@@ -90,7 +140,6 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     async def serve() -> None:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
-        identities, _, _ = resolve_identities(settings.root, settings.users_file)
         posix_ids = PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
         app = make_app(store, identities, domain=settings.domain, region=settings.region, posix_ids=posix_ids)
@@ -101,6 +150,7 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
                        if settings.tls_cert and settings.tls_key else None)
         site = web.SockSite(runner, _bind(settings.host, settings.port), ssl_context=ssl_context)
         await site.start()
+        _reload_on_sighup(app, settings, index)
         log.info("worker ready", extra={"worker": index, "listen": f"{settings.scheme}://{settings.host}:{settings.port}",
                                         "filesystem": (await asyncio.to_thread(fs_info, settings.root)).summary(),
                                         "engine": engine_info()})
@@ -115,28 +165,62 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     uvloop.run(serve())
 
 
-def run_supervisor(settings: Settings) -> int:
+def _reload_workers(settings: Settings, procs: list[mp.process.BaseProcess]) -> IdentityTable | None:
+    """Check the users once here, so a broken file is one error line and every worker keeps
+    the users it has; a good one is re-read by each worker. Returns the new table, if good."""
+    try:
+        table = load_identities(settings)
+    except (IdentityError, OSError) as exc:
+        log.error("users not reloaded, the gateway keeps the current ones: %s", exc)
+        return None
+    log.info("reloading users", extra={"users": len(table), "workers": len(procs)})
+    for proc in procs:
+        if proc.pid is not None and proc.is_alive():
+            os.kill(proc.pid, signal.SIGHUP)
+    return table
+
+
+def run_supervisor(settings: Settings, identities: IdentityTable) -> int:
+    """Run the workers until SIGTERM/SIGINT; ``identities``: the users as checked at start."""
     ctx = mp.get_context("spawn")
     workers: dict[int, tuple[mp.process.BaseProcess, float]] = {}
     stopping = False
+    reload_asked = False
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=_worker_main, args=(settings, index, os.getpid()), name=f"aif-worker-{index}")
-        proc.start()
+        proc = ctx.Process(target=_worker_main, args=(settings, identities, index, os.getpid()),
+                           name=f"aif-worker-{index}")
+        # Born with SIGHUP blocked (the mask survives fork and exec): until the worker can reload,
+        # a SIGHUP waits for it rather than killing it (_reload_on_sighup unblocks it).
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         workers[index] = (proc, time.monotonic())
 
     def on_signal(signum, _frame) -> None:
         nonlocal stopping
         stopping = True
 
+    def on_sighup(signum, _frame) -> None:
+        nonlocal reload_asked
+        reload_asked = True
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_sighup)
 
     for i in range(settings.workers):
         start(i)
     exit_code = 0
     while not stopping:
         time.sleep(0.2)
+        if reload_asked:
+            reload_asked = False
+            reloaded = _reload_workers(settings, [proc for proc, _ in workers.values()])
+            if reloaded is not None:
+                identities = reloaded
         for index, (proc, started) in list(workers.items()):
             if proc.is_alive() or stopping:
                 continue

@@ -8,6 +8,7 @@ root talks to a genuinely separate process, as a second node would.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -150,6 +151,32 @@ class GatewayProcess:
         if _process_group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             raise RuntimeError(f"gateway workers on port {self.port} outlived their master")
+
+    def reload(self) -> None:
+        """SIGHUP the master, as ``systemctl reload`` would: the gateway re-reads its users."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGHUP)
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_entries(self, msg: str) -> list[dict]:
+        """The JSON log lines whose message starts with ``msg`` (banners and other text are skipped)."""
+        entries = []
+        for line in self.stderr().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if str(entry.get("msg", "")).startswith(msg):
+                    entries.append(entry)
+        return entries
+
+    def wait_for_log(self, msg: str, count: int, timeout_s: float = 30.0) -> list[dict]:
+        """Wait until ``count`` lines carry ``msg`` (a log line may come a moment after the event)."""
+        deadline = time.monotonic() + timeout_s
+        while len(entries := self.log_entries(msg)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(entries) >= count, f"{len(entries)} of {count} {msg!r} lines:\n{self.stderr()[-4000:]}"
+        return entries
 
     def kill_master(self) -> int:
         """SIGKILL the master alone, as the OOM killer might; returns its process group id."""

@@ -62,7 +62,7 @@ def _printed_keys(gw: GatewayProcess) -> Credentials:
     return Credentials(access[-1], secret[-1])
 
 
-def test_first_start_generates_keys_keeps_them_private_and_reuses_them(
+def test_first_start_generates_keys_shows_the_secret_once_and_reuses_them(
     start_gateway, tmp_path: Path
 ) -> None:
     root = tmp_path / "fresh-root"
@@ -78,10 +78,25 @@ def test_first_start_generates_keys_keeps_them_private_and_reuses_them(
     first.stop()
 
     second = start_gateway(root=root, credentials=None)
-    assert _printed_keys(second) == keys
+    said = second.stdout() + second.stderr()
+    assert keys.access_key in said and str(stored) in said  # where the pair is, not the secret
+    assert keys.secret_key not in said
     client = boto3_client(second.url, keys)
     assert [b["Name"] for b in client.list_buckets()["Buckets"]] == ["first"]
     client.close()
+
+
+def test_the_banners_awscli_lines_work_when_pasted(start_gateway, tmp_path: Path) -> None:
+    gw = start_gateway(root=tmp_path / "banner-root", credentials=None)
+    banner = gw.stderr().split("\nawscli:\n", 1)[1].split("\n\n", 1)[0]
+    workdir = tmp_path / "shell"
+    (workdir / "home").mkdir(parents=True)
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(workdir / "home")}
+    out = subprocess.run(["bash", "-euc", banner], cwd=workdir, env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, f"{banner}\n{out.stderr}"
+    assert "hello.txt" in out.stdout
+    assert (tmp_path / "banner-root" / "demo" / "hello.txt").read_text() == "hello\n"
 
 
 def test_users_file_defines_the_identities(start_gateway, tmp_path: Path, reachable_dir: Path) -> None:
@@ -91,6 +106,7 @@ def test_users_file_defines_the_identities(start_gateway, tmp_path: Path, reacha
         "uid = 1000\ngid = 1000\nadmin = true\n\n"
         '[[users]]\nname = "bob"\naccess_key = "AKBOB000000000000002"\nsecret_key = "bob-secret"\n'
     )
+    users.chmod(0o600)  # it holds secrets: the gateway refuses it readable by others
     gw = start_gateway(root=reachable_dir, credentials=None, extra_args=("--users", str(users)))
     alice = boto3_client(gw.url, Credentials("AKALICE0000000000001", "alice-secret"))
     alice.create_bucket(Bucket="shared")

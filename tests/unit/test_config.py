@@ -60,17 +60,22 @@ def test_unknown_config_keys_are_reported(tmp_path):
         load_settings(config_file=cfg)
 
 
+def private_file(path, text):
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
 def test_users_file_round_trip(tmp_path):
-    f = tmp_path / "users.toml"
-    f.write_text('[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\nuid=1001\ngid=100\n'
-                 '[[users]]\nname="b"\naccess_key="K2"\nsecret_key="S2"\nadmin=true\n')
+    f = private_file(tmp_path / "users.toml",
+                     '[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\nuid=1001\ngid=100\n'
+                     '[[users]]\nname="b"\naccess_key="K2"\nsecret_key="S2"\nadmin=true\n')
     users = load_users_file(f)
     assert [(u.name, u.uid, u.gid, u.admin) for u in users] == [("a", 1001, 100, False), ("b", None, None, True)]
 
 
 def test_users_file_errors_name_the_problem(tmp_path):
-    f = tmp_path / "users.toml"
-    f.write_text('[[users]]\nname="a"\naccess_key="K1"\n')
+    f = private_file(tmp_path / "users.toml", '[[users]]\nname="a"\naccess_key="K1"\n')
     with pytest.raises(IdentityError, match="secret_key"):
         load_users_file(f)
 
