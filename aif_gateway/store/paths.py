@@ -12,8 +12,10 @@ Public API
   Properties ``tmp``, ``uploads``, ``meta``, ``tags``; ``resolve(key) -> Path``.
 - ``check_inside(bucket_real, path) -> None``: ``AccessDenied`` unless ``path`` lies in the
   bucket and outside its internal directory.
-- ``open_checked(bucket_real, path, flags) -> int``: ``os.open`` with ``O_NOFOLLOW`` whose result is
-  re-verified to lie inside the bucket (closes the symlink race for the final open).
+- ``open_checked(bucket_real, path, flags) -> int``: opens a resolved ``path`` beneath the bucket
+  directory with ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` (or the engine's
+  ``O_NOFOLLOW`` walk), so no component swapped for a symlink since it was resolved is followed;
+  the result is re-verified to lie inside the bucket and outside its internal directory.
 - ``open_parent_checked(bucket_real, path) -> int``: a verified fd of ``path``'s parent
   directory, for ``os.replace``/``os.link`` with ``dst_dir_fd`` (race-free publish target).
 - ``conflict_error(key) -> S3Error``: the error for a key that collides with a file/prefix.
@@ -22,9 +24,9 @@ Symlinks: keys are resolved with ``os.path.realpath``, so a symlink inside the b
 inside the bucket is followed and one that points outside (or into ``.aifgw``) is refused with
 ``AccessDenied``, for reads and writes alike. The check alone is a time-of-check/time-of-use
 race (someone with write access to the tree could swap a directory for a symlink between the
-check and the use), so every final open is done with ``O_NOFOLLOW`` and its descriptor is
-re-checked through ``/proc/self/fd``, and publishes rename relative to a verified parent-directory
-descriptor. What remains: ``os.makedirs`` for a new key's parents may create empty directories
+check and the use), so every open is resolved again beneath a descriptor of the bucket directory,
+refusing any symlink on the way (``open_checked``), its descriptor is re-checked through
+``/proc/self/fd``, and publishes rename relative to a verified parent-directory descriptor. What remains: ``os.makedirs`` for a new key's parents may create empty directories
 through a symlink swapped in at that instant; the publish then refuses (the parent fd fails the
 check), so no data lands outside, at worst an empty directory does.
 """
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import S3Error
+from ..fsio.engine import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, open_beneath
 
 INTERNAL_DIR = ".aifgw"
 MAX_KEY_BYTES = 1024
@@ -123,13 +126,23 @@ def _fd_path(fd: int) -> str:
     return os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
 
 
+# ``path`` was resolved (realpath) just before: a symlink or a way out met now is a race.
+_RESOLVED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+
+
 def open_checked(bucket_real: str, path: str, flags: int, mode: int = 0o666) -> int:
+    rel = os.path.relpath(path, bucket_real)
+    if rel == ".." or rel.startswith("../"):
+        raise S3Error("AccessDenied", "Access Denied: the key resolves (through a symlink) outside its bucket.")
+    bucket_fd = os.open(bucket_real, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = open_beneath(bucket_fd, rel, flags, mode, _RESOLVED)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # became a symlink after it was resolved
+        if exc.errno in (errno.ELOOP, errno.EXDEV):  # a component became a symlink after it was resolved
             raise S3Error("AccessDenied", "Access Denied: the key changed into a symlink while being opened.") from None
         raise
+    finally:
+        os.close(bucket_fd)
     try:
         check_inside(bucket_real, _fd_path(fd))
     except BaseException:
