@@ -15,6 +15,6 @@ from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 
-settings.register_profile("ci", max_examples=60, **_COMMON)
-settings.register_profile("long", max_examples=4000, **_COMMON)
+settings.register_profile("ci", max_examples=100, **_COMMON)
+settings.register_profile("long", max_examples=2000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
