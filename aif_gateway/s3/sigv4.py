@@ -44,7 +44,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_CLOCK_SKEW_S = 15 * 60
 MAX_PRESIGN_EXPIRES_S = 7 * 24 * 3600
 
-_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", re.ASCII)
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _UNSUPPORTED_MECHANISM = (
     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
@@ -117,11 +117,17 @@ def _uri_encode(raw: bytes) -> str:
     return quote(raw, safe="-_.~")
 
 
+def _unquote(raw: str) -> bytes:
+    # The bytes as sent: aiohttp decodes a byte that is not UTF-8 as a lone surrogate, which
+    # plain UTF-8 cannot encode (found by tests/unit/test_fuzz_sigv4.py).
+    return unquote_to_bytes(raw.encode("utf-8", "surrogateescape"))
+
+
 def canonical_uri(raw_path: str) -> str:
     """Each segment decoded once and re-encoded once: S3 does not double-encode."""
     if not raw_path:
         return "/"
-    return "/".join(_uri_encode(unquote_to_bytes(segment)) for segment in raw_path.split("/"))
+    return "/".join(_uri_encode(_unquote(segment)) for segment in raw_path.split("/"))
 
 
 def _query_pairs(raw_query: str) -> list[tuple[bytes, bytes]]:
@@ -131,9 +137,7 @@ def _query_pairs(raw_query: str) -> list[tuple[bytes, bytes]]:
             continue
         name, _, value = item.partition("=")
         # In a query string "+" is a space (form encoding); clients that mean "+" send %2B.
-        pairs.append(
-            (unquote_to_bytes(name.replace("+", " ")), unquote_to_bytes(value.replace("+", " ")))
-        )
+        pairs.append((_unquote(name.replace("+", " ")), _unquote(value.replace("+", " "))))
     return pairs
 
 
@@ -191,7 +195,9 @@ def _parse_credential(value: str) -> _Credential | None:
     if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts[:4]):
         return None
     access_key, date, region, service, _ = parts
-    if service != "s3" or not (len(date) == 8 and date.isdigit()):
+    # The date and region go into the signing key's HMACs: ASCII only (a header byte that is
+    # not UTF-8 arrives as a lone surrogate, which cannot be encoded; "٢" is a digit to isdigit).
+    if service != "s3" or not (len(date) == 8 and date.isascii() and date.isdigit()) or not region.isascii():
         return None
     return _Credential(access_key, date, region, service)
 
@@ -447,9 +453,12 @@ def _authenticate_presigned(
         raise _query_error(f"Error parsing the X-Amz-Credential parameter; {_wrong_region(credential, region)}",
                            extra={"Region": region})
     expires_text = params["X-Amz-Expires"]
-    if not expires_text.isdigit():
+    # ASCII digits only ("²" is a digit to isdigit, not to int), and no more than int() takes
+    # (4,300 digits): both were a 500 (found by tests/unit/test_fuzz_sigv4.py).
+    if not (expires_text.isascii() and expires_text.isdigit()):
         raise _query_error("X-Amz-Expires should be a number")
-    expires = int(expires_text)
+    digits = expires_text.lstrip("0")
+    expires = int(digits or "0") if len(digits) <= 20 else MAX_PRESIGN_EXPIRES_S + 1
     if expires < 1:
         raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES_S:

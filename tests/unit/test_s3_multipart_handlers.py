@@ -19,7 +19,8 @@ T0 = 1_735_689_600_000_000_000
 
 
 # -- parsing --------------------------------------------------------------------------------
-@pytest.mark.parametrize("raw", ["0", "10001", "-1", "x", "", "1.0"])
+# "²" is a digit to str.isdigit() but not to int(); int() refuses more than 4,300 digits.
+@pytest.mark.parametrize("raw", ["0", "10001", "-1", "x", "", "1.0", "\u00b2", "9" * 5000])
 def test_part_number_outside_1_to_10000_is_invalid_argument(raw: str) -> None:
     with pytest.raises(S3Error) as exc:
         multipart.part_number(MultiDict({"partNumber": raw}))
