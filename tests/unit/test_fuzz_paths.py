@@ -61,7 +61,8 @@ def bucket(tmp_path_factory) -> BucketPaths:
     for name, target in LINKS.items():
         os.symlink(target.format(parent=base), directory / name)
         os.symlink(target.format(parent=base), directory / "sub" / name)
-    return BucketPaths.at("bucket", directory)
+    # A reserved name in every bucket (a mapped bucket on another filesystem keeps its state there).
+    return BucketPaths.at("bucket", directory, directory / INTERNAL_DIR)
 
 
 def _segments_or_error(key: str) -> list[str] | S3Error:
