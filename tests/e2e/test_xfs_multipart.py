@@ -51,7 +51,7 @@ def multipart_etag(parts: list[bytes]) -> str:
 
 
 def upload_dir(gateway: GatewayProcess, upload_id: str) -> Path:
-    return gateway.root / BUCKET / ".aifgw" / "uploads" / upload_id
+    return gateway.root / ".aifgw" / "state" / BUCKET / "uploads" / upload_id
 
 
 def upload_parts(s3, key: str, upload_id: str, parts: list[bytes], workers: int) -> list[dict]:
@@ -121,7 +121,7 @@ def test_boto3_managed_upload_round_trips(s3, gateway: GatewayProcess) -> None:
     head = s3.head_object(Bucket=BUCKET, Key="managed")
     assert head["ContentLength"] == len(data) and head["ETag"].endswith('-5"')
     assert s3.get_object(Bucket=BUCKET, Key="managed")["Body"].read() == data
-    assert list((gateway.root / BUCKET / ".aifgw" / "uploads").iterdir()) == []
+    assert list((gateway.root / ".aifgw" / "state" / BUCKET / "uploads").iterdir()) == []
 
 
 def test_clone_range_shares_aligned_ranges_and_leaves_the_rest_to_copying(xfs_mount: Path) -> None:  # noqa: F811
