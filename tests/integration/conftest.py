@@ -130,6 +130,12 @@ def bucket_dir(gateway_root: Path, bucket: str) -> Path:
 
 
 @pytest.fixture
+def bucket_tmp(gateway_root: Path, bucket: str) -> Path:
+    """Where the gateway keeps the bucket's temp files (aif_gateway/store/internal.py)."""
+    return gateway_root / ".aifgw" / "state" / bucket / "tmp"
+
+
+@pytest.fixture
 def cli_env(gateway: GatewayProcess, credentials: Credentials, tmp_path: Path) -> dict[str, str]:
     """Environment for awscli, rclone and s5cmd subprocesses: keys and endpoint, nothing else."""
     env = dict(os.environ)

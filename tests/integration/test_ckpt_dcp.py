@@ -103,7 +103,7 @@ def test_s3_door_load_verified(bucket, s3_options):
     assert report["files"] == 2 and report["items"] == 8 and report["bytes"] > 12_000_000
 
 
-def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, gateway_root, s3_options):
+def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options):
     sd = state(2)
     stats = ckpt.save(sd, f"s3://{bucket}/direct", root=gateway_root, part_size=4 * MiB, checksum=True)
     assert stats.door == "filesystem"
@@ -117,7 +117,7 @@ def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, g
     assert listed["direct/__0_0.distcp"]["Size"] == len(data)
     assert listed["direct/__0_0.distcp"]["ETag"] == got["ETag"]
     # No temp file of the writer is left in the bucket's internal directory.
-    assert not [p for p in (bucket_dir / ".aifgw/tmp").iterdir()]
+    assert not [p for p in bucket_tmp.iterdir()]
     # ... and the checkpoint loads through S3 from the gateway, verified.
     out = empty_like(sd)
     ckpt.load(out, f"s3://{bucket}/direct", verify=True, **s3_options)
@@ -196,7 +196,7 @@ class Explodes:
 
 
 @pytest.mark.parametrize("door", ["s3", "filesystem"])
-def test_failed_overwrite_leaves_nothing_loadable(s3, bucket, bucket_dir, gateway_root, s3_options, door):
+def test_failed_overwrite_leaves_nothing_loadable(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options, door):
     dest = f"s3://{bucket}/over"
     opts = s3_options if door == "s3" else {"root": gateway_root}
     ckpt.save(state(7), dest, **opts)
@@ -209,7 +209,7 @@ def test_failed_overwrite_leaves_nothing_loadable(s3, bucket, bucket_dir, gatewa
         ckpt.load(empty_like(state(7)), dest, **opts)
     assert ".metadata" not in {p.name for p in (bucket_dir / "over").iterdir()}
     assert not [u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
-    assert not list((bucket_dir / ".aifgw/tmp").iterdir())
+    assert not list(bucket_tmp.iterdir())
 
 
 def test_killed_save_leaves_no_checkpoint_and_no_partial_object(bucket, bucket_dir, s3, s3_options, tmp_path):

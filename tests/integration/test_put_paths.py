@@ -149,10 +149,10 @@ def test_body_cut_short_leaves_the_old_object(gw: GatewayProcess, s3) -> None:
         sock.recv(65536)  # whatever the server answers, if anything, before closing
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if not list((gw.root / BUCKET / ".aifgw" / "tmp").glob("put.*")):
+        if not list((gw.root / ".aifgw" / "state" / BUCKET / "tmp").glob("put.*")):
             break
         time.sleep(0.05)
-    assert not list((gw.root / BUCKET / ".aifgw" / "tmp").glob("put.*")), "temp file left behind"
+    assert not list((gw.root / ".aifgw" / "state" / BUCKET / "tmp").glob("put.*")), "temp file left behind"
     assert s3.get_object(Bucket=BUCKET, Key="victim")["Body"].read() == b"old contents"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="victim")["Contents"]]
     assert keys == ["victim"]
