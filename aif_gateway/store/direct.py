@@ -42,7 +42,7 @@ from pathlib import Path
 from ..checksums import full_object_crc, multipart_etag
 from ..fsio.engine import Hasher, write_hashed
 from ..fsio.fullio import pwrite_all
-from ..fsio.newfile import create_new_file
+from ..fsio.newfile import create_new_file, space_reservation
 from .base import WriteOptions
 from .meta import MetaStore, ObjectRecord, meta_store_for
 from .locks import key_lock
@@ -81,7 +81,17 @@ class DirectBucket:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
         os.makedirs(self.paths.tmp, exist_ok=True)
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-        return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5, checksum)
+        fd = create_new_file(temp, expected_size)
+        writer = DirectWriter(self, key, temp, fd, md5, checksum)
+        try:
+            reservation = space_reservation(temp, fd, expected_size)
+            if reservation is not None:
+                # The size is this process's own, its stripes land anywhere: reserve it all.
+                reservation.reserve_all()
+        except BaseException:
+            writer.discard()
+            raise
+        return writer
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
