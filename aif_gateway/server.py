@@ -81,6 +81,7 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
     from .fsio.fsinfo import fs_info
     from .logs import setup_logging
     from .s3.app import make_app
+    from .s3.connection import GatewayRunner
     from .store.fs import FsStore
 
     setup_logging()
@@ -91,9 +92,9 @@ def _worker_main(settings: Settings, index: int, supervisor_pid: int) -> None:
             ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
         identities, _, _ = resolve_identities(settings.root, settings.users_file)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=10.0)
+        app = make_app(store, identities, domain=settings.domain, limits=settings.limits)
+        runner = GatewayRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
+                               header_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
         await runner.setup()
         ssl_context = (server_ssl_context(settings.tls_cert, settings.tls_key)
                        if settings.tls_cert and settings.tls_key else None)
