@@ -12,6 +12,14 @@ Config file format (every section optional)::
     tls_key = "/etc/aif/key.pem"    # same as --tls-key
     region = "us-east-1"          # same as --region: the region clients sign for (default us-east-1)
     require_posix_ids = true      # refuse users with no POSIX ids (default false: they act as the gateway)
+    header_timeout = 20           # seconds for a request line and header section, from its first byte
+    keepalive_timeout = 75        # seconds an idle connection is kept open between requests
+
+    [limits]                      # what one request may ask for; AWS's values by default
+    max_object_size = "5GiB"      # a single PutObject's body (bytes, or a number with KiB..TiB)
+    max_part_size = "5GiB"        # one UploadPart's body
+    max_parts = 10000             # parts per multipart upload (and the highest part number), at most 10000
+    body_stall_timeout = 120      # seconds a request body may send nothing before the request fails
 
     [buckets]                     # expose existing directories in place as buckets
     datasets = "/lustre/proj/datasets"
@@ -20,10 +28,14 @@ Config file format (every section optional)::
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .s3.limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S, Limits
+from .store.base import MAX_PARTS
 
 DEFAULT_ROOT = Path("./aif-data")
 DEFAULT_LISTEN = "127.0.0.1:9000"
@@ -48,6 +60,9 @@ class Settings:
     tls_key: Path | None = None
     region: str = DEFAULT_REGION
     require_posix_ids: bool = False
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    limits: Limits = Limits()
 
     @property
     def scheme(self) -> str:
@@ -77,6 +92,7 @@ def load_settings(
     """Merge flags (given, non-None) over the config file over defaults."""
     server: dict = {}
     buckets: dict = {}
+    limits: dict = {}
     if config_file is not None:
         try:
             data = tomllib.loads(config_file.read_text())
@@ -84,16 +100,20 @@ def load_settings(
             raise ConfigError(f"{config_file}: config file not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"server", "buckets"}
+        unknown = set(data) - {"server", "buckets", "limits"}
         if unknown:
             raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}; "
-                              "expected [server] and [buckets]")
+                              "expected [server], [limits] and [buckets]")
         server = data.get("server", {})
         buckets = data.get("buckets", {})
+        limits = data.get("limits", {})
         unknown = set(server) - {"root", "listen", "workers", "domain", "fsync", "tls_cert", "tls_key",
-                                 "region", "require_posix_ids"}
+                                 "region", "require_posix_ids", "header_timeout", "keepalive_timeout"}
         if unknown:
             raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
+        unknown = set(limits) - {"max_object_size", "max_part_size", "max_parts", "body_stall_timeout"}
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown [limits] key(s) {', '.join(sorted(unknown))}")
 
     host, port = parse_listen(listen or server.get("listen", DEFAULT_LISTEN))
     n_workers = workers if workers is not None else server.get("workers", os.cpu_count() or 1)
@@ -124,6 +144,9 @@ def load_settings(
         raise ConfigError(f"require_posix_ids must be true or false, not {require_posix_ids!r}")
 
     return Settings(
+        header_timeout=_seconds(server, "header_timeout", DEFAULT_HEADER_TIMEOUT_S),
+        keepalive_timeout=_seconds(server, "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT_S),
+        limits=_limits(limits),
         root=Path(root or server.get("root", DEFAULT_ROOT)),
         host=host,
         port=port,
@@ -136,6 +159,41 @@ def load_settings(
         tls_key=key,
         region=region,
         require_posix_ids=require_posix_ids,
+    )
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+_SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
+
+
+def _seconds(section: dict, name: str, default: float) -> float:
+    value = section.get(name, default)
+    if type(value) not in (int, float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _size(section: dict, name: str, default: int) -> int:
+    value = section.get(name, default)
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is not None and match.group(2).upper() in _SIZE_UNITS:
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{name} must be a positive number of bytes, such as 5368709120 or \"5GiB\", "
+                          f"not {section.get(name)!r}")
+    return value
+
+
+def _limits(section: dict) -> Limits:
+    default = Limits()
+    max_parts = section.get("max_parts", default.max_parts)
+    if type(max_parts) is not int or not 1 <= max_parts <= MAX_PARTS:
+        raise ConfigError(f"max_parts must be an integer from 1 to {MAX_PARTS}, not {max_parts!r}")
+    return Limits(
+        max_object_size=_size(section, "max_object_size", default.max_object_size),
+        max_part_size=_size(section, "max_part_size", default.max_part_size),
+        max_parts=max_parts,
+        body_stall_timeout=_seconds(section, "body_stall_timeout", default.body_stall_timeout),
     )
 
 

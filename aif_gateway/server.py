@@ -132,6 +132,7 @@ def _worker_main(settings: Settings, identities: IdentityTable, index: int, supe
     from .logs import setup_logging
     from .posix_ids import PosixIdMap
     from .s3.app import make_app
+    from .s3.connection import GatewayRunner
     from .store.fs import FsStore
 
     setup_logging()
@@ -142,9 +143,10 @@ def _worker_main(settings: Settings, identities: IdentityTable, index: int, supe
             ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
         posix_ids = PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain, region=settings.region, posix_ids=posix_ids)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=10.0)
+        app = make_app(store, identities, domain=settings.domain, region=settings.region, limits=settings.limits,
+                       posix_ids=posix_ids)
+        runner = GatewayRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
+                               header_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
         await runner.setup()
         ssl_context = (server_ssl_context(settings.tls_cert, settings.tls_key)
                        if settings.tls_cert and settings.tls_key else None)

@@ -3,10 +3,12 @@
     .venv/bin/python perf/prealloc_write.py DIR [--size-mib 256] [--files 8] [--rounds 3] [--fsync]
 
 Writes ``--files`` new files of ``--size-mib`` each in DIR, in requests of the gateway's I/O size
-for that filesystem (``layout.io_size``): plainly, after fallocate(2) of the whole size, and after
-fallocate with FALLOC_FL_KEEP_SIZE (what the gateway does on ext4), in turn, ``--rounds`` times, and prints the best and median MiB/s of each
-and the median CPU time per GiB (steadier than MiB/s when other work shares the machine).
-The answer decided ``layout.preallocation``: preallocate only where it helps (GPFS).
+for that filesystem (``layout.io_size``): plainly, after fallocate(2) of the whole size, after
+fallocate with FALLOC_FL_KEEP_SIZE of the whole size, and with KEEP_SIZE reservations in windows
+ahead of the bytes written (``fsio.reserve.Reservation``: what the gateway does on ext4, since a
+declared length alone must reserve nothing), in turn, ``--rounds`` times, and prints the best
+and median MiB/s of each and the median CPU time per GiB (steadier than MiB/s when other work
+shares the machine). The answer decided ``layout.preallocation`` and ``reserve.RESERVE_WINDOW``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aif_gateway.fsio.fsinfo import detect  # noqa: E402
-from aif_gateway.fsio.gpfs import fallocate  # noqa: E402
+from aif_gateway.fsio.gpfs import fallocate, reserve_keeping_size  # noqa: E402
 from aif_gateway.fsio.layout import MiB, io_size  # noqa: E402
+from aif_gateway.fsio.reserve import Reservation  # noqa: E402
 
 
-MODES = ("plain write", "fallocate", "fallocate keep-size")
+MODES = ("plain write", "fallocate", "fallocate keep-size", "keep-size windows")
 
 
 def write_files(directory: Path, files: int, size: int, chunk: bytes, mode: str,
@@ -39,10 +42,15 @@ def write_files(directory: Path, files: int, size: int, chunk: bytes, mode: str,
         for path in paths:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                if mode != "plain write":
+                reservation = None
+                if mode == "keep-size windows":
+                    reservation = Reservation(fd, 0, size, reserve_keeping_size, "benchmark")
+                elif mode != "plain write":
                     fallocate(fd, 0, size, keep_size=mode == "fallocate keep-size")
                 view, written = memoryview(chunk), 0
                 while written < size:
+                    if reservation is not None:
+                        reservation.cover(min(size, written + len(view)))
                     written += os.write(fd, view[: size - written])
                 if fsync:
                     os.fsync(fd)

@@ -2,10 +2,13 @@
 fallocate(2), which is GPFS's fallback and what ext4 gets.
 
 Public API
-- ``preallocate(fd, size) -> str``: reserves ``size`` bytes from offset 0 and says how
-  ("gpfs_prealloc" or "fallocate"); raises ``OSError`` when neither could.
-- ``fallocate(fd, offset, length, *, keep_size=False) -> None``: fallocate(2) itself (also
-  what ext4 gets, see ``newfile``).
+- ``preallocate(fd, offset, length) -> str``: reserves ``length`` bytes from ``offset`` and
+  says how ("gpfs_prealloc" or "fallocate"); raises ``OSError`` when neither could. Called
+  window by window as a body arrives (``reserve.Reservation``), never for a declared length
+  at once.
+- ``fallocate(fd, offset, length, *, keep_size=False) -> None``: fallocate(2) itself;
+  ``reserve_keeping_size(fd, offset, length)`` its KEEP_SIZE form (what ext4 and multipart
+  part ranges get).
 - ``load_libgpfs(path=None)``: the ``gpfs_prealloc`` function of libgpfs (``path``, else the
   library the linker finds), or None where it is missing.
 
@@ -67,15 +70,24 @@ def fallocate(fd: int, offset: int, length: int, *, keep_size: bool = False) -> 
         raise OSError(err, os.strerror(err))
 
 
-def preallocate(fd: int, size: int) -> str:
+def reserve_keeping_size(fd: int, offset: int, length: int) -> None:
+    """fallocate(2) with KEEP_SIZE: the file grows only with the bytes written, as without it."""
+    fallocate(fd, offset, length, keep_size=True)
+
+
+def preallocate(fd: int, offset: int, length: int) -> str:
     failures: list[str] = []
+    errnos: list[int] = []
     if _libgpfs is not None:
-        if _libgpfs(fd, 0, size) == 0:
+        if _libgpfs(fd, offset, length) == 0:
             return "gpfs_prealloc"
-        failures.append(f"gpfs_prealloc: {os.strerror(ctypes.get_errno())}")
+        errnos.append(ctypes.get_errno())
+        failures.append(f"gpfs_prealloc: {os.strerror(errnos[-1])}")
     try:
-        fallocate(fd, 0, size)
+        fallocate(fd, offset, length)
         return "fallocate"
     except OSError as exc:
+        errnos.append(exc.errno or 0)
         failures.append(f"fallocate: {exc.strerror}")
-    raise OSError("; ".join(failures))
+    # The last call's errno: a full disk (ENOSPC, EDQUOT) is then told apart from "unsupported".
+    raise OSError(errnos[-1], "; ".join(failures))

@@ -3,7 +3,7 @@
 Public API
 - ``WritePlan(io_size, lustre, preallocate)``: frozen. ``io_size`` is the size of each read or
   write request; ``lustre`` the layout to give a new file (None: keep the directory's default);
-  ``preallocate`` the bytes to reserve before writing (0: none).
+  ``preallocate`` the most bytes to reserve (0: none), as the bytes arrive (``reserve``).
 - ``plan_write(fs, size) -> WritePlan``: ``size`` is the object's length, None when unknown.
 - ``io_size(fs, size) -> int``, ``lustre_layout(fs, size) -> Layout | None``,
   ``preallocation(fs, size) -> int``: the three parts of the plan.
@@ -19,13 +19,15 @@ The numbers and why
   unknown, a PFL composite layout widens as the file grows: 1 stripe to 64 MiB, 4 stripes to
   8 GiB, then every OST. A small object gets no layout of its own (so no ``lfs`` runs) unless
   the directory's default is wider than one stripe; nor does anything on a single-OST system.
-- GPFS: from 4 blocks up, reserve the whole object before writing (fewer allocation rounds,
-  contiguous blocks); smaller objects fit in a few blocks and gain nothing.
-- ext4: from 32 MiB, reserve the whole object too, keeping the file's size (fallocate with
-  KEEP_SIZE). Measured with ``perf/prealloc_write.py`` (README, "Filesystems"): buffered writes
-  after it took about a third less CPU in the writer and ran faster, because ext4 then allocates
-  no blocks inside write(); with fsync the two were level. tmpfs (more CPU) and XFS (no gain)
-  get nothing.
+- GPFS: from 4 blocks up, reserve the object's blocks ahead of the writes (fewer allocation
+  rounds, contiguous blocks); smaller objects fit in a few blocks and gain nothing.
+- ext4: from 32 MiB, reserve ahead too, keeping the file's size (fallocate with KEEP_SIZE).
+  Measured with ``perf/prealloc_write.py`` (README, "Filesystems"; perf/RESULTS.md): buffered
+  writes after it took about a third less CPU in the writer and ran faster, because ext4 then
+  allocates no blocks inside write(); with fsync the two were level. tmpfs (more CPU) and XFS
+  (no gain) get nothing.
+- Either way the declared size only caps the reservation: blocks are reserved in windows
+  ahead of the bytes actually written (``reserve.Reservation``), never for a claim alone.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
-"""Create a new file laid out for its filesystem: the one call the storage layer makes.
+"""Create a new file laid out for its filesystem: the calls the storage layer makes.
 
 Public API
 - ``create_new_file(path, expected_size) -> int`` (blocking): creates ``path`` exclusively
   (``O_WRONLY | O_CREAT | O_EXCL``, mode ``NEW_FILE_MODE`` less the umask) and returns its descriptor. On Lustre it first
-  gives the file the layout ``layout.plan_write`` chose for ``expected_size``; on GPFS (and
-  ext4, for large objects) it preallocates. Anywhere else, and whenever ``lfs`` or
-  preallocation fails, it is a plain ``open``: a layout is an optimisation, never a reason to
-  fail a write. The first failure of each kind is logged as a warning, later ones at debug level.
+  gives the file the layout ``layout.plan_write`` chose for ``expected_size`` (a layout
+  reserves nothing, so a size hint is enough for it). Anywhere else, and whenever ``lfs``
+  fails, it is a plain ``open``: a layout is an optimisation, never a reason to fail a write.
+  The first failure of each kind is logged as a warning, later ones at debug level.
+- ``space_reservation(path, fd, expected_size) -> Reservation | None``: where the policy
+  preallocates (GPFS, and ext4 for large objects), the ``reserve.Reservation`` that reserves
+  the new file's blocks as its bytes arrive, up to ``expected_size``; None elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 
 from . import gpfs, lustre
 from .fsinfo import fs_info
-from .layout import plan_write
+from .layout import plan_write, preallocation
+from .reserve import Reservation
 
 log = logging.getLogger("aif_gateway.fsio")
 
@@ -48,14 +52,13 @@ def create_new_file(path: Path, expected_size: int | None) -> int:
                 os.unlink(path)  # whatever a failed lfs may have left
             except FileNotFoundError:
                 pass
-    fd = os.open(path, _CREATE_FLAGS, NEW_FILE_MODE)
-    if plan.preallocate:
-        try:
-            if fs.kind == "gpfs":
-                gpfs.preallocate(fd, plan.preallocate)
-            else:
-                # Keep the size: the file grows only with the bytes written, as without this.
-                gpfs.fallocate(fd, 0, plan.preallocate, keep_size=True)
-        except OSError as exc:
-            _warn("preallocation", path, exc)
-    return fd
+    return os.open(path, _CREATE_FLAGS, NEW_FILE_MODE)
+
+
+def space_reservation(path: Path, fd: int, expected_size: int | None) -> Reservation | None:
+    fs = fs_info(path.parent)
+    limit = preallocation(fs, expected_size)
+    if not limit:
+        return None
+    reserve = gpfs.preallocate if fs.kind == "gpfs" else gpfs.reserve_keeping_size
+    return Reservation(fd, 0, limit, reserve, "preallocation")

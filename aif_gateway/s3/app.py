@@ -1,8 +1,8 @@
 """The aiohttp application: request ids, error rendering, routing, authentication.
 
-``make_app(store, identities, *, domain=None, region="us-east-1") -> web.Application``. One
-catch-all route sends every S3 request through ``_dispatch`` (locate bucket and key,
-authenticate for ``region``, pick the action);
+``make_app(store, identities, *, domain=None, region="us-east-1", limits=Limits(), posix_ids=None)
+-> web.Application``. One catch-all route sends every S3 request through ``_dispatch`` (locate
+bucket and key, authenticate for ``region``, pick the action);
 the middleware around it stamps request ids on every response and turns ``S3Error`` into the
 XML error document. ``GET /_aif/health`` answers without authentication.
 """
@@ -10,7 +10,6 @@ XML error document. ``GET /_aif/health`` answers without authentication.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from aiohttp import web
@@ -21,20 +20,19 @@ from ..identity import IdentityTable
 from ..posix_ids import PosixIdMap
 from ..store.base import CALLER, Store
 from . import sigv4
+from .connection import PARSER_LIMITS
 from .context import S3Request
 from .direct_body import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
 from .handlers import HANDLERS
-from .responses import error_response, not_modified_response
+from .limits import Limits
+from .responses import error_response, new_request_id, not_modified_response, stamp_request_id
 from .routing import action_for, locate, parse_query, split_raw_path
 
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/_aif/health"
-SERVER_NAME = "aif-gateway"
-# aiohttp answers oversized request lines or header fields itself, in plain text. Its limits are
-# raised past ours so that a large header section gets an S3 error document from us instead.
-AIOHTTP_MAX_FIELD_SIZE = 64 * 1024
-AIOHTTP_MAX_HEADERS = 256
+# S3's bound on a request's header section. Sections that outgrow aiohttp's per-line limits or
+# the connection's bound (``connection``) are refused there, with the same error.
 MAX_HEADER_SECTION_BYTES = 16 * 1024
 # The access log's status for a request whose client went away before an answer was sent.
 CLIENT_GONE = 499
@@ -44,6 +42,7 @@ IDENTITIES_KEY = web.AppKey("identities", IdentityTable)
 POSIX_IDS_KEY = web.AppKey("posix_ids", PosixIdMap)
 DOMAIN_KEY = web.AppKey("domain", str)
 REGION_KEY = web.AppKey("region", str)
+LIMITS_KEY = web.AppKey("limits", Limits)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
 ACTION = web.RequestKey("action", str)
@@ -53,10 +52,6 @@ ERROR_CODE = web.RequestKey("error_code", str)
 
 # Its own logger name, so a site can route or silence per-request lines (AIF_LOG_LEVEL=warning).
 access_log = logging.getLogger("aif_gateway.access")
-
-
-def new_request_id() -> str:
-    return secrets.token_hex(8).upper()
 
 
 def _header_section_size(request: web.BaseRequest) -> int:
@@ -128,10 +123,7 @@ async def _render_errors(request: web.Request, handler: web.Handler, request_id:
 
 async def _stamp_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Runs as every response is prepared, streamed GETs and 304s included."""
-    request_id = request.get(REQUEST_ID) or new_request_id()
-    response.headers["x-amz-request-id"] = request_id
-    response.headers["x-amz-id-2"] = request_id
-    response.headers["Server"] = SERVER_NAME
+    stamp_request_id(response.headers, request.get(REQUEST_ID) or new_request_id())
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
@@ -164,13 +156,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         auth=auth,
         store=app[STORE_KEY],
         request_id=request[REQUEST_ID],
+        limits=app[LIMITS_KEY],
     )
     return await HANDLERS[action](s3_request)
 
 
 def make_app(
     store: Store, identities: IdentityTable, *, domain: str | None = None, region: str = DEFAULT_REGION,
-    posix_ids: PosixIdMap | None = None,
+    limits: Limits = Limits(), posix_ids: PosixIdMap | None = None,
 ) -> web.Application:
     """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway)."""
     app = web.Application(
@@ -178,9 +171,7 @@ def make_app(
         # Bodies are streamed from request.content; nothing is read whole by aiohttp.
         client_max_size=0,
         handler_args={
-            "max_field_size": AIOHTTP_MAX_FIELD_SIZE,
-            "max_line_size": AIOHTTP_MAX_FIELD_SIZE,
-            "max_headers": AIOHTTP_MAX_HEADERS,
+            **PARSER_LIMITS,
             # S3 stores a Content-Encoding: gzip body as sent; aiohttp would inflate it.
             "auto_decompress": False,
         },
@@ -190,6 +181,7 @@ def make_app(
     app[POSIX_IDS_KEY] = posix_ids or PosixIdMap({})
     app[DOMAIN_KEY] = domain or ""
     app[REGION_KEY] = region
+    app[LIMITS_KEY] = limits
     app.on_response_prepare.append(_stamp_headers)
     app.router.add_get(HEALTH_PATH, _health)
     # "[\s\S]" rather than ".": keys may hold newlines, and "." stops at them.

@@ -1,11 +1,13 @@
 """Request bodies: the byte stream a write stores, and how to verify it.
 
 Public API
-- ``write_body(req, *, if_match=None, if_none_match=False) -> UploadBody``: for PutObject and
-  UploadPart. A plain body needs Content-Length (``MissingContentLength``); its large remainder
-  may be read straight from the socket (``direct_body``); an aws-chunked
-  body (``x-amz-content-sha256: STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``
-  and needs ``x-amz-decoded-content-length``.
+- ``write_body(req, *, max_size, if_match=None, if_none_match=False) -> UploadBody``: for
+  PutObject and UploadPart. A plain body needs Content-Length (``MissingContentLength``), an
+  aws-chunked one ``x-amz-decoded-content-length``; a declared length over ``max_size`` is
+  ``EntityTooLarge`` before any of the body is read. Its large remainder may be read straight
+  from the socket (``direct_body``); an aws-chunked body (``x-amz-content-sha256:
+  STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``. A body that sends nothing for
+  ``req.limits.body_stall_timeout`` seconds is ``RequestTimeout``.
 - ``UploadBody``: ``stream`` and ``options`` go to the store as they are; after the store
   returns, ``response_headers(checksum_type=None)`` gives the ``x-amz-checksum-<algo>`` to echo
   on the response, with ``x-amz-checksum-type`` when a type is given (PutObject's is
@@ -42,6 +44,8 @@ from ..store.base import ByteStream, Digests, WriteOptions
 from .chunked import AwsChunkedDecoder
 from .context import S3Request
 from .direct_body import content_chunks, request_body
+from .limits import check_upload_size
+from .numbers import decimal
 from .sigv4 import SIGNED_PAYLOAD, STREAMING_MODES
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
@@ -201,17 +205,17 @@ class UploadBody:
 def parse_length(value: str | None, header: str) -> int | None:
     if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit():
+    number = decimal(value)
+    if number is None:
         raise S3Error(
             "InvalidArgument", f"{header} must be a non-negative integer.", extra={"ArgumentName": header}
         )
-    return int(value)
+    return number
 
 
 def _build(
     req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool, checksum_headers: bool = True,
-    direct: bool = False,
+    direct: bool = False, max_size: int | None = None,
 ) -> UploadBody:
     headers = req.http.headers
     streaming = req.auth.payload in STREAMING_MODES
@@ -220,17 +224,23 @@ def _build(
     content_sha256 = req.auth.content_sha256 if req.auth.payload == SIGNED_PAYLOAD else None
     decoder: AwsChunkedDecoder | None = None
     raw_length = parse_length(headers.get("Content-Length"), "Content-Length")
+    stall_timeout = req.limits.body_stall_timeout
     if streaming:
         length = parse_length(headers.get("x-amz-decoded-content-length"), "x-amz-decoded-content-length")
         if length is None and require_length:
             raise S3Error("MissingContentLength")
-        decoder = AwsChunkedDecoder(req.http.content, req.auth, length, _trailer_names(headers))
-        stream: ByteStream = request_body(req.http, raw_length, decoder) if direct else aiter(decoder)
+        if max_size is not None:
+            check_upload_size(length, max_size)
+        decoder = AwsChunkedDecoder(req.http.content, req.auth, length, _trailer_names(headers), stall_timeout)
+        stream: ByteStream = request_body(req.http, raw_length, decoder, stall_timeout) if direct else aiter(decoder)
     else:
         length = raw_length
         if length is None and require_length:
             raise S3Error("MissingContentLength")
-        stream = request_body(req.http, length) if direct else content_chunks(req.http.content)
+        if max_size is not None:
+            check_upload_size(length, max_size)
+        stream = request_body(req.http, length, None, stall_timeout) if direct else content_chunks(
+            req.http.content, stall_timeout)
     # The client's checksum is the object's; the signed payload hash only checks the transfer.
     checksums = frozenset([plan.algorithm] if plan.algorithm is not None else [])
     verify_only = frozenset(["SHA256"] if content_sha256 is not None else []) - checksums
@@ -246,8 +256,12 @@ def _build(
     return UploadBody(stream, options, plan.algorithm, verifier)
 
 
-def write_body(req: S3Request, *, if_match: str | None = None, if_none_match: bool = False) -> UploadBody:
-    return _build(req, require_length=True, if_match=if_match, if_none_match=if_none_match, direct=True)
+def write_body(
+    req: S3Request, *, max_size: int, if_match: str | None = None, if_none_match: bool = False
+) -> UploadBody:
+    return _build(
+        req, require_length=True, if_match=if_match, if_none_match=if_none_match, direct=True, max_size=max_size
+    )
 
 
 async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool = True) -> bytes:

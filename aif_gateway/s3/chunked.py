@@ -20,7 +20,8 @@ the stream ended without error; the stream raises on the last iteration (``finis
 body was incomplete, and every consumer reads it to its end (the store does).
 
 Public API
-- ``AwsChunkedDecoder(reader, auth, decoded_length, trailer_names)``: ``async for data in it``;
+- ``AwsChunkedDecoder(reader, auth, decoded_length, trailer_names, stall_timeout=120)``:
+  ``async for data in it`` (RequestTimeout when the reader stalls for ``stall_timeout`` s);
   ``decode(raw) -> memoryview`` and ``finish()`` for bodies read elsewhere; ``trailers`` (set as
   the body ends); ``engine``: the data path's decoder. Errors are S3Error.
 """
@@ -32,6 +33,7 @@ from typing import Protocol
 
 from ..errors import S3Error, chunked_body_error
 from ..fsio.engine import ChunkedDecoder, ChunkedError
+from ..fsio.sockrecv import STALL_TIMEOUT_S
 from .direct_body import content_chunks
 from .sigv4 import STREAMING_MODES, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, AuthContext
 
@@ -49,7 +51,8 @@ class AwsChunkedDecoder:
     trailers must arrive. ``decoded_length`` is ``x-amz-decoded-content-length`` (None when the
     client sent none); the data must add up to it."""
 
-    def __init__(self, reader: Reader, auth: AuthContext, decoded_length: int | None, trailer_names: list[str]) -> None:
+    def __init__(self, reader: Reader, auth: AuthContext, decoded_length: int | None, trailer_names: list[str],
+                 stall_timeout: float = STALL_TIMEOUT_S) -> None:
         if auth.payload not in STREAMING_MODES:
             raise ValueError(f"{auth.payload} is not an aws-chunked payload mode")
         with_trailers = auth.payload in (STREAMING_UNSIGNED_TRAILER, STREAMING_SIGNED_TRAILER)
@@ -58,6 +61,7 @@ class AwsChunkedDecoder:
                 "InvalidRequest", f"x-amz-trailer is not allowed with x-amz-content-sha256: {auth.payload}"
             )
         self._reader = reader
+        self._stall_timeout = stall_timeout
         try:
             self.engine = ChunkedDecoder(
                 auth.payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER), with_trailers,
@@ -90,7 +94,7 @@ class AwsChunkedDecoder:
         return self._decode()
 
     async def _decode(self) -> AsyncIterator[bytes | memoryview]:
-        async for raw in content_chunks(self._reader):
+        async for raw in content_chunks(self._reader, self._stall_timeout):
             data = self.decode(raw)
             if data:
                 yield data

@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from ..store.base import Store
+from .limits import Limits
 from .sigv4 import AuthContext
 
 
@@ -26,6 +27,7 @@ class S3Request:
     auth: AuthContext
     store: Store
     request_id: str
+    limits: Limits = Limits()
 
     @property
     def resource(self) -> str:

@@ -19,18 +19,24 @@ are ciphertext), not switched off (``AIF_RECV_DIRECT=0``), and at least
 ``RECV_DIRECT_MIN_BYTES`` still on the socket.
 
 Public API
-- ``request_body(http, raw_length, decoder=None) -> ByteStream``: the body's data as chunks,
-  possibly ending in a ``SocketTail``; ``raw_length`` is Content-Length (None when the request
-  has none); ``decoder`` an ``AwsChunkedDecoder`` for aws-chunked bodies (its ``finish`` runs
-  at the end either way, raising S3Error for an incomplete body).
-- ``content_chunks(content) -> AsyncIterator[bytes]``: a StreamReader's bytes in chunks of up
-  to ``READ_SIZE``; a client hanging up mid-body is IncompleteBody.
+- ``request_body(http, raw_length, decoder=None, stall_timeout=STALL_TIMEOUT_S) -> ByteStream``:
+  the body's data as chunks, possibly ending in a ``SocketTail``; ``raw_length`` is
+  Content-Length (None when the request has none); ``decoder`` an ``AwsChunkedDecoder`` for
+  aws-chunked bodies (its ``finish`` runs at the end either way, raising S3Error for an
+  incomplete body).
+- ``content_chunks(content, stall_timeout=STALL_TIMEOUT_S) -> AsyncIterator[bytes]``: a
+  StreamReader's bytes in chunks of up to ``READ_SIZE``; a client hanging up mid-body is
+  IncompleteBody, one that sends nothing for ``stall_timeout`` seconds RequestTimeout.
 - ``CLOSE_AFTER_RESPONSE``: the request key set when the connection must close after the
   response.
+
+Either way a stalled body ends the request after ``stall_timeout`` seconds without a byte
+(``Limits.body_stall_timeout``): a client that stops sending holds its connection no longer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
@@ -60,7 +66,8 @@ class _Readable(Protocol):
 
 
 async def request_body(
-    http: web.BaseRequest, raw_length: int | None, decoder: AwsChunkedDecoder | None = None
+    http: web.BaseRequest, raw_length: int | None, decoder: AwsChunkedDecoder | None = None,
+    stall_timeout: float = STALL_TIMEOUT_S,
 ) -> AsyncIterator[bytes | memoryview | SocketTail]:
     content = http.content
     sock_fd = plain_socket_fd(http) if raw_length is not None and recv_direct_enabled() else None
@@ -79,7 +86,7 @@ async def request_body(
         head: bytes | memoryview = content.read_nowait(-1)
         on_socket = raw_length - content.total_bytes
         transport.pause_reading()
-        tail = SocketTail(sock_fd, on_socket, STALL_TIMEOUT_S, None if decoder is None else decoder.engine)
+        tail = SocketTail(sock_fd, on_socket, stall_timeout, None if decoder is None else decoder.engine)
         try:
             if decoder is not None and head:
                 head = decoder.decode(head)
@@ -104,17 +111,20 @@ async def request_body(
         async for data in decoder:
             yield data
         return
-    async for data in content_chunks(content):
+    async for data in content_chunks(content, stall_timeout):
         yield data
 
 
-async def content_chunks(content: _Readable) -> AsyncIterator[bytes]:
+async def content_chunks(content: _Readable, stall_timeout: float = STALL_TIMEOUT_S) -> AsyncIterator[bytes]:
     while True:
         try:
-            data = await content.read(READ_SIZE)
+            async with asyncio.timeout(stall_timeout):
+                data = await content.read(READ_SIZE)
         except ConnectionResetError as exc:
             # The client hung up mid-body: an ordinary failed upload, not a server fault.
             raise S3Error("IncompleteBody", f"The body ended early: {exc}") from exc
+        except TimeoutError:
+            raise S3Error("RequestTimeout") from None
         if not data:
             return
         yield data

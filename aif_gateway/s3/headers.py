@@ -26,11 +26,10 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from ..errors import S3Error
-from ..store.base import ObjectAttrs, ObjectInfo
+from ..store.base import STORED_HEADERS, ObjectAttrs, ObjectInfo
 from ..store.tags import validate_tags as check_tag_limits
 from .responses import http_date
 
-STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 META_PREFIX = "x-amz-meta-"
 MAX_USER_META_BYTES = 2048
 

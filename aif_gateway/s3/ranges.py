@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 
 from ..errors import S3Error
+from .numbers import DECIMAL
 
-_SINGLE_RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*", re.IGNORECASE)
+# ASCII digits, few enough to be an offset (numbers.py); anything else is not a range we honour.
+_SINGLE_RANGE = re.compile(rf"bytes=\s*({DECIMAL})?\s*-\s*({DECIMAL})?\s*", re.IGNORECASE)
 
 
 def _unsatisfiable(header: str, size: int) -> S3Error:

@@ -13,12 +13,16 @@ Public API
 - ``http_date(mtime_ns) -> str``: an RFC 1123 GMT date (``Last-Modified``).
 - ``iso8601(mtime_ns) -> str``: ``2025-01-01T00:00:00.000Z`` as S3 writes times in XML.
 
-Request ids are added to every response by the app's middleware, not here.
+- ``new_request_id() -> str``, ``stamp_request_id(headers, request_id)``: the id every answer
+  carries (``x-amz-request-id``, ``x-amz-id-2``) with the ``Server`` header; the app stamps
+  every response it prepares, ``connection`` the answers to requests it could not parse.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from email.utils import formatdate
 
@@ -28,6 +32,17 @@ from ..errors import NotModified, S3Error
 from .xmlio import XmlChildren, to_xml
 
 XML_CONTENT_TYPE = "application/xml"
+SERVER_NAME = "aif-gateway"
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def stamp_request_id(headers: MutableMapping[str, str], request_id: str) -> None:
+    headers["x-amz-request-id"] = request_id
+    headers["x-amz-id-2"] = request_id
+    headers["Server"] = SERVER_NAME
 
 
 def xml_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

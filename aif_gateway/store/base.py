@@ -27,6 +27,13 @@ from ..fsio.creds import PosixIds
 # does the request's filesystem work holding these ids. None: the gateway's own ids.
 CALLER: ContextVar[PosixIds | None] = ContextVar("aif_caller", default=None)
 
+# S3's limits that values crossing this interface obey: an upload has at most MAX_PARTS parts
+# (numbered 1..MAX_PARTS), an object at most MAX_TAGS tags.
+MAX_PARTS = 10_000
+MAX_TAGS = 10
+# The standard headers an object carries from its PUT to every GET (canonical capitalisation);
+# Content-Type is kept apart, in ``content_type``.
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 
 
 @dataclass
@@ -72,8 +79,7 @@ class ObjectAttrs:
     """What a writer supplies about an object besides its bytes."""
 
     content_type: str | None = None
-    # Standard stored headers: Cache-Control, Content-Disposition, Content-Encoding,
-    # Content-Language, Expires (canonical capitalisation, values verbatim).
+    # STORED_HEADERS the client sent (values verbatim).
     headers: dict[str, str] = field(default_factory=dict)
     # x-amz-meta-* without the prefix, names lower-cased.
     user_meta: dict[str, str] = field(default_factory=dict)

@@ -42,7 +42,7 @@ from pathlib import Path
 from ..checksums import full_object_crc, multipart_etag
 from ..fsio.engine import Hasher, write_hashed
 from ..fsio.fullio import pwrite_all
-from ..fsio.newfile import create_new_file
+from ..fsio.newfile import create_new_file, space_reservation
 from .base import WriteOptions
 from .meta import MetaStore, ObjectRecord, meta_store_for
 from .locks import key_lock
@@ -82,7 +82,17 @@ class DirectBucket:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
         self._state_ready()
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-        return DirectWriter(self, key, temp, create_new_file(temp, expected_size), md5, checksum)
+        fd = create_new_file(temp, expected_size)
+        writer = DirectWriter(self, key, temp, fd, md5, checksum)
+        try:
+            reservation = space_reservation(temp, fd, expected_size)
+            if reservation is not None:
+                # The size is this process's own, its stripes land anywhere: reserve it all.
+                reservation.reserve_all()
+        except BaseException:
+            writer.discard()
+            raise
+        return writer
 
     def _state_ready(self) -> None:
         if not self.paths.tmp.is_dir():

@@ -3,7 +3,8 @@
 Public API
 - ``ObjectRecord``: what the gateway knows about an object it wrote (etag, size, mtime_ns,
   content_type, headers, user_meta, checksums, checksum_type, part_sizes, dir_marker);
-  ``encode() -> bytes``, ``decode(bytes) -> ObjectRecord | None``, ``matches(stat) -> bool``,
+  ``encode() -> bytes``, ``decode(bytes) -> ObjectRecord | None`` (None unless every field
+  passes ``record_checks``: users can forge records), ``matches(stat) -> bool``,
   ``info(key, tag_count=0) -> ObjectInfo``.
 - ``info_for(key, st, record, tag_count=0) -> ObjectInfo``: the record's view when it still
   matches the file, else the foreign-file view (``foreign_etag``, ``guess_content_type``).
@@ -45,14 +46,13 @@ import errno
 import json
 import mimetypes
 import os
-import re
 import secrets
 import stat
 import threading
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import xxhash
 
@@ -61,6 +61,7 @@ from ..fsio.statbatch import stat_entries
 from ..fsio.creds import as_gateway
 from .base import ObjectInfo
 from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
+from .record_checks import MAX_RECORD_BYTES, valid_blob_name, valid_object_record, valid_tags
 
 META_XATTR = "user.aifgw.meta"
 TAGS_XATTR = "user.aifgw.tags"
@@ -76,10 +77,6 @@ _NO_RECORD = {errno.ENODATA, errno.EACCES, *_NO_XATTR}
 
 Target = int | Path | str
 _BLOB_POINTER = b"@blob:"  # an xattr value that is not JSON: the record lives in the state's blobs/
-_BLOB_NAME = re.compile(rb"[0-9a-f]{32}")
-# Records are small (10,000 run-length part sizes and 2 KiB of user metadata fit); whatever is
-# larger is not one of ours and is not read past this.
-MAX_RECORD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,14 +101,17 @@ class ObjectRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> ObjectRecord | None:
-        try:
-            raw = json.loads(data)
-            parts = raw.pop("part_sizes", None)
-            if parts is not None:
-                raw["part_sizes"] = tuple(size for size, count in parts for _ in range(count))
-            return cls(**raw)
-        except (ValueError, TypeError):
-            return None  # corrupt or from an incompatible version: the file is then foreign
+        """The record, or None when ``data`` is no record the gateway could have written
+        (corrupt, from an incompatible version, or forged: ``record_checks``); the file is
+        then foreign."""
+        raw = _checked_record(data)
+        if raw is None:
+            return None
+        parts = raw.pop("part_sizes", None)
+        if parts is not None:
+            # Checked first: at most MAX_PARTS entries.
+            raw["part_sizes"] = tuple(size for size, count in parts for _ in range(count))
+        return cls(**raw)
 
     def matches(self, st: os.stat_result) -> bool:
         # A directory's mtime changes with its children, so markers are not bound to it.
@@ -169,39 +169,37 @@ def info_for(key: str, st: os.stat_result, record: ObjectRecord | None, tag_coun
     )
 
 
-class _Stat(NamedTuple):
-    """The two stat fields a record is bound to, for ``ObjectRecord.matches``."""
-
-    st_size: int
-    st_mtime_ns: int
-
-
 _scan_json = json.JSONDecoder().scan_once
 _FIELDS = frozenset(f.name for f in fields(ObjectRecord))
 _REQUIRED = frozenset(f.name for f in fields(ObjectRecord) if f.default is MISSING and f.default_factory is MISSING)
 
 
-def _plain_record(data: bytes) -> dict[str, Any] | None:
-    """The decoded record when ``ObjectRecord.decode`` would surely accept it, else None.
-
-    ``decode`` builds a frozen dataclass and expands ``part_sizes`` (up to 10,000 entries),
-    which a listing needs neither of; this checks the same things on the raw dict instead.
-    """
+def _parse(data: bytes) -> Any:
     try:
         # The C scanner behind json.loads, minus its layers (encoding detection, whitespace
         # regexes): half the cost. Records are compact; anything else takes the slow path.
         text = data.decode()
         raw, end = _scan_json(text, 0)
-    except (ValueError, StopIteration):
+        if end == len(text):
+            return raw
+    except (ValueError, StopIteration, RecursionError):  # RecursionError: [[[[... nested past the stack
+        pass
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
         return None
-    if end != len(text) or type(raw) is not dict or not (_REQUIRED <= raw.keys() <= _FIELDS):
+
+
+def _checked_record(data: bytes) -> dict[str, Any] | None:
+    """The decoded JSON of a record ``ObjectRecord.decode`` accepts, else None.
+
+    ``decode`` goes on to build a frozen dataclass and expand ``part_sizes`` (up to 10,000
+    entries), which a listing needs neither of: it stops here (``listed_info``).
+    """
+    if len(data) > MAX_RECORD_BYTES:
         return None
-    if type(raw.get("checksums", {})) is not dict or type(raw.get("dir_marker", False)) is not bool:
-        return None
-    parts = raw.get("part_sizes")
-    if parts is not None and not (
-        type(parts) is list and all(type(run) is list and len(run) == 2 and type(run[1]) is int for run in parts)
-    ):
+    raw = _parse(data)
+    if type(raw) is not dict or not (_REQUIRED <= raw.keys() <= _FIELDS) or not valid_object_record(raw):
         return None
     return raw
 
@@ -238,29 +236,24 @@ def listed_info(key: str, size: int, mtime_ns: int, data: bytes | None) -> Objec
     headers and user metadata are left at their defaults, since S3 lists none of them and
     guessing a foreign file's type would cost more than everything else.
     """
-    if data:
-        raw = _plain_record(data)
-        if raw is not None:
-            if raw.get("dir_marker") or (raw["size"] == size and raw["mtime_ns"] == mtime_ns):
-                return listed_object(
-                    key, raw["size"], raw["mtime_ns"], raw["etag"],
-                    raw.get("checksums"), raw.get("checksum_type"), raw.get("dir_marker", False),
-                )
-        else:
-            record = ObjectRecord.decode(data)  # the exact reading of anything unusual
-            if record is not None and record.matches(_Stat(size, mtime_ns)):  # type: ignore[arg-type]
-                return record.info(key)
+    raw = _checked_record(data) if data else None
+    if raw is not None and (raw.get("dir_marker") or (raw["size"] == size and raw["mtime_ns"] == mtime_ns)):
+        return listed_object(
+            key, raw["size"], raw["mtime_ns"], raw["etag"],
+            raw.get("checksums"), raw.get("checksum_type"), raw.get("dir_marker", False),
+        )
     return listed_object(key, size, mtime_ns, _foreign_etag(key, size, mtime_ns))
 
 
 def decode_tags(data: bytes | None) -> dict[str, str]:
-    if not data:
+    """A stored tag set; none when it is not one the gateway could have written."""
+    if not data or len(data) > MAX_RECORD_BYTES:
         return {}
     try:
         tags = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
-    return tags if isinstance(tags, dict) else {}
+    return tags if valid_tags(tags) else {}
 
 
 def _encode_tags(tags: dict[str, str]) -> bytes:
@@ -385,11 +378,10 @@ class MetaStore:
         return data
 
     def _read_blob(self, pointer: bytes) -> bytes | None:
-        # Anyone who may write a file may set its xattrs: a pointer is a name, never a path.
-        digest = pointer[len(_BLOB_POINTER):]
-        if not _BLOB_NAME.fullmatch(digest):
-            return None
-        return self._read_sidecar(self.bucket.state / "blobs" / digest.decode())
+        name = pointer[len(_BLOB_POINTER):].decode("ascii", "replace")
+        if not valid_blob_name(name):
+            return None  # not a pointer the gateway wrote (a forged "../../etc/shadow")
+        return self._read_sidecar(self.bucket.state / "blobs" / name)
 
     def _set(self, target: Target, name: str, value: bytes) -> None:
         if _set_xattr(target, name, value):
@@ -506,10 +498,14 @@ def read_bucket_record(root: Path, name: str, path: Path) -> tuple[str | None, i
         except FileNotFoundError:
             pass
     try:
-        record = json.loads(data) if data else {}
-    except ValueError:
+        record = json.loads(data) if data and len(data) <= MAX_RECORD_BYTES else {}
+    except (ValueError, RecursionError):
         record = {}
-    return record.get("owner"), record.get("created_ns") or os.stat(path).st_mtime_ns
+    if type(record) is not dict:
+        record = {}
+    owner, created_ns = record.get("owner"), record.get("created_ns")
+    return (owner if type(owner) is str else None,
+            created_ns if type(created_ns) is int and created_ns > 0 else os.stat(path).st_mtime_ns)
 
 
 def write_bucket_record(root: Path, name: str, path: Path, owner: str, *, sidecar: bool) -> None:

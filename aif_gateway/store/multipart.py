@@ -24,6 +24,7 @@ from ..checksums import composite_checksum, decode_checksum, full_object_crc, mu
 from ..errors import S3Error
 from .base import (
     CHECKSUM_ALGORITHMS,
+    MAX_PARTS,
     ByteStream,
     CompletedPart,
     ExpectedObject,
@@ -47,7 +48,7 @@ from .multipart_layout import (
     place_part,
     truncate_in_place,
 )
-from .multipart_slots import MAX_PARTS, WritersBusy, no_writers
+from .multipart_slots import WritersBusy, no_writers
 from .multipart_state import DONE_RECORD_TTL_S, PartRecord, UploadState, check_id, new_upload_id, no_upload
 from .oserrors import in_thread, s3_errors
 from .paths import BucketPaths
@@ -140,7 +141,8 @@ class MultipartUploads:
         try:
             with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
                 temp = await receive_body(
-                    self.bucket, body, hashed, fsync=self.fsync, writer=slot.writer(hashed)
+                    self.bucket, body, hashed, fsync=self.fsync, expected_size=options.expected_size,
+                    writer=slot.writer(hashed),
                 )
             check_body(temp, options)
             return await in_thread(

@@ -12,12 +12,13 @@ builds any other list of parts into a new file range by range: reflinked where t
 shares extents (FICLONERANGE on block-aligned ranges), else ``copy_file_range`` (which XFS,
 Btrfs, NFS 4.2 and Lustre serve without moving bytes through us), else copied.
 
-Preallocation: each part's range gets ``fallocate(FALLOC_FL_KEEP_SIZE)`` before its body, so the
-filesystem lays the range out in one piece and a full disk fails the part before its bytes are
-received. KEEP_SIZE because the object's total is unknown until Complete (the truncate there
-frees what lies past it); not ``posix_fallocate``, whose glibc emulation on filesystems without
-fallocate writes zeros block by block and would overwrite a concurrent writer's bytes. Where
-fallocate is unsupported, nothing is preallocated.
+Preallocation: each part's range gets ``fallocate(FALLOC_FL_KEEP_SIZE)`` as its body arrives,
+in windows ahead of the bytes written (``fsio.reserve``: never for the declared size alone), so
+the filesystem lays the range out in large pieces and a full disk fails the part early.
+KEEP_SIZE because the object's total is unknown until Complete (the truncate there frees what
+lies past it); not ``posix_fallocate``, whose glibc emulation on filesystems without fallocate
+writes zeros block by block and would overwrite a concurrent writer's bytes. Where fallocate is
+unsupported, nothing is preallocated.
 
 Public API (blocking unless marked)
 - ``MIN_PART_SIZE``
@@ -36,7 +37,6 @@ Public API (blocking unless marked)
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import S3Error
+from ..fsio import gpfs
+from ..fsio.reserve import Reservation
 from . import multipart_slots
 from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
 from ..fsio.newfile import NEW_FILE_MODE
@@ -57,22 +59,9 @@ _OPEN_WRITE = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last; also the least P worth a layout
 
-_FALLOC_FL_KEEP_SIZE = 0x01
 _FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range) from linux/fs.h
 # The filesystem (or this pair of files, or these offsets) cannot share extents: copy instead.
 _NO_CLONE_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-
-
-def preallocate(fd: int, offset: int, length: int) -> None:
-    """Reserve ``[offset, offset+length)`` without changing the file's size, where supported."""
-    if length <= 0 or _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
-        return
-    code = ctypes.get_errno()
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        raise OSError(code, os.strerror(code))
-    # Unsupported here (EOPNOTSUPP...): the writes allocate as they go.
 
 
 def copy_into(writer: HashingWriter, src_fd: int, offset: int, length: int, fsync: bool) -> TempObject:
@@ -94,11 +83,12 @@ def copy_into(writer: HashingWriter, src_fd: int, offset: int, length: int, fsyn
 class PartSlot:
     """Part ``part_number``'s range of the data file, held against other writers and Complete."""
 
-    def __init__(self, state: UploadState, upload_id: str, part_number: int, offset: int) -> None:
+    def __init__(self, state: UploadState, upload_id: str, part_number: int, offset: int, size: int) -> None:
         self.state = state
         self.upload_id = upload_id
         self.part_number = part_number
         self.offset = offset
+        self.size = size  # the body's declared length: the most its range may reserve
         self.fd: int | None = None
 
     def writer(self, algorithms: frozenset[str]) -> HashingWriter:
@@ -106,8 +96,9 @@ class PartSlot:
         fd, self.fd = self.fd, None  # the writer closes it from now on
         # Discarding keeps the file: the range keeps what was written, and no record names it
         # (``forget_data_part``).
+        reservation = Reservation(fd, self.offset, self.size, gpfs.reserve_keeping_size, "part preallocation")
         return HashingWriter(self.state.data_file(self.upload_id), fd, algorithms,
-                             offset=self.offset, unlink_on_discard=False)
+                             offset=self.offset, unlink_on_discard=False, reservation=reservation)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -137,14 +128,13 @@ def place_part(state: UploadState, key: str, upload_id: str, part_number: int, s
             return None  # another writer of this part, or a Complete, has the range
     except FileNotFoundError:
         raise no_upload(upload_id) from None
-    slot = PartSlot(state, upload_id, part_number, (part_number - 1) * part_size)
+    slot = PartSlot(state, upload_id, part_number, (part_number - 1) * part_size, size)
     try:
         state.forget_data_part(key, upload_id, part_number)
         try:
             slot.fd = os.open(state.data_file(upload_id), _OPEN_WRITE)
         except FileNotFoundError:
             raise no_upload(upload_id) from None
-        preallocate(slot.fd, slot.offset, size)
     except BaseException:
         slot.release()
         raise

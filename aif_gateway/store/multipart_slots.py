@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_PARTS = 10_000
+from .base import MAX_PARTS
+
 _RETRY_S = 0.01  # how often a waiting Complete tries again for writers of other processes
 _BUSY = (errno.EACCES, errno.EAGAIN)
 

@@ -114,7 +114,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
             data = json.loads(f.read(_MAX_RECORD_BYTES + 1))
-    except (FileNotFoundError, NotADirectoryError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError, RecursionError):
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # a symlink where a record belongs

@@ -4,8 +4,10 @@ Public API
 - ``receive_body(bucket, body, algorithms, *, fsync=False, expected_size=None) -> TempObject``
   (async): streams an async byte stream into a new temp file in the bucket's tmp/ from a
   worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
-  the file's layout. A ``SocketTail`` at the end of the stream is read by the engine's native
-  receive loop in a receiver thread (``fsio.sockrecv``). On any failure the temp file is removed.
+  the file's layout, caps the blocks reserved as bytes arrive (``fsio.reserve``) and cuts off
+  a body that outgrows it (InvalidRequest). A ``SocketTail`` at the end of the stream is read
+  by the engine's native receive loop in a receiver thread (``fsio.sockrecv``). On any failure
+  the temp file is removed.
 - ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
   ``options.verify(digests)``; raises S3Error.
 - ``record_for(temp, attrs, algorithms) -> ObjectRecord``: the record of a single-part PUT.
@@ -50,7 +52,8 @@ from ..checksums import MultiHasher, b64
 from ..errors import S3Error, chunked_body_error
 from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
 from ..fsio.inherit import inherit_from_directory
-from ..fsio.newfile import create_new_file
+from ..fsio.newfile import create_new_file, space_reservation
+from ..fsio.reserve import Reservation
 from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
 from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, SocketTail, WriteOptions
 from .locks import key_lock
@@ -81,7 +84,7 @@ class HashingWriter:
     """
 
     def __init__(self, path: Path, fd: int, algorithms: Iterable[str], *, offset: int = 0,
-                 unlink_on_discard: bool = True) -> None:
+                 unlink_on_discard: bool = True, reservation: Reservation | None = None) -> None:
         self.path = path
         self.fd: int | None = fd
         self.offset = offset
@@ -89,25 +92,40 @@ class HashingWriter:
         self.hasher = MultiHasher(algorithms)
         self.size = 0
         self.lock = threading.Lock()
+        # Blocks reserved as the bytes arrive (``offset`` is the reservation's start too).
+        self.reservation = reservation
 
     def write(self, batch: list[bytes]) -> None:
         data = memoryview(b"".join(batch))
         with self.lock:
             if self.fd is None:
                 raise OSError(errno.EBADF, "writer already discarded")
+            if self.reservation is not None:
+                self.reservation.cover(self.size + len(data))
             # One call hashes and writes the batch (native: without the GIL, each block hashed
             # while still in cache, then written).
             self.size += write_hashed(self.fd, data, self.offset + self.size, self.hasher)
 
     def receive(self, sock_fd: int, count: int, stall_timeout_s: float, decoder: Any = None) -> int:
         """Reads ``count`` bytes from the socket and writes them (or, with an aws-chunked
-        ``decoder``, their data) into the file after what is there, hashing what it writes."""
+        ``decoder``, their data) into the file after what is there, hashing what it writes.
+
+        With a reservation, in steps: each reads at most what is reserved ahead (data is
+        never longer than the raw bytes it decodes from), then reserves the next window."""
+        stall_ms = max(1, int(stall_timeout_s * 1000))
         with self.lock:
             if self.fd is None:
                 raise OSError(errno.EBADF, "writer already discarded")
-            got = recv_hashed(sock_fd, self.fd, self.offset + self.size, count, self.hasher,
-                              max(1, int(stall_timeout_s * 1000)), decoder)
-            self.size += got
+            got = 0
+            left = count
+            while left > 0:
+                step = left if self.reservation is None else min(left, self.reservation.receive_step(self.size))
+                written = recv_hashed(sock_fd, self.fd, self.offset + self.size, step, self.hasher, stall_ms, decoder)
+                self.size += written
+                got += written
+                left -= step
+                if self.reservation is not None and left:
+                    self.reservation.cover(self.size)
             return got
 
     def finish(self, fsync: bool) -> TempObject:
@@ -132,8 +150,16 @@ class HashingWriter:
 def new_temp_writer(bucket: BucketPaths, algorithms: Iterable[str], expected_size: int | None = None) -> HashingWriter:
     # In the shared, sticky tmp/ (internal.py), created with the caller's ids: the file is theirs.
     path = bucket.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
-    # Laid out for its filesystem and size (Lustre stripes, GPFS preallocation) before any byte.
-    return HashingWriter(path, create_new_file(path, expected_size), algorithms)
+    # Laid out for its filesystem and size (Lustre stripes) before any byte; blocks (ext4, GPFS)
+    # are reserved only as bytes arrive.
+    fd = create_new_file(path, expected_size)
+    try:
+        reservation = space_reservation(path, fd, expected_size)
+    except BaseException:
+        os.close(fd)
+        discard(path)
+        raise
+    return HashingWriter(path, fd, algorithms, reservation=reservation)
 
 
 def discard(path: Path) -> None:
@@ -147,14 +173,15 @@ async def receive_body(
     bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False,
     expected_size: int | None = None, writer: HashingWriter | None = None,
 ) -> TempObject:
-    # ``writer``: another destination with _TempWriter's write/finish/discard (multipart's
+    # ``writer``: another destination with HashingWriter's write/finish/discard (multipart's
     # writer into a part's range of an upload's shared data file); by default a new temp file.
+    # ``expected_size``: the declared length, which the body may not outgrow.
     if writer is None:
         writer = await as_caller(new_temp_writer, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
     try:
         batch: list[bytes] = []
-        batched = 0
+        batched = received = 0
         # Writes and finish touch only the open descriptor, which keeps the rights it was
         # opened with: those threads need no identity switch.
         async for chunk in body:
@@ -170,6 +197,11 @@ async def receive_body(
                 continue
             if not chunk:
                 continue
+            received += len(chunk)
+            if expected_size is not None and received > expected_size:
+                # The protocol layer's decoders stop at the declared length; this is the store's
+                # own guard that no body outgrows its claim (and the space reserved for it).
+                raise S3Error("InvalidRequest", "The request body is longer than its declared length.")
             batch.append(chunk)
             batched += len(chunk)
             if batched >= WRITE_BATCH:
@@ -205,9 +237,11 @@ async def _receive_tail(writer: HashingWriter, tail: SocketTail) -> None:
         pass  # not started: the stream goes on with bytes
     except ChunkedError as exc:
         raise chunked_body_error(exc.kind, exc.message) from None
-    except (ConnectionError, TimeoutError) as exc:
-        # The client went away or stalled mid-body: the same outcome as through aiohttp.
+    except ConnectionError as exc:
+        # The client went away mid-body: the same outcome as through aiohttp.
         raise S3Error("IncompleteBody", f"The body ended early: {exc}") from exc
+    except TimeoutError:
+        raise S3Error("RequestTimeout") from None  # it stalled: as through aiohttp
 
 
 def check_body(temp: TempObject, options: WriteOptions) -> None:
@@ -424,6 +458,8 @@ def copy_to_temp(
     writer = new_temp_writer(bucket, algorithms or (), length)
     try:
         assert writer.fd is not None
+        if writer.reservation is not None:
+            writer.reservation.reserve_all()  # the source's bytes exist: no client's claim
         if algorithms is None:
             copy_range(src_fd, writer.fd, offset, length)
             writer.size = length

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import S3Error
+from .base import MAX_TAGS
 from .locks import key_lock
 from .meta import MetaStore
 from .paths import BucketPaths
 from .reader import meta_key, object_info
 
-MAX_TAGS = 10
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 

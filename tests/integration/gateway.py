@@ -189,6 +189,11 @@ class GatewayProcess:
     def live_processes(self, pgid: int) -> list[int]:
         return _live_members(pgid)
 
+    def worker_pids(self) -> list[int]:
+        """The live processes of this gateway other than its master."""
+        assert self._proc is not None
+        return [pid for pid in _live_members(self._proc.pid) if pid != self._proc.pid]
+
     def stdout(self) -> str:
         return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
 

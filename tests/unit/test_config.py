@@ -121,3 +121,36 @@ def test_tls_files_that_do_not_load_are_reported_up_front(tmp_path):
         load_settings(tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem")
     with pytest.raises(ConfigError, match="no such file"):
         load_settings(tls_cert=tmp_path / "missing.pem", tls_key=tmp_path / "key.pem")
+
+
+def test_limits_and_timeouts_default_to_aws_and_nginx_values(tmp_path):
+    s = load_settings(root=tmp_path)
+    assert (s.limits.max_object_size, s.limits.max_part_size, s.limits.max_parts) == (5 << 30, 5 << 30, 10_000)
+    assert (s.header_timeout, s.keepalive_timeout, s.limits.body_stall_timeout) == (20.0, 75.0, 120.0)
+
+
+def test_limits_and_timeouts_come_from_the_config_file(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[server]\nheader_timeout = 5\nkeepalive_timeout = 30.5\n'
+                   '[limits]\nmax_object_size = "100MiB"\nmax_part_size = 1048576\nmax_parts = 500\n'
+                   'body_stall_timeout = 10\n')
+    s = load_settings(config_file=cfg)
+    assert (s.header_timeout, s.keepalive_timeout) == (5.0, 30.5)
+    assert (s.limits.max_object_size, s.limits.max_part_size) == (100 << 20, 1 << 20)
+    assert (s.limits.max_parts, s.limits.body_stall_timeout) == (500, 10.0)
+
+
+@pytest.mark.parametrize(("section", "line", "message"), [
+    ("limits", "max_parts = 10001", "max_parts must be an integer from 1 to 10000"),
+    ("limits", "max_parts = 0", "max_parts must be"),
+    ("limits", 'max_object_size = "5 furlongs"', "max_object_size must be a positive number of bytes"),
+    ("limits", "max_part_size = -1", "max_part_size must be"),
+    ("limits", "colour = 1", r"unknown \[limits\] key"),
+    ("server", "header_timeout = 0", "header_timeout must be a positive number of seconds"),
+    ("server", 'keepalive_timeout = "long"', "keepalive_timeout must be"),
+])
+def test_bad_limits_are_reported(tmp_path, section, line, message):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f"[{section}]\n{line}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=cfg)

@@ -14,6 +14,7 @@ Records the gateway writes decode to themselves.
 
 from __future__ import annotations
 
+import base64
 import json
 from types import SimpleNamespace
 
@@ -41,8 +42,10 @@ def _header_safe(text) -> bool:
 
 
 def _str_dict(value, keys_allowed=None) -> bool:
+    """Header-safe strings, with keys from ``keys_allowed`` (compared without case: header names)."""
+    allowed = None if keys_allowed is None else {k.lower() for k in keys_allowed}
     return isinstance(value, dict) and all(
-        _header_safe(k) and _header_safe(v) and (keys_allowed is None or k.lower() in keys_allowed)
+        _header_safe(k) and _header_safe(v) and (allowed is None or k.lower() in allowed)
         for k, v in value.items()
     )
 
@@ -87,8 +90,12 @@ def records(draw) -> ObjectRecord:
         headers=draw(st.dictionaries(st.sampled_from(STORED_HEADERS), st.text("abc =/;", max_size=10), max_size=2)),
         user_meta=draw(st.dictionaries(st.text("abcxyz-", min_size=1, max_size=8), st.text("abc ", max_size=8),
                                        max_size=2)),
-        checksums=draw(st.dictionaries(st.sampled_from(CHECKSUM_ALGORITHMS), st.text("AZaz09+/=", max_size=12),
-                                       max_size=1)),
+        # Checksums are base64 digests (with a part count when COMPOSITE), as the gateway stores them.
+        checksums=draw(st.dictionaries(
+            st.sampled_from(CHECKSUM_ALGORITHMS),
+            st.builds(lambda digest, parts: base64.b64encode(digest).decode() + parts,
+                      st.binary(min_size=4, max_size=32), st.sampled_from(["", "-3"])),
+            max_size=1)),
         checksum_type=draw(st.sampled_from(CHECKSUM_TYPES)),
         part_sizes=parts,
         dir_marker=draw(st.booleans()),

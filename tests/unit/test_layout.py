@@ -303,20 +303,20 @@ def fake_libgpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-def test_gpfs_prealloc_is_called_with_the_whole_size(fake_libgpfs: Path, tmp_path: Path) -> None:
+def test_gpfs_prealloc_is_called_with_the_range(fake_libgpfs: Path, tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_CREAT | os.O_WRONLY, 0o644)
     try:
-        assert gpfs.preallocate(fd, 5 * GiB + 1) == "gpfs_prealloc"
+        assert gpfs.preallocate(fd, 4 * MiB, 5 * GiB + 1) == "gpfs_prealloc"
     finally:
         os.close(fd)
-    assert fake_libgpfs.read_text() == f"{fd} 0 {5 * GiB + 1}\n"
+    assert fake_libgpfs.read_text() == f"{fd} {4 * MiB} {5 * GiB + 1}\n"
 
 
 def test_gpfs_prealloc_failure_falls_back_to_fallocate(fake_libgpfs: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GPFS_FAIL", "1")
     with open(tmp_path / "f", "wb") as f:
-        assert gpfs.preallocate(f.fileno(), 3 * MiB) == "fallocate"
+        assert gpfs.preallocate(f.fileno(), 0, 3 * MiB) == "fallocate"
     assert (tmp_path / "f").stat().st_size == 3 * MiB
     assert fake_libgpfs.read_text().count("\n") == 1
 
@@ -324,7 +324,7 @@ def test_gpfs_prealloc_failure_falls_back_to_fallocate(fake_libgpfs: Path, tmp_p
 def test_preallocate_without_libgpfs_uses_fallocate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpfs, "_libgpfs", None)
     with open(tmp_path / "f", "wb") as f:
-        assert gpfs.preallocate(f.fileno(), 2 * MiB) == "fallocate"
+        assert gpfs.preallocate(f.fileno(), 0, 2 * MiB) == "fallocate"
         assert os.fstat(f.fileno()).st_blocks * 512 >= 2 * MiB
     assert gpfs.load_libgpfs(str(tmp_path / "missing.so")) is None
 
@@ -334,7 +334,7 @@ def test_preallocate_reports_every_failure(fake_libgpfs: Path, monkeypatch: pyte
     read, write = os.pipe()  # fallocate refuses a pipe
     try:
         with pytest.raises(OSError, match="gpfs_prealloc: No space left on device; fallocate: "):
-            gpfs.preallocate(write, 1 * MiB)
+            gpfs.preallocate(write, 0, 1 * MiB)
     finally:
         os.close(read)
         os.close(write)
@@ -393,37 +393,65 @@ def test_create_new_file_falls_back_when_lfs_fails(tmp_path: Path, fake_lfs: Fak
     assert levels == [logging.WARNING, logging.DEBUG]  # one warning, not one per PUT
 
 
-def test_create_new_file_on_ext4_reserves_large_objects_keeping_the_size(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_reserves_nothing_before_a_byte_arrives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pretend(monkeypatch, EXT4)  # fallocate KEEP_SIZE works on whatever filesystem tmp_path is
-    big = newfile.create_new_file(tmp_path / "big", 40 * MiB)
+    fd = newfile.create_new_file(tmp_path / "big", 250 * MiB)
+    try:
+        assert newfile.space_reservation(tmp_path / "big", fd, 250 * MiB) is not None
+        assert os.fstat(fd).st_blocks == 0  # a declared size alone reserves nothing
+    finally:
+        os.close(fd)
+
+
+def test_ext4_reserves_large_objects_as_their_bytes_arrive_keeping_the_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend(monkeypatch, EXT4)
+    big = newfile.create_new_file(tmp_path / "big", 250 * MiB)
     small = newfile.create_new_file(tmp_path / "small", 1 * MiB)
     try:
-        assert os.fstat(big).st_size == 0 and os.fstat(big).st_blocks * 512 >= 40 * MiB
-        assert os.fstat(small).st_blocks == 0
-        os.write(big, b"abc")
-        assert os.fstat(big).st_size == 3  # a short body leaves a short file, not zeros
+        assert newfile.space_reservation(tmp_path / "small", small, 1 * MiB) is None
+        reservation = newfile.space_reservation(tmp_path / "big", big, 250 * MiB)
+        assert reservation is not None
+        os.write(big, b"x" * MiB)
+        reservation.cover(MiB)  # 1 MiB in hand: at most as much again is reserved ahead
+        assert MiB <= os.fstat(big).st_blocks * 512 <= 2 * MiB + 64 * KiB
+        assert os.fstat(big).st_size == MiB  # a short body leaves a short file, not zeros
     finally:
         os.close(big)
         os.close(small)
 
 
-def test_create_new_file_on_gpfs_preallocates(tmp_path: Path, fake_libgpfs: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_on_gpfs_reserves_in_windows(tmp_path: Path, fake_libgpfs: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     pretend(monkeypatch, GPFS_4M)
-    os.close(newfile.create_new_file(tmp_path / "big", 64 * MiB))
-    os.close(newfile.create_new_file(tmp_path / "small", 1 * MiB))
-    assert [line.split()[1:] for line in fake_libgpfs.read_text().splitlines()] == [["0", str(64 * MiB)]]
+    fd = newfile.create_new_file(tmp_path / "big", 200 * MiB)
+    try:
+        reservation = newfile.space_reservation(tmp_path / "big", fd, 200 * MiB)
+        assert reservation is not None
+        for end in (4 * MiB, 8 * MiB, 24 * MiB, 150 * MiB, 200 * MiB):
+            reservation.cover(end)
+        assert newfile.space_reservation(tmp_path / "small", fd, 1 * MiB) is None
+    finally:
+        os.close(fd)
+    calls = [[int(n) for n in line.split()[1:]] for line in fake_libgpfs.read_text().splitlines()]
+    assert calls == [[0, 8 * MiB], [8 * MiB, 40 * MiB], [48 * MiB, 152 * MiB]]
 
 
-def test_create_new_file_survives_a_failed_preallocation(tmp_path: Path, fake_libgpfs: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_preallocation_leaves_the_write_alone(tmp_path: Path, fake_libgpfs: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     pretend(monkeypatch, GPFS_4M)
     monkeypatch.setenv("FAKE_GPFS_FAIL", "1")
     monkeypatch.setattr(gpfs, "_fallocate", None)
     fd = newfile.create_new_file(tmp_path / "big", 64 * MiB)
-    os.close(fd)
+    try:
+        reservation = newfile.space_reservation(tmp_path / "big", fd, 64 * MiB)
+        assert reservation is not None
+        reservation.cover(MiB)  # ENOSYS from the missing fallocate: no reason to fail
+        reservation.cover(40 * MiB)
+    finally:
+        os.close(fd)
     assert (tmp_path / "big").stat().st_size == 0
+    assert fake_libgpfs.read_text().count("\n") == 1  # not tried again
 
 
 # ---- wired into the store -----------------------------------------------------------------------

@@ -64,6 +64,10 @@ RECORDS = {
     "odd part counts": b'{"etag":"e","size":5,"mtime_ns":%d,"part_sizes":[[1,true]]}' % MTIME,
     "float size": b'{"etag":"e","size":5.0,"mtime_ns":%d}' % MTIME,
     "not utf-8": b'{"etag":"\xff","size":5,"mtime_ns":%d}' % MTIME,
+    "forged header": b'{"etag":"e","size":5,"mtime_ns":%d,"headers":{"Set-Cookie":"a=b"}}' % MTIME,
+    "etag of a list": b'{"etag":["e"],"size":5,"mtime_ns":%d}' % MTIME,
+    "checksums of ints": b'{"etag":"e","size":5,"mtime_ns":%d,"checksums":{"CRC32":1}}' % MTIME,
+    "long part run": b'{"etag":"e","size":5,"mtime_ns":%d,"part_sizes":[[0,100000000],[5,1]]}' % MTIME,
     "empty": b"",
     "none": None,
 }
@@ -73,6 +77,11 @@ RECORDS = {
 def test_listed_info_agrees_with_the_exact_reading(name: str) -> None:
     data = RECORDS[name]
     assert listed_fields(listed_info("dir/k", 5, MTIME, data)) == listed_fields(exact("dir/k", 5, MTIME, data))
+
+
+@pytest.mark.parametrize("name", ["forged header", "etag of a list", "checksums of ints", "long part run"])
+def test_a_forged_record_lists_as_a_foreign_file(name: str) -> None:
+    assert listed_info("dir/k", 5, MTIME, RECORDS[name]) == listed_info("dir/k", 5, MTIME, None)
 
 
 def test_a_foreign_file_lists_with_the_foreign_etag() -> None:

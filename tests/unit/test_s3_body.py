@@ -59,7 +59,7 @@ def store_like(upload: UploadBody):
 
 def put(headers, body, **auth):
     async def go():
-        upload = write_body(await make_request(headers, body, **auth))
+        upload = write_body(await make_request(headers, body, **auth), max_size=5 << 30)
         return upload, await store_like(upload)
 
     return asyncio.run(go())

@@ -6,7 +6,6 @@ import zlib
 from typing import Any
 
 import pytest
-from multidict import MultiDict
 
 from aif_gateway.checksums import b64
 from aif_gateway.errors import S3Error
@@ -19,20 +18,6 @@ T0 = 1_735_689_600_000_000_000
 
 
 # -- parsing --------------------------------------------------------------------------------
-# "²" is a digit to str.isdigit() but not to int(); int() refuses more than 4,300 digits.
-@pytest.mark.parametrize("raw", ["0", "10001", "-1", "x", "", "1.0", "\u00b2", "9" * 5000])
-def test_part_number_outside_1_to_10000_is_invalid_argument(raw: str) -> None:
-    with pytest.raises(S3Error) as exc:
-        multipart.part_number(MultiDict({"partNumber": raw}))
-    assert exc.value.code == "InvalidArgument"
-    assert exc.value.extra["ArgumentName"] == "partNumber"
-
-
-def test_part_number_bounds_are_inclusive() -> None:
-    assert multipart.part_number(MultiDict({"partNumber": "1"})) == 1
-    assert multipart.part_number(MultiDict({"partNumber": "10000"})) == 10000
-
-
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [

@@ -236,7 +236,8 @@ def test_keys_with_newlines_and_encoded_slashes_reach_the_handler(tmp_path):
 
 def test_oversized_header_section_is_an_s3_error(tmp_path):
     async def scenario(client, _base):
-        response = await client.get("/bucket/key", headers={"x-amz-meta-big": "y" * 20000})
+        # Each line within aiohttp's limit (a longer one is refused by s3/connection.py).
+        response = await client.get("/bucket/key", headers={"x-amz-meta-a": "y" * 10000, "x-amz-meta-b": "y" * 10000})
         return response.status, await response.read()
 
     status, body = run_against_app(tmp_path, scenario)

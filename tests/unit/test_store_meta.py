@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from store_support import bucket_paths
+from aif_gateway.store.base import MAX_PARTS
 from aif_gateway.store.meta import (
-    BACKEND_ENV, SIDECAR, XATTR, ObjectRecord, foreign_etag, guess_content_type, info_for, meta_store_for,
+    BACKEND_ENV, META_XATTR, SIDECAR, XATTR, ObjectRecord, decode_tags, foreign_etag, guess_content_type, info_for,
+    meta_store_for,
 )
 from aif_gateway.store.paths import BucketPaths
+from aif_gateway.store.record_checks import MAX_RECORD_BYTES
 
 
 def record_of(path: Path, **fields: object) -> ObjectRecord:
@@ -21,7 +25,7 @@ def record_of(path: Path, **fields: object) -> ObjectRecord:
 
 def test_record_round_trips_through_its_encoding() -> None:
     record = ObjectRecord(
-        etag="abc-3", size=0, mtime_ns=0, content_type="text/csv", headers={"Cache-Control": "no-cache"},
+        etag="abc-3", size=17, mtime_ns=0, content_type="text/csv", headers={"Cache-Control": "no-cache"},
         user_meta={"owner": "ü"}, checksums={"CRC32": "AAAAAA=="}, checksum_type="COMPOSITE",
         part_sizes=(5, 5, 5, 2),
     )
@@ -29,7 +33,7 @@ def test_record_round_trips_through_its_encoding() -> None:
 
 
 def test_many_equal_parts_encode_compactly() -> None:
-    record = ObjectRecord(etag="e-10000", size=0, mtime_ns=0, part_sizes=(8 << 20,) * 9999 + (1,))
+    record = ObjectRecord(etag="e-10000", size=9999 * (8 << 20) + 1, mtime_ns=0, part_sizes=(8 << 20,) * 9999 + (1,))
     assert len(record.encode()) < 200
     assert ObjectRecord.decode(record.encode()) == record
 
@@ -37,6 +41,83 @@ def test_many_equal_parts_encode_compactly() -> None:
 @pytest.mark.parametrize("data", [b"not json", b"[]", b'{"etag": "x"}', b'{"unknown": 1}'])
 def test_corrupt_records_decode_to_none(data: bytes) -> None:
     assert ObjectRecord.decode(data) is None
+
+
+GOOD = {"etag": "0" * 32, "size": 10, "mtime_ns": 1}
+
+
+def forged(**fields: object) -> bytes:
+    return json.dumps({**GOOD, **fields}).encode()
+
+
+def test_a_well_formed_record_passes_the_checks() -> None:
+    assert ObjectRecord.decode(forged(headers={"Cache-Control": "no-cache"}, user_meta={"a-b": "ü x"},
+                                      part_sizes=[[4, 2], [2, 1]])) is not None
+
+
+@pytest.mark.parametrize("headers", [{"Set-Cookie": "session=stolen"}, {"Location": "https://evil.example"},
+                                     {"cache-control": "no-cache"}, {"Expires": "x\r\nSet-Cookie: a=b"}])
+def test_records_naming_headers_s3_objects_cannot_carry_are_refused(headers: dict[str, str]) -> None:
+    assert ObjectRecord.decode(forged(headers=headers)) is None
+
+
+@pytest.mark.parametrize("fields", [
+    {"size": "10"}, {"size": -1}, {"size": True}, {"mtime_ns": 1.5}, {"etag": 5}, {"etag": 'a"b'}, {"etag": ""},
+    {"content_type": ["text/plain"]}, {"content_type": "text/plain\r\nSet-Cookie: a=b"},
+    {"headers": ["Cache-Control"]}, {"headers": {"Cache-Control": 5}},
+    {"user_meta": {"a": ["x"]}}, {"user_meta": {"Bad Name": "x"}}, {"user_meta": {"a": "x\ny"}},
+    {"checksums": {"CRC32": 1}}, {"checksums": {"MD4": "AAAAAA=="}}, {"checksums": {"CRC32": "not base64!"}},
+    {"checksum_type": "WHOLE"}, {"dir_marker": "yes"}, {"part_sizes": "10"}, {"part_sizes": [[10]]},
+    {"part_sizes": [[10, 0]]}, {"part_sizes": [[-5, 1], [15, 1]]},
+])
+def test_records_with_wrong_types_or_values_are_refused(fields: dict[str, object]) -> None:
+    assert ObjectRecord.decode(forged(**fields)) is None
+
+
+def test_part_sizes_must_add_up_to_the_object() -> None:
+    assert ObjectRecord.decode(forged(part_sizes=[[4, 2]])) is None
+
+
+def test_a_long_run_of_parts_is_refused_before_it_is_expanded() -> None:
+    # 10**8 one-byte parts, as a run: expanding it first took seconds and hundreds of MB per HEAD.
+    assert ObjectRecord.decode(forged(size=10**8, part_sizes=[[1, 10**8]])) is None
+    assert ObjectRecord.decode(forged(size=MAX_PARTS + 1, part_sizes=[[1, MAX_PARTS + 1]])) is None
+    assert ObjectRecord.decode(forged(size=MAX_PARTS, part_sizes=[[1, MAX_PARTS]])) is not None
+
+
+def test_more_runs_than_parts_allowed_are_refused() -> None:
+    runs = [[1, 1]] * (MAX_PARTS + 1)
+    assert ObjectRecord.decode(forged(size=MAX_PARTS + 1, part_sizes=runs)) is None
+
+
+def test_a_record_larger_than_the_cap_is_not_parsed() -> None:
+    padded = forged(content_type="x" * MAX_RECORD_BYTES)
+    assert ObjectRecord.decode(padded) is None
+
+
+@pytest.mark.parametrize("data", [b"[]", b'{"a": 1}', b'{"k": ["v"]}', json.dumps({str(i): "v" for i in range(11)}).encode()])
+def test_tag_sets_that_the_gateway_cannot_have_written_read_as_none(data: bytes) -> None:
+    assert decode_tags(data) == {}
+
+
+def test_a_blob_pointer_cannot_leave_the_blob_directory(bucket: BucketPaths) -> None:
+    meta = meta_store_for(bucket, XATTR)
+    path = bucket.dir / "obj"
+    path.write_bytes(b"data")
+    st = os.stat(path)
+    outside = bucket.dir / "planted.json"  # any file the record could point at
+    outside.write_bytes(ObjectRecord(etag="e", size=st.st_size, mtime_ns=st.st_mtime_ns).encode())
+    os.setxattr(path, META_XATTR, b"@blob:../../planted.json")
+    assert meta.read(path, "obj") is None
+
+
+def test_a_huge_sidecar_is_not_read_whole(bucket: BucketPaths) -> None:
+    meta = meta_store_for(bucket, SIDECAR)
+    path = bucket.dir / "obj"
+    path.write_bytes(b"data")
+    bucket.meta.mkdir(parents=True)
+    (bucket.meta / "obj.json").write_bytes(b" " * (2 * MAX_RECORD_BYTES) + record_of(path).encode())
+    assert meta.read(path, "obj") is None
 
 
 def test_a_record_is_valid_only_while_size_and_mtime_match(tmp_path: Path) -> None:

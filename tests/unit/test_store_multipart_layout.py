@@ -386,12 +386,19 @@ def test_a_small_last_part_that_came_before_p_is_the_only_part_copied(root: Path
     assert (root / BUCKET / "k").read_bytes() == b"".join(datas)
 
 
-def test_preallocation_keeps_the_size(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"abc")
-    fd = os.open(path, os.O_WRONLY)
+def test_a_parts_range_is_reserved_as_its_bytes_arrive_keeping_the_size(root: Path) -> None:
+    upload_id = run(uploads(root).create("k", ObjectAttrs()))
+    put_part(root, upload_id, 1, part_bytes(1))  # P is now known
+    state = uploads(root).state
+    slot = multipart_layout.place_part(state, "k", upload_id, 2, P)  # declares P, sends nothing yet
+    assert slot is not None
+    data_file = upload_dir(root, upload_id) / "data"
     try:
-        multipart_layout.preallocate(fd, 1 << 20, 1 << 20)
+        assert data_file.stat().st_blocks * 512 <= P + 64 * 1024  # nothing reserved for part 2 yet
+        writer = slot.writer(frozenset())
+        writer.write([b"x" * (1 << 20)])
+        assert P + (1 << 20) <= data_file.stat().st_blocks * 512 <= P + 2 * (1 << 20) + 64 * 1024
+        assert data_file.stat().st_size == P + (1 << 20)  # KEEP_SIZE: nothing past the bytes written
+        writer.discard()
     finally:
-        os.close(fd)
-    assert path.read_bytes() == b"abc"
+        slot.release()

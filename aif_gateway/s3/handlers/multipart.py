@@ -21,40 +21,27 @@ from aiohttp import web
 
 from ...checksums import ALGORITHMS, decode_checksum
 from ...errors import S3Error
-from ...store.base import CompletedPart, ExpectedObject, ObjectInfo, PartInfo, WriteOptions
+from ...store.base import MAX_PARTS, CompletedPart, ExpectedObject, ObjectInfo, PartInfo, WriteOptions
 from ..body import checksum_header, parse_length, read_body_bytes, write_body
 from ..conditions import check_copy_source_conditions, write_conditions
 from ..context import S3Request
 from ..headers import attrs_from_headers
+from ..limits import part_number
+from ..numbers import DECIMAL, decimal
 from ..responses import iso8601, xml_response
 from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 from .copy import COPY_SOURCE, checksum_fields, parse_copy_source, requested_checksum_algorithm
 from .listing import MAX_LIST, STORAGE_CLASS, int_param, owner_xml
 
-MAX_PART_NUMBER = 10_000
 CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 # CRCs combine into a whole-object value; SHA digests do not, so they can only be COMPOSITE.
 _FULL_OBJECT_CAPABLE = ("CRC32", "CRC32C", "CRC64NVME")
 _COPY_SOURCE_RANGE = "x-amz-copy-source-range"
 _MP_OBJECT_SIZE = "x-amz-mp-object-size"
-_RANGE_SYNTAX = re.compile(r"bytes=(\d+)-(\d+)")
-# A part number's digits: ASCII only (str.isdigit() also takes "²", which int() refuses) and few
-# enough for int() (it refuses over 4,300): both were a 500 (tests/unit/test_fuzz_xml.py).
-_PART_DIGITS = re.compile(r"[0-9]{1,18}")
+_RANGE_SYNTAX = re.compile(rf"bytes=({DECIMAL})-({DECIMAL})")
 
 
 # -- request parsing ------------------------------------------------------------------------
-def part_number(query: Mapping[str, str]) -> int:
-    raw = query.get("partNumber", "")
-    if not _PART_DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_PART_NUMBER:
-        raise S3Error(
-            "InvalidArgument",
-            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
-            extra={"ArgumentName": "partNumber", "ArgumentValue": raw},
-        )
-    return int(raw)
-
-
 def required_upload_id(query: Mapping[str, str]) -> str:
     value = query.get("uploadId")
     if not value:
@@ -125,13 +112,15 @@ def _strip_quotes(etag: str) -> str:
     return etag
 
 
-def parse_complete(body: bytes) -> list[CompletedPart]:
-    """The ``CompleteMultipartUpload`` document: parts in strictly ascending order."""
-    _, elements = parse_items(body, "CompleteMultipartUpload", "Part", MAX_PART_NUMBER)
+def parse_complete(body: bytes, max_parts: int = MAX_PARTS) -> list[CompletedPart]:
+    """The ``CompleteMultipartUpload`` document: at most ``max_parts`` parts (MalformedXML
+    beyond), in strictly ascending order. A number no upload accepts names no part: InvalidPart
+    (the store's answer)."""
+    _, elements = parse_items(body, "CompleteMultipartUpload", "Part", max_parts)
     parts: list[CompletedPart] = []
     for element in elements:
         number, etag = child_text(element, "PartNumber"), child_text(element, "ETag")
-        if number is None or etag is None or not _PART_DIGITS.fullmatch(number.strip()):
+        if number is None or etag is None or decimal(number) is None:
             raise S3Error("MalformedXML")
         checksums = {
             child.tag.removeprefix("Checksum").upper(): (child.text or "").strip()
@@ -158,7 +147,7 @@ def expected_object(headers: Mapping[str, str]) -> ExpectedObject:
     if algorithm is not None:
         checksum = headers[checksum_header(algorithm)].strip()
         digest, dash, parts = checksum.partition("-")  # a COMPOSITE value may end in -<parts>
-        if decode_checksum(algorithm, digest) is None or (dash and not parts.isdigit()):
+        if decode_checksum(algorithm, digest) is None or (dash and decimal(parts) is None):
             raise S3Error("InvalidRequest", f"Value for {checksum_header(algorithm)} header is invalid.")
     checksum_type = headers.get("x-amz-checksum-type")
     if checksum_type is not None:
@@ -199,8 +188,8 @@ async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
 
 async def upload_part(req: S3Request) -> web.StreamResponse:
     assert req.bucket is not None and req.key is not None
-    number = part_number(req.query)
-    body = write_body(req)
+    number = part_number(req.query.get("partNumber"), req.limits.max_parts)
+    body = write_body(req, max_size=req.limits.max_part_size)
     part = await req.store.upload_part(
         req.bucket, req.key, required_upload_id(req.query), number, body.stream, body.options
     )
@@ -210,7 +199,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
 async def upload_part_copy(req: S3Request) -> web.StreamResponse:
     assert req.bucket is not None and req.key is not None
     headers = req.http.headers
-    number = part_number(req.query)
+    number = part_number(req.query.get("partNumber"), req.limits.max_parts)
     src_bucket, src_key = parse_copy_source(headers[COPY_SOURCE])
     src_range = parse_copy_source_range(headers.get(_COPY_SOURCE_RANGE))
 
@@ -230,7 +219,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     assert req.bucket is not None and req.key is not None
     if_match, if_none_match = write_conditions(req.http.headers)
     expected = expected_object(req.http.headers)
-    parts = parse_complete(await read_body_bytes(req, limit=MAX_XML_SIZE, checksum_headers=False))
+    parts = parse_complete(await read_body_bytes(req, limit=MAX_XML_SIZE, checksum_headers=False), req.limits.max_parts)
     options = WriteOptions(if_match=if_match, if_none_match=if_none_match)
     info = await req.store.complete_multipart(
         req.bucket, req.key, required_upload_id(req.query), parts, options, expected

@@ -14,17 +14,16 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from ...errors import S3Error
-from ...store.base import ObjectInfo, ObjectReader
+from ...store.base import MAX_PARTS, ObjectInfo, ObjectReader
 from ..body import write_body
 from ..conditions import check_read_conditions, write_conditions
 from ..context import S3Request
 from ..headers import apply_response_overrides, attrs_from_headers, checksum_mode_enabled, object_headers
+from ..limits import part_number
 from ..ranges import parse_range
 from ..sendfile import SendfileUnavailable, send_body_by_sendfile, sendfile_socket
 
 log = logging.getLogger(__name__)
-
-MAX_PART_NUMBER = 10_000
 
 
 @dataclass(frozen=True)
@@ -44,15 +43,11 @@ def _part_number(req: S3Request) -> int | None:
     value = req.query.get("partNumber")
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise S3Error(
-            "InvalidArgument",
-            "Part number must be an integer between 1 and 10000, inclusive",
-            extra={"ArgumentName": "partNumber", "ArgumentValue": value},
-        )
+    # Reads address parts of objects that exist: S3's range, whatever uploads are limited to now.
+    number = part_number(value, MAX_PARTS)
     if "Range" in req.http.headers:
         raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
-    return int(value)
+    return number
 
 
 def _part_bounds(info: ObjectInfo, part_number: int) -> tuple[int, int, int]:
@@ -168,7 +163,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     bucket, key = _object(req)
     attrs = attrs_from_headers(req.http.headers)
     if_match, if_none_match = write_conditions(req.http.headers)
-    upload = write_body(req, if_match=if_match, if_none_match=if_none_match)
+    upload = write_body(req, max_size=req.limits.max_object_size, if_match=if_match, if_none_match=if_none_match)
     # A key ending in "/" with an empty body is a directory marker; the store decides how.
     info = await req.store.put_object(bucket, key, upload.stream, attrs, upload.options)
     # A single PUT's checksum is always of the whole object.
