@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "posix_user, admin, allow_root), mode 0600; edit it with 'aif-gateway users', "
                             "reload it with SIGHUP")
     serve.add_argument("--config", type=Path, metavar="FILE",
-                       help="TOML config file with [server] and [buckets] sections")
+                       help="TOML config file with [server], [limits] and [buckets] sections")
     serve.add_argument("--domain", metavar="NAME",
                        help="enable virtual-host style addressing: BUCKET.NAME/key")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
