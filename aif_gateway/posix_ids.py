@@ -4,7 +4,8 @@
 - ``posix_user = "alice"`` is looked up through NSS (``getpwnam`` + ``getgrouplist``), so sites
   with LDAP or SSSD need not copy ids into the file; the lookup happens when the users are
   loaded (at start and at each reload), not per request;
-- uid 0 acts as ``nobody`` unless the user has ``allow_root = true`` (root squash, as NFS does);
+- uid 0 acts as ``nobody``, and group 0 (as primary or supplementary group) is dropped for
+  ``nobody``'s group, unless the user has ``allow_root = true`` (root squash, as NFS does);
 - a user with no POSIX ids acts with the gateway's own ids (a one-user gateway, the generated
   key of a first start), unless ``require_posix_ids`` refuses such users;
 - a gateway not running as root cannot act as anyone else: every key acts as the gateway's user
@@ -66,8 +67,13 @@ def resolve(identity: Identity, *, require_posix_ids: bool) -> PosixIds | None:
                            "uid and gid, or posix_user, in the users file")
     else:
         return None
-    if ids.uid == 0 and not identity.allow_root:
-        return _nobody()
+    if identity.allow_root:
+        return ids
+    nobody = _nobody()
+    if ids.uid == 0:
+        return nobody
+    if ids.gid == 0 or 0 in ids.groups:
+        return PosixIds(ids.uid, nobody.gid if ids.gid == 0 else ids.gid, tuple(g for g in ids.groups if g != 0))
     return ids
 
 

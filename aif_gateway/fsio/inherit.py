@@ -49,8 +49,13 @@ def inherit_from_directory(path: str | os.PathLike[str], dir_fd: int) -> None:
     """Give the file at ``path`` its directory's setgid group and default ACL (blocking)."""
     directory = os.fstat(dir_fd)
     if directory.st_mode & stat.S_ISGID and os.lstat(path).st_gid != directory.st_gid:
-        with as_gateway():
-            os.chown(path, -1, directory.st_gid, follow_symlinks=False)
+        try:
+            with as_gateway():
+                os.chown(path, -1, directory.st_gid, follow_symlinks=False)
+        except PermissionError:
+            # A gateway not run as root (a personal one) may give only its own groups; the
+            # file keeps the user's group, as it would after a cp -p.
+            pass
     try:
         default_acl = os.getxattr(dir_fd, DEFAULT_ACL)
     except OSError as exc:
