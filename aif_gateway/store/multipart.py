@@ -320,7 +320,7 @@ class MultipartUploads:
             move_into_place(self.state, upload_id, misplaced, layout["part_size"])
             data = self.state.data_file(upload_id)
             size = sum(r["size"] for r in chosen)
-            return data, size, truncate_in_place(data, size, self.fsync), True
+            return data, size, truncate_in_place(self.state, upload_id, size, self.fsync), True
         path, size, mtime_ns = assemble(self.bucket, self.state, upload_id, chosen, self.fsync)
         return path, size, mtime_ns, False
 

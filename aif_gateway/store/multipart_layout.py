@@ -30,7 +30,7 @@ Public API (blocking unless marked)
 - ``in_place_plan(chosen, stored, layout) -> list[PartRecord] | None`` (pure): whether the data
   file can become the object, and which parts must first be copied into it (usually none).
 - ``move_into_place(state, upload_id, misplaced, part_size)``,
-  ``truncate_in_place(path, size, fsync) -> mtime_ns``.
+  ``truncate_in_place(state, upload_id, size, fsync) -> mtime_ns``.
 - ``assemble(bucket, state, upload_id, chosen, fsync) -> (path, size, mtime_ns)``.
 - ``clone_range(src_fd, dst_fd, offset, length, dst_offset) -> int``: bytes reflinked.
 """
@@ -53,9 +53,6 @@ from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
 from ..fsio.newfile import NEW_FILE_MODE
 from .paths import BucketPaths
 from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
-
-# An upload's files are its owner's to replace: never follow a link they put in their place.
-_OPEN_WRITE = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last; also the least P worth a layout
 
@@ -132,7 +129,7 @@ def place_part(state: UploadState, key: str, upload_id: str, part_number: int, s
     try:
         state.forget_data_part(key, upload_id, part_number)
         try:
-            slot.fd = os.open(state.data_file(upload_id), _OPEN_WRITE)
+            slot.fd = state.open_file(upload_id, DATA_FILE, os.O_WRONLY)
         except FileNotFoundError:
             raise no_upload(upload_id) from None
     except BaseException:
@@ -169,7 +166,7 @@ def move_into_place(state: UploadState, upload_id: str, misplaced: list[PartReco
     excluded by the caller)."""
     if not misplaced:
         return
-    fd = os.open(state.data_file(upload_id), _OPEN_WRITE)
+    fd = state.open_file(upload_id, DATA_FILE, os.O_WRONLY)
     try:
         for record in misplaced:
             _copy_part(state, upload_id, record, fd, (record["part_number"] - 1) * part_size)
@@ -178,9 +175,9 @@ def move_into_place(state: UploadState, upload_id: str, misplaced: list[PartReco
 
 
 def _copy_part(state: UploadState, upload_id: str, record: PartRecord, dst_fd: int, dst_offset: int) -> None:
-    src_path, src_offset = state.part_location(upload_id, record)
+    src_offset = record.get("offset", 0)
     try:
-        src = os.open(src_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        src = state.open_file(upload_id, record["file"], os.O_RDONLY)
     except FileNotFoundError:  # removed behind the gateway's back
         raise S3Error("InvalidPart", extra={"PartNumber": str(record["part_number"])}) from None
     try:
@@ -229,9 +226,9 @@ def assemble(
     return path, offset, mtime_ns
 
 
-def truncate_in_place(path: Path, size: int, fsync: bool) -> int:
+def truncate_in_place(state: UploadState, upload_id: str, size: int, fsync: bool) -> int:
     """Cut the data file to the object's ``size`` (dropping preallocation past it); mtime_ns."""
-    fd = os.open(path, _OPEN_WRITE)
+    fd = state.open_file(upload_id, DATA_FILE, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)
         if fsync:

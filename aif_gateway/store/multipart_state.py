@@ -241,15 +241,23 @@ class UploadState:
                         parts[record["part_number"]] = record
         return parts
 
-    def part_location(self, upload_id: str, record: PartRecord) -> tuple[Path, int]:
-        """Where the part's bytes are: (file, offset), a regular file inside the upload."""
-        path = self._dir(upload_id) / record["file"]
+    def open_file(self, upload_id: str, name: str, flags: int) -> int:
+        """A descriptor of the upload's own file ``name`` (``data`` or a part's file).
+
+        Its owner may replace anything in the upload's directory, and a request acting with the
+        gateway's ids may still act on it: so no link is followed, and the file must be a
+        regular file with one name, owned by whoever owns the directory (not another user's
+        file hard-linked in)."""
+        directory = self._dir(upload_id)
+        fd = os.open(directory / name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                raise S3Error("InvalidPart", "A part's data is not a regular file.")
-        except FileNotFoundError:
-            pass  # lost: whoever opens it says so
-        return path, record.get("offset", 0)
+            st, owner = os.fstat(fd), os.lstat(directory).st_uid
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != owner:
+                raise S3Error("InvalidPart", "A part's data is not a file of its own upload.")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def store_part(
         self,
