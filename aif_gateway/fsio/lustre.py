@@ -27,6 +27,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .creds import GATEWAY, current_ids
+
 LFS = "lfs"
 # lfs talks to the MDS; a sick server can stall it. Long enough for a loaded MDS, short enough
 # that a PUT falls back to the default layout instead of hanging.
@@ -80,8 +82,14 @@ def setstripe_args(layout: Layout) -> list[str]:
 
 
 def _run_lfs(args: list[str]) -> subprocess.CompletedProcess[str]:
+    # A child process gets the process's credentials, not the calling thread's: lfs makes the
+    # file, so it must run as the user the thread acts for (the file is theirs, their rights
+    # decide where it may be made).
+    ids = current_ids()
+    as_user = {} if ids == GATEWAY else {"user": ids.uid, "group": ids.gid, "extra_groups": list(ids.groups)}
     return subprocess.run(
-        [LFS, *args], capture_output=True, text=True, timeout=_LFS_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL
+        [LFS, *args], capture_output=True, text=True, timeout=_LFS_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
+        **as_user,
     )
 
 

@@ -2,7 +2,7 @@
 
 Public API
 - ``create_new_file(path, expected_size) -> int`` (blocking): creates ``path`` exclusively
-  (``O_WRONLY | O_CREAT | O_EXCL``, mode ``NEW_FILE_MODE`` less the umask) and returns its descriptor. On Lustre it first
+  (``O_WRONLY | O_CREAT | O_EXCL``, mode ``TEMP_FILE_MODE``: its owner's alone until published) and returns its descriptor. On Lustre it first
   gives the file the layout ``layout.plan_write`` chose for ``expected_size`` (a layout
   reserves nothing, so a size hint is enough for it). Anywhere else, and whenever ``lfs``
   fails, it is a plain ``open``: a layout is an optimisation, never a reason to fail a write.
@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from . import gpfs, lustre
+from .dirdefaults import TEMP_FILE_MODE
 from .fsinfo import fs_info
 from .layout import plan_write, preallocation
 from .reserve import Reservation
@@ -26,9 +27,7 @@ from .reserve import Reservation
 log = logging.getLogger("aif_gateway.fsio")
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-# Before the umask, as cp and most tools create files: 0644 under the usual umask, and under a
-# directory's default ACL (which replaces the umask) what the ACL grants.
-NEW_FILE_MODE = 0o666
+
 _warned: set[str] = set()
 
 
@@ -52,7 +51,7 @@ def create_new_file(path: Path, expected_size: int | None) -> int:
                 os.unlink(path)  # whatever a failed lfs may have left
             except FileNotFoundError:
                 pass
-    return os.open(path, _CREATE_FLAGS, NEW_FILE_MODE)
+    return os.open(path, _CREATE_FLAGS, TEMP_FILE_MODE)
 
 
 def space_reservation(path: Path, fd: int, expected_size: int | None) -> Reservation | None:

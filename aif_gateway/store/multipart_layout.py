@@ -50,7 +50,7 @@ from ..fsio import gpfs
 from ..fsio.reserve import Reservation
 from . import multipart_slots
 from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
-from ..fsio.newfile import NEW_FILE_MODE
+from ..fsio.dirdefaults import TEMP_FILE_MODE
 from .paths import BucketPaths
 from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
 
@@ -209,7 +209,7 @@ def assemble(
 ) -> tuple[Path, int, int]:
     """The chosen parts one after the other in a new temp file: (path, size, mtime_ns)."""
     path = bucket.tmp / f"complete.{os.getpid()}.{secrets.token_hex(8)}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, TEMP_FILE_MODE)
     try:
         offset = 0
         for record in chosen:

@@ -65,7 +65,8 @@ from ..fsio.creds import as_gateway
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
-from ..fsio.newfile import NEW_FILE_MODE, create_new_file
+from ..fsio.dirdefaults import TEMP_FILE_MODE
+from ..fsio.newfile import create_new_file
 from .publish import TempObject, discard, remove_older_than
 
 DONE_RECORD_TTL_S = 24 * 3600
@@ -319,7 +320,7 @@ class UploadState:
         directory = self._dir(upload_id)
         # The data file exists before the layout names it, so whoever reads one finds the other
         # (create() made it; this is for uploads created before it did).
-        os.close(os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, NEW_FILE_MODE))
+        os.close(os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, TEMP_FILE_MODE))
         proposal = directory / f".{_LAYOUT_FILE}.{secrets.token_hex(6)}"
         try:
             proposal.write_text(json.dumps({"part_size": part_size, "separate": False}))

@@ -51,7 +51,7 @@ from typing import Any
 from ..checksums import MultiHasher, b64
 from ..errors import S3Error, chunked_body_error
 from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
-from ..fsio.inherit import inherit_from_directory
+from ..fsio.dirdefaults import take_directory_defaults
 from ..fsio.newfile import create_new_file, space_reservation
 from ..fsio.reserve import Reservation
 from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
@@ -327,7 +327,7 @@ def _rename_into_place(bucket: BucketPaths, key: str, src: Path, path: Path, exc
         except FileNotFoundError:
             continue
         try:
-            inherit_from_directory(src, parent_fd)
+            take_directory_defaults(src, parent_fd)
             if exclusive:
                 os.link(src, path.name, dst_dir_fd=parent_fd)
                 os.unlink(src)

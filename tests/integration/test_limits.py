@@ -197,7 +197,7 @@ def test_a_malformed_header_gets_an_s3_error(gw: GatewayProcess) -> None:
 # -- sizes ------------------------------------------------------------------------------------
 def test_a_put_declaring_250_mb_and_sending_10_bytes_reserves_nothing(
         gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
-    tmp = gw.root / bucket / ".aifgw" / "tmp"
+    tmp = gw.root / ".aifgw" / "state" / bucket / "tmp"
     with connect(gw) as sock:
         sock.sendall(signed_head(credentials, gw.port, "PUT", f"/{bucket}/claim", {"Content-Length": str(250_000_000)}))
         sock.sendall(b"0123456789")
@@ -274,7 +274,7 @@ def forge(gw: GatewayProcess, bucket: str, key: str, **fields: object) -> Path:
     st = os.stat(path)
     record = json.dumps({"etag": "0" * 32, "size": st.st_size, "mtime_ns": st.st_mtime_ns, **fields}).encode()
     os.setxattr(path, "user.aifgw.meta", record)  # what `setfattr -n user.aifgw.meta` does
-    sidecar = gw.root / bucket / ".aifgw" / "meta" / f"{key}.json"
+    sidecar = gw.root / ".aifgw" / "state" / bucket / "meta" / f"{key}.json"
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     sidecar.write_bytes(record)
     return path
@@ -308,11 +308,12 @@ def test_a_forged_blob_pointer_reads_nothing_outside_the_blobs(
         gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
     path = forge(gw, bucket, "pointed.bin")
     planted = gw.root / bucket / "planted.json"
-    (gw.root / bucket / ".aifgw" / "blobs").mkdir(parents=True, exist_ok=True)  # as after one large record
+    (gw.root / ".aifgw" / "state" / bucket / "blobs").mkdir(parents=True, exist_ok=True)  # as after one large record
     st = os.stat(path)
     planted.write_bytes(json.dumps({"etag": "0" * 32, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                                     "user_meta": {"planted": "yes"}}).encode())
-    os.setxattr(path, "user.aifgw.meta", b"@blob:../../planted.json")
+    # From the state's blobs/ up to the root, then into the bucket: where the planted record lies.
+    os.setxattr(path, "user.aifgw.meta", f"@blob:../../../../{bucket}/planted.json".encode())
     response = signed_request(gw.port, credentials, "HEAD", f"/{bucket}/pointed.bin")
     assert response.status == 200 and "x-amz-meta-planted" not in response.headers
 

@@ -13,13 +13,16 @@ import json
 import logging
 import os
 import subprocess
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from store_support import bucket_paths, state_dir
 from aif_gateway.fsio import gpfs, layout, lustre, newfile
+from aif_gateway.fsio.creds import PosixIds, acting_as
 from aif_gateway.fsio.fsinfo import FsInfo
 from aif_gateway.fsio.layout import GiB, KiB, MiB, WritePlan, plan_write
 from aif_gateway.fsio.lustre import Component, Layout
@@ -505,3 +508,23 @@ def test_a_multipart_uploads_data_file_gets_the_unknown_size_layout(
     assert fake_lfs.calls() == [["setstripe", "-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4",
                                  "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M", str(data_file)]]
     assert data_file.stat().st_size == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_lfs_makes_the_file_as_the_user_the_thread_acts_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child gets the process's credentials unless told: the file must still be the user's.
+    # A shell lfs in a directory any user reaches (pytest's temp tree and this interpreter may
+    # not be).
+    top = Path(tempfile.mkdtemp(prefix="aif-lfs-", dir="/tmp"))
+    try:
+        top.chmod(0o777)
+        lfs = top / "lfs"
+        lfs.write_text('#!/bin/sh\nfor last; do :; done\n: > "$last"\n')
+        lfs.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{top}{os.pathsep}{os.environ['PATH']}")
+        with acting_as(PosixIds(4101, 4102, (4103,))):
+            lustre.create_with_layout(top / "obj", plain(2))
+        st = (top / "obj").stat()
+        assert (st.st_uid, st.st_gid) == (4101, 4102)
+    finally:
+        shutil.rmtree(top)

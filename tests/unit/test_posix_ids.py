@@ -1,5 +1,5 @@
 """Whom each S3 user acts as (aif_gateway/posix_ids.py), and what a new file inherits
-(aif_gateway/fsio/inherit.py)."""
+(aif_gateway/fsio/dirdefaults.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from aif_gateway.fsio.creds import PosixIds
-from aif_gateway.fsio.inherit import _acl_for_new_file
+from aif_gateway.fsio.dirdefaults import _acl_for_new_file
 from aif_gateway.identity import Identity
 from aif_gateway.posix_ids import PosixIdError, PosixIdMap, resolve
 

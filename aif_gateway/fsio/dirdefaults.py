@@ -1,15 +1,18 @@
 """A file made elsewhere takes what its new directory would have given it at creation.
 
-Uploads are written in the gateway's tmp/ and renamed into place, so the kernel never applies
-the destination directory's inheritance to them: the group of a setgid directory and its
-default POSIX ACL. ``inherit_from_directory`` applies both just before the rename, as the
-kernel would have for a file created there with ``NEW_FILE_MODE``: the group becomes the
-directory's (the kernel does that for any creator, member of the group or not, so it is done
-with the gateway's ids), and the default ACL becomes the file's access ACL, each entry limited
-by the creation mode's bits as in the kernel's ``posix_acl_create``, the umask ignored as it
-is there (done with the caller's ids: the file is theirs).
+Uploads are written in the gateway's tmp/ (mode ``TEMP_FILE_MODE``: nobody else may read bytes
+not yet published) and renamed into place, so the kernel never applies the destination's
+defaults to them. ``take_directory_defaults`` gives the file, just before the rename, what the
+kernel would have given a file created there with ``NEW_FILE_MODE`` (as cp and most tools
+create files):
+- its mode: ``NEW_FILE_MODE`` less the gateway's umask (the unit's ``UMask=``);
+- the group of a setgid directory (the kernel gives it to any creator, member of the group or
+  not, so it is done with the gateway's ids);
+- the directory's default ACL as the file's access ACL, each entry limited by the creation
+  mode's bits as in the kernel's ``posix_acl_create``, the umask ignored as it is there.
+Mode and ACL are set with the caller's ids: the file is theirs.
 
-Public API: ``inherit_from_directory(path, dir_fd)``.
+Public API: ``take_directory_defaults(path, dir_fd)``, ``NEW_FILE_MODE``, ``TEMP_FILE_MODE``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import stat
 import struct
 
 from .creds import as_gateway
-from .newfile import NEW_FILE_MODE
+
+NEW_FILE_MODE = 0o666
+TEMP_FILE_MODE = 0o600
 
 DEFAULT_ACL = "system.posix_acl_default"
 ACCESS_ACL = "system.posix_acl_access"
@@ -45,8 +50,26 @@ def _acl_for_new_file(default_acl: bytes, mode: int) -> bytes | None:
     return b"".join(out)
 
 
-def inherit_from_directory(path: str | os.PathLike[str], dir_fd: int) -> None:
-    """Give the file at ``path`` its directory's setgid group and default ACL (blocking)."""
+def _read_umask() -> int:
+    # Read, not set-and-restore: os.umask is process-wide, and a thread could create a file in
+    # between. The gateway never changes its umask after start.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+_UMASK = _read_umask()
+
+
+def take_directory_defaults(path: str | os.PathLike[str], dir_fd: int) -> None:
+    """Give the file at ``path`` the mode, setgid group and default ACL a file created in the
+    directory ``dir_fd`` would have had (blocking)."""
+    os.chmod(path, NEW_FILE_MODE & ~_UMASK, follow_symlinks=False)
     directory = os.fstat(dir_fd)
     if directory.st_mode & stat.S_ISGID and os.lstat(path).st_gid != directory.st_gid:
         try:
