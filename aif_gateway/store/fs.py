@@ -90,16 +90,19 @@ class FsStore(Store):
 
     def _writable(self, name: str) -> tuple[BucketPaths, MetaStore]:
         bucket = self._bucket(name)
-        if bucket.dir not in self._prepared:
-            with as_gateway():
-                prepare_state(bucket.state)
-                cleanup_stale_temp(bucket)
-                MultipartUploads(bucket, self._meta(bucket)).cleanup_done_records()
-            self._prepared.add(bucket.dir)
-        else:
-            # Checked on every write: a state directory inside a bucket (a mapped bucket on
-            # another filesystem) can be renamed away by anyone who may write the bucket.
-            check_dir(bucket.state, STATE_LAYOUT[""])
+        if bucket.dir in self._prepared:
+            try:
+                # Checked on every write: a state directory inside a bucket (a mapped bucket on
+                # another filesystem) can be renamed away by anyone who may write the bucket.
+                check_dir(bucket.state, STATE_LAYOUT[""])
+                return bucket, self._meta(bucket)
+            except FileNotFoundError:
+                self._prepared.discard(bucket.dir)  # deleted with its bucket (by another process)
+        with as_gateway():
+            prepare_state(bucket.state)
+            cleanup_stale_temp(bucket)
+            MultipartUploads(bucket, self._meta(bucket)).cleanup_done_records()
+        self._prepared.add(bucket.dir)
         return bucket, self._meta(bucket)
 
     # -- bucket operations ------------------------------------------------------------------
@@ -166,13 +169,13 @@ class FsStore(Store):
         with as_gateway():
             if _any_entry(bucket.uploads, lambda entry: True):
                 raise not_empty  # an upload in progress (each is a directory)
-            shutil.rmtree(bucket.state, ignore_errors=True)
             try:
                 os.rmdir(bucket.dir)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise not_empty from None  # an object arrived meanwhile
+                    raise not_empty from None  # an object arrived meanwhile: the state stays
                 raise
+            shutil.rmtree(bucket.state, ignore_errors=True)
             bucket_record_file(self.root, name).unlink(missing_ok=True)
         self._prepared.discard(bucket.dir)
 
