@@ -246,14 +246,14 @@ class UploadState:
         """A descriptor of the upload's own file ``name`` (``data`` or a part's file).
 
         Its owner may replace anything in the upload's directory, and a request acting with the
-        gateway's ids may still act on it: so no link is followed, and the file must be a
-        regular file with one name, owned by whoever owns the directory (not another user's
-        file hard-linked in)."""
+        gateway's ids may still act on it: so no symlink is followed, and the file must be a
+        regular file owned by whoever owns the directory (not another user's file hard-linked
+        in: a link of one's own file gives nothing one did not have)."""
         directory = self._dir(upload_id)
         fd = os.open(directory / name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             st, owner = os.fstat(fd), os.lstat(directory).st_uid
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != owner:
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
                 raise S3Error("InvalidPart", "A part's data is not a file of its own upload.")
         except BaseException:
             os.close(fd)

@@ -241,6 +241,25 @@ def test_concurrent_users_each_write_as_themselves(clients: dict, root: Path, bu
         assert {f.stat().st_uid for f in files} == {uid}, name
 
 
+def test_concurrent_reads_never_borrow_another_requests_rights(clients: dict, root: Path, bucket: str) -> None:
+    clients["alice"].put_object(Bucket=bucket, Key="only-alice", Body=b"a" * 5000)
+    assert as_user(ALICE, "chmod", "600", str(root / bucket / "only-alice")).returncode == 0
+
+    def get(i: int) -> tuple[str, str]:
+        name = ("alice", "bob", "admin", "carol")[i % 4]
+        try:
+            clients[name].get_object(Bucket=bucket, Key="only-alice")["Body"].read()
+            return name, "ok"
+        except ClientError as exc:
+            return name, exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = set(pool.map(get, range(400)))
+    # alice (the owner) and admin (the gateway's ids) always read it; bob and carol never do,
+    # though their requests ran on the same worker threads as the others', in between.
+    assert outcomes == {("alice", "ok"), ("admin", "ok"), ("bob", "AccessDenied"), ("carol", "AccessDenied")}
+
+
 # -- a local user cannot make the gateway touch what they could not -------------------------
 
 @pytest.fixture

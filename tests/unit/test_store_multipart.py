@@ -282,15 +282,18 @@ def test_failed_conditional_complete_keeps_old_object_and_upload(root: Path) -> 
     assert (root / BUCKET / "k").read_bytes() == b"new"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="an upload of another user's needs root to make")
 @pytest.mark.parametrize("planted", ["hard link", "symlink"])
 def test_a_part_file_replaced_by_a_link_is_never_published(root: Path, planted: str) -> None:
     mp = uploads(root)
     upload_id = run(mp.create("k", ObjectAttrs()))
     part = run(mp.upload_part("k", upload_id, 1, stream(b"mine"), NONE))  # of unknown length: a file of its own
-    secret = root / "not-the-uploaders"
+    upload_dir = state_dir(root, BUCKET) / "uploads" / upload_id
+    for path in (upload_dir, *upload_dir.iterdir()):
+        os.chown(path, 4101, 4101)  # a user's upload, which the user may rearrange
+    secret = root / "not-the-uploaders"  # root's
     secret.write_bytes(b"secret")
-    [part_file] = [p for p in (state_dir(root, BUCKET) / "uploads" / upload_id).glob("part-00001.*")
-                   if p.suffix != ".json"]
+    [part_file] = [p for p in upload_dir.glob("part-00001.*") if p.suffix != ".json"]
     part_file.unlink()
     (os.link if planted == "hard link" else os.symlink)(secret, part_file)
     assert error_code(lambda: complete(mp, "k", upload_id, [(1, part.etag)])) in ("InvalidPart", "AccessDenied")
