@@ -260,6 +260,45 @@ def test_concurrent_reads_never_borrow_another_requests_rights(clients: dict, ro
     assert outcomes == {("alice", "ok"), ("admin", "ok"), ("bob", "AccessDenied"), ("carol", "AccessDenied")}
 
 
+def python_as(uid: int, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with this checkout's package as a local user (a job on a compute node).
+
+    The venv's interpreter when the user can run it (CI: a Debian python3), else the system's
+    of the same version with the venv's site-packages (a pyenv build under /root, mode 0700)."""
+    python = sys.executable
+    if as_user(uid, python, "-c", "pass").returncode != 0:
+        python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+    return as_user(uid, python, "-c", f"import site; site.addsitedir({site_packages!r})\n{code}")
+
+
+def test_a_job_writing_the_tree_directly_publishes_as_itself(clients: dict, root: Path, bucket: str) -> None:
+    # aif_gateway.ckpt's filesystem door, run by alice's job: no lock file of the gateway's is
+    # hers to open, the temp file and the object are hers, and the gateway serves it at once.
+    done = python_as(ALICE, f"""
+from pathlib import Path
+from aif_gateway.store.direct import DirectBucket
+bucket = DirectBucket.open(Path({str(root)!r}), {bucket!r})
+writer = bucket.writer("job/out.bin", 11)
+writer.write_at(memoryview(b"from a job!"), 0, 0)
+writer.commit([11], "application/octet-stream")
+""")
+    assert done.returncode == 0, done.stderr
+    assert owner(root / bucket / "job" / "out.bin") == (ALICE, ALICE)
+    assert clients["alice"].get_object(Bucket=bucket, Key="job/out.bin")["Body"].read() == b"from a job!"
+    # Bob's job may not write alice's bucket, directly either.
+    done = python_as(BOB, f"""
+from pathlib import Path
+from aif_gateway.store.direct import DirectBucket
+bucket = DirectBucket.open(Path({str(root)!r}), {bucket!r})
+writer = bucket.writer("job/bob.bin", 3)
+writer.write_at(memoryview(b"bob"), 0, 0)
+writer.commit([3], "application/octet-stream")
+""")
+    assert done.returncode != 0 and "Permission denied" in done.stderr
+    assert not (root / bucket / "job" / "bob.bin").exists()
+
+
 # -- a local user cannot make the gateway touch what they could not -------------------------
 
 @pytest.fixture
