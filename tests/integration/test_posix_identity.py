@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from .clients import boto3_client
 from .gateway import Credentials, GatewayProcess
+from .helpers import VENV_BIN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to other users' ids needs root")
 
@@ -179,6 +180,31 @@ def test_a_default_acl_is_inherited_by_uploaded_files(clients: dict, root: Path,
     clients["bob"].put_object(Bucket=bucket, Key="drop/shared", Body=b"v3")  # the directory's ACL lets bob replace it
     assert (drop / "shared").read_bytes() == b"v3"
     assert code_of(clients["carol"].put_object, Bucket=bucket, Key="drop/shared", Body=b"v3") == "AccessDenied"
+
+
+def aws(gateway: GatewayProcess, name: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """awscli as S3 user ``name``."""
+    cred = USERS[name][0]
+    (tmp_path / "home").mkdir(exist_ok=True)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": cred.access_key, "AWS_SECRET_ACCESS_KEY": cred.secret_key,
+           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path / "home")}
+    return subprocess.run([str(VENV_BIN / "aws"), "--endpoint-url", gateway.url, *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_awscli_users_get_their_own_rights(gateway: GatewayProcess, root: Path, bucket: str, tmp_path: Path) -> None:
+    source = tmp_path / "report.txt"
+    source.write_text("alice's report\n")
+    assert aws(gateway, "alice", tmp_path, "s3", "cp", str(source), f"s3://{bucket}/mine/report.txt").returncode == 0
+    assert as_user(ALICE, "chmod", "700", str(root / bucket / "mine")).returncode == 0
+    refused = aws(gateway, "bob", tmp_path, "s3", "cp", f"s3://{bucket}/mine/report.txt", str(tmp_path / "got"))
+    assert refused.returncode != 0 and "403" in refused.stderr
+    refused = aws(gateway, "bob", tmp_path, "s3", "rm", f"s3://{bucket}/mine/report.txt")
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    assert (root / bucket / "mine" / "report.txt").read_text() == "alice's report\n"
+    listed = aws(gateway, "alice", tmp_path, "s3", "ls", "--recursive", f"s3://{bucket}/")
+    assert listed.returncode == 0 and "mine/report.txt" in listed.stdout
+    assert "mine/report.txt" not in aws(gateway, "bob", tmp_path, "s3", "ls", "--recursive", f"s3://{bucket}/").stdout
 
 
 # -- multipart uploads are their initiator's ---------------------------------------------------
