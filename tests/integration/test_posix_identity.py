@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .clients import boto3_client
-from .gateway import Credentials, GatewayProcess
+from .gateway import Credentials, GatewayProcess, free_port
 from .helpers import VENV_BIN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to other users' ids needs root")
@@ -286,16 +289,21 @@ def test_concurrent_reads_never_borrow_another_requests_rights(clients: dict, ro
     assert outcomes == {("alice", "ok"), ("admin", "ok"), ("bob", "AccessDenied"), ("carol", "AccessDenied")}
 
 
-def python_as(uid: int, code: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` with this checkout's package as a local user (a job on a compute node).
+# The system's interpreter of this version, with this checkout and the venv's packages on
+# PYTHONPATH (inherited by spawned workers): the venv's own interpreter may be a build under
+# /root (mode 0700) that other users cannot run.
+USER_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
-    The venv's interpreter when the user can run it (CI: a Debian python3), else the system's
-    of the same version with the venv's site-packages (a pyenv build under /root, mode 0700)."""
-    python = sys.executable
-    if as_user(uid, python, "-c", "pass").returncode != 0:
-        python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+
+def user_python_env() -> dict[str, str]:
     site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-    return as_user(uid, python, "-c", f"import site; site.addsitedir({site_packages!r})\n{code}")
+    return {**os.environ, "PYTHONPATH": f"{Path(__file__).resolve().parents[2]}{os.pathsep}{site_packages}"}
+
+
+def python_as(uid: int, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with this checkout's package as a local user (a job on a compute node)."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", USER_PYTHON, "-c", code],
+                          capture_output=True, text=True, check=False, env=user_python_env())
 
 
 def test_a_job_writing_the_tree_directly_publishes_as_itself(clients: dict, root: Path, bucket: str) -> None:
@@ -476,3 +484,39 @@ def test_posix_user_is_resolved_through_nss(
     st = (grouped / "k").stat()
     assert st.st_uid == uid and st.st_gid != group  # the user's primary group: no setgid here
     client.close()
+
+
+def test_a_personal_gateway_acts_as_its_own_user_for_every_key(reachable_dir: Path, tmp_path: Path) -> None:
+    # Started by alice on a login node: whatever ids the users file names, she cannot act as
+    # anyone else, and the start says so.
+    os.chown(reachable_dir, ALICE, ALICE)
+    users = reachable_dir / "users.toml"
+    users.write_text(users_toml())
+    users.chmod(0o600)
+    os.chown(users, ALICE, ALICE)
+    port = free_port()
+    log = reachable_dir / "gateway.log"
+    command = [USER_PYTHON, "-m", "aif_gateway", "serve", "--root", str(reachable_dir / "root"),
+               "--listen", f"127.0.0.1:{port}", "--workers", "1", "--users", str(users)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}", "--clear-groups", *command],
+                                stdout=out, stderr=out, start_new_session=True, env=user_python_env(),
+                                cwd=reachable_dir)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()
+        bob = boto3_client(f"http://127.0.0.1:{port}", USERS["bob"][0])
+        bob.create_bucket(Bucket="personal")
+        bob.put_object(Bucket="personal", Key="k", Body=b"k")
+        bob.close()
+        assert owner(reachable_dir / "root" / "personal" / "k") == (ALICE, ALICE)
+        assert "every key acts as this process's user" in log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
