@@ -486,7 +486,7 @@ def test_posix_user_is_resolved_through_nss(
     client.close()
 
 
-def test_a_personal_gateway_acts_as_its_own_user_for_every_key(reachable_dir: Path, tmp_path: Path) -> None:
+def test_a_personal_gateway_acts_as_its_own_user_for_every_key(reachable_dir: Path) -> None:
     # Started by alice on a login node: whatever ids the users file names, she cannot act as
     # anyone else, and the start says so.
     os.chown(reachable_dir, ALICE, ALICE)
