@@ -38,7 +38,7 @@ from .meta import (
 )
 from .multipart import MultipartUploads
 from .oserrors import in_thread, s3_errors
-from .paths import INTERNAL_DIR, BucketPaths, is_dir_key, validate_bucket_name
+from .paths import INTERNAL_DIR, BucketPaths, is_dir_key, open_parent_checked, validate_bucket_name
 from .publish import (
     check_body, cleanup_stale_temp, discard, publish_dir_marker, publish_file, receive_body, record_for,
     remove_empty_parents,
@@ -254,12 +254,20 @@ class FsStore(Store):
                     meta.remove(mkey, target=path)  # keep the directory: other keys live in it
                     return
             else:
+                # Relative to a checked descriptor of its directory: a directory on the way
+                # swapped for a symlink since ``resolve`` cannot send the unlink elsewhere.
                 try:
-                    if not stat.S_ISREG(os.stat(path).st_mode):
-                        return
-                    os.unlink(path)
+                    parent_fd = open_parent_checked(str(b.dir), str(path))
                 except (FileNotFoundError, NotADirectoryError):
                     return
+                try:
+                    if not stat.S_ISREG(os.stat(path.name, dir_fd=parent_fd, follow_symlinks=False).st_mode):
+                        return
+                    os.unlink(path.name, dir_fd=parent_fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    return
+                finally:
+                    os.close(parent_fd)
             meta.remove(mkey)
             remove_empty_parents(b, meta, path.parent)
 
