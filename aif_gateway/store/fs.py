@@ -20,7 +20,8 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -353,39 +354,55 @@ class FsStore(Store):
         uploads = await self._uploads(bucket)
         return await uploads.create(key, attrs, checksum_algorithm, checksum_type, owner)
 
+    @asynccontextmanager
+    async def _upload(self, bucket: str, upload_id: str) -> AsyncIterator[MultipartUploads]:
+        """The bucket's uploads, for a call on upload ``upload_id``.
+
+        A caller acting with the gateway's own ids (a user without POSIX ids) acts on a user's
+        upload with that user's ids: the upload's directory is its owner's to rearrange, so
+        whatever it names is reached with no more than its owner's rights."""
+        uploads = await self._uploads(bucket)
+        owner = await in_thread(uploads.state.owner_ids, upload_id) if CALLER.get() is None else None
+        token = CALLER.set(owner) if owner is not None else None
+        try:
+            yield uploads
+        finally:
+            if token is not None:
+                CALLER.reset(token)
+
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions,
     ) -> PartInfo:
-        uploads = await self._uploads(bucket)
-        return await uploads.upload_part(key, upload_id, part_number, body, options)
+        async with self._upload(bucket, upload_id) as uploads:
+            return await uploads.upload_part(key, upload_id, part_number, body, options)
 
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, part_number: int, src_bucket: str, src_key: str,
         src_range: tuple[int, int] | None, check_source: Callable[[ObjectInfo], None] | None = None,
     ) -> PartInfo:
-        uploads = await self._uploads(bucket)
-        source = await self.open_object(src_bucket, src_key)
-        try:
-            return await uploads.upload_part_copy(key, upload_id, part_number, source, src_range, check_source)
-        finally:
-            await source.close()
+        async with self._upload(bucket, upload_id) as uploads:
+            source = await self.open_object(src_bucket, src_key)
+            try:
+                return await uploads.upload_part_copy(key, upload_id, part_number, source, src_range, check_source)
+            finally:
+                await source.close()
 
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], options: WriteOptions,
         expected: ExpectedObject = ExpectedObject(),
     ) -> ObjectInfo:
-        uploads = await self._uploads(bucket)
-        return await uploads.complete(key, upload_id, parts, options, expected)
+        async with self._upload(bucket, upload_id) as uploads:
+            return await uploads.complete(key, upload_id, parts, options, expected)
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        uploads = await self._uploads(bucket)
-        await uploads.abort(key, upload_id)
+        async with self._upload(bucket, upload_id) as uploads:
+            await uploads.abort(key, upload_id)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = 1000,
     ) -> PartsPage:
-        uploads = await self._uploads(bucket)
-        return await uploads.list_parts(key, upload_id, part_number_marker, max_parts)
+        async with self._upload(bucket, upload_id) as uploads:
+            return await uploads.list_parts(key, upload_id, part_number_marker, max_parts)
 
     async def list_uploads(
         self, bucket: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",

@@ -50,6 +50,7 @@ import errno
 import hashlib
 import json
 import os
+import pwd
 import re
 import stat
 import secrets
@@ -61,7 +62,7 @@ from typing import Any
 
 from ..checksums import b64
 from ..errors import S3Error
-from ..fsio.creds import as_gateway
+from ..fsio.creds import GATEWAY, PosixIds, as_gateway
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
@@ -207,6 +208,23 @@ class UploadState:
             )
         except (KeyError, TypeError, ValueError):
             raise no_upload(upload_id) from None
+
+    def owner_ids(self, upload_id: str) -> PosixIds | None:
+        """The ids of whoever owns the upload's directory (their groups through NSS), or None
+        when it is the gateway's own or no such upload is there."""
+        if not _UPLOAD_ID.match(upload_id):
+            return None
+        try:
+            st = os.lstat(self._dir(upload_id))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid == GATEWAY.uid:
+            return None
+        try:
+            groups = os.getgrouplist(pwd.getpwuid(st.st_uid).pw_name, st.st_gid)
+        except KeyError:
+            groups = []
+        return PosixIds(st.st_uid, st.st_gid, tuple(g for g in groups if g != st.st_gid))
 
     def all_uploads(self) -> list[UploadInfo]:
         """Every upload the caller may read (others' directories are theirs alone)."""

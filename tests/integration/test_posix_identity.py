@@ -232,6 +232,27 @@ def test_another_user_can_neither_read_nor_complete_an_upload(clients: dict, roo
     assert (root / bucket / "big").read_bytes() == b"a" * 1000
 
 
+def test_a_user_without_ids_acts_on_anothers_upload_with_the_owners_rights(
+    clients: dict, root: Path, bucket: str
+) -> None:
+    # admin acts with the gateway's (root's) ids; bob's upload directory is bob's to rearrange,
+    # so what admin does in it, it does as bob.
+    as_user(ALICE, "chmod", "777", str(root / bucket))
+    (root / bucket / "alice-only").mkdir()
+    os.chown(root / bucket / "alice-only", ALICE, ALICE)
+    bob, admin = clients["bob"], clients["admin"]
+    upload_id = bob.create_multipart_upload(Bucket=bucket, Key="alice-only/by-bob")["UploadId"]
+    part = admin.upload_part(Bucket=bucket, Key="alice-only/by-bob", UploadId=upload_id, PartNumber=1, Body=b"p")
+    upload_dir = root / ".aifgw" / "state" / bucket / "uploads" / upload_id
+    assert {p.stat().st_uid for p in upload_dir.iterdir()} == {BOB}
+    parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    # bob may not write alice's directory: neither may admin, on bob's behalf.
+    assert code_of(admin.complete_multipart_upload, Bucket=bucket, Key="alice-only/by-bob", UploadId=upload_id,
+                   MultipartUpload=parts) == "AccessDenied"
+    assert not (root / bucket / "alice-only" / "by-bob").exists()
+    bob.abort_multipart_upload(Bucket=bucket, Key="alice-only/by-bob", UploadId=upload_id)
+
+
 # -- root squash and the gateway's own ids -----------------------------------------------------
 
 def test_uid_0_is_squashed_to_nobody_unless_allowed(clients: dict, root: Path, bucket: str) -> None:
