@@ -297,6 +297,12 @@ class MetaStore:
         self.bucket = bucket
         self.backend = backend
 
+    @property
+    def writes_records_apart(self) -> bool:
+        """Records live apart from their files (sidecars), so writing one is no proof that the
+        writer may change the file."""
+        return self.backend == SIDECAR
+
     # -- writing through a publish --------------------------------------------------------
     def stage(self, target: Target, record: ObjectRecord, tags: dict[str, str] | None) -> None:
         """Attach metadata to a temp file, before it is renamed into place (xattr backend)."""

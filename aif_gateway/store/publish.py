@@ -367,8 +367,19 @@ def publish_file(
         _clear_directory_in_the_way(meta, key, path)
         if os.path.exists(path) and not os.path.isfile(path):
             raise conflict_error(key)
+        if meta.writes_records_apart:
+            _may_publish_into(key, path.parent)
         meta.commit(key, record, tags)
         _rename_into_place(bucket, key, src, path, options.if_none_match, fsync)
+
+
+def _may_publish_into(key: str, directory: Path) -> None:
+    """Refuse (AccessDenied) before a record kept apart from the file (a sidecar, written with the
+    gateway's ids) replaces the one of an object the caller may not replace: the kernel decides
+    on the rename only after it. faccessat(AT_EACCESS) checks with the thread's fsuid."""
+    _make_dirs(key, directory)
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
+        raise S3Error("AccessDenied", "Access Denied: you may not write the key's directory.")
 
 
 def publish_dir_marker(

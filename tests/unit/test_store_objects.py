@@ -6,13 +6,16 @@ import base64
 import errno
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from aif_gateway.errors import S3Error
+from aif_gateway.fsio.creds import PosixIds
 from aif_gateway.store import publish
-from aif_gateway.store.base import ObjectAttrs, WriteOptions
+from aif_gateway.store.base import CALLER, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.meta import EMPTY_MD5, SIDECAR, XATTR
 from aif_gateway.store.paths import INTERNAL_DIR
@@ -312,3 +315,24 @@ def test_a_full_disk_is_reported_as_an_s3_error(store: FsStore, monkeypatch: pyt
     assert (exc.value.code, exc.value.message) == ("InternalError", "The storage filesystem is full.")
     monkeypatch.undo()
     assert list((state_dir(store.root, "bkt") / "tmp").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_a_refused_publish_leaves_the_objects_sidecar_alone() -> None:
+    # The sidecar is written with the gateway's ids just before the rename: a user who may not
+    # replace the object must be refused before it, or the object would lose its record.
+    top = Path(tempfile.mkdtemp(prefix="aif-sidecar-", dir="/tmp"))  # reachable by uid 4101
+    try:
+        top.chmod(0o755)
+        store = new_store(top / "root", "sidecar")
+        before = put(store, "k", b"original")
+        token = CALLER.set(PosixIds(4101, 4101))
+        try:
+            with pytest.raises(S3Error) as exc:
+                put(store, "k", b"not yours")
+        finally:
+            CALLER.reset(token)
+        assert exc.value.code == "AccessDenied"
+        assert run(store.head_object("bkt", "k")).etag == before.etag
+    finally:
+        shutil.rmtree(top)
