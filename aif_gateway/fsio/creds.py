@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from .engine import restore_thread_creds, set_thread_creds
@@ -83,6 +83,6 @@ def acting_as(ids: PosixIds | None) -> Iterator[None]:
         _switch(before)
 
 
-def as_gateway() -> contextmanager:  # type: ignore[valid-type]
+def as_gateway() -> AbstractContextManager[None]:
     """The process's own ids for the body: for the gateway's internal state, never user data."""
     return acting_as(None)
