@@ -14,12 +14,12 @@ in the bucket's state directory (``internal``)::
 
 An upload's directory is made with its initiator's ids, mode 0700, and everything in it is
 written with the ids of the request at hand: other users cannot read, change or complete it
-(the kernel refuses them), and its owner can change only what is theirs anyway. Records are
-still checked before use (``_checked_part``): a process running as the gateway (a user without
-POSIX ids) may act on an upload whose owner rewrote its records by hand, and must then not
-follow names out of the upload's directory. Completion records are the gateway's, written with
-its ids into a directory no user can write: a user could otherwise plant the "answer" of another
-user's Complete.
+(the kernel refuses them), and its owner can change only what is theirs anyway. A caller with
+the gateway's own ids acts on a user's upload with its owner's ids (``owner_ids``, used by
+``FsStore``). Records are still checked before use (``_checked_part``, ``open_file``): their
+owner may have rewritten them by hand, and nothing may follow names out of the upload's
+directory. Completion records are the gateway's, written with its ids into a directory no user
+can write: a user could otherwise plant the "answer" of another user's Complete.
 
 Completion records live outside ``uploads/`` so that a bucket whose uploads are all finished
 counts as having none (DeleteBucket); ``cleanup_done_records`` drops them after a day.
