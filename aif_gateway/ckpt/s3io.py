@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 import botocore.session
 from botocore import exceptions as bexc
 
+from ..awsv4 import S3_NAMESPACE
 from ..stage.fastget import SignedS3, client_error, parse_list_page
 from ..stage.rawhttp import Response
 from ..stage.s3client import with_retries_sync
@@ -37,7 +38,6 @@ T = TypeVar("T")
 UNSIGNED = "UNSIGNED-PAYLOAD"
 RETRIES = 4
 _SMALL_BODY_LIMIT = 1 << 30
-_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class S3Bucket:
                              "CreateMultipartUpload")
         from xml.etree import ElementTree
 
-        upload_id = ElementTree.fromstring(data).findtext(f"{{{_NS}}}UploadId")
+        upload_id = ElementTree.fromstring(data).findtext(f"{{{S3_NAMESPACE}}}UploadId")
         if not upload_id:
             raise OSError(f"CreateMultipartUpload for {key} returned no UploadId")
         return upload_id

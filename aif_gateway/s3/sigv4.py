@@ -15,7 +15,6 @@ Error codes and messages follow what AWS S3 answers, because SDKs and users sear
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote_to_bytes
 
+from ..awsv4 import ALGORITHM, derive_signing_key
 from ..config import DEFAULT_REGION
 from ..errors import S3Error
 from ..identity import Identity
 
-ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
@@ -89,20 +88,6 @@ class _Credential:
     @property
     def scope(self) -> str:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
-
-
-def hmac_sha256(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-# A client signs with one key per day and region: caching the derivation saves four HMACs on
-# nearly every request. Bounded, since the inputs come from requests.
-@functools.lru_cache(maxsize=1024)
-def derive_signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
-    key = hmac_sha256(("AWS4" + secret_key).encode("utf-8"), date)
-    for part in (region, service, "aws4_request"):
-        key = hmac_sha256(key, part)
-    return key
 
 
 def signatures_equal(expected: str, provided: str) -> bool:

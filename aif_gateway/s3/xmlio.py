@@ -37,9 +37,8 @@ import xml.etree.ElementTree as ET
 from typing import Union
 from xml.parsers import expat
 
+from ..awsv4 import S3_NAMESPACE
 from ..errors import S3Error
-
-S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 # Request bodies we parse: CompleteMultipartUpload with 10,000 parts and checksums, or
 # DeleteObjects with 1,000 keys of 1,024 bytes each, both fit with room to spare.

@@ -26,7 +26,6 @@ credentials, from the event loop), ``close()``, ``abort()``. ``usable_key(key)``
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import os
@@ -39,13 +38,13 @@ from xml.etree import ElementTree
 
 from botocore import exceptions as bexc
 
+from ..awsv4 import ALGORITHM, S3_NAMESPACE, derive_signing_key
 from .errors import StageError
 from .options import StageOptions
 from .rawhttp import Endpoint, Pool, Response
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_ALGORITHM = "AWS4-HMAC-SHA256"
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_S3_NS = f"{{{S3_NAMESPACE}}}"
 _ERROR_BODY_LIMIT = 1 << 20
 _LIST_BODY_LIMIT = 64 << 20
 
@@ -54,15 +53,6 @@ def usable_key(key: str) -> bool:
     """Whether ``key`` goes on the wire exactly as signed (no segment a URL library may rewrite)."""
     parts = key.split("/")
     return "" not in parts[:-1] and not any(p in (".", "..") for p in parts)
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-@functools.lru_cache(maxsize=8)
-def _signing_key(secret_key: str, day: str, region: str) -> bytes:
-    return _hmac(_hmac(_hmac(_hmac(("AWS4" + secret_key).encode(), day), region), "s3"), "aws4_request")
 
 
 def _uri(value: str) -> str:
@@ -89,9 +79,9 @@ def sign(*, method: str, access_key: str, secret_key: str, token: str | None, re
     ])
     day = amz_date[:8]
     scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join([_ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    signature = hmac.new(_signing_key(secret_key, day, region), to_sign.encode(), hashlib.sha256).hexdigest()
-    signed["authorization"] = (f"{_ALGORITHM} Credential={access_key}/{scope}, "
+    to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signature = hmac.new(derive_signing_key(secret_key, day, region), to_sign.encode(), hashlib.sha256).hexdigest()
+    signed["authorization"] = (f"{ALGORITHM} Credential={access_key}/{scope}, "
                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
     return signed
 
