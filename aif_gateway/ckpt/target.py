@@ -7,7 +7,7 @@ and opens the fastest door to it:
   ``AIF_GATEWAY_ROOT``) and the bucket's directory there: straight to the filesystem, as objects
   (``BucketDoor``);
 - ``s3://bucket/prefix`` otherwise: S3 to ``endpoint`` (or ``AWS_ENDPOINT_URL``) (``S3Door``);
-- a path inside a gateway bucket (a directory with the gateway's ``.aifgw`` above it): as objects
+- a path inside a gateway bucket (a directory the gateway keeps state for, or its record names): as objects
   (``BucketDoor``); any other path: a plain directory (``PathDoor``).
 
 ``door="filesystem"`` or ``door="s3"`` forces one (an error when it cannot be used).
