@@ -16,7 +16,8 @@ An upload's directory is made with its initiator's ids, mode 0700, and everythin
 written with the ids of the request at hand: other users cannot read, change or complete it
 (the kernel refuses them), and its owner can change only what is theirs anyway. A caller with
 the gateway's own ids acts on a user's upload with its owner's ids (``owner_ids``, used by
-``FsStore``). Records are still checked before use (``_checked_part``, ``open_file``): their
+``FsStore``). Records are still checked before use (``record_checks.valid_part_record``,
+``open_file``): their
 owner may have rewritten them by hand, and nothing may follow names out of the upload's
 directory. Completion records are the gateway's, written with its ids into a directory no user
 can write: a user could otherwise plant the "answer" of another user's Complete.
@@ -66,6 +67,7 @@ from ..fsio.creds import GATEWAY, PosixIds, as_gateway
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
+from .record_checks import valid_part_record
 from ..fsio.dirdefaults import TEMP_FILE_MODE
 from ..fsio.newfile import create_new_file
 from .publish import TempObject, discard, remove_older_than
@@ -130,32 +132,6 @@ def _typed(value: Any, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TypeError(f"expected {kind.__name__}")
     return value
-
-
-_PART_FILE = re.compile(r"(data|part-\d{5}\.[0-9a-f]{12})")
-_DIGESTS = re.compile(r"[0-9a-f]{32}")
-
-
-def _checked_part(record: dict[str, Any] | None, name: str) -> PartRecord | None:
-    """A part record as the gateway writes it, or None: names only files of its own upload
-    (``data`` or ``part-NNNNN.<token>``), with sane numbers. Anything else is ignored."""
-    if record is None:
-        return None
-    try:
-        number = _typed(record["part_number"], int)
-        if f"part-{number:05d}.json" != name or not _PART_FILE.fullmatch(_typed(record["file"], str)):
-            return None
-        for field in ("size", "mtime_ns", "offset"):
-            if field in record and _typed(record[field], int) < 0:
-                return None
-        if not _DIGESTS.fullmatch(_typed(record["etag"], str)):
-            return None
-        checksums = _typed(record["checksums"], dict)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in checksums.items()):
-            return None
-    except (KeyError, TypeError):
-        return None
-    return record
 
 
 class UploadState:
@@ -255,8 +231,8 @@ class UploadState:
         with os.scandir(self._dir(upload_id)) as entries:
             for entry in entries:
                 if entry.name.startswith("part-") and entry.name.endswith(".json"):
-                    record = _checked_part(_read_json(Path(entry.path)), entry.name)
-                    if record is not None:
+                    record = _read_json(Path(entry.path))
+                    if record is not None and valid_part_record(record, entry.name):
                         parts[record["part_number"]] = record
         return parts
 

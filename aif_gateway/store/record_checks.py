@@ -18,6 +18,9 @@ Public API
 - ``valid_object_record(raw) -> bool``: ``raw`` is the parsed JSON of an ``ObjectRecord``.
 - ``valid_tags(raw) -> bool``: a stored tag set (a dict of at most ``MAX_TAGS`` str -> str).
 - ``valid_blob_name(name) -> bool``: the digest a blob pointer names (hex; no path).
+- ``valid_part_record(raw, name) -> bool``: a multipart part's record, read from the file
+  ``name`` of its upload's directory, which its uploader may rewrite by hand: it may name only
+  files of that upload (``data`` or ``part-NNNNN.<token>``).
 """
 
 from __future__ import annotations
@@ -129,3 +132,22 @@ def valid_tags(raw: Any) -> bool:
 
 def valid_blob_name(name: str) -> bool:
     return _BLOB_NAME.fullmatch(name) is not None
+
+
+_PART_FILE = re.compile(r"(data|part-[0-9]{5}\.[0-9a-f]{12})")
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+def valid_part_record(raw: Any, name: str) -> bool:
+    if type(raw) is not dict:
+        return False
+    number, file, etag = raw.get("part_number"), raw.get("file"), raw.get("etag")
+    if type(number) is not int or f"part-{number:05d}.json" != name:
+        return False
+    if type(file) is not str or _PART_FILE.fullmatch(file) is None:
+        return False
+    if type(etag) is not str or _MD5_HEX.fullmatch(etag) is None:
+        return False
+    if any(type(raw.get(n, 0)) is not int or raw.get(n, 0) < 0 for n in ("size", "mtime_ns", "offset")):
+        return False
+    return "size" in raw and "mtime_ns" in raw and _valid_checksums(raw.get("checksums"))
