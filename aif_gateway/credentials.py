@@ -75,12 +75,11 @@ def resolve_identities(root: Path, users_file: Path | None) -> tuple[IdentityTab
     return IdentityTable(identities), generated, created
 
 
-def load_identities(settings: Settings) -> IdentityTable:
-    """Everyone who may call the gateway, as a worker starts or reloads (SIGHUP); checked to
-    have the POSIX ids the settings require (``PosixIdError`` otherwise)."""
+def load_identities(settings: Settings) -> tuple[IdentityTable, PosixIdMap]:
+    """Everyone who may call the gateway and the POSIX ids each acts with, as the users are
+    (re)loaded (SIGHUP); ``PosixIdError`` when ids the settings require cannot be had."""
     table = resolve_identities(settings.root, settings.users_file)[0]
-    PosixIdMap.build(table, require_posix_ids=settings.require_posix_ids)
-    return table
+    return table, PosixIdMap.build(table, require_posix_ids=settings.require_posix_ids)
 
 
 def banner(ident: Identity, endpoint: str, root: Path, region: str) -> str:

@@ -83,13 +83,11 @@ async def reload_identities(app: web.Application, settings: Settings, worker: in
     """Re-read the users (SIGHUP) and swap them into ``app``; on error keep the current ones.
 
     A request already authenticated keeps its Identity; the next lookup sees the new table."""
-    from .posix_ids import PosixIdMap
     from .s3.app import IDENTITIES_KEY, POSIX_IDS_KEY
 
     try:
-        table = await asyncio.to_thread(load_identities, settings)
-        # NSS lookups (posix_user) may wait on LDAP: off the loop too.
-        posix_ids = await asyncio.to_thread(PosixIdMap.build, table, require_posix_ids=settings.require_posix_ids)
+        # Off the loop: the file, and NSS lookups (posix_user) that may wait on LDAP.
+        table, posix_ids = await asyncio.to_thread(load_identities, settings)
     except (IdentityError, OSError) as exc:
         log.error("users not reloaded, keeping the current ones: %s", exc, extra={"worker": worker})
         return
@@ -171,7 +169,7 @@ def _reload_workers(settings: Settings, procs: list[mp.process.BaseProcess]) -> 
     """Check the users once here, so a broken file is one error line and every worker keeps
     the users it has; a good one is re-read by each worker. Returns the new table, if good."""
     try:
-        table = load_identities(settings)
+        table, _ = load_identities(settings)
     except (IdentityError, OSError) as exc:
         log.error("users not reloaded, the gateway keeps the current ones: %s", exc)
         return None
