@@ -33,6 +33,7 @@ import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .s3.limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S, Limits
 from .store.base import MAX_PARTS
@@ -90,9 +91,9 @@ def load_settings(
     region: str | None = None,
 ) -> Settings:
     """Merge flags (given, non-None) over the config file over defaults."""
-    server: dict = {}
-    buckets: dict = {}
-    limits: dict = {}
+    server: dict[str, Any] = {}
+    buckets: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
     if config_file is not None:
         try:
             data = tomllib.loads(config_file.read_text())
@@ -166,14 +167,14 @@ _SIZE_UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "T
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
 
 
-def _seconds(section: dict, name: str, default: float) -> float:
+def _seconds(section: dict[str, Any], name: str, default: float) -> float:
     value = section.get(name, default)
     if type(value) not in (int, float) or not value > 0:
         raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)
 
 
-def _size(section: dict, name: str, default: int) -> int:
+def _size(section: dict[str, Any], name: str, default: int) -> int:
     value = section.get(name, default)
     match = _SIZE.fullmatch(value) if isinstance(value, str) else None
     if match is not None and match.group(2).upper() in _SIZE_UNITS:
@@ -184,7 +185,7 @@ def _size(section: dict, name: str, default: int) -> int:
     return value
 
 
-def _limits(section: dict) -> Limits:
+def _limits(section: dict[str, Any]) -> Limits:
     default = Limits()
     max_parts = section.get("max_parts", default.max_parts)
     if type(max_parts) is not int or not 1 <= max_parts <= MAX_PARTS:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class IdentityTable:
     def lookup(self, access_key: str) -> Identity | None:
         return self._by_key.get(access_key)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Identity]:
         return iter(self._by_key.values())
 
     def __len__(self) -> int:
@@ -140,7 +142,7 @@ def _is_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32 - 1
 
 
-def identity_from_entry(entry: dict, where: str) -> Identity:
+def identity_from_entry(entry: dict[str, Any], where: str) -> Identity:
     """One users-file table as an Identity; ``where`` prefixes every error message."""
     for k in ("uid", "gid"):
         if k in entry and not _is_id(entry[k]):

@@ -104,7 +104,7 @@ def _reload_on_sighup(app: web.Application, settings: Settings, worker: int) -> 
     loop = asyncio.get_running_loop()
     # One reload at a time, in arrival order: the table that stays is from the last SIGHUP's read.
     in_order = asyncio.Lock()
-    pending: set[asyncio.Task] = set()
+    pending: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
         async with in_order:
@@ -199,11 +199,11 @@ def run_supervisor(settings: Settings, identities: IdentityTable) -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         workers[index] = (proc, time.monotonic())
 
-    def on_signal(signum, _frame) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    def on_sighup(signum, _frame) -> None:
+    def on_sighup(signum: int, _frame: object) -> None:
         nonlocal reload_asked
         reload_asked = True
 
@@ -234,7 +234,7 @@ def run_supervisor(settings: Settings, identities: IdentityTable) -> int:
             start(index)
 
     for proc, _ in workers.values():
-        if proc.is_alive():
+        if proc.is_alive() and proc.pid is not None:
             os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     for proc, _ in workers.values():

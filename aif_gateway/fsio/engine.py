@@ -1,5 +1,5 @@
 """The data-path engine: the C extension ``aif_gateway._native`` when it is importable, else its
-pure-Python twin ``aif_gateway.fsio.pyengine``. Both keep the contract in ``native/aifnative.pyi``.
+pure-Python twin ``aif_gateway.fsio.pyengine``. Both keep the contract in ``aif_gateway/_native.pyi``.
 
 ``AIF_ENGINE`` chooses: ``python`` forces the twin, ``native`` requires the C extension (an
 ImportError otherwise, so a deployment that expects native speed cannot silently lose it), and
@@ -7,7 +7,7 @@ unset or ``auto`` takes native when it is there.
 
 Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
 engine's ``Hasher``, ``write_hashed``, ``recv_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
-``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``; per-thread
+``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``, ``stat_entries``; per-thread
 credentials (``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``) and
 ``open_beneath`` with its ``RESOLVE_*`` flags (``AIF_OPENAT2=0``, read at each call, makes it walk
 instead of calling openat2; ``engine_info()["openat2"]`` says which).
@@ -53,6 +53,7 @@ aligned_buffer = _engine.aligned_buffer
 engine_info = _engine.engine_info
 ChunkedDecoder = _engine.ChunkedDecoder
 ChunkedError = _engine.ChunkedError
+stat_entries = _engine.stat_entries
 set_thread_creds = _engine.set_thread_creds
 restore_thread_creds = _engine.restore_thread_creds
 thread_creds = _engine.thread_creds

@@ -25,7 +25,9 @@ import errno
 import os
 import platform
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import lustre
 
@@ -100,7 +102,7 @@ class _StatFs(ctypes.Structure):
     ]
 
 
-def _load_statfs():
+def _load_statfs() -> Callable[[bytes, Any], int] | None:
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
         return None
     try:

@@ -44,7 +44,7 @@ def load_libgpfs(path: str | None = None) -> _PreallocFn | None:
     return func
 
 
-def _load_fallocate():
+def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
     try:
         func = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).fallocate
     except (OSError, AttributeError):

@@ -86,10 +86,11 @@ def _run_lfs(args: list[str]) -> subprocess.CompletedProcess[str]:
     # file, so it must run as the user the thread acts for (the file is theirs, their rights
     # decide where it may be made).
     ids = current_ids()
-    as_user = {} if ids == GATEWAY else {"user": ids.uid, "group": ids.gid, "extra_groups": list(ids.groups)}
+    acting = ids != GATEWAY
     return subprocess.run(
         [LFS, *args], capture_output=True, text=True, timeout=_LFS_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
-        **as_user,
+        user=ids.uid if acting else None, group=ids.gid if acting else None,
+        extra_groups=list(ids.groups) if acting else None,
     )
 
 

@@ -4,7 +4,7 @@ It runs where the C extension did not build, under ``AIF_ENGINE=python``, and in
 reference the native engine is compared with byte for byte. Everything here is built from the
 standard library, ``awscrt`` (CRC32C, CRC64NVME) and ``xxhash`` (XXH3_64).
 
-Public API (see ``native/aifnative.pyi`` for the contract both engines keep)
+Public API (see ``aif_gateway/_native.pyi`` for the contract both engines keep)
 - ``Hasher(algorithms)``: ``update(buffer)``, ``digests() -> dict[str, bytes]``.
 - ``write_hashed(fd, buffer, offset, hasher) -> int``
 - ``recv_hashed(sock_fd, file_fd, offset, count, hasher, stall_timeout_ms, decoder=None) -> int``
@@ -14,6 +14,7 @@ Public API (see ``native/aifnative.pyi`` for the contract both engines keep)
 - ``reflink(src_fd, dst_fd) -> bool``, ``fallocate(fd, offset, length) -> None``
 - ``aligned_buffer(size, alignment=4096) -> memoryview``, ``engine_info() -> dict[str, str]``
 - ``ChunkedDecoder``, ``ChunkedError``: aws-chunked decoding, from ``pychunked``.
+- ``stat_entries(directory, names, xattr)``: the listing's batch stat, from ``pylisting``.
 - ``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``, ``open_beneath`` and the
   ``RESOLVE_*`` constants: per-thread credentials and opens beneath a directory, from
   ``pyposixcreds``.
@@ -34,12 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 import xxhash
 from awscrt import checksums as crt
 
-from . import pychunked, pyposixcreds
+from . import pychunked, pylisting, pyposixcreds
 from .fullio import pread_full, pwrite_all
 
 # aws-chunked decoding is part of this engine's API; its code lives in its own module.
 ChunkedDecoder = pychunked.ChunkedDecoder
 ChunkedError = pychunked.ChunkedError
+# So is the listing's batch stat (pylisting).
+stat_entries = pylisting.stat_entries
 # So are per-thread credentials and opens beneath a directory (pyposixcreds).
 set_thread_creds = pyposixcreds.set_thread_creds
 restore_thread_creds = pyposixcreds.restore_thread_creds

@@ -1,5 +1,5 @@
 """The pure-Python twin of ``native/posixcreds.c``: per-thread credentials and opens beneath a
-directory, with the same rules and errors (``native/aifnative.pyi`` states them).
+directory, with the same rules and errors (``aif_gateway/_native.pyi`` states them).
 
 Credentials: raw syscalls through ``ctypes`` (``setgroups`` in glibc, and ``os.setgroups`` on it,
 change every thread of the process; the raw syscall changes only the calling thread). ctypes

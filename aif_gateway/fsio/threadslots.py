@@ -52,7 +52,11 @@ class ThreadSlots:
             own.close()
             self._free.release()
             raise
-        future.add_done_callback(lambda _: (own.close(), self._free.release()))
+        def release(_: object) -> None:
+            own.close()
+            self._free.release()
+
+        future.add_done_callback(release)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:

@@ -13,6 +13,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..config import DEFAULT_REGION
 from ..errors import NotModified, S3Error
@@ -59,7 +60,7 @@ def _header_section_size(request: web.BaseRequest) -> int:
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One structured line per request, after the response (streamed bodies included) is sent."""
     started = time.perf_counter()
     status, sent = CLIENT_GONE, 0
@@ -86,7 +87,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Gives each request an id and renders whatever the handler raised as S3 does."""
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
@@ -97,7 +98,7 @@ async def request_id_middleware(request: web.Request, handler: web.Handler) -> w
     return response
 
 
-async def _render_errors(request: web.Request, handler: web.Handler, request_id: str) -> web.StreamResponse:
+async def _render_errors(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
         return await handler(request)
     except S3Error as err:

@@ -124,7 +124,8 @@ class GatewayRequestHandler(RequestHandler):
         self._last_payload: Any = None  # the body of the last request parsed
         self._refused = False  # from then on every byte received is dropped
         self._refusal: HttpProcessingError | None = None  # to raise through the parser, once
-        self._parser = _GuardedParser(self._parser, self._feed)
+        # The proxy stands in for aiohttp's parser, which the handler only feeds.
+        self._parser = _GuardedParser(self._parser, self._feed)  # type: ignore[assignment]
 
     # -- the header section's bounds ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

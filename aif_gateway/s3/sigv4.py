@@ -194,7 +194,8 @@ def _parse_amz_date(value: str) -> float | None:
     if match is None:
         return None
     try:
-        when = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+        year, month, day, hour, minute, second = map(int, match.groups())
+        when = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         return None
     return when.timestamp()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Union
+from typing import NoReturn, Union
 from xml.parsers import expat
 
 from ..awsv4 import S3_NAMESPACE
@@ -149,7 +149,7 @@ class _TreeBuilder:
         self._text.append(text)
 
 
-def _forbidden(*_args: object) -> None:
+def _forbidden(*_args: object) -> NoReturn:
     raise ValueError("DTDs and entity declarations are not accepted")
 
 

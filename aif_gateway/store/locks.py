@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
@@ -40,7 +41,7 @@ SLOTS = 2**20
 _table_lock = threading.Lock()
 _lock_fds: dict[Path, int] = {}
 # (lock file, slot) -> [thread lock, number of threads holding or waiting for it]
-_slot_locks: dict[tuple[Path, int], list] = {}
+_slot_locks: dict[tuple[Path, int], list[Any]] = {}
 
 
 def _reset_after_fork() -> None:
@@ -89,8 +90,9 @@ def _acquire_thread_lock(ident: tuple[Path, int]) -> threading.Lock:
     with _table_lock:
         entry = _slot_locks.setdefault(ident, [threading.Lock(), 0])
         entry[1] += 1
-    entry[0].acquire()
-    return entry[0]
+    lock: threading.Lock = entry[0]
+    lock.acquire()
+    return lock
 
 
 def _release_thread_lock(ident: tuple[Path, int]) -> None:

@@ -57,7 +57,7 @@ from typing import Any
 import xxhash
 
 from ..errors import S3Error
-from ..fsio.statbatch import stat_entries
+from ..fsio.engine import stat_entries
 from ..fsio.creds import as_gateway
 from .base import ObjectInfo
 from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
@@ -169,7 +169,7 @@ def info_for(key: str, st: os.stat_result, record: ObjectRecord | None, tag_coun
     )
 
 
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner, untyped in typeshed
 _FIELDS = frozenset(f.name for f in fields(ObjectRecord))
 _REQUIRED = frozenset(f.name for f in fields(ObjectRecord) if f.default is MISSING and f.default_factory is MISSING)
 

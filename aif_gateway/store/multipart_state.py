@@ -280,7 +280,7 @@ class UploadState:
             if offset is None:
                 data_name = f"{name}.{secrets.token_hex(6)}"
                 os.rename(temp.path, directory / data_name)
-                placed = {"file": data_name}
+                placed: dict[str, str | int] = {"file": data_name}
             else:
                 placed = {"file": DATA_FILE, "offset": offset}
             previous = _read_json(directory / f"{name}.json")
@@ -295,7 +295,7 @@ class UploadState:
             _write_json_atomically(directory / f"{name}.json", record)
             if previous is not None and previous["file"] not in (DATA_FILE, record["file"]):
                 discard(directory / previous["file"])
-        return PartInfo(part_number, temp.size, record["etag"], temp.mtime_ns, checksums)
+        return PartInfo(part_number, temp.size, temp.digests["MD5"].hex(), temp.mtime_ns, checksums)
 
     # -- the shared data file ---------------------------------------------------------------
     def data_file(self, upload_id: str) -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from aif_gateway import _native
-from aif_gateway.fsio import engine, statbatch
+from aif_gateway.fsio import engine, pylisting
 
-ENGINES = {"native": _native.stat_entries, "python": statbatch.py_stat_entries}
+ENGINES = {"native": _native.stat_entries, "python": pylisting.stat_entries}
 XATTR = "user.aifgw.meta"
 
 
@@ -44,14 +44,13 @@ NAMES = ["plain", "value-0", "value-1", "value-1023", "value-1024", "value-1025"
 def test_the_listing_runs_the_c_version_when_the_engine_is_native() -> None:
     # Fails on an extension built without native/listing.c: `pip install -e .` rebuilds it.
     if engine.ENGINE == "native":
-        assert statbatch.STAT_ENGINE == "native"
-        assert statbatch.stat_entries is _native.stat_entries
+        assert engine.stat_entries is _native.stat_entries
 
 
 def test_both_versions_give_the_same_columns(tree: Path) -> None:
     for xattr in (XATTR, None, "user.absent"):
         native = _native.stat_entries(str(tree), NAMES, xattr)
-        assert native == statbatch.py_stat_entries(str(tree), NAMES, xattr), xattr
+        assert native == pylisting.stat_entries(str(tree), NAMES, xattr), xattr
 
 
 def test_columns_are_lstat_fields_and_the_regular_files_values(stat_entries, tree: Path) -> None:

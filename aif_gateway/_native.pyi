@@ -115,7 +115,7 @@ class ChunkedDecoder:
 def stat_entries(
     directory: str, names: Sequence[str], xattr: str | None, /
 ) -> tuple[list[int], list[int], list[int], list[bytes | None]]:
-    """native/listing.c; its twin is aif_gateway.fsio.statbatch.py_stat_entries. For each name,
+    """native/listing.c; its twin is aif_gateway.fsio.pylisting.stat_entries. For each name,
     lstat of directory/name (0, 0, 0 when it or the directory is gone) and, for a regular file,
     the value of xattr (None when absent or unreadable): (modes, sizes, mtimes_ns, values), with
     the GIL released for the whole batch. Other errors raise OSError."""

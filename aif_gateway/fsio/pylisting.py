@@ -1,7 +1,7 @@
-"""The listing's batch stat: ``lstat`` and one extended attribute of many files of one directory.
+"""The pure-Python twin of the listing's batch stat (``native/listing.c``), reached through
+``fsio.engine.stat_entries``: ``lstat`` and one extended attribute of many files of one directory.
 
-Public API: ``stat_entries(directory, names, xattr) -> (modes, sizes, mtimes_ns, values)``,
-``py_stat_entries`` (its pure-Python twin) and ``STAT_ENGINE`` ("native" | "python"). Four
+``stat_entries(directory, names, xattr) -> (modes, sizes, mtimes_ns, values)``: four
 lists, one item per name: the lstat fields of ``directory/name``, or 0, 0, 0 when it (or the
 directory) no longer exists (no file has mode 0); and for a regular file the value of
 ``xattr`` (None when ``xattr`` is None or the attribute is absent or unreadable: ENODATA,
@@ -9,8 +9,7 @@ EACCES, ENOTSUP, EPERM, ENOENT). Any other error raises ``OSError`` (for the dir
 first name that met it). Flat lists rather than a tuple per name: a page's worth of tuples
 would be built only to be taken apart again.
 
-The native version (``native/listing.c``) runs the whole batch without the GIL; it is used
-whenever the data-path engine is native (``AIF_ENGINE``, see ``fsio.engine``).
+The native version runs the whole batch without the GIL.
 """
 
 from __future__ import annotations
@@ -18,18 +17,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from .engine import ENGINE
+__all__ = ["stat_entries"]
 
 Columns = tuple[list[int], list[int], list[int], list[bytes | None]]
-StatEntries = Callable[[str, Sequence[str], str | None], Columns]
 
 # Errors meaning "this file has no value to read": absent, unreadable, no user xattrs here.
 _NO_VALUE = {errno.ENODATA, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT}
 
 
-def py_stat_entries(directory: str, names: Sequence[str], xattr: str | None) -> Columns:
+def stat_entries(directory: str, names: Sequence[str], xattr: str | None) -> Columns:
     modes: list[int] = []
     sizes: list[int] = []
     mtimes: list[int] = []
@@ -67,16 +65,3 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
 
-
-def _choose() -> tuple[StatEntries, str]:
-    if ENGINE != "native":
-        return py_stat_entries, "python"
-    from .. import _native
-
-    # An extension built before native/listing.c existed still serves everything else; the
-    # listing then runs the twin (tests/unit/test_listing_statbatch.py fails on such a build).
-    native = getattr(_native, "stat_entries", None)
-    return (native, "native") if native is not None else (py_stat_entries, "python")
-
-
-stat_entries, STAT_ENGINE = _choose()
