@@ -128,7 +128,7 @@ class BucketDoor(Door):
         self.md5 = md5
         self.checksum = checksum
         self.fsync = fsync
-        self.location = f"{bucket.paths.dir}/{self.prefix} (bucket {bucket.paths.name}, written as objects)"
+        self.location = f"{bucket.directory}/{self.prefix} (bucket {bucket.name}, written as objects)"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name

@@ -19,11 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..store.direct import DirectBucket
-from ..store.internal import bucket_state_dir
-from ..store.meta import BUCKET_XATTR, bucket_record_file
-from ..errors import S3Error
-from ..store.paths import INTERNAL_DIR, validate_bucket_name
+from ..store.direct import DirectBucket, check_bucket_name
 from .doors import MiB, BucketDoor, Door, PathDoor, S3Door
 from .s3io import S3Bucket, S3Settings
 
@@ -55,30 +51,6 @@ def split_s3(dest: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _enclosing_bucket(path: Path) -> tuple[Path, str] | None:
-    """The bucket directory (one with the gateway's internal directory) above ``path``, and the
-    key prefix of ``path`` in it."""
-    real = Path(os.path.realpath(path))
-    for candidate in [real, *real.parents]:
-        if _is_bucket(candidate):
-            return candidate, real.relative_to(candidate).as_posix()
-    return None
-
-
-def _is_bucket(directory: Path) -> bool:
-    # A bucket the gateway made carries its record (an xattr, or a file in the root's internal
-    # directory); one it has written to has a state directory (``store.internal``).
-    if (directory / INTERNAL_DIR / "tmp").is_dir() or bucket_state_dir(directory.parent, directory.name, directory).is_dir():
-        return True
-    if directory.parent == directory or not directory.is_dir():
-        return False
-    try:
-        os.getxattr(directory, BUCKET_XATTR)
-        return True
-    except OSError:
-        return bucket_record_file(directory.parent, directory.name).is_file()
-
-
 def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) -> Door:
     o = options or DoorOptions()
     if o.door not in ("auto", "filesystem", "s3"):
@@ -88,8 +60,8 @@ def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) 
     if text.startswith("s3://"):
         bucket, prefix = split_s3(text)
         try:
-            validate_bucket_name(bucket)
-        except S3Error as exc:
+            check_bucket_name(bucket)
+        except ValueError as exc:
             raise ValueError(f"{text}: {exc}") from None
         root = o.root if o.root is not None else os.environ.get(ROOT_ENV)
         if o.door != "s3" and (root or o.bucket_map):
@@ -106,10 +78,8 @@ def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) 
         return S3Door(S3Bucket(settings, bucket, o.threads * 2), prefix, **sizes)
     if o.door == "s3":
         raise ValueError(f"{text}: door='s3' needs an s3://bucket/prefix destination")
-    path = Path(text)
-    found = _enclosing_bucket(path)
+    found = DirectBucket.enclosing(text, o.meta_backend)
     if found is not None:
-        bucket_dir, prefix = found
-        direct = DirectBucket.open(bucket_dir.parent, bucket_dir.name, {bucket_dir.name: bucket_dir}, o.meta_backend)
+        direct, prefix = found
         return BucketDoor(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
-    return PathDoor(path, fsync=o.fsync, **sizes)
+    return PathDoor(Path(text), fsync=o.fsync, **sizes)
