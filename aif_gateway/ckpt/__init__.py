@@ -14,7 +14,7 @@ _HOMES = {
     "save": "api", "save_async": "api", "load": "api", "verify": "api", "PendingSave": "api",
     "AifStorageWriter": "dcp", "AifStorageReader": "dcp", "SaveStats": "dcp",
     "CheckpointNotFound": "manifest", "IntegrityError": "manifest",
-    "DoorOptions": "target", "open_door": "target",
+    "DoorOptions": "destination", "open_door": "destination",
     "save_zarr": "zarrfmt", "load_zarr": "zarrfmt",
 }
 __all__ = sorted(_HOMES)

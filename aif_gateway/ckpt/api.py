@@ -13,7 +13,7 @@ single process and under ``torch.distributed`` alike (every rank calls them, as 
   if the checkpoint was saved by another number of ranks).
 - ``verify(src, **options) -> dict``: rereads every data file and checks it against the manifest.
 
-``options`` are the door options of ``target.DoorOptions`` (endpoint, access_key, secret_key,
+``options`` are the door options of ``destination.DoorOptions`` (endpoint, access_key, secret_key,
 region, root, door, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
 ``overwrite``; ``process_group`` is passed to dcp.
 """
@@ -33,7 +33,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from .dcp import AifStorageReader, AifStorageWriter, SaveStats
 from .manifest import verify_door
-from .target import DoorOptions, open_door
+from .destination import DoorOptions, open_door
 
 _WRITER_ONLY = ("files_per_rank", "overwrite", "cache_staged_state_dict")
 

@@ -56,7 +56,7 @@ def _progress_line() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from .manifest import CheckpointNotFound, IntegrityError, describe, verify_door
-    from .target import DoorOptions, open_door
+    from .destination import DoorOptions, open_door
 
     try:
         door = open_door(args.src, DoorOptions(endpoint=args.endpoint_url, root=args.root, door=args.door))

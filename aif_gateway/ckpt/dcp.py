@@ -50,10 +50,10 @@ from torch.futures import Future
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.utils.serialization import config as serialization_config
 
-from .doors import Door
+from .targets import Door
 from .manifest import MANIFEST, METADATA, CheckpointNotFound, IntegrityError, load_manifest_items
-from .sink import FileSink, as_bytes_view
-from .target import DoorOptions, open_door
+from .writer import FileSink, as_bytes_view
+from .destination import DoorOptions, open_door
 
 SUFFIX = ".distcp"
 _DATA_FILE = re.compile(r"__\d+_\d+\.distcp")  # this checkpoint's own level only, not nested ones
@@ -211,7 +211,7 @@ class SaveStats:
 
 class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     """Writes a DCP checkpoint to ``dest`` (``s3://bucket/prefix`` or a path); ``checkpoint_id``
-    given to ``dcp.save`` overrides it. Door options: see ``target.DoorOptions``.
+    given to ``dcp.save`` overrides it. Door options: see ``destination.DoorOptions``.
     ``files_per_rank`` data files per rank are serialised and written in parallel. Two by
     default: local filesystems (ext4, XFS, tmpfs) serialise writes to one file on its inode
     lock, so one file holds a rank to one writer's speed whatever the threads (measured in

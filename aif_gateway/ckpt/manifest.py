@@ -21,7 +21,7 @@ from typing import Any
 
 import xxhash
 
-from .doors import Door
+from .targets import Door
 
 METADATA = ".metadata"
 MANIFEST = "aif-manifest.json"

@@ -3,7 +3,7 @@
 Public API
 - ``save_zarr(state_dict, dest, *, codec="zstd", level=3, shard_mib=64, chunk_mib=4,
   **door_options) -> dict``: writes ``state_dict`` to ``dest`` (``s3://bucket/prefix`` or a
-  path, opened by ``target.open_door`` with ``DoorOptions`` keywords) and returns a summary
+  path, opened by ``destination.open_door`` with ``DoorOptions`` keywords) and returns a summary
   (location, door, arrays, tensor bytes, stored bytes, seconds).
 - ``load_zarr(src, *, into=None, **door_options)``: the state dict back, its tensors new CPU
   tensors; or, given ``into`` (a state dict of the same structure), its tensors filled in place
@@ -56,8 +56,8 @@ from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
 from .manifest import CheckpointNotFound
-from .doors import MiB, Door
-from .target import DoorOptions, open_door
+from .targets import MiB, Door
+from .destination import DoorOptions, open_door
 from .zarrstore import DoorStore
 
 ATTR = "aif_checkpoint"

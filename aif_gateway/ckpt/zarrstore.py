@@ -3,7 +3,7 @@
 Public API: ``DoorStore(target, *, read_only=False, **door_options)``, a ``zarr.abc.store.Store``
 with zarr's synchronous store calls too (``get_sync``, ``set_sync``, ``delete_sync``).
 ``target`` is a ``Door`` (used as it is, left open by ``close()``: it belongs to its opener), or a
-destination for ``target.open_door`` (``s3://bucket/prefix`` or a path, with ``DoorOptions``
+destination for ``destination.open_door`` (``s3://bucket/prefix`` or a path, with ``DoorOptions``
 keywords): the store then opens the door itself, closes it on ``close()``, reopens it when used
 again, and can be pickled (the other side reopens the same destination).
 
@@ -32,8 +32,8 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from .doors import Door
-from .target import DoorOptions, open_door
+from .targets import Door
+from .destination import DoorOptions, open_door
 
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 

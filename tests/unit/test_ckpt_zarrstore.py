@@ -17,7 +17,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 from zarr.testing.store import StoreTests
 
-from aif_gateway.ckpt.doors import PathDoor
+from aif_gateway.ckpt.targets import PathDoor
 from aif_gateway.ckpt.zarrstore import DoorStore
 from zarr_store_suite import SyncStoreFixtures, synchronous
 

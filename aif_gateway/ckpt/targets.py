@@ -35,7 +35,7 @@ from ..fsio.engine import Hasher, pread_striped
 from ..fsio.fullio import pread_full, pwrite_all
 from ..store.direct import DirectBucket, DirectWriter
 from .s3io import S3Bucket
-from .sink import FileSink, Piece
+from .writer import FileSink, Piece
 
 MiB = 1 << 20
 READ_STRIPE = 8 * MiB

@@ -1,4 +1,4 @@
-"""ckpt.sink through a real door (PathDoor on tmp_path): stripes, copies, failures."""
+"""ckpt.writer through a real door (PathDoor on tmp_path): stripes, copies, failures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from aif_gateway.ckpt.doors import PathDoor
+from aif_gateway.ckpt.targets import PathDoor
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.direct import DirectBucket, check_bucket_name
-from .doors import MiB, BucketDoor, Door, PathDoor, S3Door
+from .targets import MiB, BucketDoor, Door, PathDoor, S3Door
 from .s3io import S3Bucket, S3Settings
 
 ROOT_ENV = "AIF_GATEWAY_ROOT"
