@@ -19,7 +19,7 @@ SAVE, GB/s = the state dict's tensor bytes (10^9 B) / wall seconds:
 - dcp-stock-1, dcp-stock-N: ``dcp.save`` with the stock ``FileSystemWriter`` (thread_count 1 / N,
   sync_files off, as every other variant here writes without fsync).
 - aif-direct, aif-direct-md5: ``ckpt.save(sd, "s3://bench/...", root=<gateway root>)``: objects
-  written straight into the bucket directory (BucketDoor); the second with ``md5=True``.
+  written straight into the bucket directory (BucketTarget); the second with ``md5=True``.
 - aif-s3: ``ckpt.save(..., endpoint=<gateway>, door="s3")``.
 - s3tc: s3torchconnector's DCP ``S3StorageWriter`` (thread_count N) to the gateway, path style.
 - async-direct, async-s3: ``ckpt.save_async`` to either door: blocked (how long the call took to
@@ -69,7 +69,7 @@ from s3torchconnector import S3ClientConfig
 from s3torchconnector.dcp import S3StorageReader, S3StorageWriter
 
 from aif_gateway import ckpt
-from aif_gateway.ckpt import DoorOptions, open_door
+from aif_gateway.ckpt import TargetOptions, open_target
 from report import machine, publish, run_main, software
 from servers import Credentials, Server, gateway
 
@@ -292,7 +292,7 @@ class CkptBench:
     # -- cleaning ----------------------------------------------------------------------------
     def drop_prefix(self, prefix: str) -> None:
         """Delete a checkpoint's objects as the gateway would (their metadata too)."""
-        door = open_door(f"s3://{BUCKET}/{prefix}", DoorOptions(root=self.root, door="filesystem"))
+        door = open_target(f"s3://{BUCKET}/{prefix}", TargetOptions(root=self.root, door="filesystem"))
         try:
             for name in list(door.list()):
                 door.delete(name)
@@ -525,7 +525,7 @@ class CkptBench:
             "raw-1": "os.write, 1 thread, 1 file", f"raw-{n}": f"os.write, {n} threads, {n} files",
             "torch.save": "1 file", "dcp-stock-1": "FileSystemWriter(thread_count=1, sync_files=False)",
             f"dcp-stock-{n}": f"FileSystemWriter(thread_count={n}, sync_files=False)",
-            "aif-direct": "ckpt.save(root=): BucketDoor, 2 files a rank", "aif-direct-md5": "ckpt.save(root=, md5=True)",
+            "aif-direct": "ckpt.save(root=): BucketTarget, 2 files a rank", "aif-direct-md5": "ckpt.save(root=, md5=True)",
             "aif-direct-1f": "ckpt.save(root=, files_per_rank=1)",
             "aif-direct-crc": "ckpt.save(root=, checksum=True): + CRC64NVME",
             "aif-s3": "ckpt.save(door='s3')", "s3tc": f"S3StorageWriter(thread_count={n})",
@@ -594,7 +594,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     nproc = len(os.sched_getaffinity(0))
     # At least 2: the N variants are compared with the 1-thread ones of the same name.
-    threads = args.threads or max(2, min(DoorOptions().threads, nproc))
+    threads = args.threads or max(2, min(TargetOptions().threads, nproc))
     if threads < 2:
         raise SystemExit("perf/ckpt_bench.py: --threads must be at least 2 (raw-1 and dcp-stock-1 always run)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -630,7 +630,7 @@ def main(argv: list[str]) -> int:
         measured,
         f"- torch {torch.__version__}, s3torchconnector {s3torchconnector.__version__} "
         f"(part size {S3ClientConfig().part_size // MiB} MiB), numpy {np.__version__}; "
-        f"ckpt door defaults: threads {DoorOptions().threads}, part size {DoorOptions().part_size // MiB} MiB",
+        f"ckpt door defaults: threads {TargetOptions().threads}, part size {TargetOptions().part_size // MiB} MiB",
         "",
         bench.report(),
     ])

@@ -55,21 +55,21 @@ def _progress_line() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_door
-    from .destination import DoorOptions, open_door
+    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_target
+    from .destination import TargetOptions, open_target
 
     try:
-        door = open_door(args.src, DoorOptions(endpoint=args.endpoint_url, root=args.root, door=args.door))
+        target = open_target(args.src, TargetOptions(endpoint=args.endpoint_url, root=args.root, door=args.door))
     except (ValueError, FileNotFoundError) as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 2
     try:
         if args.ckpt_command == "info":
-            result = describe(door)
+            result = describe(target)
             if not result["files"] and not result["complete"]:
-                raise CheckpointNotFound(f"nothing saved at {door.location}")
+                raise CheckpointNotFound(f"nothing saved at {target.location}")
         else:
-            result = {"location": door.location, "ok": True, **verify_door(door, _progress_line())}
+            result = {"location": target.location, "ok": True, **verify_target(target, _progress_line())}
     except CheckpointNotFound as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 3
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 1
     finally:
-        door.close()
+        target.close()
     if args.json:
         print(json.dumps(result))
     elif args.ckpt_command == "info":

@@ -1,14 +1,14 @@
-"""Where a checkpoint goes, and through which door.
+"""Where a checkpoint goes: from what a training script names to the target that stores it.
 
-``open_door(dest, ...)`` takes what a training script names (``s3://bucket/prefix``, or a path)
-and opens the fastest door to it:
+``open_target(dest, ...)`` takes what a training script names (``s3://bucket/prefix``, or a path)
+and opens the fastest target for it:
 
 - ``s3://bucket/prefix`` with the gateway's root mounted on this node (``root=`` or
   ``AIF_GATEWAY_ROOT``) and the bucket's directory there: straight to the filesystem, as objects
-  (``BucketDoor``);
-- ``s3://bucket/prefix`` otherwise: S3 to ``endpoint`` (or ``AWS_ENDPOINT_URL``) (``S3Door``);
-- a path inside a gateway bucket (a directory the gateway keeps state for, or its record names): as objects
-  (``BucketDoor``); any other path: a plain directory (``PathDoor``).
+  (``BucketTarget``);
+- ``s3://bucket/prefix`` otherwise: S3 to ``endpoint`` (or ``AWS_ENDPOINT_URL``) (``S3Target``);
+- a path inside a gateway bucket (``store.direct.DirectBucket.enclosing`` finds it): as objects
+  (``BucketTarget``); any other path: a plain directory (``DirectoryTarget``).
 
 ``door="filesystem"`` or ``door="s3"`` forces one (an error when it cannot be used).
 """
@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.direct import DirectBucket, check_bucket_name
-from .targets import MiB, BucketDoor, Door, PathDoor, S3Door
+from .targets import MiB, BucketTarget, CheckpointTarget, DirectoryTarget, S3Target
 from .s3io import S3Bucket, S3Settings
 
 ROOT_ENV = "AIF_GATEWAY_ROOT"
 
 
 @dataclass(frozen=True)
-class DoorOptions:
+class TargetOptions:
     endpoint: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
@@ -51,8 +51,8 @@ def split_s3(dest: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) -> Door:
-    o = options or DoorOptions()
+def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = None) -> CheckpointTarget:
+    o = options or TargetOptions()
     if o.door not in ("auto", "filesystem", "s3"):
         raise ValueError(f"door must be auto, filesystem or s3, not {o.door!r}")
     text = os.fspath(dest)
@@ -70,16 +70,16 @@ def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) 
             except (FileNotFoundError, ValueError):
                 direct = None
             if direct is not None:
-                return BucketDoor(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
+                return BucketTarget(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
         if o.door == "filesystem":
             raise FileNotFoundError(f"{text}: bucket {bucket!r} is not mounted here: pass root= (or set "
                                     f"{ROOT_ENV}) to the gateway's root directory")
         settings = S3Settings.resolve(o.endpoint, o.access_key, o.secret_key, o.region)
-        return S3Door(S3Bucket(settings, bucket, o.threads * 2), prefix, **sizes)
+        return S3Target(S3Bucket(settings, bucket, o.threads * 2), prefix, **sizes)
     if o.door == "s3":
         raise ValueError(f"{text}: door='s3' needs an s3://bucket/prefix destination")
     found = DirectBucket.enclosing(text, o.meta_backend)
     if found is not None:
         direct, prefix = found
-        return BucketDoor(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
-    return PathDoor(Path(text), fsync=o.fsync, **sizes)
+        return BucketTarget(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
+    return DirectoryTarget(Path(text), fsync=o.fsync, **sizes)

@@ -21,7 +21,7 @@ from zarr.storage import FsspecStore, LocalStore
 from zarr.testing.store import StoreTests
 
 from aif_gateway import ckpt
-from aif_gateway.ckpt.zarrstore import DoorStore
+from aif_gateway.ckpt.zarrstore import AifZarrStore
 from zarr_store_suite import SyncStoreFixtures, synchronous
 
 from .gateway import Credentials, GatewayProcess
@@ -247,7 +247,7 @@ def test_a_zarr_array_reads_the_same_over_s3_and_from_the_tree(
     on_tree = zarr.open_array(LocalStore(bucket_dir / "datasets", read_only=True), path="temps", mode="r")
     over_s3 = zarr.open_array(FsspecStore.from_url(f"s3://{bucket}/datasets", storage_options=fsspec_options,
                                                    read_only=True), path="temps", mode="r")
-    door_s3 = DoorStore(f"s3://{bucket}/datasets", read_only=True, door="s3", **s3_options)
+    door_s3 = AifZarrStore(f"s3://{bucket}/datasets", read_only=True, door="s3", **s3_options)
     try:
         over_doors = zarr.open_array(door_s3, path="temps", mode="r")
         for selection in [np.s_[...], np.s_[123:457, 5:30], np.s_[999:, :], np.s_[::97, 36]]:
@@ -261,8 +261,8 @@ def test_a_zarr_array_reads_the_same_over_s3_and_from_the_tree(
 
 # -- zarr's store suite over S3 ------------------------------------------------------------------
 @synchronous
-class TestDoorStoreOverS3(SyncStoreFixtures, StoreTests[DoorStore, cpu.Buffer]):
-    store_cls = DoorStore
+class TestAifZarrStoreOverS3(SyncStoreFixtures, StoreTests[AifZarrStore, cpu.Buffer]):
+    store_cls = AifZarrStore
     buffer_cls = cpu.Buffer
     PREFIX = "suite"
 
@@ -274,18 +274,18 @@ class TestDoorStoreOverS3(SyncStoreFixtures, StoreTests[DoorStore, cpu.Buffer]):
     def store_kwargs(self, bucket: str, s3_options: dict[str, Any]) -> dict[str, Any]:
         return {"target": f"s3://{bucket}/{self.PREFIX}", "door": "s3", **s3_options}
 
-    async def set(self, store: DoorStore, key: str, value: Buffer) -> None:
+    async def set(self, store: AifZarrStore, key: str, value: Buffer) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"{self.PREFIX}/{key}", Body=value.to_bytes())
 
-    async def get(self, store: DoorStore, key: str) -> Buffer:
+    async def get(self, store: AifZarrStore, key: str) -> Buffer:
         body = self.s3.get_object(Bucket=self.bucket, Key=f"{self.PREFIX}/{key}")["Body"].read()
         return self.buffer_cls.from_bytes(body)
 
-    def test_store_repr(self, store: DoorStore) -> None:
-        assert repr(store).startswith(f"DoorStore('door-s3://s3://{self.bucket}/{self.PREFIX} at http")
+    def test_store_repr(self, store: AifZarrStore) -> None:
+        assert repr(store).startswith(f"AifZarrStore('aif-s3://s3://{self.bucket}/{self.PREFIX} at http")
 
-    def test_store_supports_writes(self, store: DoorStore) -> None:
+    def test_store_supports_writes(self, store: AifZarrStore) -> None:
         assert store.supports_writes
 
-    def test_store_supports_listing(self, store: DoorStore) -> None:
+    def test_store_supports_listing(self, store: AifZarrStore) -> None:
         assert store.supports_listing
