@@ -20,15 +20,17 @@ _HOMES = {
     "save_zarr": "zarrfmt", "load_zarr": "zarrfmt",
 }
 __all__ = sorted(_HOMES)
-# Names from before the rename, kept working (each use warns); not in __all__.
-_DEPRECATED = {"DoorOptions": "TargetOptions", "open_door": "open_target"}
+# Names from before the rename, kept working (each use warns); not in __all__. Old name: (new
+# name, what it gives). DoorOptions also takes door=, the old name of via=.
+_DEPRECATED = {"DoorOptions": ("TargetOptions", "from_keywords"), "open_door": ("open_target", None)}
 
 
 def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
-        warnings.warn(f"aif_gateway.ckpt.{name} is deprecated: use {_DEPRECATED[name]}", DeprecationWarning,
-                      stacklevel=2)
-        return __getattr__(_DEPRECATED[name])
+        new, method = _DEPRECATED[name]
+        warnings.warn(f"aif_gateway.ckpt.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        value = __getattr__(new)
+        return getattr(value, method) if method else value
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'aif_gateway.ckpt' has no attribute {name!r}")

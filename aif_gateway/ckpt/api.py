@@ -14,7 +14,7 @@ single process and under ``torch.distributed`` alike (every rank calls them, as 
 - ``verify(src, **options) -> dict``: rereads every data file and checks it against the manifest.
 
 ``options`` are the target options of ``destination.TargetOptions`` (endpoint, access_key, secret_key,
-region, root, door, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
+region, root, via, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
 ``overwrite``; ``process_group`` is passed to dcp.
 """
 
@@ -117,7 +117,7 @@ def verify(src: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """Reread every data file of the checkpoint at ``src`` against its manifest
     (``manifest.verify_target``): {"files", "bytes", "items"}, or IntegrityError naming the first
     file and byte range that differ (CheckpointNotFound when it is not complete)."""
-    target = open_target(src, TargetOptions(**options))
+    target = open_target(src, TargetOptions.from_keywords(**options))
     try:
         return verify_target(target)
     finally:

@@ -18,7 +18,7 @@ examples:
   aif-gateway ckpt verify s3://ckpt/run1/step-2000 --root /lustre/aif     # straight from the tree
   aif-gateway ckpt verify /scratch/$USER/run1/step-2000 --json
 
-SRC: s3://BUCKET/PREFIX (the filesystem door with --root or AIF_GATEWAY_ROOT when the bucket's
+SRC: s3://BUCKET/PREFIX (straight from the filesystem with --root or AIF_GATEWAY_ROOT when the bucket's
 directory is there, else S3 to --endpoint-url or AWS_ENDPOINT_URL, keys from AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY), or a path. exit codes: 0 ok, 1 damaged or no manifest, 2 usage, 3 incomplete.
 """
@@ -37,8 +37,11 @@ def add_ckpt_parser(sub: Any) -> None:
         p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL)")
         p.add_argument("--root", metavar="DIR", help="the gateway's root directory, when mounted here "
                        "(default: AIF_GATEWAY_ROOT)")
-        p.add_argument("--door", choices=("auto", "filesystem", "s3"), default="auto",
-                       help="force one door (default: the filesystem when the bucket is mounted here)")
+        p.add_argument("--via", choices=("auto", "filesystem", "s3"), default="auto",
+                       help="force one way to the checkpoint (default: the filesystem when the bucket is "
+                       "mounted here)")
+        p.add_argument("--door", dest="via", choices=("auto", "filesystem", "s3"), default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)  # the old name of --via
         p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from .destination import TargetOptions, open_target
 
     try:
-        target = open_target(args.src, TargetOptions(endpoint=args.endpoint_url, root=args.root, door=args.door))
+        target = open_target(args.src, TargetOptions(endpoint=args.endpoint_url, root=args.root, via=args.via))
     except (ValueError, FileNotFoundError) as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 2

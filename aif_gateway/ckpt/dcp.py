@@ -30,6 +30,7 @@ import pickle
 import re
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -201,12 +202,18 @@ def _nbytes(item: WriteItem) -> int:
 class SaveStats:
     """What one rank's ``write_data`` did (the coordinator's also covers ``finish``)."""
 
-    door: str = ""
+    via: str = ""  # the target's kind: "filesystem" or "s3"
     location: str = ""
     files: int = 0
     bytes: int = 0
     write_s: float = 0.0
     finish_s: float = 0.0
+
+    @property
+    def door(self) -> str:
+        """The old name of ``via`` (deprecated)."""
+        warnings.warn("SaveStats.door is deprecated: use SaveStats.via", DeprecationWarning, stacklevel=2)
+        return self.via
 
 
 class AifStorageWriter(StorageWriter, BlockingAsyncStager):
@@ -222,7 +229,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         StorageWriter.__init__(self)
         BlockingAsyncStager.__init__(self, cache_staged_state_dict=cache_staged_state_dict)
         self.dest = os.fspath(dest) if dest is not None else None
-        self.options = TargetOptions(**target_options)
+        self.options = TargetOptions.from_keywords(**target_options)
         self.files_per_rank = max(1, files_per_rank)
         self.overwrite = overwrite
         self.rank = 0
@@ -252,7 +259,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
             if self.dest is None:
                 raise ValueError("no checkpoint destination: pass dest= or checkpoint_id=")
             self._target = open_target(self.dest, self.options)
-            self.stats.door, self.stats.location = self._target.kind, self._target.location
+            self.stats.via, self.stats.location = self._target.kind, self._target.location
         return self._target
 
     def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
@@ -377,7 +384,7 @@ class AifStorageReader(StorageReader):
                  read_threads: int = 8, **target_options: Any) -> None:
         super().__init__()
         self.src = os.fspath(src) if src is not None else None
-        self.options = TargetOptions(**target_options)
+        self.options = TargetOptions.from_keywords(**target_options)
         self.verify = verify
         self.read_threads = read_threads
         self.storage_data: dict[MetadataIndex, _StorageInfo] = {}

@@ -10,14 +10,16 @@ and opens the fastest target for it:
 - a path inside a gateway bucket (``store.direct.DirectBucket.enclosing`` finds it): as objects
   (``BucketTarget``); any other path: a plain directory (``DirectoryTarget``).
 
-``door="filesystem"`` or ``door="s3"`` forces one (an error when it cannot be used).
+``via="filesystem"`` or ``via="s3"`` forces one (an error when it cannot be used).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..store.direct import DirectBucket, check_bucket_name
 from .targets import MiB, BucketTarget, CheckpointTarget, DirectoryTarget, S3Target
@@ -34,13 +36,24 @@ class TargetOptions:
     region: str | None = None
     root: str | os.PathLike[str] | None = None
     bucket_map: dict[str, Path] = field(default_factory=dict)
-    door: str = "auto"  # auto | filesystem | s3
+    via: str = "auto"  # auto | filesystem | s3
     threads: int = 8
     part_size: int = 32 * MiB
     md5: bool = False  # direct writes: MD5-based ETags (as a multipart upload gives) at MD5's speed
     checksum: bool = False  # direct writes: a FULL_OBJECT CRC64NVME per object (~0.17 s CPU per GB)
     fsync: bool = False
     meta_backend: str | None = None  # direct writes: "xattr" or "sidecar" when the gateway forces one
+
+    @classmethod
+    def from_keywords(cls, **keywords: Any) -> TargetOptions:
+        """The options a caller passed on as keywords (``save(..., via="s3")``); ``door=``, the
+        old name of ``via=``, still works and warns."""
+        if "door" in keywords:
+            warnings.warn("the door= option is deprecated: use via=", DeprecationWarning, stacklevel=3)
+            if "via" in keywords:
+                raise TypeError("pass via= only: door= is its old name")
+            keywords["via"] = keywords.pop("door")
+        return cls(**keywords)
 
 
 def split_s3(dest: str) -> tuple[str, str]:
@@ -53,8 +66,8 @@ def split_s3(dest: str) -> tuple[str, str]:
 
 def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = None) -> CheckpointTarget:
     o = options or TargetOptions()
-    if o.door not in ("auto", "filesystem", "s3"):
-        raise ValueError(f"door must be auto, filesystem or s3, not {o.door!r}")
+    if o.via not in ("auto", "filesystem", "s3"):
+        raise ValueError(f"via must be auto, filesystem or s3, not {o.via!r}")
     text = os.fspath(dest)
     sizes = {"threads": o.threads, "part_size": o.part_size}
     if text.startswith("s3://"):
@@ -64,20 +77,20 @@ def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = No
         except ValueError as exc:
             raise ValueError(f"{text}: {exc}") from None
         root = o.root if o.root is not None else os.environ.get(ROOT_ENV)
-        if o.door != "s3" and (root or o.bucket_map):
+        if o.via != "s3" and (root or o.bucket_map):
             try:
                 direct = DirectBucket.open(Path(root or "/nonexistent"), bucket, o.bucket_map, o.meta_backend)
             except (FileNotFoundError, ValueError):
                 direct = None
             if direct is not None:
                 return BucketTarget(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
-        if o.door == "filesystem":
+        if o.via == "filesystem":
             raise FileNotFoundError(f"{text}: bucket {bucket!r} is not mounted here: pass root= (or set "
                                     f"{ROOT_ENV}) to the gateway's root directory")
         settings = S3Settings.resolve(o.endpoint, o.access_key, o.secret_key, o.region)
         return S3Target(S3Bucket(settings, bucket, o.threads * 2), prefix, **sizes)
-    if o.door == "s3":
-        raise ValueError(f"{text}: door='s3' needs an s3://bucket/prefix destination")
+    if o.via == "s3":
+        raise ValueError(f"{text}: via='s3' needs an s3://bucket/prefix destination")
     found = DirectBucket.enclosing(text, o.meta_backend)
     if found is not None:
         direct, prefix = found

@@ -102,7 +102,8 @@ def describe(target: CheckpointTarget) -> dict[str, Any]:
     files = {name: target.size(name) for name in names if name.endswith(".distcp")}
     return {
         "location": target.location,
-        "door": target.kind,
+        "via": target.kind,
+        "door": target.kind,  # the old name of "via", kept for scripts that read it
         "complete": METADATA in names,
         "manifest": MANIFEST in names,
         "files": files,

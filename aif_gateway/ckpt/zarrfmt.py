@@ -4,7 +4,7 @@ Public API
 - ``save_zarr(state_dict, dest, *, codec="zstd", level=3, shard_mib=64, chunk_mib=4,
   **target_options) -> dict``: writes ``state_dict`` to ``dest`` (``s3://bucket/prefix`` or a
   path, opened by ``destination.open_target`` with ``TargetOptions`` keywords) and returns a summary
-  (location, target (the target's kind), arrays, tensor bytes, stored bytes, seconds).
+  (location, via (the target's kind; ``door`` is its old name), arrays, tensor bytes, stored bytes, seconds).
 - ``load_zarr(src, *, into=None, **target_options)``: the state dict back, its tensors new CPU
   tensors; or, given ``into`` (a state dict of the same structure), its tensors filled in place
   and its other leaves replaced, and ``into`` returned. ``CheckpointNotFound`` when ``src``
@@ -272,7 +272,7 @@ def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec
     flat = _Flat()
     tree = _encode(state_dict, [], flat)
     started = time.perf_counter()
-    target = open_target(dest, TargetOptions(**target_options))
+    target = open_target(dest, TargetOptions.from_keywords(**target_options))
     try:
         old = _old_arrays(target)
         target.delete(ROOT_META)  # first: from here on, no reader takes this place for a checkpoint
@@ -288,7 +288,7 @@ def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec
                 ATTR: {"version": FORMAT_VERSION, "tree": tree}})
 
         sync(write_all())
-        return {"location": target.location, "door": target.kind, "arrays": len(flat.arrays),
+        return {"location": target.location, "via": target.kind, "door": target.kind, "arrays": len(flat.arrays),
                 "tensor_bytes": flat.nbytes, "stored_bytes": store.stored_bytes, "codec": codec,
                 "seconds": time.perf_counter() - started}
     finally:
@@ -402,7 +402,7 @@ def _decode(node: dict[str, Any], into: Any, loaded: dict[str, torch.Tensor], wh
 
 
 def load_zarr(src: str | os.PathLike[str], *, into: Any = None, **target_options: Any) -> Any:
-    target = open_target(src, TargetOptions(**target_options))
+    target = open_target(src, TargetOptions.from_keywords(**target_options))
     try:
         tree = _read_tree(target)
         wanted: dict[str, torch.Tensor | None] = {}

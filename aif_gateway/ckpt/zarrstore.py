@@ -120,7 +120,7 @@ class AifZarrStore(Store):
             self._target, self._dest, self._options = target, None, None
         else:
             self._dest = os.fspath(target)
-            self._options = TargetOptions(**target_options)
+            self._options = TargetOptions.from_keywords(**target_options)
         self._where = (self.target.kind, self.target.location)
 
     @property
