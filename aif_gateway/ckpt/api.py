@@ -32,8 +32,10 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
 from .dcp import AifStorageReader, AifStorageWriter, SaveStats
-from .manifest import verify_target
 from .destination import TargetOptions, open_target
+from .manifest import verify_target
+
+__all__ = ["PendingSave", "load", "save", "save_async", "verify"]
 
 _WRITER_ONLY = ("files_per_rank", "overwrite", "cache_staged_state_dict")
 

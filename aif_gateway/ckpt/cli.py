@@ -1,6 +1,6 @@
 """``aif-gateway ckpt verify | info``: check a checkpoint from any node, PyTorch not needed.
 
-Public API: ``add_ckpt_parser(subparsers)`` (called by aif_gateway/cli.py), ``run(args) -> int``.
+``add_ckpt_parser`` adds the commands to aif_gateway/cli.py's parser; ``run`` carries one out.
 Exit codes: 0 ok; 1 the bytes differ from the manifest (or there is none to check against);
 2 usage or configuration error; 3 no complete checkpoint there.
 """
@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+__all__ = ["add_ckpt_parser", "run"]
 
 EPILOG = """\
 examples:
@@ -58,8 +60,8 @@ def _progress_line() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_target
     from .destination import TargetOptions, open_target
+    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_target
 
     try:
         target = open_target(args.src, TargetOptions(endpoint=args.endpoint_url, root=args.root, via=args.via))

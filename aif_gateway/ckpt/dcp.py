@@ -51,10 +51,12 @@ from torch.futures import Future
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.utils.serialization import config as serialization_config
 
-from .targets import CheckpointTarget
-from .manifest import MANIFEST, METADATA, CheckpointNotFound, IntegrityError, load_manifest_items
-from .writer import FileWriter, as_bytes_view
 from .destination import TargetOptions, open_target
+from .manifest import MANIFEST, METADATA, CheckpointNotFound, IntegrityError, load_manifest_items
+from .targets import CheckpointTarget
+from .writer import FileWriter, as_bytes_view
+
+__all__ = ["AifStorageReader", "AifStorageWriter", "SaveStats"]
 
 SUFFIX = ".distcp"
 _DATA_FILE = re.compile(r"__\d+_\d+\.distcp")  # this checkpoint's own level only, not nested ones

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..store.direct import DirectBucket, check_bucket_name
-from .targets import MiB, BucketTarget, CheckpointTarget, DirectoryTarget, S3Target
 from .s3io import S3Bucket, S3Settings
+from .targets import BucketTarget, CheckpointTarget, DirectoryTarget, MiB, S3Target
+
+__all__ = ["ROOT_ENV", "TargetOptions", "open_target"]
 
 ROOT_ENV = "AIF_GATEWAY_ROOT"
 

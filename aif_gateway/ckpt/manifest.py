@@ -7,10 +7,6 @@ complete), the ``__<rank>_<n>.distcp`` data files, and ``aif-manifest.json``:
 holds its storage whole)]}}}``. The items of a file tile it exactly, so their digests cover every
 byte. This module needs no torch, so a checkpoint can be checked from any node
 (``aif-gateway ckpt verify``).
-
-Public API: ``METADATA``, ``MANIFEST``; ``CheckpointNotFound``, ``IntegrityError``;
-``load_manifest_items(target, required, name=MANIFEST)``; ``verify_target(target, progress=None) -> dict``;
-``describe(target) -> dict``.
 """
 
 from __future__ import annotations
@@ -22,6 +18,9 @@ from typing import Any
 import xxhash
 
 from .targets import CheckpointTarget
+
+__all__ = ["MANIFEST", "METADATA", "CheckpointNotFound", "IntegrityError", "describe", "load_manifest_items",
+           "read_manifest", "verify_target"]
 
 METADATA = ".metadata"
 MANIFEST = "aif-manifest.json"

@@ -11,11 +11,7 @@ checkpoint formats (``dcp``, ``zarrfmt``) never know which one they use.
   stripe writes, rename. No gateway metadata: there is no gateway.
 - ``S3Target``: anywhere else: stripes become parts of a multipart upload sent in parallel (a file
   of one stripe is one PutObject), each with a CRC64NVME the gateway checks.
-
-Public API: ``CheckpointTarget`` (``open_file(name, size_hint=None) -> FileWriter``, ``put_bytes(name, data)``,
-``read_into(name, offset, view)``, ``read_bytes(name)``, ``exists(name)``, ``size(name)``, ``delete(name)``,
-``list() -> [name]``, ``close()``, ``kind``, ``location``). A missing file raises
-``FileNotFoundError`` from every target.
+A missing file raises ``FileNotFoundError`` from every target.
 """
 
 from __future__ import annotations
@@ -38,12 +34,17 @@ from ..store.direct import DirectBucket, DirectWriter
 from .s3io import S3Bucket
 from .writer import FileWriter, Piece
 
+__all__ = ["BucketTarget", "CheckpointTarget", "DirectoryTarget", "MiB", "S3Target"]
+
 MiB = 1 << 20
 READ_STRIPE = 8 * MiB
 MIN_PART = 5 * MiB  # S3's smallest part but the last (EntityTooSmall otherwise)
 
 
 class CheckpointTarget(ABC):
+    """Named files under one checkpoint location. ``kind``: "filesystem" or "s3"; ``location``:
+    where, in words (for messages)."""
+
     kind: str
     location: str
 

@@ -5,11 +5,9 @@ record) are copied into a buffer, large ones (the tensors' own memory) are kept 
 tensor's bytes are never copied in user space. Every ``part_size`` bytes form a stripe that a
 target's thread writes (a file region, or one UploadPart) while the serialiser goes on; at most
 ``max_inflight`` stripes of one file wait or run at a time, which bounds the memory held by
-copied pieces and keeps every tensor alive only as long as its bytes are in flight.
-
-Public API: ``FileWriter`` (subclassed by each target): ``write(data, keep=False)``, ``commit(digest=None)
--> int`` (bytes), ``abort()``; subclasses give ``_send(part, offset, pieces, last)``,
-``_publish(part_sizes, results, pieces_of_single, digest)`` and ``_discard()``.
+copied pieces and keeps every tensor alive only as long as its bytes are in flight. Each kind of
+target subclasses ``FileWriter`` with how a stripe is sent, how the file is published and how it
+is discarded.
 """
 
 from __future__ import annotations
@@ -18,6 +16,8 @@ import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+__all__ = ["FileWriter", "Piece", "as_bytes_view"]
 
 Piece = memoryview | bytes | bytearray
 

@@ -1,14 +1,7 @@
 """Checkpoints as a zarr v3 group: every tensor an array any zarr reader opens, bit for bit.
 
-Public API
-- ``save_zarr(state_dict, dest, *, codec="zstd", level=3, shard_mib=64, chunk_mib=4,
-  **target_options) -> dict``: writes ``state_dict`` to ``dest`` (``s3://bucket/prefix`` or a
-  path, opened by ``destination.open_target`` with ``TargetOptions`` keywords) and returns a summary
-  (location, via (the target's kind; ``door`` is its old name), arrays, tensor bytes, stored bytes, seconds).
-- ``load_zarr(src, *, into=None, **target_options)``: the state dict back, its tensors new CPU
-  tensors; or, given ``into`` (a state dict of the same structure), its tensors filled in place
-  and its other leaves replaced, and ``into`` returned. ``CheckpointNotFound`` when ``src``
-  holds no finished checkpoint.
+``save_zarr`` writes a state dict, ``load_zarr`` reads it back; both open their destination
+(``s3://bucket/prefix`` or a path) with ``destination.open_target`` and ``TargetOptions`` keywords.
 
 Layout. One group. A tensor of one dimension or more is an array named by its key path:
 nested dicts, lists and tuples become groups (``{"model": {"w": t}}`` -> array ``model/w``,
@@ -55,10 +48,12 @@ from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
-from .manifest import CheckpointNotFound
-from .targets import MiB, CheckpointTarget
 from .destination import TargetOptions, open_target
+from .manifest import CheckpointNotFound
+from .targets import CheckpointTarget, MiB
 from .zarrstore import AifZarrStore
+
+__all__ = ["load_zarr", "save_zarr"]
 
 ATTR = "aif_checkpoint"
 FORMAT_VERSION = 1
@@ -266,6 +261,8 @@ async def _write_array(store: Store, path: str, tensor: torch.Tensor, compressor
 
 def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec: str = "zstd", level: int = 3,
               shard_mib: float = 64, chunk_mib: float = 4, **target_options: Any) -> dict[str, Any]:
+    """Write ``state_dict`` to ``dest``; a summary: location, via (the target's kind; ``door``
+    is its old name), arrays, tensor bytes, stored bytes, codec, seconds."""
     compressor = _compressor(codec, level)
     if not 0 < chunk_mib <= shard_mib:
         raise ValueError(f"want 0 < chunk_mib <= shard_mib, not chunk_mib={chunk_mib} shard_mib={shard_mib}")
@@ -402,6 +399,9 @@ def _decode(node: dict[str, Any], into: Any, loaded: dict[str, torch.Tensor], wh
 
 
 def load_zarr(src: str | os.PathLike[str], *, into: Any = None, **target_options: Any) -> Any:
+    """The state dict saved at ``src``, its tensors new CPU tensors; or, given ``into`` (a state
+    dict of the same structure), its tensors filled in place and its other leaves replaced, and
+    ``into`` returned. ``CheckpointNotFound`` when ``src`` holds no finished checkpoint."""
     target = open_target(src, TargetOptions.from_keywords(**target_options))
     try:
         tree = _read_tree(target)

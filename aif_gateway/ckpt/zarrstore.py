@@ -1,12 +1,5 @@
 """A zarr v3 store over a checkpoint target: zarr reads and writes through the filesystem or S3.
 
-Public API: ``AifZarrStore(target, *, read_only=False, **target_options)``, a ``zarr.abc.store.Store``
-with zarr's synchronous store calls too (``get_sync``, ``set_sync``, ``delete_sync``).
-``target`` is a ``CheckpointTarget`` (used as it is, left open by ``close()``: it belongs to its opener), or a
-destination for ``destination.open_target`` (``s3://bucket/prefix`` or a path, with ``TargetOptions``
-keywords): the store then opens the target itself, closes it on ``close()``, reopens it when used
-again, and can be pickled (the other side reopens the same destination).
-
 Keys are file names under the target's location. Every write is one target file: published whole
 (a rename, or one completed upload), so a reader never sees half a chunk, and through a
 ``BucketTarget`` it is an object the gateway serves at once.
@@ -32,8 +25,10 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from .targets import CheckpointTarget
 from .destination import TargetOptions, open_target
+from .targets import CheckpointTarget
+
+__all__ = ["AifZarrStore"]
 
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
@@ -105,6 +100,13 @@ def _reopen(dest: str, read_only: bool, options: TargetOptions) -> AifZarrStore:
 
 
 class AifZarrStore(Store):
+    """A ``zarr.abc.store.Store``, with zarr's synchronous store calls too (``get_sync``,
+    ``set_sync``, ``delete_sync``). ``target`` is a ``CheckpointTarget`` (used as it is, left open
+    by ``close()``: it belongs to its opener), or a destination for ``destination.open_target``
+    (``s3://bucket/prefix`` or a path, with ``TargetOptions`` keywords): the store then opens the
+    target itself, closes it on ``close()``, reopens it when used again, and can be pickled (the
+    other side reopens the same destination)."""
+
     supports_writes: bool = True
     supports_deletes: bool = True
     supports_listing: bool = True

@@ -45,8 +45,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import S3Error
 from ..checksums import full_object_crc, multipart_etag
+from ..errors import S3Error
 from ..fsio.engine import Hasher, write_hashed
 from ..fsio.fullio import pwrite_all
 from ..fsio.newfile import create_new_file, space_reservation
