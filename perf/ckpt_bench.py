@@ -14,19 +14,19 @@ SAVE, GB/s = the state dict's tensor bytes (10^9 B) / wall seconds:
 - raw-1, raw-N: the tensors' bytes written with ``os.write``, one thread into one file, or N
   threads each into a file of its own (the byte stream cut in N equal ranges); no serialisation,
   no hashing, no fsync: this process's raw write speed into ``--dir``. N (``--threads``): the
-  ckpt doors' default thread count, at most nproc, at least 2. Ratios use the faster of the two.
+  ckpt targets' default thread count, at most nproc, at least 2. Ratios use the faster of the two.
 - torch.save: one file.
 - dcp-stock-1, dcp-stock-N: ``dcp.save`` with the stock ``FileSystemWriter`` (thread_count 1 / N,
   sync_files off, as every other variant here writes without fsync).
 - aif-direct, aif-direct-md5: ``ckpt.save(sd, "s3://bench/...", root=<gateway root>)``: objects
-  written straight into the bucket directory (BucketDoor); the second with ``md5=True``.
-- aif-s3: ``ckpt.save(..., endpoint=<gateway>, door="s3")``.
+  written straight into the bucket directory (BucketTarget); the second with ``md5=True``.
+- aif-s3: ``ckpt.save(..., endpoint=<gateway>, via="s3")``.
 - s3tc: s3torchconnector's DCP ``S3StorageWriter`` (thread_count N) to the gateway, path style.
-- async-direct, async-s3: ``ckpt.save_async`` to either door: blocked (how long the call took to
+- async-direct, async-s3: ``ckpt.save_async`` either way: blocked (how long the call took to
   return) against host copy (cloning every tensor of the state dict once, measured just before),
   and total (until ``wait()`` returned); GB/s from the total.
 LOAD, into a preallocated state dict (``torch.load`` allocates its own): torch.load, dcp-stock
-(``FileSystemReader``), aif-direct (``root=``), aif-s3 (``door="s3"``), s3tc (``S3StorageReader``).
+(``FileSystemReader``), aif-direct (``root=``), aif-s3 (``via="s3"``), s3tc (``S3StorageReader``).
 
 Correctness, outside the timed sections: a tiny state dict goes through every variant first
 (untimed warm-up: imports, the gateway's workers, the clients' first connections), and in the
@@ -69,7 +69,7 @@ from s3torchconnector import S3ClientConfig
 from s3torchconnector.dcp import S3StorageReader, S3StorageWriter
 
 from aif_gateway import ckpt
-from aif_gateway.ckpt import DoorOptions, open_door
+from aif_gateway.ckpt import TargetOptions, open_target
 from report import machine, publish, run_main, software
 from servers import Credentials, Server, gateway
 
@@ -284,7 +284,7 @@ class CkptBench:
     def over_s3(self) -> dict[str, Any]:
         assert self.server is not None
         return {"endpoint": self.server.url, "access_key": self.creds.access_key,
-                "secret_key": self.creds.secret_key, "region": REGION, "door": "s3"}
+                "secret_key": self.creds.secret_key, "region": REGION, "via": "s3"}
 
     def s3tc_config(self) -> S3ClientConfig:
         return S3ClientConfig(force_path_style=True)
@@ -292,12 +292,12 @@ class CkptBench:
     # -- cleaning ----------------------------------------------------------------------------
     def drop_prefix(self, prefix: str) -> None:
         """Delete a checkpoint's objects as the gateway would (their metadata too)."""
-        door = open_door(f"s3://{BUCKET}/{prefix}", DoorOptions(root=self.root, door="filesystem"))
+        target = open_target(f"s3://{BUCKET}/{prefix}", TargetOptions(root=self.root, via="filesystem"))
         try:
-            for name in list(door.list()):
-                door.delete(name)
+            for name in list(target.list()):
+                target.delete(name)
         finally:
-            door.close()
+            target.close()
         shutil.rmtree(self.bucket_dir / prefix, ignore_errors=True)
 
     def drop_scratch(self) -> None:
@@ -525,14 +525,14 @@ class CkptBench:
             "raw-1": "os.write, 1 thread, 1 file", f"raw-{n}": f"os.write, {n} threads, {n} files",
             "torch.save": "1 file", "dcp-stock-1": "FileSystemWriter(thread_count=1, sync_files=False)",
             f"dcp-stock-{n}": f"FileSystemWriter(thread_count={n}, sync_files=False)",
-            "aif-direct": "ckpt.save(root=): BucketDoor, 2 files a rank", "aif-direct-md5": "ckpt.save(root=, md5=True)",
+            "aif-direct": "ckpt.save(root=): BucketTarget, 2 files a rank", "aif-direct-md5": "ckpt.save(root=, md5=True)",
             "aif-direct-1f": "ckpt.save(root=, files_per_rank=1)",
             "aif-direct-crc": "ckpt.save(root=, checksum=True): + CRC64NVME",
-            "aif-s3": "ckpt.save(door='s3')", "s3tc": f"S3StorageWriter(thread_count={n})",
+            "aif-s3": "ckpt.save(via='s3')", "s3tc": f"S3StorageWriter(thread_count={n})",
             "async-direct": "ckpt.save_async(root=), until wait() returns",
-            "async-s3": "ckpt.save_async(door='s3'), until wait() returns"}
+            "async-s3": "ckpt.save_async(via='s3'), until wait() returns"}
         load_notes = {"torch.load": "weights_only=True, allocates", "dcp-stock": "FileSystemReader",
-                      "aif-direct": "ckpt.load(root=)", "aif-s3": "ckpt.load(door='s3')", "s3tc": "S3StorageReader"}
+                      "aif-direct": "ckpt.load(root=)", "aif-s3": "ckpt.load(via='s3')", "s3tc": "S3StorageReader"}
         s, ld = self.saves, self.loads
         ratios = [
             f"- save aif-direct ÷ raw (best of raw-1 and raw-{n}: {raw}): {self.ratio(s, 'aif-direct', raw)}",
@@ -583,7 +583,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="aif-gateway worker processes (default 2)")
     parser.add_argument("--threads", type=int,
-                        help="N of raw-N, dcp-stock-N and s3tc's thread_count (default: the ckpt doors' "
+                        help="N of raw-N, dcp-stock-N and s3tc's thread_count (default: the ckpt targets' "
                              "threads, at most nproc, at least 2)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--report", type=Path, help="also write the Markdown report to this file")
@@ -594,7 +594,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     nproc = len(os.sched_getaffinity(0))
     # At least 2: the N variants are compared with the 1-thread ones of the same name.
-    threads = args.threads or max(2, min(DoorOptions().threads, nproc))
+    threads = args.threads or max(2, min(TargetOptions().threads, nproc))
     if threads < 2:
         raise SystemExit("perf/ckpt_bench.py: --threads must be at least 2 (raw-1 and dcp-stock-1 always run)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -630,7 +630,7 @@ def main(argv: list[str]) -> int:
         measured,
         f"- torch {torch.__version__}, s3torchconnector {s3torchconnector.__version__} "
         f"(part size {S3ClientConfig().part_size // MiB} MiB), numpy {np.__version__}; "
-        f"ckpt door defaults: threads {DoorOptions().threads}, part size {DoorOptions().part_size // MiB} MiB",
+        f"ckpt target defaults: threads {TargetOptions().threads}, part size {TargetOptions().part_size // MiB} MiB",
         "",
         bench.report(),
     ])

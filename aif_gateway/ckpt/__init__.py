@@ -1,26 +1,36 @@
-"""Checkpoints from training jobs, through the filesystem or S3: one copy, two doors.
+"""Checkpoints from training jobs, through the filesystem or S3: one copy, readable both ways.
 
 Saving and loading need the ``ckpt`` extra (PyTorch, zarr, numcodecs):
-``pip install 'aif-gateway[ckpt]'``. The names below are imported when first used, so the
-doors, the manifest and ``verify`` work on a node without PyTorch (``aif-gateway ckpt verify``).
+``pip install 'aif-gateway[ckpt]'``. The names below are imported when first used, so
+opening a target, the manifest and ``verify`` work on a node without PyTorch
+(``aif-gateway ckpt verify``).
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 _HOMES = {
     "save": "api", "save_async": "api", "load": "api", "verify": "api", "PendingSave": "api",
     "AifStorageWriter": "dcp", "AifStorageReader": "dcp", "SaveStats": "dcp",
     "CheckpointNotFound": "manifest", "IntegrityError": "manifest",
-    "DoorOptions": "target", "open_door": "target",
+    "TargetOptions": "destination", "open_target": "destination",
     "save_zarr": "zarrfmt", "load_zarr": "zarrfmt",
 }
 __all__ = sorted(_HOMES)
+# Names from before the rename, kept working (each use warns); not in __all__. Old name: (new
+# name, what it gives). DoorOptions also takes door=, the old name of via=.
+_DEPRECATED = {"DoorOptions": ("TargetOptions", "from_keywords"), "open_door": ("open_target", None)}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new, method = _DEPRECATED[name]
+        warnings.warn(f"aif_gateway.ckpt.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        value = __getattr__(new)
+        return getattr(value, method) if method else value
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'aif_gateway.ckpt' has no attribute {name!r}")

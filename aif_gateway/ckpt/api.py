@@ -13,8 +13,8 @@ single process and under ``torch.distributed`` alike (every rank calls them, as 
   if the checkpoint was saved by another number of ranks).
 - ``verify(src, **options) -> dict``: rereads every data file and checks it against the manifest.
 
-``options`` are the door options of ``target.DoorOptions`` (endpoint, access_key, secret_key,
-region, root, door, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
+``options`` are the target options of ``destination.TargetOptions`` (endpoint, access_key, secret_key,
+region, root, via, threads, part_size, md5, fsync) plus the writer's ``files_per_rank`` and
 ``overwrite``; ``process_group`` is passed to dcp.
 """
 
@@ -32,8 +32,10 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
 from .dcp import AifStorageReader, AifStorageWriter, SaveStats
-from .manifest import verify_door
-from .target import DoorOptions, open_door
+from .destination import TargetOptions, open_target
+from .manifest import verify_target
+
+__all__ = ["PendingSave", "load", "save", "save_async", "verify"]
 
 _WRITER_ONLY = ("files_per_rank", "overwrite", "cache_staged_state_dict")
 
@@ -59,8 +61,8 @@ def _original_errors() -> Iterator[None]:
 
 def save(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
          **options: Any) -> SaveStats:
-    writer_opts, door_opts = _split_options(dict(options))
-    writer = AifStorageWriter(dest, **writer_opts, **door_opts)
+    writer_opts, target_opts = _split_options(dict(options))
+    writer = AifStorageWriter(dest, **writer_opts, **target_opts)
     try:
         with _original_errors():
             dcp.save(state_dict, storage_writer=writer, process_group=process_group)
@@ -92,8 +94,8 @@ class PendingSave:
 
 def save_async(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
                **options: Any) -> PendingSave:
-    writer_opts, door_opts = _split_options(dict(options))
-    writer = AifStorageWriter(dest, **writer_opts, **door_opts)
+    writer_opts, target_opts = _split_options(dict(options))
+    writer = AifStorageWriter(dest, **writer_opts, **target_opts)
     started = time.perf_counter()
     response = dcp.async_save(state_dict, storage_writer=writer, process_group=process_group)
     blocked = time.perf_counter() - started
@@ -115,10 +117,10 @@ def load(state_dict: dict[str, Any], src: str | os.PathLike[str], *, verify: boo
 
 def verify(src: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """Reread every data file of the checkpoint at ``src`` against its manifest
-    (``manifest.verify_door``): {"files", "bytes", "items"}, or IntegrityError naming the first
+    (``manifest.verify_target``): {"files", "bytes", "items"}, or IntegrityError naming the first
     file and byte range that differ (CheckpointNotFound when it is not complete)."""
-    door = open_door(src, DoorOptions(**options))
+    target = open_target(src, TargetOptions.from_keywords(**options))
     try:
-        return verify_door(door)
+        return verify_target(target)
     finally:
-        door.close()
+        target.close()

@@ -1,6 +1,6 @@
 """``aif-gateway ckpt verify | info``: check a checkpoint from any node, PyTorch not needed.
 
-Public API: ``add_ckpt_parser(subparsers)`` (called by aif_gateway/cli.py), ``run(args) -> int``.
+``add_ckpt_parser`` adds the commands to aif_gateway/cli.py's parser; ``run`` carries one out.
 Exit codes: 0 ok; 1 the bytes differ from the manifest (or there is none to check against);
 2 usage or configuration error; 3 no complete checkpoint there.
 """
@@ -12,13 +12,15 @@ import json
 import sys
 from typing import Any
 
+__all__ = ["add_ckpt_parser", "run"]
+
 EPILOG = """\
 examples:
   aif-gateway ckpt info s3://ckpt/run1/step-2000
   aif-gateway ckpt verify s3://ckpt/run1/step-2000 --root /lustre/aif     # straight from the tree
   aif-gateway ckpt verify /scratch/$USER/run1/step-2000 --json
 
-SRC: s3://BUCKET/PREFIX (the filesystem door with --root or AIF_GATEWAY_ROOT when the bucket's
+SRC: s3://BUCKET/PREFIX (straight from the filesystem with --root or AIF_GATEWAY_ROOT when the bucket's
 directory is there, else S3 to --endpoint-url or AWS_ENDPOINT_URL, keys from AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY), or a path. exit codes: 0 ok, 1 damaged or no manifest, 2 usage, 3 incomplete.
 """
@@ -37,8 +39,11 @@ def add_ckpt_parser(sub: Any) -> None:
         p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL)")
         p.add_argument("--root", metavar="DIR", help="the gateway's root directory, when mounted here "
                        "(default: AIF_GATEWAY_ROOT)")
-        p.add_argument("--door", choices=("auto", "filesystem", "s3"), default="auto",
-                       help="force one door (default: the filesystem when the bucket is mounted here)")
+        p.add_argument("--via", choices=("auto", "filesystem", "s3"), default="auto",
+                       help="force one way to the checkpoint (default: the filesystem when the bucket is "
+                       "mounted here)")
+        p.add_argument("--door", dest="via", choices=("auto", "filesystem", "s3"), default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)  # the old name of --via
         p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
@@ -55,21 +60,21 @@ def _progress_line() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_door
-    from .target import DoorOptions, open_door
+    from .destination import TargetOptions, open_target
+    from .manifest import CheckpointNotFound, IntegrityError, describe, verify_target
 
     try:
-        door = open_door(args.src, DoorOptions(endpoint=args.endpoint_url, root=args.root, door=args.door))
+        target = open_target(args.src, TargetOptions(endpoint=args.endpoint_url, root=args.root, via=args.via))
     except (ValueError, FileNotFoundError) as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 2
     try:
         if args.ckpt_command == "info":
-            result = describe(door)
+            result = describe(target)
             if not result["files"] and not result["complete"]:
-                raise CheckpointNotFound(f"nothing saved at {door.location}")
+                raise CheckpointNotFound(f"nothing saved at {target.location}")
         else:
-            result = {"location": door.location, "ok": True, **verify_door(door, _progress_line())}
+            result = {"location": target.location, "ok": True, **verify_target(target, _progress_line())}
     except CheckpointNotFound as exc:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 3
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"aif-gateway ckpt: {exc}", file=sys.stderr)
         return 1
     finally:
-        door.close()
+        target.close()
     if args.json:
         print(json.dumps(result))
     elif args.ckpt_command == "info":

@@ -1,4 +1,4 @@
-"""``torch.distributed.checkpoint`` storage through either door: ``AifStorageWriter``, ``AifStorageReader``.
+"""``torch.distributed.checkpoint`` storage on any checkpoint target: ``AifStorageWriter``, ``AifStorageReader``.
 
 The files are those of PyTorch's own ``FileSystemWriter``: ``__<rank>_<n>.distcp`` data files
 holding one ``torch.save`` record per tensor or blob, and a pickled ``.metadata`` that maps every
@@ -30,6 +30,7 @@ import pickle
 import re
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,10 +51,12 @@ from torch.futures import Future
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.utils.serialization import config as serialization_config
 
-from .doors import Door
+from .destination import TargetOptions, open_target
 from .manifest import MANIFEST, METADATA, CheckpointNotFound, IntegrityError, load_manifest_items
-from .sink import FileSink, as_bytes_view
-from .target import DoorOptions, open_door
+from .targets import CheckpointTarget
+from .writer import FileWriter, as_bytes_view
+
+__all__ = ["AifStorageReader", "AifStorageWriter", "SaveStats"]
 
 SUFFIX = ".distcp"
 _DATA_FILE = re.compile(r"__\d+_\d+\.distcp")  # this checkpoint's own level only, not nested ones
@@ -81,14 +84,14 @@ def _address(view: memoryview) -> int:
 
 
 class _RecordStream:
-    """The file-like torch.save writes one record into: its bytes go to the sink (the tensor's
+    """The file-like torch.save writes one record into: its bytes go to the file (the tensor's
     own storage by reference), and are kept, in order, for hashing.
 
     torch.save makes about 40 small writes per record (zip headers, the pickle); they are
     gathered here and passed on in one piece, so the per-tensor cost stays small."""
 
-    def __init__(self, sink: FileSink, storage: tuple[int, int] | None) -> None:
-        self.sink = sink
+    def __init__(self, file: FileWriter, storage: tuple[int, int] | None) -> None:
+        self.file = file
         self.storage = storage
         self.pieces: list[Any] = []
         self.length = 0
@@ -111,14 +114,14 @@ class _RecordStream:
                 self.data_offset = self.length
         self.flush()
         self.pieces.append(view)
-        self.sink.write(view, keep=keep)
+        self.file.write(view, keep=keep)
         self.length += n
         return n
 
     def flush(self) -> None:
         if self._small:
             self.pieces.append(self._small)
-            self.sink.write(self._small, keep=True)  # a buffer of its own, never reused
+            self.file.write(self._small, keep=True)  # a buffer of its own, never reused
             self._small = bytearray()
 
     def tell(self) -> int:
@@ -146,18 +149,18 @@ def _xxh3(pieces: list[Any]) -> str:
     return hasher.hexdigest()
 
 
-def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str,
+def _write_item(file: FileWriter, data: Any, item: WriteItem, file_name: str,
                 hashers: ThreadPoolExecutor) -> WriteResult:
-    offset = sink.position
+    offset = file.position
     if item.type == WriteItemType.BYTE_IO:
-        stream = _RecordStream(sink, None)
+        stream = _RecordStream(file, None)
         stream.write(cast(io.BytesIO, data).getbuffer())
         stream.flush()
     else:
         tensor = cast(torch.Tensor, data)
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
-        stream = _RecordStream(sink, _storage_span(tensor))
+        stream = _RecordStream(file, _storage_span(tensor))
         torch.save(tensor, stream)
         stream.flush()
     info = _StorageInfo(file_name, offset, stream.length)
@@ -167,7 +170,7 @@ def _write_item(sink: FileSink, data: Any, item: WriteItem, file_name: str,
     info.xxh3 = (hashers.submit(_xxh3, stream.pieces) if stream.length >= HASH_ASIDE  # type: ignore[attr-defined]
                  else _xxh3(stream.pieces))
     if item.type != WriteItemType.BYTE_IO and stream.data_offset is not None and _plain(tensor):
-        # Where the raw bytes sit in the record: a reader can land them in the target tensor.
+        # Where the raw bytes sit in the record: a reader can land them in the state dict's tensor.
         info.raw = [stream.data_offset, str(tensor.dtype), list(tensor.shape)]  # type: ignore[attr-defined]
     return WriteResult(index=item.index, size_in_bytes=stream.length, storage_data=info)
 
@@ -201,28 +204,34 @@ def _nbytes(item: WriteItem) -> int:
 class SaveStats:
     """What one rank's ``write_data`` did (the coordinator's also covers ``finish``)."""
 
-    door: str = ""
+    via: str = ""  # the target's kind: "filesystem" or "s3"
     location: str = ""
     files: int = 0
     bytes: int = 0
     write_s: float = 0.0
     finish_s: float = 0.0
 
+    @property
+    def door(self) -> str:
+        """The old name of ``via`` (deprecated)."""
+        warnings.warn("SaveStats.door is deprecated: use SaveStats.via", DeprecationWarning, stacklevel=2)
+        return self.via
+
 
 class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     """Writes a DCP checkpoint to ``dest`` (``s3://bucket/prefix`` or a path); ``checkpoint_id``
-    given to ``dcp.save`` overrides it. Door options: see ``target.DoorOptions``.
+    given to ``dcp.save`` overrides it. Target options: see ``destination.TargetOptions``.
     ``files_per_rank`` data files per rank are serialised and written in parallel. Two by
     default: local filesystems (ext4, XFS, tmpfs) serialise writes to one file on its inode
     lock, so one file holds a rank to one writer's speed whatever the threads (measured in
     perf/RESULTS.md, "Checkpoints"); parallel filesystems write a file's stripes in parallel."""
 
     def __init__(self, dest: str | os.PathLike[str] | None = None, *, files_per_rank: int = 2,
-                 overwrite: bool = True, cache_staged_state_dict: bool = False, **door_options: Any) -> None:
+                 overwrite: bool = True, cache_staged_state_dict: bool = False, **target_options: Any) -> None:
         StorageWriter.__init__(self)
         BlockingAsyncStager.__init__(self, cache_staged_state_dict=cache_staged_state_dict)
         self.dest = os.fspath(dest) if dest is not None else None
-        self.options = DoorOptions(**door_options)
+        self.options = TargetOptions.from_keywords(**target_options)
         self.files_per_rank = max(1, files_per_rank)
         self.overwrite = overwrite
         self.rank = 0
@@ -230,7 +239,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         self.use_collectives = True
         self.stats = SaveStats()
         self._stats_lock = threading.Lock()
-        self._door: Door | None = None
+        self._target: CheckpointTarget | None = None
 
     # -- StorageWriter ------------------------------------------------------------------------
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
@@ -238,7 +247,7 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
             self.dest = os.fspath(checkpoint_id)
         if self.dest is None:
             raise ValueError("no checkpoint destination: pass dest= or checkpoint_id=")
-        self._close_door()
+        self._close_target()
         self.stats = SaveStats()
 
     def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
@@ -247,13 +256,13 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         self.use_collectives = kwargs.get("use_collectives", True)
 
     @property
-    def door(self) -> Door:
-        if self._door is None:
+    def target(self) -> CheckpointTarget:
+        if self._target is None:
             if self.dest is None:
                 raise ValueError("no checkpoint destination: pass dest= or checkpoint_id=")
-            self._door = open_door(self.dest, self.options)
-            self.stats.door, self.stats.location = self._door.kind, self._door.location
-        return self._door
+            self._target = open_target(self.dest, self.options)
+            self.stats.via, self.stats.location = self._target.kind, self._target.location
+        return self._target
 
     def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
         if self.rank is not None and not self.use_collectives:
@@ -268,51 +277,51 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
                 for i, p in enumerate(plans)]
 
     def _retire_old_checkpoint(self, metadata_name: str) -> None:
-        if not self.door.exists(metadata_name):
+        if not self.target.exists(metadata_name):
             return
         if not self.overwrite:
-            raise FileExistsError(f"a checkpoint exists at {self.door.location} and overwrite=False")
-        self.door.delete(metadata_name)
+            raise FileExistsError(f"a checkpoint exists at {self.target.location} and overwrite=False")
+        self.target.delete(metadata_name)
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         started = time.perf_counter()
         prefix = cast(_StoragePrefix, plan.storage_data).prefix
         groups = _split(plan.items, self.files_per_rank)
         names = [f"{prefix}{n}{SUFFIX}" for n in range(len(groups))]
-        door = self.door
+        target = self.target
         if len(groups) == 1:
-            results = [self._write_file(door, names[0], groups[0], planner)]
+            results = [self._write_file(target, names[0], groups[0], planner)]
         else:
             with ThreadPoolExecutor(len(groups), thread_name_prefix="aif-ckpt-serialise") as pool:
-                results = list(pool.map(lambda a: self._write_file(door, a[0], a[1], planner), zip(names, groups)))
+                results = list(pool.map(lambda a: self._write_file(target, a[0], a[1], planner), zip(names, groups)))
         self.stats.files += len(groups)
         self.stats.write_s = time.perf_counter() - started
         if not self.is_coordinator:
-            self._close_door()  # only the coordinator has more to do (finish)
+            self._close_target()  # only the coordinator has more to do (finish)
         out: list[WriteResult] = [r for group in results for r in group]
         future: Future[list[WriteResult]] = Future()
         future.set_result(out)
         return future
 
-    def _write_file(self, door: Door, name: str, items: list[WriteItem], planner: SavePlanner) -> list[WriteResult]:
-        sink = door.open_file(name, sum(_nbytes(i) for i in items if i.type != WriteItemType.BYTE_IO))
+    def _write_file(self, target: CheckpointTarget, name: str, items: list[WriteItem], planner: SavePlanner) -> list[WriteResult]:
+        file = target.open_file(name, sum(_nbytes(i) for i in items if i.type != WriteItemType.BYTE_IO))
         results = []
         try:
             # Blobs first, then tensors: the stock writer's order.
-            with _without_zip_crc(), ThreadPoolExecutor(door.threads, thread_name_prefix="aif-ckpt-hash") as hashers:
+            with _without_zip_crc(), ThreadPoolExecutor(target.threads, thread_name_prefix="aif-ckpt-hash") as hashers:
                 for item in sorted(items, key=lambda i: i.type != WriteItemType.BYTE_IO):
-                    results.append(_write_item(sink, planner.resolve_data(item), item, name, hashers))
+                    results.append(_write_item(file, planner.resolve_data(item), item, name, hashers))
                 for r in results:
                     if not isinstance(r.storage_data.xxh3, str):
                         r.storage_data.xxh3 = r.storage_data.xxh3.result()
             # The items tile the file, so a digest of their digests names its content (the
-            # object's ETag on the filesystem door) without another pass over the bytes.
+            # object's ETag in a gateway bucket) without another pass over the bytes.
             content = xxhash.xxh3_128("".join(r.storage_data.xxh3 for r in results).encode()).digest()
-            size = sink.commit(content)
+            size = file.commit(content)
             with self._stats_lock:  # files_per_rank threads finish files at once
                 self.stats.bytes += size
         except BaseException:
-            sink.abort()
+            file.abort()
             raise
         return results
 
@@ -336,17 +345,17 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         # items: [offset, length, xxh3_64 of those bytes] plus, for a tensor whose record holds its
         # storage whole, [offset of the raw bytes in the record, dtype, shape].
         manifest = {"format": "aif-gateway/dcp-manifest/1", "hash": "xxh3_64", "files": files}
-        door = self.door
+        target = self.target
         metadata_name = METADATA if self.use_collectives else f"__{self.rank}{METADATA}"
-        door.put_bytes(MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
+        target.put_bytes(MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
                        json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
-        door.put_bytes(metadata_name, pickle.dumps(metadata))  # last: the checkpoint now exists
+        target.put_bytes(metadata_name, pickle.dumps(metadata))  # last: the checkpoint now exists
         if self.use_collectives:
             # Data files of an older checkpoint saved here with more ranks or files: unreferenced now.
-            for stale in [n for n in door.list() if _DATA_FILE.fullmatch(n) and n not in files]:
-                door.delete(stale)
+            for stale in [n for n in target.list() if _DATA_FILE.fullmatch(n) and n not in files]:
+                target.delete(stale)
         self.stats.finish_s = time.perf_counter() - started
-        self._close_door()
+        self._close_target()
 
     def storage_meta(self) -> StorageMeta | None:
         return StorageMeta(checkpoint_id=self.dest)
@@ -359,13 +368,13 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     def checkpoint_id(self) -> str | None:
         return self.dest
 
-    def _close_door(self) -> None:
-        if self._door is not None:
-            self._door.close()
-            self._door = None
+    def _close_target(self) -> None:
+        if self._target is not None:
+            self._target.close()
+            self._target = None
 
     def close(self) -> None:
-        self._close_door()
+        self._close_target()
         BlockingAsyncStager.close(self)
 
 
@@ -374,42 +383,42 @@ class AifStorageReader(StorageReader):
     check every item read against the manifest's xxh3 (an error for checkpoints without one)."""
 
     def __init__(self, src: str | os.PathLike[str] | None = None, *, verify: bool = False,
-                 read_threads: int = 8, **door_options: Any) -> None:
+                 read_threads: int = 8, **target_options: Any) -> None:
         super().__init__()
         self.src = os.fspath(src) if src is not None else None
-        self.options = DoorOptions(**door_options)
+        self.options = TargetOptions.from_keywords(**target_options)
         self.verify = verify
         self.read_threads = read_threads
         self.storage_data: dict[MetadataIndex, _StorageInfo] = {}
         self.manifest: dict[tuple[str, int], list[Any]] = {}
         self.bytes_read = 0
-        self.straight_reads = 0  # tensors read straight into their targets
-        self._door: Door | None = None
+        self.straight_reads = 0  # tensors read straight into the state dict's memory
+        self._target: CheckpointTarget | None = None
 
     @property
-    def door(self) -> Door:
-        if self._door is None:
+    def target(self) -> CheckpointTarget:
+        if self._target is None:
             if self.src is None:
                 raise ValueError("no checkpoint to read: pass src= or checkpoint_id=")
-            self._door = open_door(self.src, self.options)
-        return self._door
+            self._target = open_target(self.src, self.options)
+        return self._target
 
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         if checkpoint_id is not None:
             self.src = os.fspath(checkpoint_id)
-        if self._door is not None:
-            self._door.close()
-            self._door = None
+        if self._target is not None:
+            self._target.close()
+            self._target = None
         self.storage_data, self.manifest, self.bytes_read = {}, {}, 0
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
         rank = kwargs.get("rank")
         name = METADATA if rank is None else f"__{rank}{METADATA}"
         try:
-            data = self.door.read_bytes(name)
+            data = self.target.read_bytes(name)
         except FileNotFoundError:
             raise CheckpointNotFound(
-                f"no complete checkpoint at {self.door.location}: {name} is missing (the save was interrupted, "
+                f"no complete checkpoint at {self.target.location}: {name} is missing (the save was interrupted, "
                 "is still running, or nothing was saved there)") from None
         metadata = pickle.loads(data)
         if getattr(metadata, "storage_meta", None) is None:
@@ -420,7 +429,7 @@ class AifStorageReader(StorageReader):
         self.storage_data = metadata.storage_data
         rank = kwargs.get("rank")
         name = MANIFEST if kwargs.get("use_collectives", True) or rank is None else f"__{rank}.{MANIFEST}"
-        self.manifest = load_manifest_items(self.door, required=self.verify, name=name)
+        self.manifest = load_manifest_items(self.target, required=self.verify, name=name)
 
     def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         return plan
@@ -443,30 +452,30 @@ class AifStorageReader(StorageReader):
         lock = threading.Lock()  # planners are not thread-safe: commits happen one at a time
 
         def read_straight(job: tuple[ReadItem, list[Any]]) -> None:
-            """A whole saved tensor into its target's memory: no buffer, no torch.load, no copy."""
+            """A whole saved tensor straight into the state dict's tensor: no buffer, no torch.load, no copy."""
             req, entry = job
             info = self.storage_data[req.storage_index]
             with lock:
-                target = planner.resolve_tensor(req).detach()
-            if not (target.is_contiguous() and str(target.dtype) == entry[4] and list(target.shape) == entry[5]):
+                out = planner.resolve_tensor(req).detach()
+            if not (out.is_contiguous() and str(out.dtype) == entry[4] and list(out.shape) == entry[5]):
                 read((info.relative_path, info.offset, info.offset + info.length, [req]))
                 return
-            nbytes = target.numel() * target.element_size()
+            nbytes = out.numel() * out.element_size()
             data_at = info.offset + entry[3]
-            into = _memory_of(target)
+            into = _memory_of(out)
             if self.verify:
                 head, tail = bytearray(entry[3]), bytearray(info.length - entry[3] - nbytes)
-                self.door.read_into(info.relative_path, info.offset, memoryview(head))
-                self.door.read_into(info.relative_path, data_at, into)
-                self.door.read_into(info.relative_path, data_at + nbytes, memoryview(tail))
+                self.target.read_into(info.relative_path, info.offset, memoryview(head))
+                self.target.read_into(info.relative_path, data_at, into)
+                self.target.read_into(info.relative_path, data_at + nbytes, memoryview(tail))
                 hasher = xxhash.xxh3_64(head)
                 hasher.update(into)
                 hasher.update(tail)
                 self._compare(info, hasher.hexdigest(), entry[2])
             else:
-                self.door.read_into(info.relative_path, data_at, into)
+                self.target.read_into(info.relative_path, data_at, into)
             with lock:
-                planner.commit_tensor(req, target)
+                planner.commit_tensor(req, out)
                 self.bytes_read += nbytes
                 self.straight_reads += 1
 
@@ -474,7 +483,7 @@ class AifStorageReader(StorageReader):
             name, start, end, items = job
             buffer = bytearray(end - start)
             view = memoryview(buffer)
-            self.door.read_into(name, start, view)
+            self.target.read_into(name, start, view)
             for req in items:
                 info = self.storage_data[req.storage_index]
                 piece = view[info.offset - start:info.offset - start + info.length]
@@ -489,12 +498,12 @@ class AifStorageReader(StorageReader):
                 tensor = torch.load(source, map_location="cpu", weights_only=True)
                 tensor = narrow_tensor_by_index(tensor, req.storage_offsets, req.lengths)
                 with lock:
-                    target = planner.resolve_tensor(req).detach()
-                    if target.size() != tensor.size():
+                    out = planner.resolve_tensor(req).detach()
+                    if out.size() != tensor.size():
                         raise ValueError(f"{req.storage_index}: checkpoint holds {tuple(tensor.size())}, "
-                                         f"the state dict expects {tuple(target.size())}")
-                    target.copy_(tensor)
-                    planner.commit_tensor(req, target)
+                                         f"the state dict expects {tuple(out.size())}")
+                    out.copy_(tensor)
+                    planner.commit_tensor(req, out)
             with lock:
                 self.bytes_read += len(buffer)
 
@@ -504,7 +513,7 @@ class AifStorageReader(StorageReader):
                 for f in futures:
                     f.result()
         finally:
-            self.close()  # dcp has no "done" call for readers: this was the last use of the door
+            self.close()  # dcp has no "done" call for readers: this was the last use of the target
         future: Future[None] = Future()
         future.set_result(None)
         return future
@@ -530,7 +539,7 @@ class AifStorageReader(StorageReader):
 
     def _compare(self, info: _StorageInfo, got: str, expected: str) -> None:
         if got != expected:
-            raise IntegrityError(f"{self.door.location}/{info.relative_path}: bytes {info.offset}-"
+            raise IntegrityError(f"{self.target.location}/{info.relative_path}: bytes {info.offset}-"
                                  f"{info.offset + info.length - 1} do not match the manifest's xxh3 "
                                  "(the file changed or is damaged)")
 
@@ -543,9 +552,9 @@ class AifStorageReader(StorageReader):
         return self.src
 
     def close(self) -> None:
-        if self._door is not None:
-            self._door.close()
-            self._door = None
+        if self._target is not None:
+            self._target.close()
+            self._target = None
 
 
 def _memory_of(tensor: torch.Tensor) -> memoryview:

@@ -7,10 +7,6 @@ complete), the ``__<rank>_<n>.distcp`` data files, and ``aif-manifest.json``:
 holds its storage whole)]}}}``. The items of a file tile it exactly, so their digests cover every
 byte. This module needs no torch, so a checkpoint can be checked from any node
 (``aif-gateway ckpt verify``).
-
-Public API: ``METADATA``, ``MANIFEST``; ``CheckpointNotFound``, ``IntegrityError``;
-``load_manifest_items(door, required, name=MANIFEST)``; ``verify_door(door, progress=None) -> dict``;
-``describe(door) -> dict``.
 """
 
 from __future__ import annotations
@@ -21,7 +17,10 @@ from typing import Any
 
 import xxhash
 
-from .doors import Door
+from .targets import CheckpointTarget
+
+__all__ = ["MANIFEST", "METADATA", "CheckpointNotFound", "IntegrityError", "describe", "load_manifest_items",
+           "read_manifest", "verify_target"]
 
 METADATA = ".metadata"
 MANIFEST = "aif-manifest.json"
@@ -36,35 +35,35 @@ class IntegrityError(ValueError):
     """The bytes differ from the manifest, or there is no manifest to check them against."""
 
 
-def read_manifest(door: Door, name: str = MANIFEST) -> dict[str, Any] | None:
+def read_manifest(target: CheckpointTarget, name: str = MANIFEST) -> dict[str, Any] | None:
     try:
-        return json.loads(door.read_bytes(name))
+        return json.loads(target.read_bytes(name))
     except FileNotFoundError:
         return None
 
 
-def load_manifest_items(door: Door, required: bool, name: str = MANIFEST) -> dict[tuple[str, int], list[Any]]:
+def load_manifest_items(target: CheckpointTarget, required: bool, name: str = MANIFEST) -> dict[tuple[str, int], list[Any]]:
     """The manifest's items by (file, offset); {} for a checkpoint without one (a stock writer's),
     an IntegrityError instead when ``required`` (verification asked for)."""
-    manifest = read_manifest(door, name)
+    manifest = read_manifest(target, name)
     if manifest is None:
         if not required:
             return {}
-        raise IntegrityError(f"{door.location} has no {name} (written by another writer?): it cannot be "
+        raise IntegrityError(f"{target.location} has no {name} (written by another writer?): it cannot be "
                              "verified; load it with verify=False")
     return {(file, item[0]): item for file, entry in manifest["files"].items() for item in entry["items"]}
 
 
-def verify_door(door: Door, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def verify_target(target: CheckpointTarget, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Reread every data file and check it against the manifest: items that tile each file
     exactly, every item's xxh3, nothing past the last item. IntegrityError names the first file
     and byte range that differ; returns {"files", "bytes", "items"} when all match.
     ``progress(bytes_checked, bytes_in_all)`` is called after every read."""
-    if not door.exists(METADATA):
-        raise CheckpointNotFound(f"no complete checkpoint at {door.location}: {METADATA} is missing")
-    manifest = read_manifest(door)
+    if not target.exists(METADATA):
+        raise CheckpointNotFound(f"no complete checkpoint at {target.location}: {METADATA} is missing")
+    manifest = read_manifest(target)
     if manifest is None:
-        raise IntegrityError(f"{door.location} has no {MANIFEST}: nothing to verify against")
+        raise IntegrityError(f"{target.location} has no {MANIFEST}: nothing to verify against")
     total = items = 0
     everything = sum(entry["size"] for entry in manifest["files"].values())
     buffer = bytearray(_WINDOW)
@@ -78,31 +77,32 @@ def verify_door(door: Door, progress: Callable[[int, int], None] | None = None) 
             while done < length:
                 view = memoryview(buffer)[:min(_WINDOW, length - done)]
                 try:
-                    door.read_into(name, offset + done, view)
+                    target.read_into(name, offset + done, view)
                 except EOFError:
-                    raise IntegrityError(f"{door.location}/{name} is shorter than its manifest says") from None
+                    raise IntegrityError(f"{target.location}/{name} is shorter than its manifest says") from None
                 hasher.update(view)
                 done += len(view)
                 if progress is not None:
                     progress(total + offset + done, everything)
             if hasher.hexdigest() != digest:
-                raise IntegrityError(f"{door.location}/{name}: bytes {offset}-{offset + length - 1} do not "
+                raise IntegrityError(f"{target.location}/{name}: bytes {offset}-{offset + length - 1} do not "
                                      "match the manifest's xxh3")
             expected_at = offset + length
             items += 1
-        if door.size(name) != expected_at:
-            raise IntegrityError(f"{door.location}/{name} is {door.size(name)} bytes, its manifest says {expected_at}")
+        if target.size(name) != expected_at:
+            raise IntegrityError(f"{target.location}/{name} is {target.size(name)} bytes, its manifest says {expected_at}")
         total += expected_at
     return {"files": len(manifest["files"]), "bytes": total, "items": items}
 
 
-def describe(door: Door) -> dict[str, Any]:
+def describe(target: CheckpointTarget) -> dict[str, Any]:
     """What is at the location: complete or not, the files with their sizes, manifest or not."""
-    names = sorted(door.list())
-    files = {name: door.size(name) for name in names if name.endswith(".distcp")}
+    names = sorted(target.list())
+    files = {name: target.size(name) for name in names if name.endswith(".distcp")}
     return {
-        "location": door.location,
-        "door": door.kind,
+        "location": target.location,
+        "via": target.kind,
+        "door": target.kind,  # the old name of "via", kept for scripts that read it
         "complete": METADATA in names,
         "manifest": MANIFEST in names,
         "files": files,

@@ -7,12 +7,9 @@ hashing them with SHA-256 would cost more than writing them); each carries an
 ``x-amz-checksum-crc64nvme`` instead, which the gateway verifies before it keeps a byte and stores
 as the object's FULL_OBJECT checksum.
 
-Public API: ``S3Settings.resolve(endpoint, access_key, secret_key, region)`` (arguments, else
-what botocore finds: AWS_* variables, AWS_PROFILE and ~/.aws files, roles); ``S3Bucket(settings, bucket, connections)`` with ``put``,
-``create_upload``, ``upload_part``, ``complete_upload``, ``abort_upload``, ``read_into``,
-``read_all``, ``exists``, ``size``, ``delete``, ``list``, ``close``. Failures raise
-``botocore.exceptions.ClientError`` (S3's code and message) or ``OSError``; transient ones
-(5xx, dropped connections) are retried with backoff first.
+Settings come from the arguments, else from what botocore finds (AWS_* variables, AWS_PROFILE
+and ~/.aws files, roles). Failures raise ``botocore.exceptions.ClientError`` (S3's code and
+message) or ``OSError``; transient ones (5xx, dropped connections) are retried with backoff first.
 """
 
 from __future__ import annotations
@@ -38,6 +35,8 @@ T = TypeVar("T")
 UNSIGNED = "UNSIGNED-PAYLOAD"
 RETRIES = 4
 _SMALL_BODY_LIMIT = 1 << 30
+
+__all__ = ["S3Bucket", "S3Settings"]
 
 
 @dataclass(frozen=True)

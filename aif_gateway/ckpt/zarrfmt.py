@@ -1,14 +1,7 @@
 """Checkpoints as a zarr v3 group: every tensor an array any zarr reader opens, bit for bit.
 
-Public API
-- ``save_zarr(state_dict, dest, *, codec="zstd", level=3, shard_mib=64, chunk_mib=4,
-  **door_options) -> dict``: writes ``state_dict`` to ``dest`` (``s3://bucket/prefix`` or a
-  path, opened by ``target.open_door`` with ``DoorOptions`` keywords) and returns a summary
-  (location, door, arrays, tensor bytes, stored bytes, seconds).
-- ``load_zarr(src, *, into=None, **door_options)``: the state dict back, its tensors new CPU
-  tensors; or, given ``into`` (a state dict of the same structure), its tensors filled in place
-  and its other leaves replaced, and ``into`` returned. ``CheckpointNotFound`` when ``src``
-  holds no finished checkpoint.
+``save_zarr`` writes a state dict, ``load_zarr`` reads it back; both open their destination
+(``s3://bucket/prefix`` or a path) with ``destination.open_target`` and ``TargetOptions`` keywords.
 
 Layout. One group. A tensor of one dimension or more is an array named by its key path:
 nested dicts, lists and tuples become groups (``{"model": {"w": t}}`` -> array ``model/w``,
@@ -55,10 +48,12 @@ from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
+from .destination import TargetOptions, open_target
 from .manifest import CheckpointNotFound
-from .doors import MiB, Door
-from .target import DoorOptions, open_door
-from .zarrstore import DoorStore
+from .targets import CheckpointTarget, MiB
+from .zarrstore import AifZarrStore
+
+__all__ = ["load_zarr", "save_zarr"]
 
 ATTR = "aif_checkpoint"
 FORMAT_VERSION = 1
@@ -191,7 +186,7 @@ def _compressor(codec: str, level: int) -> Any:
 
 async def _all(coroutines: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
     """Run ``coroutines`` together; on the first failure cancel the rest, wait for them, and
-    raise it (so nothing is left writing through a door that is about to close)."""
+    raise it (so nothing is left writing to a target that is about to close)."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         return list(await asyncio.gather(*tasks))
@@ -225,30 +220,30 @@ class _RootLast(WrapperStore[Store]):
         await self._store.set_if_not_exists(key, value)
 
 
-def _old_arrays(door: Door) -> list[str] | None:
-    """The arrays of the checkpoint at ``door`` (None if there is none); an error if the
+def _old_arrays(target: CheckpointTarget) -> list[str] | None:
+    """The arrays of the checkpoint at ``target`` (None if there is none); an error if the
     place holds a zarr group that is not a checkpoint of this module."""
     try:
-        meta = json.loads(door.read_bytes(ROOT_META))
+        meta = json.loads(target.read_bytes(ROOT_META))
     except FileNotFoundError:
         return None
     tree = meta.get("attributes", {}).get(ATTR)
     if tree is None:
-        raise FileExistsError(f"{door.location} holds a zarr group that is not an aif checkpoint: "
+        raise FileExistsError(f"{target.location} holds a zarr group that is not an aif checkpoint: "
                               "not overwriting it")
     return list(_arrays(tree["tree"]))
 
 
-def _clear(door: Door, arrays: set[str]) -> None:
+def _clear(target: CheckpointTarget, arrays: set[str]) -> None:
     """Delete every file of the arrays (and of their parent groups) named in ``arrays``."""
     groups = {"/".join(p.split("/")[:i]) for p in arrays for i in range(1, p.count("/") + 1)}
     doomed = []
-    for name in door.list():
+    for name in target.list():
         parts = name.split("/")
         if any("/".join(parts[:i]) in arrays for i in range(1, len(parts))) or \
                 (parts[-1] == ROOT_META and "/".join(parts[:-1]) in groups):
             doomed.append(name)
-    list(door.pool.map(door.delete, doomed))
+    list(target.pool.map(target.delete, doomed))
 
 
 async def _write_array(store: Store, path: str, tensor: torch.Tensor, compressor: Any, chunk_bytes: int,
@@ -265,50 +260,52 @@ async def _write_array(store: Store, path: str, tensor: torch.Tensor, compressor
 
 
 def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec: str = "zstd", level: int = 3,
-              shard_mib: float = 64, chunk_mib: float = 4, **door_options: Any) -> dict[str, Any]:
+              shard_mib: float = 64, chunk_mib: float = 4, **target_options: Any) -> dict[str, Any]:
+    """Write ``state_dict`` to ``dest``; a summary: location, via (the target's kind; ``door``
+    is its old name), arrays, tensor bytes, stored bytes, codec, seconds."""
     compressor = _compressor(codec, level)
     if not 0 < chunk_mib <= shard_mib:
         raise ValueError(f"want 0 < chunk_mib <= shard_mib, not chunk_mib={chunk_mib} shard_mib={shard_mib}")
     flat = _Flat()
     tree = _encode(state_dict, [], flat)
     started = time.perf_counter()
-    door = open_door(dest, DoorOptions(**door_options))
+    target = open_target(dest, TargetOptions.from_keywords(**target_options))
     try:
-        old = _old_arrays(door)
-        door.delete(ROOT_META)  # first: from here on, no reader takes this place for a checkpoint
-        _clear(door, set(old or ()) | set(flat.arrays))
-        store = _RootLast(DoorStore(door))
+        old = _old_arrays(target)
+        target.delete(ROOT_META)  # first: from here on, no reader takes this place for a checkpoint
+        _clear(target, set(old or ()) | set(flat.arrays))
+        store = _RootLast(AifZarrStore(target))
         gate = asyncio.Semaphore(ARRAYS_AT_ONCE)
 
         async def write_all() -> None:
             await _all(_write_array(store, path, tensor, compressor, int(chunk_mib * MiB), int(shard_mib * MiB),
                                     gate) for path, tensor in flat.arrays.items())
             # last: the root group, which makes the checkpoint visible
-            await zasync.create_group(store=DoorStore(door), zarr_format=3, attributes={
+            await zasync.create_group(store=AifZarrStore(target), zarr_format=3, attributes={
                 ATTR: {"version": FORMAT_VERSION, "tree": tree}})
 
         sync(write_all())
-        return {"location": door.location, "door": door.kind, "arrays": len(flat.arrays),
+        return {"location": target.location, "via": target.kind, "door": target.kind, "arrays": len(flat.arrays),
                 "tensor_bytes": flat.nbytes, "stored_bytes": store.stored_bytes, "codec": codec,
                 "seconds": time.perf_counter() - started}
     finally:
-        door.close()
+        target.close()
 
 
 # -- loading -------------------------------------------------------------------------------------
-def _read_tree(door: Door) -> dict[str, Any]:
+def _read_tree(target: CheckpointTarget) -> dict[str, Any]:
     try:
-        meta = json.loads(door.read_bytes(ROOT_META))
+        meta = json.loads(target.read_bytes(ROOT_META))
     except FileNotFoundError:
-        found = next(iter(door.list()), None)
+        found = next(iter(target.list()), None)
         why = ("files are there but not the root group's zarr.json: the save did not finish"
                if found is not None else "nothing is there")
-        raise CheckpointNotFound(f"no zarr checkpoint at {door.location}: {why}") from None
+        raise CheckpointNotFound(f"no zarr checkpoint at {target.location}: {why}") from None
     tree = meta.get("attributes", {}).get(ATTR)
     if tree is None:
-        raise ValueError(f"{door.location} is a zarr group, not an aif checkpoint (no {ATTR!r} attribute)")
+        raise ValueError(f"{target.location} is a zarr group, not an aif checkpoint (no {ATTR!r} attribute)")
     if tree.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{door.location}: checkpoint format {tree.get('version')}, this code reads "
+        raise ValueError(f"{target.location}: checkpoint format {tree.get('version')}, this code reads "
                          f"{FORMAT_VERSION}")
     return tree["tree"]
 
@@ -320,16 +317,16 @@ def _scalar(spec: dict[str, Any]) -> torch.Tensor:
     return torch.frombuffer(raw, dtype=stored).view(dtype).reshape(())
 
 
-async def _read_array(store: Store, path: str, target: torch.Tensor | None, gate: asyncio.Semaphore) -> torch.Tensor:
+async def _read_array(store: Store, path: str, into: torch.Tensor | None, gate: asyncio.Semaphore) -> torch.Tensor:
     async with gate:
         array = await zasync.open_array(store=store, path=path, zarr_format=3)
         dtype = _torch_dtype(array.attrs.get("torch_dtype", ""))
         shape = tuple(array.shape)
-        if target is not None and (tuple(target.shape) != shape or target.dtype != dtype):
+        if into is not None and (tuple(into.shape) != shape or into.dtype != dtype):
             raise ValueError(f"{path}: the checkpoint has {_dtype_name(dtype)}{list(shape)}, the tensor to "
-                             f"load into is {_dtype_name(target.dtype)}{list(target.shape)}")
-        direct = target is not None and target.device.type == "cpu" and target.is_contiguous()
-        tensor = target if direct else torch.empty(shape, dtype=dtype)
+                             f"load into is {_dtype_name(into.dtype)}{list(into.shape)}")
+        direct = into is not None and into.device.type == "cpu" and into.is_contiguous()
+        tensor = into if direct else torch.empty(shape, dtype=dtype)
         assert tensor is not None
         out = _numpy_view(tensor.detach())
         if out.dtype != np.dtype(array.dtype):
@@ -338,10 +335,10 @@ async def _read_array(store: Store, path: str, target: torch.Tensor | None, gate
             # straight into the tensor's memory: no second copy of a large tensor
             await array.get_orthogonal_selection(
                 Ellipsis, out=default_buffer_prototype().nd_buffer.from_numpy_array(out))
-        if target is not None and not direct:
+        if into is not None and not direct:
             with torch.no_grad():
-                target.copy_(tensor)
-            return target
+                into.copy_(tensor)
+            return into
         return tensor
 
 
@@ -401,19 +398,22 @@ def _decode(node: dict[str, Any], into: Any, loaded: dict[str, torch.Tensor], wh
     return node["value"]
 
 
-def load_zarr(src: str | os.PathLike[str], *, into: Any = None, **door_options: Any) -> Any:
-    door = open_door(src, DoorOptions(**door_options))
+def load_zarr(src: str | os.PathLike[str], *, into: Any = None, **target_options: Any) -> Any:
+    """The state dict saved at ``src``, its tensors new CPU tensors; or, given ``into`` (a state
+    dict of the same structure), its tensors filled in place and its other leaves replaced, and
+    ``into`` returned. ``CheckpointNotFound`` when ``src`` holds no finished checkpoint."""
+    target = open_target(src, TargetOptions.from_keywords(**target_options))
     try:
-        tree = _read_tree(door)
+        tree = _read_tree(target)
         wanted: dict[str, torch.Tensor | None] = {}
         _wanted(tree, into, wanted)
-        store = DoorStore(door, read_only=True)
+        store = AifZarrStore(target, read_only=True)
         gate = asyncio.Semaphore(ARRAYS_AT_ONCE)
 
         async def read_all() -> list[torch.Tensor]:
-            return await _all(_read_array(store, path, target, gate) for path, target in wanted.items())
+            return await _all(_read_array(store, path, tensor, gate) for path, tensor in wanted.items())
 
         loaded = dict(zip(wanted, sync(read_all())))
         return _decode(tree, into, loaded, "")
     finally:
-        door.close()
+        target.close()

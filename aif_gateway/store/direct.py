@@ -6,10 +6,16 @@ would publish it: a temp file in the bucket's tmp/ (``internal``), laid out for 
 the way where the caller asks: see below), then the same ``ObjectRecord`` and one rename under the same key lock
 (``publish.publish_file``). Any gateway process serves it at once, with its ETag and checksum.
 
-Public API
+This module is the one seam through which peer packages (``ckpt``) reach the tree directly:
+they name buckets, keys and filesystem paths, never the gateway's on-disk format (records,
+internal directories), which stays behind these calls.
+
+- ``check_bucket_name(name)``: ValueError (saying why) for a name S3 does not allow.
 - ``DirectBucket.open(root, bucket, bucket_map=None, meta_backend=None)`` (blocking): the bucket's directory under
   ``root`` (or ``bucket_map``); ``FileNotFoundError`` when it is not there.
-- on it: ``writer(key, expected_size=None, md5=False, checksum=False) -> DirectWriter``,
+- ``DirectBucket.enclosing(path, meta_backend=None)`` (blocking): the bucket a filesystem path lies
+  in, opened, and the key prefix of ``path`` in it; None when it lies in no bucket.
+- on a bucket: ``name``, ``directory``, ``writer(key, expected_size=None, md5=False, checksum=False) -> DirectWriter``,
   ``path(key)`` (checked: no way out of the bucket), ``delete(key)`` (empty parents go too),
   ``exists(key)``, ``size(key)``, ``list(prefix) -> [key]``.
 - ``DirectWriter``: ``write_at(view, offset, part)`` from any thread, with ``part`` the index of
@@ -40,17 +46,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checksums import full_object_crc, multipart_etag
+from ..errors import S3Error
 from ..fsio.engine import Hasher, write_hashed
 from ..fsio.fullio import pwrite_all
 from ..fsio.newfile import create_new_file, space_reservation
 from .base import WriteOptions
-from .meta import MetaStore, ObjectRecord, meta_store_for
+from .meta import BUCKET_XATTR, MetaStore, ObjectRecord, bucket_record_file, meta_store_for
 from .locks import key_lock
 from .internal import bucket_state_dir, prepare_state
 from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
 from .publish import TEMP_PREFIX, discard, publish_file, remove_empty_parents
 
+__all__ = ["DirectBucket", "DirectWriter", "check_bucket_name"]
+
 CHECKSUM = "CRC64NVME"
+
+
+def check_bucket_name(name: str) -> None:
+    """ValueError, saying why, when ``name`` is not a bucket name S3 allows."""
+    try:
+        validate_bucket_name(name)
+    except S3Error as exc:
+        raise ValueError(str(exc)) from None
 
 
 @dataclass
@@ -73,6 +90,26 @@ class DirectBucket:
         paths = BucketPaths.at(bucket, directory, bucket_state_dir(Path(root), bucket, directory))
         # Nothing is created here: a reader may have the tree mounted read-only.
         return cls(paths, meta_store_for(paths, meta_backend))
+
+    @classmethod
+    def enclosing(cls, path: str | os.PathLike[str], meta_backend: str | None = None
+                  ) -> tuple[DirectBucket, str] | None:
+        """The bucket directory above ``path`` (itself included), opened, and the key prefix of
+        ``path`` in it; None when no directory above it is a bucket."""
+        real = Path(os.path.realpath(path))
+        for candidate in [real, *real.parents]:
+            if _is_bucket_dir(candidate):
+                bucket = cls.open(candidate.parent, candidate.name, {candidate.name: candidate}, meta_backend)
+                return bucket, real.relative_to(candidate).as_posix()
+        return None
+
+    @property
+    def name(self) -> str:
+        return self.paths.name
+
+    @property
+    def directory(self) -> Path:
+        return self.paths.dir
 
     def path(self, key: str) -> Path:
         return self.paths.resolve(key)
@@ -131,6 +168,20 @@ class DirectBucket:
             dirs[:] = [d for d in dirs if d != INTERNAL_DIR]
             for name in files:
                 yield self.paths.key_of(Path(directory) / name)
+
+
+def _is_bucket_dir(directory: Path) -> bool:
+    # A bucket the gateway made carries its record (an xattr, or a file in the root's internal
+    # directory); one it has written to has a state directory (``internal``).
+    if (directory / INTERNAL_DIR / "tmp").is_dir() or bucket_state_dir(directory.parent, directory.name, directory).is_dir():
+        return True
+    if directory.parent == directory or not directory.is_dir():
+        return False
+    try:
+        os.getxattr(directory, BUCKET_XATTR)
+        return True
+    except OSError:
+        return bucket_record_file(directory.parent, directory.name).is_file()
 
 
 class DirectWriter:

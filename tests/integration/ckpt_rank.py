@@ -1,5 +1,5 @@
 """One rank of a multi-process checkpoint test: ``python ckpt_rank.py save|load DEST`` with RANK,
-WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (the test starts every rank), plus the door options as
+WORLD_SIZE, MASTER_ADDR, MASTER_PORT set (the test starts every rank), plus the target options as
 JSON in AIF_CKPT_OPTIONS. The model: a 2-D tensor sharded by rows over the ranks (DTensor on a
 CPU mesh, gloo), a replicated bias, and per-rank values. Prints one JSON line of results."""
 
@@ -35,7 +35,7 @@ def main() -> None:
             "step": 42,
         }
         stats = ckpt.save(state, dest, **options)
-        out = {"rank": rank, "bytes": stats.bytes, "files": stats.files, "door": stats.door}
+        out = {"rank": rank, "bytes": stats.bytes, "files": stats.files, "via": stats.via}
     else:
         state = {
             "weight": distribute_tensor(torch.zeros(ROWS, COLS), mesh, [Shard(0)]),

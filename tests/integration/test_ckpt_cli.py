@@ -1,4 +1,4 @@
-"""``aif-gateway ckpt info | verify`` on real checkpoints, through both doors, without PyTorch loaded."""
+"""``aif-gateway ckpt info | verify`` on real checkpoints, on the filesystem and over S3, without PyTorch loaded."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ RUN = ("import sys; from aif_gateway.cli import main; rc = main(sys.argv[1:]); "
 
 @pytest.fixture
 def cli(gateway, credentials):
-    def run(*args: str, door_root: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, root_env: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIF_GATEWAY"))}
         env.update(AWS_ENDPOINT_URL=gateway.url, AWS_ACCESS_KEY_ID=credentials.access_key,
                    AWS_SECRET_ACCESS_KEY=credentials.secret_key)
-        if door_root is not None:
-            env["AIF_GATEWAY_ROOT"] = str(door_root)
+        if root_env is not None:
+            env["AIF_GATEWAY_ROOT"] = str(root_env)
         return subprocess.run([sys.executable, "-c", RUN, "ckpt", *args], env=env, capture_output=True,
                               text=True, timeout=120)
     return run
@@ -40,16 +40,16 @@ def saved(bucket: str, root: Path) -> str:
     return dest
 
 
-@pytest.mark.parametrize("door", ["filesystem", "s3"])
-def test_info_and_verify(cli, bucket, gateway_root, door):
+@pytest.mark.parametrize("via", ["filesystem", "s3"])
+def test_info_and_verify(cli, bucket, gateway_root, via):
     dest = saved(bucket, gateway_root)
-    root = gateway_root if door == "filesystem" else None
-    info = cli("info", dest, "--json", door_root=root)
+    root = gateway_root if via == "filesystem" else None
+    info = cli("info", dest, "--json", root_env=root)
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
-    assert described["complete"] and described["manifest"] and described["door"] == door
+    assert described["complete"] and described["manifest"] and described["via"] == described["door"] == via
     assert sorted(described["files"]) == ["__0_0.distcp", "__0_1.distcp"]
-    done = cli("verify", dest, door_root=root)
+    done = cli("verify", dest, root_env=root)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: 2 files, ") and "match the manifest" in done.stdout
 

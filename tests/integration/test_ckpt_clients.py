@@ -1,4 +1,4 @@
-"""Third-party training-data clients against the real gateway: one copy, two doors.
+"""Third-party training-data clients against the real gateway: one copy, readable both ways.
 
 - s3torchconnector (the AWS CRT client through mountpoint-s3-client: every upload is a multipart
   upload in 8 MiB parts signed ``UNSIGNED-PAYLOAD``, reads are parallel 8 MiB Range GETs, renames
@@ -105,7 +105,7 @@ def test_s3checkpoint_multipart_save_loads_back_and_is_a_plain_file(
         loaded = torch.load(reader, weights_only=True)
     _assert_state_equal(loaded, state)
 
-    # Same bytes through the other door.
+    # Same bytes the other way.
     with checkpoint.reader(uri) as reader:
         over_s3 = reader.read()
     assert hashlib.sha256(on_disk.read_bytes()).digest() == hashlib.sha256(over_s3).digest()

@@ -1,4 +1,4 @@
-"""aif_gateway.ckpt's DCP storage against a real gateway: both doors, stock interop, failure cases."""
+"""aif_gateway.ckpt's DCP storage against a real gateway: on the filesystem and over S3, stock interop, failure cases."""
 
 from __future__ import annotations
 
@@ -66,15 +66,15 @@ def assert_same(a: dict, b: dict) -> None:
 @pytest.fixture
 def s3_options(gateway: GatewayProcess, credentials: Credentials) -> dict:
     return {"endpoint": gateway.url, "access_key": credentials.access_key, "secret_key": credentials.secret_key,
-            "door": "s3", "part_size": 5 * MiB}
+            "via": "s3", "part_size": 5 * MiB}
 
 
-def test_s3_door_save_is_a_stock_checkpoint_in_the_tree(s3, bucket, bucket_dir, s3_options):
+def test_s3_save_is_a_stock_checkpoint_in_the_tree(s3, bucket, bucket_dir, s3_options):
     sd = state()
     stats = ckpt.save(sd, f"s3://{bucket}/runs/a/step-10", **s3_options)
-    assert stats.door == "s3" and stats.files == 2 and stats.bytes > 12_000_000  # two files a rank
+    assert stats.via == "s3" and stats.files == 2 and stats.bytes > 12_000_000  # two files a rank
 
-    # One copy, two doors: PyTorch's own FileSystemReader loads the gateway's files from the tree.
+    # One copy, readable both ways: PyTorch's own FileSystemReader loads the gateway's files from the tree.
     out = empty_like(sd)
     dcp.load(out, storage_reader=dcp.FileSystemReader(bucket_dir / "runs/a/step-10"))
     assert_same(out, sd)
@@ -89,7 +89,7 @@ def test_s3_door_save_is_a_stock_checkpoint_in_the_tree(s3, bucket, bucket_dir, 
     assert head["ChecksumType"] == "FULL_OBJECT"
 
 
-def test_s3_door_load_verified(bucket, s3_options):
+def test_s3_load_verified(bucket, s3_options):
     sd = state(1)
     ckpt.save(sd, f"s3://{bucket}/c", **s3_options)
     for verify in (True, False):
@@ -103,10 +103,10 @@ def test_s3_door_load_verified(bucket, s3_options):
     assert report["files"] == 2 and report["items"] == 8 and report["bytes"] > 12_000_000
 
 
-def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options):
+def test_direct_writes_are_objects_the_gateway_serves(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options):
     sd = state(2)
     stats = ckpt.save(sd, f"s3://{bucket}/direct", root=gateway_root, part_size=4 * MiB, checksum=True)
-    assert stats.door == "filesystem"
+    assert stats.via == "filesystem"
     path = bucket_dir / "direct/__0_0.distcp"
     data = path.read_bytes()
     # Served at once, with the record the writer set: size, CRC64NVME (botocore validates it on GET).
@@ -124,7 +124,7 @@ def test_direct_door_writes_objects_the_gateway_serves(s3, bucket, bucket_dir, b
     assert_same(out, sd)
 
 
-def test_direct_door_md5_etags_match_what_s3_uploads_give(s3, bucket, bucket_dir, gateway_root):
+def test_direct_md5_etags_match_what_s3_uploads_give(s3, bucket, bucket_dir, gateway_root):
     sd = state(3)
     ckpt.save(sd, f"s3://{bucket}/md5", root=gateway_root, part_size=4 * MiB, md5=True)
     data = (bucket_dir / "md5/__0_0.distcp").read_bytes()
@@ -154,7 +154,7 @@ def test_stock_filesystem_writer_checkpoint_loads_through_s3(bucket, bucket_dir,
 def test_plain_path_and_paths_inside_a_bucket(tmp_path, bucket, bucket_dir, s3):
     sd = state(5)
     stats = ckpt.save(sd, tmp_path / "ck")
-    assert stats.door == "filesystem" and "bucket" not in stats.location
+    assert stats.via == "filesystem" and "bucket" not in stats.location
     out = empty_like(sd)
     dcp.load(out, storage_reader=dcp.FileSystemReader(tmp_path / "ck"))
     assert_same(out, sd)
@@ -195,10 +195,10 @@ class Explodes:
         raise RuntimeError("boom while serialising")
 
 
-@pytest.mark.parametrize("door", ["s3", "filesystem"])
-def test_failed_overwrite_leaves_nothing_loadable(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options, door):
+@pytest.mark.parametrize("via", ["s3", "filesystem"])
+def test_failed_overwrite_leaves_nothing_loadable(s3, bucket, bucket_dir, bucket_tmp, gateway_root, s3_options, via):
     dest = f"s3://{bucket}/over"
-    opts = s3_options if door == "s3" else {"root": gateway_root}
+    opts = s3_options if via == "s3" else {"root": gateway_root}
     ckpt.save(state(7), dest, **opts)
     bad = state(8)
     bad["optim"]["extra"] = Explodes()
@@ -278,15 +278,15 @@ def run_ranks(action: str, dest: str, options: dict, world: int = 2) -> list[dic
     return sorted(outs, key=lambda o: o["rank"])
 
 
-@pytest.mark.parametrize("door", ["s3", "filesystem"])
-def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, door):
-    opts = dict(s3_options) if door == "s3" else {"root": str(gateway_root)}
-    dest = f"s3://{bucket}/ranks-{door}"
+@pytest.mark.parametrize("via", ["s3", "filesystem"])
+def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, via):
+    opts = dict(s3_options) if via == "s3" else {"root": str(gateway_root)}
+    dest = f"s3://{bucket}/ranks-{via}"
     saved = run_ranks("save", dest, opts)
     # dcp saves replicated values (bias, step) on one rank only: the other has just its shard,
     # so one file; two files where there are two groups of items to write.
-    assert [o["door"] for o in saved] == [door, door] and sorted(o["files"] for o in saved) == [1, 2]
-    names = sorted(p.name for p in (bucket_dir / f"ranks-{door}").iterdir())
+    assert [o["via"] for o in saved] == [via, via] and sorted(o["files"] for o in saved) == [1, 2]
+    names = sorted(p.name for p in (bucket_dir / f"ranks-{via}").iterdir())
     expected = {f"__{o['rank']}_{n}.distcp" for o in saved for n in range(o["files"])}
     assert names == sorted({".metadata", MANIFEST} | expected)
     # Both ranks load their own shards back, verified.
@@ -296,7 +296,7 @@ def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, door)
     from .ckpt_rank import COLS, ROWS, full_weight
 
     for reader in (ckpt.AifStorageReader(dest, verify=True, **s3_options),
-                   dcp.FileSystemReader(bucket_dir / f"ranks-{door}")):
+                   dcp.FileSystemReader(bucket_dir / f"ranks-{via}")):
         out = {"weight": torch.zeros(ROWS, COLS), "bias": torch.zeros(COLS, dtype=torch.bfloat16), "step": 0}
         dcp.load(out, storage_reader=reader)
         assert torch.equal(out["weight"], full_weight()) and out["step"] == 42
@@ -319,10 +319,10 @@ def test_saving_over_a_bigger_checkpoint_drops_its_extra_files(bucket, bucket_di
 def test_errors_name_what_to_fix(credentials, s3_options):
     keys = {"access_key": credentials.access_key, "secret_key": credentials.secret_key}
     with pytest.raises(ConnectionError, match=r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ .*gateway running"):
-        ckpt.save(state(), "s3://some-bucket/x", endpoint=f"http://127.0.0.1:{free_port()}", door="s3", **keys)
+        ckpt.save(state(), "s3://some-bucket/x", endpoint=f"http://127.0.0.1:{free_port()}", via="s3", **keys)
     with pytest.raises(Exception, match="NoSuchBucket"):
         ckpt.save(state(), "s3://no-such-bucket-here/x", **s3_options)
     with pytest.raises(ValueError, match="InvalidBucketName"):
         ckpt.save(state(), "s3://UPPER/x", **s3_options)
     with pytest.raises(FileNotFoundError, match="is not mounted here"):
-        ckpt.save(state(), "s3://some-bucket/x", door="filesystem")
+        ckpt.save(state(), "s3://some-bucket/x", via="filesystem")

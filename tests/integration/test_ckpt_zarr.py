@@ -1,4 +1,4 @@
-"""The zarr checkpoint format against a real gateway: three doors, plain zarr readers on both
+"""The zarr checkpoint format against a real gateway: three targets, plain zarr readers on both
 sides (the tree with ``LocalStore``, S3 with ``FsspecStore`` + s3fs), and zarr's store suite
 over S3."""
 
@@ -21,7 +21,7 @@ from zarr.storage import FsspecStore, LocalStore
 from zarr.testing.store import StoreTests
 
 from aif_gateway import ckpt
-from aif_gateway.ckpt.zarrstore import DoorStore
+from aif_gateway.ckpt.zarrstore import AifZarrStore
 from zarr_store_suite import SyncStoreFixtures, synchronous
 
 from .gateway import Credentials, GatewayProcess
@@ -98,23 +98,23 @@ def fsspec_options(gateway: GatewayProcess, credentials: Credentials) -> dict[st
             "client_kwargs": {"region_name": REGION}}
 
 
-def through(door: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_options: dict[str, Any]
+def through(target: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_options: dict[str, Any]
             ) -> tuple[str, dict[str, Any]]:
-    if door == "path":
+    if target == "path":
         return str(tmp_path / "ckpt"), {}
-    if door == "bucket-tree":
+    if target == "bucket-tree":
         return f"s3://{bucket}/run/ckpt", {"root": str(gateway_root)}
-    return f"s3://{bucket}/run/ckpt", {"door": "s3", **s3_options}
+    return f"s3://{bucket}/run/ckpt", {"via": "s3", **s3_options}
 
 
 # -- round trips ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("door", ["path", "bucket-tree", "s3"])
-def test_state_round_trips_bit_exact(door: str, tmp_path: Path, bucket: str, gateway_root: Path,
+@pytest.mark.parametrize("target", ["path", "bucket-tree", "s3"])
+def test_state_round_trips_bit_exact(target: str, tmp_path: Path, bucket: str, gateway_root: Path,
                                      s3_options: dict[str, Any]) -> None:
-    dest, options = through(door, tmp_path, bucket, gateway_root, s3_options)
+    dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     want = state()
     summary = ckpt.save_zarr(want, dest, **SMALL, **options)
-    assert summary["door"] == ("s3" if door == "s3" else "filesystem")
+    assert summary["via"] == summary["door"] == ("s3" if target == "s3" else "filesystem")
     assert summary["arrays"] == 7
     assert_identical(ckpt.load_zarr(dest, **options), want)
 
@@ -136,12 +136,12 @@ def test_loading_into_a_state_dict_that_does_not_match_fails_clearly(tmp_path: P
     assert ckpt.load_zarr(dest, into=part) is part and torch.equal(part["b"], torch.zeros(3))
 
 
-# -- plain zarr reads what the doors wrote -------------------------------------------------------
-@pytest.mark.parametrize("door", ["bucket-tree", "s3"])
+# -- plain zarr reads what ckpt wrote ------------------------------------------------------------
+@pytest.mark.parametrize("target", ["bucket-tree", "s3"])
 def test_plain_zarr_reads_the_checkpoint_from_the_tree_and_over_s3(
-        door: str, tmp_path: Path, bucket: str, bucket_dir: Path, gateway_root: Path,
+        target: str, tmp_path: Path, bucket: str, bucket_dir: Path, gateway_root: Path,
         s3_options: dict[str, Any], fsspec_options: dict[str, Any]) -> None:
-    dest, options = through(door, tmp_path, bucket, gateway_root, s3_options)
+    dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     want = state()
     ckpt.save_zarr(want, dest, **SMALL, **options)
 
@@ -191,13 +191,13 @@ def test_codec_is_applied_inside_shards(codec: str, tmp_path: Path) -> None:
 
 
 # -- complete or invisible -----------------------------------------------------------------------
-@pytest.mark.parametrize("door", ["path", "s3"])
-def test_an_interrupted_save_is_not_loadable(door: str, tmp_path: Path, bucket: str, bucket_dir: Path,
+@pytest.mark.parametrize("target", ["path", "s3"])
+def test_an_interrupted_save_is_not_loadable(target: str, tmp_path: Path, bucket: str, bucket_dir: Path,
                                              gateway_root: Path, s3_options: dict[str, Any]) -> None:
-    dest, options = through(door, tmp_path, bucket, gateway_root, s3_options)
+    dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     ckpt.save_zarr(state(), dest, **options)
     # A file where an array's directory must go: writing that array fails mid-save.
-    where = tmp_path / "ckpt" if door == "path" else bucket_dir / "run" / "ckpt"
+    where = tmp_path / "ckpt" if target == "path" else bucket_dir / "run" / "ckpt"
     (where / "blocked").write_bytes(b"not a directory")
     with pytest.raises((OSError, ClientError)):  # the filesystem's error, or the gateway's
         ckpt.save_zarr({"fine": torch.ones(1000), "blocked": torch.ones(10)}, dest, **options)
@@ -247,22 +247,22 @@ def test_a_zarr_array_reads_the_same_over_s3_and_from_the_tree(
     on_tree = zarr.open_array(LocalStore(bucket_dir / "datasets", read_only=True), path="temps", mode="r")
     over_s3 = zarr.open_array(FsspecStore.from_url(f"s3://{bucket}/datasets", storage_options=fsspec_options,
                                                    read_only=True), path="temps", mode="r")
-    door_s3 = DoorStore(f"s3://{bucket}/datasets", read_only=True, door="s3", **s3_options)
+    aif_store = AifZarrStore(f"s3://{bucket}/datasets", read_only=True, via="s3", **s3_options)
     try:
-        over_doors = zarr.open_array(door_s3, path="temps", mode="r")
+        over_aif = zarr.open_array(aif_store, path="temps", mode="r")
         for selection in [np.s_[...], np.s_[123:457, 5:30], np.s_[999:, :], np.s_[::97, 36]]:
             want = on_tree[selection]
             np.testing.assert_array_equal(want, data[selection])
             assert over_s3[selection].tobytes() == want.tobytes()
-            assert over_doors[selection].tobytes() == want.tobytes()
+            assert over_aif[selection].tobytes() == want.tobytes()
     finally:
-        door_s3.close()
+        aif_store.close()
 
 
 # -- zarr's store suite over S3 ------------------------------------------------------------------
 @synchronous
-class TestDoorStoreOverS3(SyncStoreFixtures, StoreTests[DoorStore, cpu.Buffer]):
-    store_cls = DoorStore
+class TestAifZarrStoreOverS3(SyncStoreFixtures, StoreTests[AifZarrStore, cpu.Buffer]):
+    store_cls = AifZarrStore
     buffer_cls = cpu.Buffer
     PREFIX = "suite"
 
@@ -272,20 +272,20 @@ class TestDoorStoreOverS3(SyncStoreFixtures, StoreTests[DoorStore, cpu.Buffer]):
 
     @pytest.fixture
     def store_kwargs(self, bucket: str, s3_options: dict[str, Any]) -> dict[str, Any]:
-        return {"target": f"s3://{bucket}/{self.PREFIX}", "door": "s3", **s3_options}
+        return {"target": f"s3://{bucket}/{self.PREFIX}", "via": "s3", **s3_options}
 
-    async def set(self, store: DoorStore, key: str, value: Buffer) -> None:
+    async def set(self, store: AifZarrStore, key: str, value: Buffer) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"{self.PREFIX}/{key}", Body=value.to_bytes())
 
-    async def get(self, store: DoorStore, key: str) -> Buffer:
+    async def get(self, store: AifZarrStore, key: str) -> Buffer:
         body = self.s3.get_object(Bucket=self.bucket, Key=f"{self.PREFIX}/{key}")["Body"].read()
         return self.buffer_cls.from_bytes(body)
 
-    def test_store_repr(self, store: DoorStore) -> None:
-        assert repr(store).startswith(f"DoorStore('door-s3://s3://{self.bucket}/{self.PREFIX} at http")
+    def test_store_repr(self, store: AifZarrStore) -> None:
+        assert repr(store).startswith(f"AifZarrStore('aif-s3://s3://{self.bucket}/{self.PREFIX} at http")
 
-    def test_store_supports_writes(self, store: DoorStore) -> None:
+    def test_store_supports_writes(self, store: AifZarrStore) -> None:
         assert store.supports_writes
 
-    def test_store_supports_listing(self, store: DoorStore) -> None:
+    def test_store_supports_listing(self, store: AifZarrStore) -> None:
         assert store.supports_listing

@@ -1,4 +1,4 @@
-"""A checkpoint written through the filesystem door on Lustre is laid out for its size first."""
+"""A checkpoint written on the filesystem, on Lustre, is laid out for its size first."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where the checkpoint S3 door takes its endpoint, keys and region from."""
+"""Where a checkpoint S3 target takes its endpoint, keys and region from."""
 
 from __future__ import annotations
 

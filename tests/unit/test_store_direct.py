@@ -160,3 +160,14 @@ def test_opening_for_reads_creates_nothing(tmp_path):
     bucket = DirectBucket.open(tmp_path, "bkt")
     assert bucket.size("ck/f") == 4 and list(bucket.list("ck")) == ["ck/f"]
     assert sorted(os.listdir(tmp_path / "bkt")) == ["ck"]
+
+
+def test_enclosing_finds_the_bucket_a_path_lies_in(tmp_path):
+    new_store(tmp_path)  # a bucket the gateway made: it carries the gateway's record
+    bucket, prefix = DirectBucket.enclosing(tmp_path / "bkt/run/step-1")
+    assert (bucket.name, bucket.directory, prefix) == ("bkt", tmp_path / "bkt", "run/step-1")
+
+
+def test_enclosing_a_plain_directory_is_none(tmp_path):
+    (tmp_path / "plain/run").mkdir(parents=True)
+    assert DirectBucket.enclosing(tmp_path / "plain/run") is None

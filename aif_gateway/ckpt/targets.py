@@ -1,20 +1,17 @@
-"""The two doors a checkpoint goes through: the shared filesystem, or S3 to a gateway.
+"""Where a checkpoint's files are stored: on the shared filesystem (a gateway bucket, or a plain
+directory), or over S3 to a gateway.
 
-Every door stores named files under one checkpoint location and gives the same calls, so the
+Every target stores named files under one checkpoint location and gives the same calls, so the
 checkpoint formats (``dcp``, ``zarrfmt``) never know which one they use.
 
-- ``BucketDoor``: the checkpoint is a prefix of a gateway bucket whose directory this node mounts.
+- ``BucketTarget``: the checkpoint is a prefix of a gateway bucket whose directory this node mounts.
   Files are written with ``store.direct`` (temp file, stripes written in parallel, the gateway's
   metadata record, an atomic rename), so the gateway serves them at once.
-- ``PathDoor``: a plain directory outside any bucket (a scratch filesystem): temp file, parallel
+- ``DirectoryTarget``: a plain directory outside any bucket (a scratch filesystem): temp file, parallel
   stripe writes, rename. No gateway metadata: there is no gateway.
-- ``S3Door``: anywhere else: stripes become parts of a multipart upload sent in parallel (a file
+- ``S3Target``: anywhere else: stripes become parts of a multipart upload sent in parallel (a file
   of one stripe is one PutObject), each with a CRC64NVME the gateway checks.
-
-Public API: ``Door`` (``open_file(name, size_hint=None) -> FileSink``, ``put_bytes(name, data)``,
-``read_into(name, offset, view)``, ``read_bytes(name)``, ``exists(name)``, ``size(name)``, ``delete(name)``,
-``list() -> [name]``, ``close()``, ``kind``, ``location``). A missing file raises
-``FileNotFoundError`` from every door.
+A missing file raises ``FileNotFoundError`` from every target.
 """
 
 from __future__ import annotations
@@ -35,14 +32,19 @@ from ..fsio.engine import Hasher, pread_striped
 from ..fsio.fullio import pread_full, pwrite_all
 from ..store.direct import DirectBucket, DirectWriter
 from .s3io import S3Bucket
-from .sink import FileSink, Piece
+from .writer import FileWriter, Piece
+
+__all__ = ["BucketTarget", "CheckpointTarget", "DirectoryTarget", "MiB", "S3Target"]
 
 MiB = 1 << 20
 READ_STRIPE = 8 * MiB
 MIN_PART = 5 * MiB  # S3's smallest part but the last (EntityTooSmall otherwise)
 
 
-class Door(ABC):
+class CheckpointTarget(ABC):
+    """Named files under one checkpoint location. ``kind``: "filesystem" or "s3"; ``location``:
+    where, in words (for messages)."""
+
     kind: str
     location: str
 
@@ -52,14 +54,14 @@ class Door(ABC):
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"aif-ckpt-{self.kind}")
 
     @abstractmethod
-    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
-        """A new file; ``size_hint``, about how large it will be, lets the filesystem door lay it
+    def open_file(self, name: str, size_hint: int | None = None) -> FileWriter:
+        """A new file; ``size_hint``, about how large it will be, lets a filesystem target lay it
         out (Lustre stripes, GPFS preallocation) before the first byte."""
 
     def put_bytes(self, name: str, data: bytes) -> None:
-        sink = self.open_file(name, len(data))
-        sink.write(data)
-        sink.commit()
+        file = self.open_file(name, len(data))
+        file.write(data)
+        file.commit()
 
     @abstractmethod
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
@@ -97,11 +99,11 @@ def _read_file_into(path: Path, offset: int, view: memoryview, threads: int) -> 
         raise EOFError(f"{path}: {len(view)} bytes asked at {offset}, {got} there")
 
 
-class _BucketSink(FileSink):
-    def __init__(self, door: BucketDoor, writer: DirectWriter) -> None:
-        super().__init__(door.pool, door.part_size)
+class _BucketFileWriter(FileWriter):
+    def __init__(self, target: BucketTarget, writer: DirectWriter) -> None:
+        super().__init__(target.pool, target.part_size)
         self._writer = writer
-        self._fsync = door.fsync
+        self._fsync = target.fsync
 
     def _send(self, part: int, offset: int, pieces: list[Piece], last: bool) -> None:
         for piece in pieces:
@@ -117,7 +119,7 @@ class _BucketSink(FileSink):
         self._writer.discard()
 
 
-class BucketDoor(Door):
+class BucketTarget(CheckpointTarget):
     kind = "filesystem"
 
     def __init__(self, bucket: DirectBucket, prefix: str, *, threads: int = 8, part_size: int = 32 * MiB,
@@ -128,13 +130,13 @@ class BucketDoor(Door):
         self.md5 = md5
         self.checksum = checksum
         self.fsync = fsync
-        self.location = f"{bucket.paths.dir}/{self.prefix} (bucket {bucket.paths.name}, written as objects)"
+        self.location = f"{bucket.directory}/{self.prefix} (bucket {bucket.name}, written as objects)"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
-        return _BucketSink(self, self.bucket.writer(self.key(name), size_hint, md5=self.md5, checksum=self.checksum))
+    def open_file(self, name: str, size_hint: int | None = None) -> FileWriter:
+        return _BucketFileWriter(self, self.bucket.writer(self.key(name), size_hint, md5=self.md5, checksum=self.checksum))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         _read_file_into(self.bucket.path(self.key(name)), offset, view, self.threads)
@@ -156,14 +158,14 @@ class BucketDoor(Door):
         return (key[cut:] for key in self.bucket.list(self.prefix))
 
 
-class _PathSink(FileSink):
-    def __init__(self, door: PathDoor, final: Path) -> None:
-        super().__init__(door.pool, door.part_size)
+class _DirectoryFileWriter(FileWriter):
+    def __init__(self, target: DirectoryTarget, final: Path) -> None:
+        super().__init__(target.pool, target.part_size)
         self._final = final
         final.parent.mkdir(parents=True, exist_ok=True)
         self._temp = final.parent / f".{final.name}.aif-tmp.{secrets.token_hex(6)}"
         self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._fsync = door.fsync
+        self._fsync = target.fsync
 
     def _send(self, part: int, offset: int, pieces: list[Piece], last: bool) -> None:
         for piece in pieces:
@@ -189,7 +191,7 @@ class _PathSink(FileSink):
             pass
 
 
-class PathDoor(Door):
+class DirectoryTarget(CheckpointTarget):
     kind = "filesystem"
 
     def __init__(self, directory: Path, *, threads: int = 8, part_size: int = 32 * MiB, fsync: bool = False) -> None:
@@ -203,8 +205,8 @@ class PathDoor(Door):
             raise ValueError(f"not a file name inside the checkpoint: {name!r}")
         return self.directory / name
 
-    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
-        return _PathSink(self, self._path(name))
+    def open_file(self, name: str, size_hint: int | None = None) -> FileWriter:
+        return _DirectoryFileWriter(self, self._path(name))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         _read_file_into(self._path(name), offset, view, self.threads)
@@ -251,10 +253,10 @@ def _crc64(pieces: list[Piece]) -> bytes:
     return hasher.digests()["CRC64NVME"]
 
 
-class _S3Sink(FileSink):
-    def __init__(self, door: S3Door, key: str) -> None:
-        super().__init__(door.pool, door.part_size)
-        self._s3 = door.s3
+class _S3FileWriter(FileWriter):
+    def __init__(self, target: S3Target, key: str) -> None:
+        super().__init__(target.pool, target.part_size)
+        self._s3 = target.s3
         self._key = key
         self._upload_id: str | None = None
         self._upload_lock = threading.Lock()
@@ -282,7 +284,7 @@ class _S3Sink(FileSink):
             self._s3.abort_upload(self._key, self._upload_id)
 
 
-class S3Door(Door):
+class S3Target(CheckpointTarget):
     kind = "s3"
 
     def __init__(self, s3: S3Bucket, prefix: str, *, threads: int = 8, part_size: int = 32 * MiB) -> None:
@@ -294,8 +296,8 @@ class S3Door(Door):
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def open_file(self, name: str, size_hint: int | None = None) -> FileSink:
-        return _S3Sink(self, self.key(name))
+    def open_file(self, name: str, size_hint: int | None = None) -> FileWriter:
+        return _S3FileWriter(self, self.key(name))
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         if len(view) <= 2 * self.part_size:

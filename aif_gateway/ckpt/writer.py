@@ -3,13 +3,11 @@
 The serialiser hands ``write`` the file's bytes in order: small pieces (headers of each tensor's
 record) are copied into a buffer, large ones (the tensors' own memory) are kept as views, so a
 tensor's bytes are never copied in user space. Every ``part_size`` bytes form a stripe that a
-door's thread writes (a file region, or one UploadPart) while the serialiser goes on; at most
+target's thread writes (a file region, or one UploadPart) while the serialiser goes on; at most
 ``max_inflight`` stripes of one file wait or run at a time, which bounds the memory held by
-copied pieces and keeps every tensor alive only as long as its bytes are in flight.
-
-Public API: ``FileSink`` (subclassed by each door): ``write(data, keep=False)``, ``commit(digest=None)
--> int`` (bytes), ``abort()``; subclasses give ``_send(part, offset, pieces, last)``,
-``_publish(part_sizes, results, pieces_of_single, digest)`` and ``_discard()``.
+copied pieces and keeps every tensor alive only as long as its bytes are in flight. Each kind of
+target subclasses ``FileWriter`` with how a stripe is sent, how the file is published and how it
+is discarded.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+__all__ = ["FileWriter", "Piece", "as_bytes_view"]
+
 Piece = memoryview | bytes | bytearray
 
 
@@ -27,7 +27,7 @@ def as_bytes_view(data: Any) -> memoryview:
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
-class FileSink(ABC):
+class FileWriter(ABC):
     def __init__(self, pool: ThreadPoolExecutor, part_size: int, max_inflight: int = 16) -> None:
         self._pool = pool
         self.part_size = part_size
@@ -63,7 +63,7 @@ class FileSink(ABC):
 
     def commit(self, digest: bytes | None = None) -> int:
         """Wait for every stripe and publish the file; returns its size. ``digest``: one the
-        caller computed over the content (a door may name the object's version by it). On an
+        caller computed over the content (a target may name the object's version by it). On an
         error the file is discarded (nothing of it becomes visible) and the error raised."""
         try:
             self._seal_tail()
