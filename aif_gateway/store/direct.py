@@ -100,7 +100,8 @@ class DirectBucket:
         for candidate in [real, *real.parents]:
             if _is_bucket_dir(candidate):
                 bucket = cls.open(candidate.parent, candidate.name, {candidate.name: candidate}, meta_backend)
-                return bucket, real.relative_to(candidate).as_posix()
+                prefix = real.relative_to(candidate).as_posix()
+                return bucket, "" if prefix == "." else prefix  # the bucket's own directory: no prefix
         return None
 
     @property

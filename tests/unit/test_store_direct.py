@@ -168,6 +168,15 @@ def test_enclosing_finds_the_bucket_a_path_lies_in(tmp_path):
     assert (bucket.name, bucket.directory, prefix) == ("bkt", tmp_path / "bkt", "run/step-1")
 
 
+def test_the_bucket_directory_itself_encloses_with_no_prefix(tmp_path):
+    store = new_store(tmp_path)
+    bucket, prefix = DirectBucket.enclosing(tmp_path / "bkt")
+    assert prefix == ""  # not ".", which is no key
+    writer = bucket.writer("at-the-top")
+    writer.commit(write_stripes(writer, b"abc", 64 * KIB))
+    assert run(store.head_object("bkt", "at-the-top")).size == 3
+
+
 def test_enclosing_a_plain_directory_is_none(tmp_path):
     (tmp_path / "plain/run").mkdir(parents=True)
     assert DirectBucket.enclosing(tmp_path / "plain/run") is None
