@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..client import S3Url, is_s3_url
 from ..store.direct import DirectBucket
 from ..store.internal import bucket_state_dir
 from ..store.meta import BUCKET_XATTR, bucket_record_file
@@ -48,11 +49,11 @@ class DoorOptions:
 
 
 def split_s3(dest: str) -> tuple[str, str]:
-    rest = dest[len("s3://"):]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {dest!r}: use s3://bucket/prefix")
-    return bucket, prefix.strip("/")
+    try:
+        url = S3Url.parse(dest)
+    except ValueError:
+        raise ValueError(f"no bucket in {dest!r}: use s3://bucket/prefix") from None
+    return url.bucket, url.key.strip("/")
 
 
 def _enclosing_bucket(path: Path) -> tuple[Path, str] | None:
@@ -85,7 +86,7 @@ def open_door(dest: str | os.PathLike[str], options: DoorOptions | None = None) 
         raise ValueError(f"door must be auto, filesystem or s3, not {o.door!r}")
     text = os.fspath(dest)
     sizes = {"threads": o.threads, "part_size": o.part_size}
-    if text.startswith("s3://"):
+    if is_s3_url(text):
         bucket, prefix = split_s3(text)
         try:
             validate_bucket_name(bucket)

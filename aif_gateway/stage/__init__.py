@@ -12,12 +12,11 @@ Public API
 - ``Report`` (progress.py), ``StageError`` (errors.py: kind, path, message, exit_code).
 
 Modules: sources (what), plan (how to cut it), transfer (the engine), fscopy (its blocking
-filesystem work; smallcopy: batches of small files, in C), s3get (its S3 reads; fastget signs
-requests without botocore and rawhttp sends them from worker threads), journal (resume),
+filesystem work; smallcopy: batches of small files, in C), s3get (its S3 reads, through
+``aif_gateway.client``; s3_failures: its errors as stage errors), journal (resume),
 verify (what a copy is checked against), manifest + statedir (what a finished stage leaves),
 upload (stage out to S3; uploadstate: what an interrupted multipart upload resumes from),
-progress (bar, log lines, report), s3client (aiobotocore set-up,
-retries, errors), cli (the command line; cache + cache_cli: the site cache).
+progress (bar, log lines, report), cli (the command line; cache + cache_cli: the site cache).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Reading S3 objects into files.
 
-The fast path (``fastget.SignedS3``) runs on the stage's worker threads, one thread hop per unit
+The fast path (``client.SignedS3``) runs on the stage's worker threads, one thread hop per unit
 of work: ``fetch_batch`` reads small objects one after the other, each whole into the thread's
 buffer, checks it and writes it straight to its final name (as ``fscopy.copy_small`` does for
 local files); ``fetch_whole`` and ``fetch_range`` stream one GET into a partial file at its
-offset, hashing it on the way (see ``rawhttp``). Its slow twin, ``fetch_botocore``,
+offset, hashing it on the way (see ``client.http``). Its slow twin, ``fetch_botocore``,
 is botocore's ``get_object`` on the event loop, used under ``AIF_STAGE_S3_GET=botocore``, for
 endpoints with a path and for keys a URL library could rewrite. Every GET carries ``If-Match``
 with the listed ETag, so an object replaced mid-stage fails (HTTP 412) instead of mixing two
@@ -30,9 +30,8 @@ from typing import Any
 
 from . import fscopy
 from .errors import StageError, from_os_error
-from .fastget import SignedS3, usable_key
-from .rawhttp import FileError
-from .s3client import TruncatedBody, parse_s3_url, s3_error, s3_errors, with_retries, with_retries_sync
+from ..client import FileError, SignedS3, TruncatedBody, s3_errors, usable_key, with_retries, with_retries_sync
+from .s3_failures import parse_s3_url, s3_error
 from .sources import Entry
 from .verify import ContentHasher, algorithms_for, check, expectations, method
 

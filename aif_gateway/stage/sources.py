@@ -221,7 +221,7 @@ def _list_path(src: str, dest_rel: str | None, jobs: int) -> list[Entry]:
 async def _objects(client, fast, bucket: str, prefix: str, options: StageOptions, on_retry):
     """Each object under the prefix: by the fast reader's ListObjectsV2 pages in a worker thread
     (botocore's parsing of a page of 1,000 keys costs a tenth of a second), else by botocore."""
-    from .s3client import list_objects, with_retries_sync
+    from ..client import list_objects, with_retries_sync
 
     if fast is None:
         async for obj in list_objects(client, bucket, prefix, options.retries, on_retry):
@@ -242,7 +242,8 @@ async def _objects(client, fast, bucket: str, prefix: str, options: StageOptions
 
 
 async def _list_s3(client, fast, src: str, dest_rel: str | None, options: StageOptions, on_retry) -> list[Entry]:
-    from .s3client import parse_s3_url, s3_error, s3_errors, s3_url, strip_etag
+    from ..client import S3Url, s3_errors, strip_etag
+    from .s3_failures import parse_s3_url, s3_error
 
     bucket, prefix = parse_s3_url(src)
     entries = []
@@ -261,7 +262,7 @@ async def _list_s3(client, fast, src: str, dest_rel: str | None, options: StageO
                 continue  # "data2/x" under the prefix "data"
             mtime_ns = int(obj["LastModified"].timestamp() * 1_000_000_000)
             entries.append(Entry(rel, int(obj["Size"]), mtime_ns, strip_etag(obj.get("ETag")),
-                                 None, s3_url(bucket, key)))
+                                 None, str(S3Url(bucket, key))))
     except s3_errors() as exc:
         raise s3_error(exc, src, "listing the source") from None
     if not entries:
@@ -282,15 +283,16 @@ async def alist_sources(specs: list[str], options: StageOptions, on_retry=lambda
             listed[index] = await asyncio.to_thread(_list_path, line.src, line.dest_rel, options.jobs)
     if s3_lines:
         # Imported here: a filesystem-only stage does not pay for importing aiobotocore.
-        from .fastget import SignedS3
-        from .s3client import open_client
+        from ..client import SignedS3, open_client
+        from .s3_failures import client_setup
 
         async with contextlib.AsyncExitStack() as stack:
             client = None  # botocore's, only where the fast reader cannot do the work
             fast = SignedS3.from_environment(options, len(s3_lines))
             if fast is None:
-                client = await stack.enter_async_context(open_client(options, options.jobs))
-                fast = await SignedS3.create(client, options, len(s3_lines))
+                with client_setup():
+                    client = await stack.enter_async_context(open_client(options, options.jobs))
+                    fast = await SignedS3.create(client, options, len(s3_lines))
             if fast is not None:
                 stack.callback(fast.close)
             results = await asyncio.gather(*(

@@ -162,16 +162,17 @@ class _Stager:
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     if any(e.is_s3 for e in todo):
-                        from .fastget import SignedS3, usable_key
-                        from .s3client import open_client, parse_s3_url
+                        from ..client import SignedS3, open_client, usable_key
+                        from .s3_failures import client_setup, parse_s3_url
 
                         client = None  # botocore's, only where the fast reader cannot do the work
                         fast = SignedS3.from_environment(self.options, self.options.jobs + 1)
-                        if fast is None or not all(usable_key(parse_s3_url(e.url)[1]) for e in todo if e.is_s3):
-                            client = await stack.enter_async_context(open_client(self.options, self.options.jobs))
-                        if fast is None:
-                            assert client is not None
-                            fast = await SignedS3.create(client, self.options, self.options.jobs + 1)
+                        with client_setup():
+                            if fast is None or not all(usable_key(parse_s3_url(e.url)[1]) for e in todo if e.is_s3):
+                                client = await stack.enter_async_context(open_client(self.options, self.options.jobs))
+                            if fast is None:
+                                assert client is not None
+                                fast = await SignedS3.create(client, self.options, self.options.jobs + 1)
                         if fast is not None:
                             stack.callback(fast.close)
                         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 from collections import deque
@@ -41,7 +42,8 @@ from .errors import StageError, from_os_error
 from .options import MiB, StageOptions
 from .plan import split_ranges
 from .progress import Progress, Report
-from .s3client import list_objects, open_client, parse_s3_url, s3_error, s3_errors, strip_etag, with_retries
+from ..client import list_objects, open_client, s3_errors, strip_etag, with_retries
+from .s3_failures import client_setup, parse_s3_url, s3_error
 from .sources import Entry, alist_sources
 from .transfer import run_stage
 from .uploadstate import UploadRecord, UploadState, resumable_parts, state_dir
@@ -160,7 +162,9 @@ class _Uploader:
 
     async def run(self) -> None:
         entries = await alist_sources([str(self.src)], self.options)
-        async with open_client(self.options, self.options.jobs) as self.client:
+        async with contextlib.AsyncExitStack() as stack:
+            with client_setup():
+                self.client = await stack.enter_async_context(open_client(self.options, self.options.jobs))
             self.state = UploadState(state_dir(self.client.meta.endpoint_url, f"s3://{self.bucket}/{self.prefix}",
                                                self.src))
             await asyncio.to_thread(self.state.open)

@@ -1,31 +1,26 @@
-"""Blocking HTTP/1.1 for the stage's S3 reads, called from its worker threads.
+"""Blocking HTTP/1.1 for the client's requests, called from its callers' worker threads.
 
-One request per call on a keep-alive connection from a small pool; the response head is parsed
-here and the body goes into memory (``read_into``, ``read_all``) or into a file (``to_file``:
-``recv_into`` a large buffer, hashed while it is in the CPU's cache, ``pwrite``). Why not
-aiohttp on the event loop: its per-request machinery and the hops between the loop and the
+One request per call on a keep-alive connection from a small, thread-safe pool (``Pool``); a
+request on a kept-alive connection that the server had closed is sent again once on a fresh
+connection. The response head is parsed here and the body goes into memory (``read_into``,
+``read_all``) or into a file (``to_file``: ``recv_into`` a large buffer, hashed while it is in
+the CPU's cache, ``pwrite``). ``Response.release()`` gives the connection back to the pool
+when the body was read to its end, else closes it; ``Pool.abort()`` also ends the requests in
+flight.
+
+Why not aiohttp on the event loop: its per-request machinery and the hops between the loop and the
 threads that write files cost about 1 ms of CPU per small object and capped one large object at a
 few hundred MB/s (see perf/RESULTS.md, "Staging"); here a small GET costs a fifth of that.
 Why not splice(2) from the socket into the file: the bytes must be hashed, and reading them back
 from the file cost more than receiving them through the buffer (measured there too).
 
-Only what S3 GET, HEAD and ListObjectsV2 answers need: Content-Length or chunked bodies, no
-redirects, no proxies, no compression (none is asked for). Request bodies (the checkpoint
-writer's PUTs and parts, ``aif_gateway.ckpt.s3io``) are sent from memory as given, piece by piece.
+Only what S3 answers need: Content-Length or chunked bodies, no redirects, no proxies, no
+compression (none is asked for). Request bodies (the checkpoint writer's PUTs and parts) are
+sent from memory as given, piece by piece.
 
-Public API
-- ``Endpoint(url, ca_bundle=None)``: scheme, host, port of an ``http(s)://host[:port]`` URL.
-- ``Pool(endpoint, size, connect_timeout_s, read_timeout_s)``: ``request(method, target,
-  headers, body=()) -> Response``; ``close()``; ``abort()`` (also ends the requests in flight).
-  Thread-safe. A request on a kept-alive connection that the server had closed is sent again
-  once on a fresh connection.
-- ``Response``: ``status``, ``reason``, ``headers`` (lower-case names), ``length`` (Content-Length
-  or None); ``read_into(view)`` (exactly ``len(view)`` body bytes), ``read_all(limit)``,
-  ``to_file(fd, offset, count, buffer, hasher)``, ``release()`` (back to the pool when the body
-  was read to its end, else closed).
-- ``TruncatedBody`` (from s3client): a body that ended early; ``ConnectionError`` /
-  ``TimeoutError`` for transport failures (both retried by the callers as transient);
-  ``FileError``: ``to_file`` could not write or read back the file (its ``error``: the OSError).
+Failures: ``ConnectionError`` / ``TimeoutError`` for the transport and ``errors.TruncatedBody``
+for a short body (all retried by callers as transient); ``FileError`` when ``to_file`` could not
+write the file (its ``error``: the OSError).
 """
 
 from __future__ import annotations
@@ -37,7 +32,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..fsio.fullio import pwrite_all
-from .s3client import TruncatedBody
+from .errors import TruncatedBody
+
+__all__ = ["Endpoint", "FileError", "Pool", "Response"]
 
 _HEAD_LIMIT = 64 * 1024  # response heads are a few hundred bytes; S3 errors travel in the body
 

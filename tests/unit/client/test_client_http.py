@@ -1,4 +1,4 @@
-"""The stage's blocking HTTP/1.1 client against a scripted server on a real socket: bodies to files,
+"""The S3 client's blocking HTTP/1.1 (client/http.py) against a scripted server on a real socket: bodies to files,
 chunked bodies, keep-alive and a kept-alive connection the server closed, short bodies, abort."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from aif_gateway.stage.rawhttp import Endpoint, Pool, TruncatedBody
+from aif_gateway.client.errors import TruncatedBody
+from aif_gateway.client.http import Endpoint, Pool
 
 MiB = 1 << 20
 BODY = os.urandom(3 * MiB + 12345)

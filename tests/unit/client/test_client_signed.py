@@ -1,4 +1,4 @@
-"""The staging engine's own SigV4 signer (checked against AWS's documented example and botocore; the
+"""The S3 client's own SigV4 signer (checked against AWS's documented example and botocore; the
 real gateway checks it in tests/integration/test_stage_s3.py), its listing parser, and when it steps aside."""
 
 from __future__ import annotations
@@ -7,10 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aif_gateway.stage.fastget import (
-    EMPTY_SHA256, SignedS3, canonical_query, parse_list_page, sign, sign_get, usable_key,
+from aif_gateway.client import (
+    EMPTY_SHA256, ClientOptions, SignedS3, canonical_query, parse_list_page, sign, sign_get, usable_key,
 )
-from aif_gateway.stage.options import StageOptions
 
 DOC = {"access_key": "AKIAIOSFODNN7EXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
        "region": "us-east-1", "host": "examplebucket.s3.amazonaws.com", "amz_date": "20130524T000000Z"}
@@ -85,8 +84,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def _reader(options: StageOptions | None = None) -> SignedS3 | None:
-    reader = SignedS3.from_environment(options or StageOptions(), 1)
+def _reader(options: ClientOptions | None = None) -> SignedS3 | None:
+    reader = SignedS3.from_environment(options or ClientOptions(), 1)
     if reader is not None:
         reader.close()
     return reader
@@ -99,7 +98,7 @@ def test_endpoint_and_keys_from_the_environment_need_no_botocore(aws_env: pytest
     aws_env.setenv("AWS_REGION", "eu-west-3")
     reader = _reader()
     assert reader is not None and reader._region == "eu-west-3" and reader._frozen.token == "tok"
-    flags = StageOptions(endpoint_url="http://10.0.0.1:9000", access_key="a2", secret_key="s2", region="r")
+    flags = ClientOptions(endpoint_url="http://10.0.0.1:9000", access_key="a2", secret_key="s2", region="r")
     reader = _reader(flags)
     assert reader is not None and reader._frozen.access_key == "a2" and reader._endpoint.netloc == "10.0.0.1:9000"
 
@@ -119,4 +118,4 @@ def test_a_config_file_that_may_name_the_region_goes_to_botocore_unless_the_regi
     config.write_text("[default]\nregion = ap-south-1\n")
     aws_env.setenv("AWS_CONFIG_FILE", str(config))
     assert _reader() is None
-    assert _reader(StageOptions(region="us-west-2")) is not None
+    assert _reader(ClientOptions(region="us-west-2")) is not None
