@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..client import S3Url, is_s3_url
+from ..errors import S3Error
 from ..store.direct import DirectBucket
 from ..store.internal import bucket_state_dir
 from ..store.meta import BUCKET_XATTR, bucket_record_file
-from ..errors import S3Error
 from ..store.paths import INTERNAL_DIR, validate_bucket_name
-from .doors import MiB, BucketDoor, Door, PathDoor, S3Door
+from .doors import BucketDoor, Door, MiB, PathDoor, S3Door
 from .s3io import S3Bucket, S3Settings
 
 ROOT_ENV = "AIF_GATEWAY_ROOT"

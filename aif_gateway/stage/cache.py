@@ -59,12 +59,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .engine.transfer import stage_in
 from .errors import StageError, from_os_error
-from .manifest import stage_status
 from .options import StageOptions, format_size
 from .progress import Report
-from .sources import Entry, alist_sources, fingerprint
-from .transfer import stage_in
+from .sources.listing import Entry, alist_sources, fingerprint
+from .state.completion import stage_status
 
 log = logging.getLogger("aif_gateway.stage")
 

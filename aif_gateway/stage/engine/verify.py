@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import xxhash
 
-from ..fsio import engine
-from .errors import StageError
-from .sources import Entry
+from ...fsio import engine
+from ..errors import StageError
+from ..sources.listing import Entry
 
 XXH3 = "XXH3_64"
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -82,7 +82,7 @@ def expectations(entry: Entry, *, sse: str | None = None, s3_checksums: dict[str
     if s3_checksums:
         # Imported here: aif_gateway.checksums loads awscrt, which a stage without S3 checksums
         # (every stage from files) never needs.
-        from ..checksums import decode_checksum
+        from ...checksums import decode_checksum
     for algorithm in _S3_CHECKSUMS:
         value = (s3_checksums or {}).get(algorithm)
         raw = decode_checksum(algorithm, value) if value and "-" not in value else None

@@ -36,12 +36,12 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import StageError, from_os_error
-from .options import StageOptions
+from ..errors import StageError, from_os_error
+from ..options import StageOptions
+from ..state.statedir import STATE_DIR
 
 log = logging.getLogger("aif_gateway.stage")
 
-STATE_DIR = ".aifstage"  # the stage's own state under the destination; no source may land there
 _CHECKSUM_KEYS = {"xxh3": ("XXH3_64", 16), "sha256": ("SHA256", 64), "md5": ("MD5", 32)}
 _MAX_WALK_THREADS = 16
 
@@ -153,7 +153,7 @@ LOCAL_KINDS = {"tmpfs", "ext4", "xfs", "btrfs", "zfs", "overlay"}
 
 def on_local_fs(path: str) -> bool:
     """Whether ``path`` is on one of LOCAL_KINDS (False when that cannot be told)."""
-    from ..fsio.fsinfo import kind_by_statfs
+    from ...fsio.fsinfo import kind_by_statfs
 
     try:
         return kind_by_statfs(path)[0] in LOCAL_KINDS
@@ -221,7 +221,7 @@ def _list_path(src: str, dest_rel: str | None, jobs: int) -> list[Entry]:
 async def _objects(client, fast, bucket: str, prefix: str, options: StageOptions, on_retry):
     """Each object under the prefix: by the fast reader's ListObjectsV2 pages in a worker thread
     (botocore's parsing of a page of 1,000 keys costs a tenth of a second), else by botocore."""
-    from ..client import list_objects, with_retries_sync
+    from ...client import list_objects, with_retries_sync
 
     if fast is None:
         async for obj in list_objects(client, bucket, prefix, options.retries, on_retry):
@@ -242,8 +242,8 @@ async def _objects(client, fast, bucket: str, prefix: str, options: StageOptions
 
 
 async def _list_s3(client, fast, src: str, dest_rel: str | None, options: StageOptions, on_retry) -> list[Entry]:
-    from ..client import S3Url, s3_errors, strip_etag
-    from .s3_failures import parse_s3_url, s3_error
+    from ...client import S3Url, s3_errors, strip_etag
+    from ..s3_failures import parse_s3_url, s3_error
 
     bucket, prefix = parse_s3_url(src)
     entries = []
@@ -283,8 +283,8 @@ async def alist_sources(specs: list[str], options: StageOptions, on_retry=lambda
             listed[index] = await asyncio.to_thread(_list_path, line.src, line.dest_rel, options.jobs)
     if s3_lines:
         # Imported here: a filesystem-only stage does not pay for importing aiobotocore.
-        from ..client import SignedS3, open_client
-        from .s3_failures import client_setup
+        from ...client import SignedS3, open_client
+        from ..s3_failures import client_setup
 
         async with contextlib.AsyncExitStack() as stack:
             client = None  # botocore's, only where the fast reader cannot do the work

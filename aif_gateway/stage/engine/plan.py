@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .journal import DoneRecord, PartialFile
-from .options import MiB
-from .sources import Entry
+from ..options import MiB
+from ..sources.listing import Entry
+from ..state.journal import DoneRecord, PartialFile
 
 SMALL_FILE = 1 * MiB
 BATCH_FILES = 64

@@ -29,10 +29,10 @@ from aif_gateway.stage.cache import (
     release,
     stage_in_cached,
 )
-from aif_gateway.stage.cache_cli import parse_duration
-from aif_gateway.stage.journal import DoneRecord
-from aif_gateway.stage.manifest import write_complete, write_manifest
-from aif_gateway.stage.statedir import StageDir
+from aif_gateway.stage.cli.cache_commands import parse_duration
+from aif_gateway.stage.state.journal import DoneRecord
+from aif_gateway.stage.state.completion import write_complete, write_manifest
+from aif_gateway.stage.state.statedir import StageDir
 
 OPTIONS = StageOptions(progress=False, progress_interval_s=0)
 CHILD_TIMEOUT_S = 60
@@ -308,7 +308,8 @@ def test_bad_holder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_cli_default_lease_max_age_is_the_librarys() -> None:
-    from aif_gateway.stage import cache, cache_cli
+    from aif_gateway.stage import cache
+    from aif_gateway.stage.cli import cache_commands as cache_cli
 
     assert cache_cli.DEFAULT_LEASE_MAX_AGE_S == cache.DEFAULT_LEASE_MAX_AGE_S == 7 * 86400
 

@@ -41,9 +41,9 @@ from typing import Any
 
 import xxhash
 
-from .errors import StageError, from_os_error
-from .plan import split_ranges
-from .statedir import write_atomically
+from ..engine.plan import split_ranges
+from ..errors import StageError, from_os_error
+from ..state.statedir import write_atomically
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aif_gateway.stage import StageError
-from aif_gateway.stage.uploadstate import UploadRecord, UploadState, parse_record, resumable_parts, state_dir
+from aif_gateway.stage.out.upload_state import UploadRecord, UploadState, parse_record, resumable_parts, state_dir
 
 MiB = 1 << 20
 SIZE = 12 * MiB  # parts of 5, 5 and 2 MiB at a 5 MiB part size

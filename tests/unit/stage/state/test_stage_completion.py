@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from aif_gateway.stage.journal import DoneRecord
-from aif_gateway.stage.manifest import check_complete, read_manifest, stage_status, write_complete, write_manifest
-from aif_gateway.stage.statedir import StageDir
+from aif_gateway.stage.state.journal import DoneRecord
+from aif_gateway.stage.state.completion import check_complete, read_manifest, stage_status, write_complete, write_manifest
+from aif_gateway.stage.state.statedir import StageDir
 
 
 def _stage(dest: Path, files: dict[str, bytes]) -> StageDir:

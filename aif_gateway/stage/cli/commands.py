@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import cache_cli
-from .errors import EXIT_SIGINT, EXIT_SIGTERM, StageError
-from .options import MIN_PART_SIZE, StageOptions, format_size, parse_size
+from ..errors import EXIT_SIGINT, EXIT_SIGTERM, StageError
+from ..options import MIN_PART_SIZE, StageOptions, format_size, parse_size
+from . import cache_commands
 
 IN_EPILOG = """\
 examples:
@@ -75,8 +75,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
-    # --- cache hook: --cache, --cache-size, --holder, --link-to, --lease-max-age (cache_cli.py) --
-    cache_cli.add_cache_flags(stage_in)
+    # --- cache hook: --cache, --cache-size, --holder, --link-to, --lease-max-age (cache_commands.py) --
+    cache_commands.add_cache_flags(stage_in)
 
 
 def add_stage_parser(sub: Any) -> None:
@@ -102,8 +102,8 @@ def add_stage_parser(sub: Any) -> None:
 
     status = verbs.add_parser("status", help="whether DIR holds a complete, verified stage (exit 0) or not (1)")
     status.add_argument("directory", type=Path, nargs="?", metavar="DIR")
-    # --- cache hook: `status --cache DIR` and the `release` verb (cache_cli.py) ------------------
-    cache_cli.add_cache_verbs(verbs, status)
+    # --- cache hook: `status --cache DIR` and the `release` verb (cache_commands.py) ------------------
+    cache_commands.add_cache_verbs(verbs, status)
 
 
 def _options(args: argparse.Namespace) -> StageOptions:
@@ -115,24 +115,26 @@ def _options(args: argparse.Namespace) -> StageOptions:
 
 
 async def _stage_in_cached(args: argparse.Namespace, options: StageOptions) -> Any:
-    # --- cache hook: the site cache (aif_gateway/stage/cache.py, flags in cache_cli.py) ----------
-    return await cache_cli.stage_in_cached_from_args(args, options)
+    # --- cache hook: the site cache (aif_gateway/stage/cache.py, flags in cache_commands.py) ----------
+    return await cache_commands.stage_in_cached_from_args(args, options)
 
 
 async def _run_verb(args: argparse.Namespace, options: StageOptions, report_box: list[Any]) -> Any:
-    from .progress import Report
-    from .transfer import run_stage
+    from ..engine.transfer import run_stage
+    from ..progress import Report
 
     if args.stage_command == "in":
         if args.cache is not None:
             return await _stage_in_cached(args, options)
-        cache_cli.refuse_orphan_flags(args)
+        cache_commands.refuse_orphan_flags(args)
         if args.to is None:
             raise StageError("usage", "stage in needs --to DIR (or --cache DIR)")
         report = Report("in", list(args.sources), str(args.to))
         report_box.append(report)
         return await run_stage(list(args.sources), args.to, options, report)
-    from .upload import stage_out  # here: it imports aiobotocore, which a stage in from files never needs
+    from ..out.upload import (
+        stage_out,  # here: it imports aiobotocore, which a stage in from files never needs
+    )
 
     return await stage_out(args.source, args.to, options)
 
@@ -176,7 +178,7 @@ def _summary(report: Any) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .manifest import check_complete
+    from ..state.completion import check_complete
 
     if args.directory is None:
         print("aif-gateway stage status: give DIR", file=sys.stderr)
@@ -191,9 +193,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.stage_command == "status":
-        return cache_cli.run_cache_status(args) if args.cache is not None else _status(args)
+        return cache_commands.run_cache_status(args) if args.cache is not None else _status(args)
     if args.stage_command == "release":
-        return cache_cli.run_release(args)
+        return cache_commands.run_release(args)
     try:
         options = _options(args)
     except ValueError as exc:

@@ -29,8 +29,8 @@ import json
 import os
 import threading
 from collections.abc import Iterable
-from json.encoder import encode_basestring_ascii as _quote
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, NamedTuple
 

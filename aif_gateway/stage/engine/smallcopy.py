@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 import xxhash
 
-from ..fsio.engine import ENGINE
-from ..fsio.fullio import pwrite_all
+from ...fsio.engine import ENGINE
+from ...fsio.fullio import pwrite_all
 
 STEPS = ("open_source", "read_source", "changed", "create_dest", "write_dest")
 _MAX_SIZE = 1 << 30
@@ -107,7 +107,7 @@ def py_copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Seq
 def _choose() -> tuple[CopySmallFiles, str]:
     if ENGINE != "native":
         return py_copy_small_files, "python"
-    from .. import _native
+    from ... import _native
 
     # An extension built before native/stagecopy.c existed still serves everything else.
     native = getattr(_native, "copy_small_files", None)

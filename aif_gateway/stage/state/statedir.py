@@ -3,10 +3,8 @@
 Layout: ``lock`` (fcntl lock of the running stager), ``journal/log`` (journal.py),
 ``partial/<xxh3-128 of rel>`` (files being written: flat, so no directory tree has to be
 made twice; a finished file is renamed from here into place), ``manifest.json`` and
-``complete.json`` (manifest.py).
-
-Public API: ``StageDir(dest)`` with its paths, ``partial_path(rel)``, ``begin()`` (create, lock,
-drop the completion marker), ``end()``; ``write_atomically(path, data)``.
+``complete.json`` (completion.py). ``StageDir.begin()`` creates it, takes the lock and drops
+the completion marker; ``end()`` lets go.
 """
 
 from __future__ import annotations
@@ -18,8 +16,11 @@ from pathlib import Path
 
 import xxhash
 
-from .errors import StageError, from_os_error
-from .sources import STATE_DIR
+from ..errors import StageError, from_os_error
+
+__all__ = ["STATE_DIR", "StageDir", "write_atomically"]
+
+STATE_DIR = ".aifstage"  # the stage's own state under the destination; no source may land there
 
 
 def write_atomically(path: Path, data: bytes) -> None:

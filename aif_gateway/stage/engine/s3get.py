@@ -28,11 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...client import (
+    FileError,
+    SignedS3,
+    TruncatedBody,
+    s3_errors,
+    usable_key,
+    with_retries,
+    with_retries_sync,
+)
+from ..errors import StageError, from_os_error
+from ..s3_failures import parse_s3_url, s3_error
+from ..sources.listing import Entry
 from . import fscopy
-from .errors import StageError, from_os_error
-from ..client import FileError, SignedS3, TruncatedBody, s3_errors, usable_key, with_retries, with_retries_sync
-from .s3_failures import parse_s3_url, s3_error
-from .sources import Entry
 from .verify import ContentHasher, algorithms_for, check, expectations, method
 
 _BOTOCORE_READ = 1 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aif_gateway.stage.journal import DoneRecord, Journal, PartialFile, replay
+from aif_gateway.stage.state.journal import DoneRecord, Journal, PartialFile, replay
 
 
 def _range(rel: str, start: int, end: int, src: str = "etag:e1", size: int = 300, part: int = 100) -> str:

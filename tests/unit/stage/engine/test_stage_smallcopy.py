@@ -12,7 +12,7 @@ import pytest
 import xxhash
 
 from aif_gateway import _native
-from aif_gateway.stage.smallcopy import COPY_ENGINE, py_copy_small_files
+from aif_gateway.stage.engine.smallcopy import COPY_ENGINE, py_copy_small_files
 
 COPIERS = {"native": _native.copy_small_files, "python": py_copy_small_files}
 Copier = Callable[..., tuple[list[int], list[int], tuple[int, int, str] | None]]

@@ -32,12 +32,12 @@ from typing import NamedTuple
 
 import xxhash
 
-from ..fsio import engine
-from ..fsio.fullio import pread_full, pwrite_all
-from .errors import StageError, from_os_error
-from .options import MiB
+from ...fsio import engine
+from ...fsio.fullio import pread_full, pwrite_all
+from ..errors import StageError, from_os_error
+from ..options import MiB
+from ..sources.listing import Entry
 from .smallcopy import copy_small_files
-from .sources import Entry
 from .verify import ContentHasher, Expectation, check
 
 BUFFER_SIZE = 8 * MiB

@@ -39,16 +39,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..errors import StageError
+from ..options import StageOptions, format_size
+from ..progress import Progress, Report
+from ..sources.listing import Entry, alist_sources, fingerprint, on_local_fs
+from ..state.completion import read_manifest, write_complete, write_manifest
+from ..state.journal import DoneRecord, Journal, JournalState, syncfs
+from ..state.statedir import StageDir
 from . import fscopy
-from .errors import StageError
-from .journal import DoneRecord, Journal, JournalState, syncfs
-from .manifest import read_manifest, write_complete, write_manifest
-from .options import StageOptions, format_size
-from .plan import Batch, Finalize, Plan, Range, Ranges, Unit, Whole, plan_transfer, unchanged
-from .progress import Progress, Report
-from .sources import Entry, alist_sources, fingerprint, on_local_fs
-from .statedir import StageDir
-from .verify import XXH3, ContentHasher, Expectation, algorithms_for, check, expectations, method
+from .plan import (
+    Batch,
+    Finalize,
+    Plan,
+    Range,
+    Ranges,
+    Unit,
+    Whole,
+    plan_transfer,
+    unchanged,
+)
+from .verify import (
+    XXH3,
+    ContentHasher,
+    Expectation,
+    algorithms_for,
+    check,
+    expectations,
+    method,
+)
 
 
 def _s3get() -> Any:
@@ -162,8 +180,8 @@ class _Stager:
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     if any(e.is_s3 for e in todo):
-                        from ..client import SignedS3, open_client, usable_key
-                        from .s3_failures import client_setup, parse_s3_url
+                        from ...client import SignedS3, open_client, usable_key
+                        from ..s3_failures import client_setup, parse_s3_url
 
                         client = None  # botocore's, only where the fast reader cannot do the work
                         fast = SignedS3.from_environment(self.options, self.options.jobs + 1)

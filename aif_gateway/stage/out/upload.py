@@ -9,7 +9,7 @@ server rejects a corrupted body; a file that changes while it is read fails the 
 multipart upload is aborted. Nothing half-written appears under the prefix: an unfinished
 multipart upload is invisible to readers.
 
-Resume: each multipart upload in flight is recorded (uploadstate.py: upload id, part size, the
+Resume: each multipart upload in flight is recorded (upload_state.py: upload id, part size, the
 parts the server acknowledged, the file's size and mtime). A stage that fails or is stopped keeps
 its uploads open; the next run of the same source to the same destination lists each recorded
 upload's parts (ListParts), sends only the parts missing or differing from the record, and
@@ -36,17 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checksums import multipart_etag
-from ..fsio import engine
-from .errors import StageError, from_os_error
-from .options import MiB, StageOptions
-from .plan import split_ranges
-from .progress import Progress, Report
-from ..client import list_objects, open_client, s3_errors, strip_etag, with_retries
-from .s3_failures import client_setup, parse_s3_url, s3_error
-from .sources import Entry, alist_sources
-from .transfer import run_stage
-from .uploadstate import UploadRecord, UploadState, resumable_parts, state_dir
+from ...checksums import multipart_etag
+from ...client import list_objects, open_client, s3_errors, strip_etag, with_retries
+from ...fsio import engine
+from ..engine.plan import split_ranges
+from ..engine.transfer import run_stage
+from ..errors import StageError, from_os_error
+from ..options import MiB, StageOptions
+from ..progress import Progress, Report
+from ..s3_failures import client_setup, parse_s3_url, s3_error
+from ..sources.listing import Entry, alist_sources
+from .upload_state import UploadRecord, UploadState, resumable_parts, state_dir
 
 MTIME_META = "aif-mtime"
 _BUDGET_PER_JOB = 16 * MiB

@@ -1,7 +1,7 @@
 """The site cache on the command line: the flags of ``stage in --cache`` and the verbs
 ``stage release --cache DIR --holder ID`` and ``stage status --cache DIR``.
 
-Public API (called from stage/cli.py): ``add_cache_flags(stage_in)``, ``add_cache_verbs(verbs, status)``,
+Public API (called from commands.py): ``add_cache_flags(stage_in)``, ``add_cache_verbs(verbs, status)``,
 ``refuse_orphan_flags(args)``, ``async stage_in_cached_from_args(args, options) -> Report``,
 ``run_release(args) -> int``, ``run_cache_status(args) -> int``, ``parse_duration("7d") -> float``.
 
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import StageError
-from .options import StageOptions, format_size, parse_size
+from ..errors import StageError
+from ..options import StageOptions, format_size, parse_size
 
 # cache.DEFAULT_LEASE_MAX_AGE_S, not imported from there: cache.py loads the S3 client, and the
 # parser is built for every `aif-gateway` command.
@@ -99,7 +99,7 @@ def refuse_orphan_flags(args: argparse.Namespace) -> None:
 
 
 async def stage_in_cached_from_args(args: argparse.Namespace, options: StageOptions) -> Any:
-    from .cache import default_holder, stage_in_cached
+    from ..cache import default_holder, stage_in_cached
 
     if args.link_to is not None and args.to is not None:
         raise StageError("usage", "give --to DIR or --link-to PATH, not both (with --cache both make a symlink)")
@@ -110,7 +110,7 @@ async def stage_in_cached_from_args(args: argparse.Namespace, options: StageOpti
 
 
 def run_release(args: argparse.Namespace) -> int:
-    from .cache import release
+    from ..cache import release
 
     try:
         count = release(args.cache, args.holder)
@@ -127,7 +127,7 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_cache_status(args: argparse.Namespace) -> int:
-    from .cache import cache_entries
+    from ..cache import cache_entries
 
     if not args.cache.is_dir():
         print(f"aif-gateway stage status: no cache at {args.cache}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""What a stage copies: the sources a user names, listed into a flat, sorted list of files."""
