@@ -19,8 +19,8 @@ from typing import Any
 # import aiobotocore.
 _HOMES = {
     "StageError": "errors", "stage_status": "state.completion", "StageOptions": "options", "parse_size": "options",
-    "Report": "progress", "Entry": "sources.listing", "alist_sources": "sources.listing",
-    "fingerprint": "sources.listing", "list_sources": "sources.listing", "stage_in": "engine.transfer",
+    "Report": "progress", "Entry": "sources", "alist_sources": "sources",
+    "fingerprint": "sources", "list_sources": "sources", "stage_in": "engine.transfer",
     "stage_out": "out.upload",
 }
 __all__ = sorted(_HOMES)

@@ -36,7 +36,7 @@ from ...fsio import engine
 from ...fsio.fullio import pread_full, pwrite_all
 from ..errors import StageError, from_os_error
 from ..options import MiB
-from ..sources.listing import Entry
+from ..sources import Entry
 from .smallcopy import copy_small_files
 from .verify import ContentHasher, Expectation, check
 

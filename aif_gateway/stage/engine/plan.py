@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..options import MiB
-from ..sources.listing import Entry
+from ..sources import Entry
 from ..state.journal import DoneRecord, PartialFile
 
 SMALL_FILE = 1 * MiB

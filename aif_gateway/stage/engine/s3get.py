@@ -39,7 +39,7 @@ from ...client import (
 )
 from ..errors import StageError, from_os_error
 from ..s3_failures import parse_s3_url, s3_error
-from ..sources.listing import Entry
+from ..sources import Entry
 from . import fscopy
 from .verify import ContentHasher, algorithms_for, check, expectations, method
 

@@ -42,7 +42,14 @@ from typing import Any
 from ..errors import StageError
 from ..options import StageOptions, format_size
 from ..progress import Progress, Report
-from ..sources.listing import Entry, alist_sources, fingerprint, on_local_fs
+from ..sources import (
+    Entry,
+    Source,
+    fingerprint,
+    list_entries,
+    on_local_fs,
+    parse_source,
+)
 from ..state.completion import read_manifest, write_complete, write_manifest
 from ..state.journal import DoneRecord, Journal, JournalState, syncfs
 from ..state.statedir import StageDir
@@ -93,10 +100,11 @@ async def run_stage(specs: list[str], dest: Path, options: StageOptions, report:
         report.retries += 1
 
     try:
-        _refuse_dest_inside_source(specs, dest)
+        sources = [parse_source(spec) for spec in specs]
+        _refuse_dest_inside_source(sources, dest)
         if entries is None:
-            entries = await alist_sources(specs, options, count_retry)
-        await _Stager(entries, dest, options, report, count_retry).run(specs)
+            entries = await list_entries(sources, options, count_retry)
+        await _Stager(entries, dest, options, report, count_retry).run(specs, sources)
         report.ok = True
         return report
     except StageError as exc:
@@ -112,22 +120,25 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _memory_speed(specs: list[str], dest: Path) -> bool:
+def _memory_speed(sources: list[Source], dest: Path) -> bool:
     """Whether every source path and the destination are on local page-cache filesystems
-    (``sources.on_local_fs``); False for manifests (their files may be anywhere)."""
-    paths = [os.path.expanduser(spec) for spec in specs if not spec.startswith(("s3://", "@"))]
-    return len(paths) == len(specs) and all(on_local_fs(path) for path in [*paths, str(dest)])
+    (``sources.on_local_fs``); False for S3 and manifests (their files may be anywhere)."""
+    paths = [source.local_path() for source in sources]
+    if any(path is None for path in paths):
+        return False
+    return all(on_local_fs(path) for path in [*paths, str(dest)] if path is not None)
 
 
-def _refuse_dest_inside_source(specs: list[str], dest: Path) -> None:
+def _refuse_dest_inside_source(sources: list[Source], dest: Path) -> None:
     """A destination inside a source directory would be copied into itself on the next run."""
     real_dest = os.path.realpath(dest) + os.sep
-    for spec in specs:
-        if spec.startswith(("s3://", "@")):
+    for source in sources:
+        path = source.local_path()
+        if path is None:
             continue
-        root = os.path.realpath(os.path.expanduser(spec))
+        root = os.path.realpath(path)
         if os.path.isdir(root) and real_dest.startswith(root.rstrip(os.sep) + os.sep):
-            raise StageError("usage", f"the destination {dest} is inside the source {spec}: choose a --to "
+            raise StageError("usage", f"the destination {dest} is inside the source {source}: choose a --to "
                              "outside it", str(dest))
 
 
@@ -167,12 +178,12 @@ class _Stager:
         assert self.pool is not None
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def run(self, specs: list[str]) -> None:
+    async def run(self, specs: list[str], sources: list[Source]) -> None:
         self.pool = ThreadPoolExecutor(self.options.jobs + 1, thread_name_prefix="aif-stage")
         tasks: list[asyncio.Task] = []
         try:
             await self._thread(self.sd.begin)
-            self.local = await self._thread(_memory_speed, specs, self.dest)
+            self.local = await self._thread(_memory_speed, sources, self.dest)
             todo = await self._thread(self._prepare)
             self.progress = Progress(len(todo), self.plan.bytes_to_move, self.options, self.report.direction)
             await self._thread(self._open_journal)

@@ -30,7 +30,7 @@ import xxhash
 
 from ...fsio import engine
 from ..errors import StageError
-from ..sources.listing import Entry
+from ..sources import Entry
 
 XXH3 = "XXH3_64"
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")

@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from ...checksums import multipart_etag
-from ...client import list_objects, open_client, s3_errors, strip_etag, with_retries
+from ...client import (
+    is_s3_url,
+    list_objects,
+    open_client,
+    s3_errors,
+    strip_etag,
+    with_retries,
+)
 from ...fsio import engine
 from ..engine.plan import split_ranges
 from ..engine.transfer import run_stage
@@ -45,7 +52,7 @@ from ..errors import StageError, from_os_error
 from ..options import MiB, StageOptions
 from ..progress import Progress, Report
 from ..s3_failures import client_setup, parse_s3_url, s3_error
-from ..sources.listing import Entry, alist_sources
+from ..sources import Entry, alist_sources
 from .upload_state import UploadRecord, UploadState, resumable_parts, state_dir
 
 MTIME_META = "aif-mtime"
@@ -55,7 +62,7 @@ _MAX_PARTS = 10_000
 
 async def stage_out(src: Path, dest: str, options: StageOptions) -> Report:
     report = Report("out", [str(src)], str(dest))
-    if not str(dest).startswith("s3://"):
+    if not is_s3_url(str(dest)):
         return await run_stage([str(src)], Path(dest), options, report)
     started = time.monotonic()
     try:

@@ -7,7 +7,7 @@ from aif_gateway.stage.options import MiB
 from aif_gateway.stage.engine.plan import (
     BATCH_FILES, SMALL_FILE, Batch, Finalize, Range, Whole, plan_transfer, split_ranges, unchanged,
 )
-from aif_gateway.stage.sources.listing import Entry
+from aif_gateway.stage.sources import Entry
 
 PART = 8 * MiB
 

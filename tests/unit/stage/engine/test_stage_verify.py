@@ -10,7 +10,7 @@ import xxhash
 
 from aif_gateway.checksums import digest_of
 from aif_gateway.stage.errors import StageError
-from aif_gateway.stage.sources.listing import Entry
+from aif_gateway.stage.sources import Entry
 from aif_gateway.stage.engine.verify import XXH3, ContentHasher, check, expectations, method
 
 DATA = b"staged bytes " * 1000

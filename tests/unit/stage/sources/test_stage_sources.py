@@ -9,7 +9,7 @@ import pytest
 
 from aif_gateway.stage.errors import StageError
 from aif_gateway.stage.options import StageOptions
-from aif_gateway.stage.sources.listing import Entry, fingerprint, list_sources, parse_manifest_line, safe_rel_path
+from aif_gateway.stage.sources import Entry, fingerprint, list_sources, parse_manifest_line, safe_rel_path
 
 OPTIONS = StageOptions(jobs=4)
 
