@@ -27,15 +27,8 @@ import botocore.session
 from botocore import exceptions as bexc
 
 from ..client import (
-    UNSIGNED_PAYLOAD,
-    Response,
-    SignedS3,
-    client_error,
-    complete_upload_body,
-    object_path,
-    parse_list_page,
-    parse_upload_id,
-    with_retries_sync,
+    UNSIGNED_PAYLOAD, Response, SignedS3, client_error, complete_upload_body, object_path, parse_list_page,
+    parse_upload_id, with_retries_sync,
 )
 
 __all__ = ["RETRIES", "S3Bucket", "S3Settings"]

@@ -13,15 +13,7 @@ from contextlib import contextmanager
 
 from botocore import exceptions as bexc
 
-from ..client import (
-    NoCredentials,
-    S3Url,
-    SetupError,
-    classify,
-    error_code,
-    error_message,
-    http_status,
-)
+from ..client import NoCredentials, S3Url, SetupError, classify, error_code, error_message, http_status
 from .errors import StageError
 
 __all__ = ["client_setup", "parse_s3_url", "s3_error"]

@@ -132,9 +132,7 @@ async def _run_verb(args: argparse.Namespace, options: StageOptions, report_box:
         report = Report("in", list(args.sources), str(args.to))
         report_box.append(report)
         return await run_stage(list(args.sources), args.to, options, report)
-    from ..out.upload import (
-        stage_out,  # here: it imports aiobotocore, which a stage in from files never needs
-    )
+    from ..out.upload import stage_out  # here: it imports aiobotocore, which a stage in from files never needs
 
     return await stage_out(args.source, args.to, options)
 

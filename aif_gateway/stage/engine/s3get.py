@@ -9,12 +9,8 @@ is botocore's ``get_object`` on the event loop, used under ``AIF_STAGE_S3_GET=bo
 endpoints with a path and for keys a URL library could rewrite. Every GET carries ``If-Match``
 with the listed ETag, so an object replaced mid-stage fails (HTTP 412) instead of mixing two
 versions; a body shorter or longer than asked is retried like a dropped connection.
-
-Public API: ``S3Context``; ``fast_for(ctx, entry)``; thread side ``fetch_batch(ctx, entries,
-dest_dir) -> (done, error)``, ``fetch_whole(ctx, entry, partial, dest) -> (Placed, method)``,
-``fetch_range(ctx, entry, partial, dest, start, end) -> xxh3``, ``head_checksums_sync(ctx,
-entry)``; event-loop side ``fetch_botocore(...)``, ``head_checksums(ctx, entry) -> (sse,
-{algorithm: value})``.
+``fetch_*`` with a ``ctx`` and no ``await`` run on worker threads; ``fetch_botocore`` and
+``head_checksums`` on the event loop.
 """
 
 from __future__ import annotations
@@ -28,20 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...client import (
-    FileError,
-    SignedS3,
-    TruncatedBody,
-    s3_errors,
-    usable_key,
-    with_retries,
-    with_retries_sync,
-)
+from ...client import FileError, SignedS3, TruncatedBody, s3_errors, usable_key, with_retries, with_retries_sync
 from ..errors import StageError, from_os_error
 from ..s3_failures import parse_s3_url, s3_error
 from ..sources import Entry
 from . import fscopy
 from .verify import ContentHasher, algorithms_for, check, expectations, method
+
+__all__ = [
+    "S3Context", "fast_for", "fetch_batch", "fetch_botocore", "fetch_range", "fetch_whole", "head_checksums",
+    "head_checksums_sync",
+]
 
 _BOTOCORE_READ = 1 << 20
 _CHECKSUM_FIELDS = {"ChecksumCRC64NVME": "CRC64NVME", "ChecksumCRC32C": "CRC32C", "ChecksumCRC32": "CRC32",

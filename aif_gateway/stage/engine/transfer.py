@@ -6,7 +6,9 @@ the journal; skip files whose verified copy is still in place (same source versi
 destination size and mtime); plan the rest (plan.py); check free space; run ``jobs`` workers
 over the units, each unit one hop to a worker thread: small files and small objects in
 batches (local ones by ``smallcopy`` in C), larger files read, hashed and written through a
-small buffer, S3 objects and ranges fetched by ``s3get`` (from worker threads). Between
+small buffer, S3 objects and ranges fetched by ``s3get`` (from worker threads); what copies
+an entry is an object, ``local_copy.LocalFiles`` or ``s3_copy.S3Objects``, with one method per
+kind of unit. Between
 local page-cache filesystems (``sources.on_local_fs``) the work is CPU-bound: at most one worker
 per core, and a large file's ranges go in order to one worker, which makes its digests on the
 way. Each file is written to ``.aifstage/partial/``, verified (verify.py) and renamed into
@@ -23,9 +25,6 @@ file).
 The first failure stops the stage: workers finish the unit in hand and take no more; what
 landed stays recorded in the journal for the next run. Cancellation (SIGINT/SIGTERM in the CLI)
 does the same and never writes the completion marker.
-
-Public API: ``stage_in(specs, dest, options, *, entries=None) -> Report``, ``run_stage(...)``
-(the same with a caller-made Report, so an interrupted run still has its counts).
 """
 
 from __future__ import annotations
@@ -42,45 +41,16 @@ from typing import Any
 from ..errors import StageError
 from ..options import StageOptions, format_size
 from ..progress import Progress, Report
-from ..sources import (
-    Entry,
-    Source,
-    fingerprint,
-    list_entries,
-    on_local_fs,
-    parse_source,
-)
+from ..sources import Entry, Source, fingerprint, list_entries, on_local_fs, parse_source
 from ..state.completion import read_manifest, write_complete, write_manifest
 from ..state.journal import DoneRecord, Journal, JournalState, syncfs
 from ..state.statedir import StageDir
 from . import fscopy
-from .plan import (
-    Batch,
-    Finalize,
-    Plan,
-    Range,
-    Ranges,
-    Unit,
-    Whole,
-    plan_transfer,
-    unchanged,
-)
-from .verify import (
-    XXH3,
-    ContentHasher,
-    Expectation,
-    algorithms_for,
-    check,
-    expectations,
-    method,
-)
+from .local_copy import LocalFiles
+from .plan import Batch, Finalize, Plan, Range, Ranges, Unit, Whole, plan_transfer, unchanged
+from .verify import XXH3, ContentHasher, Expectation, algorithms_for, check, expectations, method
 
-
-def _s3get() -> Any:
-    """The S3 reader, imported on first use: a filesystem-only stage never loads aiobotocore."""
-    from . import s3get
-
-    return s3get
+__all__ = ["LazyBuffer", "Stager", "run_stage", "stage_in"]
 
 
 async def stage_in(specs: list[str], dest: Path, options: StageOptions, *,
@@ -91,6 +61,7 @@ async def stage_in(specs: list[str], dest: Path, options: StageOptions, *,
 
 async def run_stage(specs: list[str], dest: Path, options: StageOptions, report: Report, *,
                     entries: list[Entry] | None = None) -> Report:
+    """``stage_in`` with a caller-made Report, so an interrupted run still has its counts."""
     started = time.monotonic()
     dest = Path(os.path.abspath(dest))
     report.destination = str(dest)
@@ -104,7 +75,7 @@ async def run_stage(specs: list[str], dest: Path, options: StageOptions, report:
         _refuse_dest_inside_source(sources, dest)
         if entries is None:
             entries = await list_entries(sources, options, count_retry)
-        await _Stager(entries, dest, options, report, count_retry).run(specs, sources)
+        await Stager(entries, dest, options, report, count_retry).run(specs, sources)
         report.ok = True
         return report
     except StageError as exc:
@@ -142,7 +113,7 @@ def _refuse_dest_inside_source(sources: list[Source], dest: Path) -> None:
                              "outside it", str(dest))
 
 
-class _LazyBuffer:
+class LazyBuffer:
     """A worker's buffer for botocore reads, made on first use (the fast path has its own)."""
 
     def __init__(self) -> None:
@@ -154,7 +125,7 @@ class _LazyBuffer:
         return self._buffer
 
 
-class _Stager:
+class Stager:
     def __init__(self, entries: list[Entry], dest: Path, options: StageOptions, report: Report,
                  count_retry: Any) -> None:
         self.entries = entries
@@ -170,11 +141,12 @@ class _Stager:
         self.plan = Plan()
         self.progress: Progress | None = None
         self.pool: ThreadPoolExecutor | None = None
-        self.s3: Any = None  # s3get.S3Context when some source is on S3
+        self.files = LocalFiles(self)
+        self.s3: Any = None  # s3_copy.S3Objects when some source is on S3
         self._stale_partials: list[str] = []
         self.local = False  # every source and the destination on local page-cache filesystems
 
-    async def _thread(self, fn: Any, *args: Any) -> Any:
+    async def thread(self, fn: Any, *args: Any) -> Any:
         assert self.pool is not None
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
@@ -182,32 +154,20 @@ class _Stager:
         self.pool = ThreadPoolExecutor(self.options.jobs + 1, thread_name_prefix="aif-stage")
         tasks: list[asyncio.Task] = []
         try:
-            await self._thread(self.sd.begin)
-            self.local = await self._thread(_memory_speed, sources, self.dest)
-            todo = await self._thread(self._prepare)
+            await self.thread(self.sd.begin)
+            self.local = await self.thread(_memory_speed, sources, self.dest)
+            todo = await self.thread(self._prepare)
             self.progress = Progress(len(todo), self.plan.bytes_to_move, self.options, self.report.direction)
-            await self._thread(self._open_journal)
+            await self.thread(self._open_journal)
             tasks = [asyncio.create_task(self.journal.run_flusher()), asyncio.create_task(self.progress.run())]
             try:
                 async with contextlib.AsyncExitStack() as stack:
-                    if any(e.is_s3 for e in todo):
-                        from ...client import SignedS3, open_client, usable_key
-                        from ..s3_failures import client_setup, parse_s3_url
+                    s3_entries = [e for e in todo if e.is_s3]
+                    if s3_entries:
+                        # Imported here: a filesystem-only stage never loads the S3 client.
+                        from .s3_copy import open_s3_objects
 
-                        client = None  # botocore's, only where the fast reader cannot do the work
-                        fast = SignedS3.from_environment(self.options, self.options.jobs + 1)
-                        with client_setup():
-                            if fast is None or not all(usable_key(parse_s3_url(e.url)[1]) for e in todo if e.is_s3):
-                                client = await stack.enter_async_context(open_client(self.options, self.options.jobs))
-                            if fast is None:
-                                assert client is not None
-                                fast = await SignedS3.create(client, self.options, self.options.jobs + 1)
-                        if fast is not None:
-                            stack.callback(fast.close)
-                        loop = asyncio.get_running_loop()
-                        self.s3 = _s3get().S3Context(client, self.pool, self.options.retries,
-                                                     lambda: loop.call_soon_threadsafe(self.count_retry),
-                                                     self.progress.add, fast)
+                        self.s3 = await stack.enter_async_context(open_s3_objects(self, s3_entries))
                     queue: deque[Unit] = deque(self.plan.units)
                     workers = min(self.options.jobs, len(queue)) or 1
                     if self.local:
@@ -218,16 +178,14 @@ class _Stager:
                         await asyncio.gather(*(self._worker(queue) for _ in range(workers)))
                     finally:
                         if self.s3 is not None:
-                            self.s3.stop.set()  # threads still retrying give up at once
-                            if self.s3.fast is not None and _cancelling():
-                                self.s3.fast.abort()  # and, when cancelled, those still reading stop now
+                            self.s3.stop(now=_cancelling())
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             if self.error is not None:
                 raise self.error
-            await self._thread(self._complete, specs)
+            await self.thread(self._complete, specs)
         finally:
             self.report.verified = dict(self.verified)
             if self.progress is not None:
@@ -280,7 +238,7 @@ class _Stager:
     # --- during: the workers ----------------------------------------------------------------
 
     async def _worker(self, queue: deque[Unit]) -> None:
-        buffer = _LazyBuffer()
+        buffer = LazyBuffer()
         while queue and self.error is None:
             unit = queue.popleft()
             try:
@@ -289,24 +247,18 @@ class _Stager:
                 if self.error is None:
                     self.error = exc
                 if self.s3 is not None:
-                    self.s3.stop.set()
+                    self.s3.stop(now=False)
                 return
 
-    async def _run_unit(self, unit: Unit, buffer: _LazyBuffer) -> None:
-        if isinstance(unit, Batch) and unit.entries[0].is_s3:
-            await self._s3_batch(list(unit.entries), buffer)
-        elif isinstance(unit, Batch):
-            expects = [tuple(expectations(e)) for e in unit.entries]
-            placed, error = await self._thread(fscopy.copy_batch, list(unit.entries), str(self.dest), expects)
-            self._placed_many([(e, p, method(list(x), e)) for e, x, p in zip(unit.entries, expects, placed)],
-                              progress_bytes=sum(e.size for e in unit.entries[:len(placed)]))
-            if error is not None:
-                raise error
-        elif isinstance(unit, Whole) and not unit.entry.is_s3:
-            job = self._file_job(unit.entry)
-            self._placed(unit.entry, await self._thread(fscopy.copy_file, job), job.expect, moved=True)
+    def _reader(self, entry: Entry) -> Any:
+        """What copies ``entry``: LocalFiles or S3Objects (a batch is all one or all the other)."""
+        return self.s3 if entry.is_s3 else self.files
+
+    async def _run_unit(self, unit: Unit, buffer: LazyBuffer) -> None:
+        if isinstance(unit, Batch):
+            await self._reader(unit.entries[0]).copy_batch(list(unit.entries), buffer)
         elif isinstance(unit, Whole):
-            await self._s3_whole(unit.entry, buffer)
+            await self._reader(unit.entry).copy_whole(unit.entry, buffer)
         elif isinstance(unit, Range):
             await self._range(unit, buffer)
         elif isinstance(unit, Ranges):
@@ -314,16 +266,11 @@ class _Stager:
         elif isinstance(unit, Finalize):
             await self._finalize(unit.entry)
 
-    def _file_job(self, entry: Entry) -> fscopy.FileJob:
-        return fscopy.FileJob(entry, self.sd.partial_path(entry.rel_path), self.dest / entry.rel_path,
-                              tuple(expectations(entry)))
+    def placed(self, entry: Entry, placed: fscopy.Placed, expect: tuple[Expectation, ...] | list[Expectation],
+               *, moved: bool = True, progress_bytes: int) -> None:
+        self.placed_many([(entry, placed, method(list(expect), entry))], moved=moved, progress_bytes=progress_bytes)
 
-    def _placed(self, entry: Entry, placed: fscopy.Placed, expect: tuple[Expectation, ...] | list[Expectation],
-                *, moved: bool) -> None:
-        self._placed_many([(entry, placed, method(list(expect), entry))], moved=moved,
-                          progress_bytes=entry.size if moved and not entry.is_s3 else 0)
-
-    def _placed_many(self, done: list[tuple[Entry, fscopy.Placed, str]], *, moved: bool = True,
+    def placed_many(self, done: list[tuple[Entry, fscopy.Placed, str]], *, moved: bool = True,
                      progress_bytes: int) -> None:
         """Record files now verified and in place: one call per batch, since for a tree of small
         files this bookkeeping on the loop's thread is most of the per-file cost.
@@ -342,50 +289,7 @@ class _Stager:
         assert self.progress is not None
         self.progress.add(progress_bytes, files=len(done))
 
-    async def _s3_batch(self, entries: list[Entry], buffer: _LazyBuffer) -> None:
-        """Small objects: those the fast reader can fetch in one thread hop for the batch, the
-        others one by one through botocore."""
-        assert self.s3 is not None
-        s3get = _s3get()
-        fast = [e for e in entries if s3get.fast_for(self.s3, e) is not None]
-        if fast:
-            assert self.s3.fast is not None
-            await self.s3.fast.refresh()
-            done, error = await self._thread(s3get.fetch_batch, self.s3, fast, str(self.dest))
-            self._placed_many(done, progress_bytes=sum(entry.size for entry, _, _ in done))
-            if error is not None:
-                raise error
-        for entry in entries:
-            if s3get.fast_for(self.s3, entry) is None:
-                await self._s3_whole(entry, buffer)
-
-    async def _s3_whole(self, entry: Entry, buffer: _LazyBuffer) -> None:
-        assert self.s3 is not None
-        s3get = _s3get()
-        partial, dest = self.sd.partial_path(entry.rel_path), self.dest / entry.rel_path
-        if s3get.fast_for(self.s3, entry) is not None:
-            assert self.s3.fast is not None
-            await self.s3.fast.refresh()
-            placed, how = await self._thread(s3get.fetch_whole, self.s3, entry, partial, dest)
-            self._placed_many([(entry, placed, how)], progress_bytes=entry.size)
-            return
-        wanted = algorithms_for(expectations(entry))
-        fd = await self._thread(lambda: fscopy.open_partial(partial, dest, create=True))
-        try:
-            try:
-                hasher, sse = await s3get.fetch_botocore(self.s3, entry, fd, dest, 0, entry.size, ranged=False,
-                                                         algorithms=wanted, buffer=buffer.get())
-            finally:
-                os.close(fd)
-            expect = expectations(entry, sse=sse)
-            check(expect, hasher.digests(), entry)
-            mtime = await self._thread(fscopy.place, partial, dest)
-        except BaseException:
-            fscopy.discard(partial)
-            raise
-        self._placed(entry, fscopy.Placed(entry.rel_path, hasher.xxh3_hex(), mtime), expect, moved=True)
-
-    async def _ranges(self, unit: Ranges, buffer: _LazyBuffer) -> None:
+    async def _ranges(self, unit: Ranges, buffer: LazyBuffer) -> None:
         """A split local file's missing ranges, in order; when none came from an earlier run,
         the file's digests are made on the way and ``_finalize`` need not read it again."""
         split = self.plan.split[unit.entry.rel_path]
@@ -395,29 +299,10 @@ class _Stager:
                 return  # another worker failed: stop between ranges (what landed is journaled)
             await self._range(Range(unit.entry, start, end), buffer, whole)
 
-    async def _range(self, unit: Range, buffer: _LazyBuffer, whole: ContentHasher | None = None) -> None:
+    async def _range(self, unit: Range, buffer: LazyBuffer, whole: ContentHasher | None = None) -> None:
         entry = unit.entry
-        partial, dest = self.sd.partial_path(entry.rel_path), self.dest / entry.rel_path
         try:
-            if entry.is_s3 and _s3get().fast_for(self.s3, entry) is not None:
-                assert self.s3 is not None and self.s3.fast is not None
-                await self.s3.fast.refresh()
-                xxh3 = await self._thread(_s3get().fetch_range, self.s3, entry, partial, dest, unit.start, unit.end)
-                assert self.progress is not None
-                self.progress.add(unit.end - unit.start)
-            elif entry.is_s3:
-                assert self.s3 is not None
-                fd = await self._thread(lambda: fscopy.open_partial(partial, dest, create=False))
-                try:
-                    hasher, _ = await _s3get().fetch_botocore(self.s3, entry, fd, dest, unit.start, unit.end,
-                                                              ranged=True, algorithms=set(), buffer=buffer.get())
-                finally:
-                    os.close(fd)
-                xxh3 = hasher.xxh3_hex()
-            else:
-                xxh3 = await self._thread(fscopy.copy_range, entry, partial, dest, unit.start, unit.end, whole)
-                assert self.progress is not None
-                self.progress.add(unit.end - unit.start)
+            xxh3 = await self._reader(entry).copy_range(entry, unit.start, unit.end, buffer, whole)
         except StageError as exc:
             if exc.kind == "verify":
                 self._drop(entry)  # the source changed: its partial file mixes two versions
@@ -439,15 +324,11 @@ class _Stager:
         bytes, copied in order in this run), compare, and move it into place."""
         split = self.plan.split[entry.rel_path]
         partial, dest = self.sd.partial_path(entry.rel_path), self.dest / entry.rel_path
-        expect = expectations(entry)
-        if entry.is_s3:
-            assert self.s3 is not None
-            sse, checksums = await _s3get().head_checksums(self.s3, entry)
-            expect = expectations(entry, sse=sse, s3_checksums=checksums)
+        expect = await self._reader(entry).final_expectations(entry)
         if whole is not None:
             digests, bad = whole.digests(), None
         else:
-            digests, bad = await self._thread(fscopy.reread, partial, dest, entry.size, split.done,
+            digests, bad = await self.thread(fscopy.reread, partial, dest, entry.size, split.done,
                                               algorithms_for(expect))
         try:
             if bad is not None:
@@ -458,8 +339,9 @@ class _Stager:
         except StageError:
             self._drop(entry)
             raise
-        mtime = await self._thread(fscopy.place, partial, dest)
-        self._placed(entry, fscopy.Placed(entry.rel_path, digests[XXH3].hex(), mtime), expect, moved=False)
+        mtime = await self.thread(fscopy.place, partial, dest)
+        self.placed(entry, fscopy.Placed(entry.rel_path, digests[XXH3].hex(), mtime), expect, moved=False,
+                    progress_bytes=0)
 
     # --- after: durable, then complete ------------------------------------------------------
 

@@ -19,9 +19,6 @@ its record dropped; a completed upload's record is dropped too.
 
 Memory bound: part bodies are held in memory while they are sent; their total is capped at
 ``max(part_size, jobs x 16 MiB)`` (256 MiB at the defaults), whatever the part size.
-
-Public API: ``stage_out(src, dest, options) -> Report`` (``dest`` an ``s3://`` URL or a path; a
-path is staged by the copy engine, ``transfer.run_stage``).
 """
 
 from __future__ import annotations
@@ -37,14 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ...checksums import multipart_etag
-from ...client import (
-    is_s3_url,
-    list_objects,
-    open_client,
-    s3_errors,
-    strip_etag,
-    with_retries,
-)
+from ...client import is_s3_url, list_objects, open_client, s3_errors, strip_etag, with_retries
 from ...fsio import engine
 from ..engine.plan import split_ranges
 from ..engine.transfer import run_stage
@@ -55,12 +45,15 @@ from ..s3_failures import client_setup, parse_s3_url, s3_error
 from ..sources import Entry, alist_sources
 from .upload_state import UploadRecord, UploadState, resumable_parts, state_dir
 
+__all__ = ["MTIME_META", "stage_out"]
+
 MTIME_META = "aif-mtime"
 _BUDGET_PER_JOB = 16 * MiB
 _MAX_PARTS = 10_000
 
 
 async def stage_out(src: Path, dest: str, options: StageOptions) -> Report:
+    """``dest``: an ``s3://`` URL, or a path (staged by the copy engine, ``transfer.run_stage``)."""
     report = Report("out", [str(src)], str(dest))
     if not is_s3_url(str(dest)):
         return await run_stage([str(src)], Path(dest), options, report)
