@@ -7,8 +7,7 @@ doors, the manifest and ``verify`` work on a node without PyTorch (``aif-gateway
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy_exports import lazy_exports
 
 _HOMES = {
     "save": "api", "save_async": "api", "load": "api", "verify": "api", "PendingSave": "api",
@@ -19,15 +18,4 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'aif_gateway.ckpt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -11,8 +11,7 @@ requests on that pool), ``xml``, ``errors``, ``retries``, ``boto`` (aiobotocore)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy_exports import lazy_exports
 
 # Names load on first use (PEP 562): parsing an s3:// URL does not import botocore, and nothing
 # here imports aiobotocore until a botocore client is opened.
@@ -33,14 +32,4 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

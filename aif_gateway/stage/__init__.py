@@ -12,8 +12,7 @@ client failures as stage errors; the S3 client itself is ``aif_gateway.client``)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy_exports import lazy_exports
 
 # Names load on first use (PEP 562), so ``aif-gateway serve`` and the CLI's parser do not
 # import aiobotocore.
@@ -25,10 +24,4 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, _ = lazy_exports(__name__, _HOMES)
