@@ -1,15 +1,14 @@
-"""What the S3 server (``s3/``) and the S3 clients (``stage/``, ``ckpt/``) share: the maths of AWS
-Signature Version 4 and the S3 XML namespace, in one place below both.
-
-Public API: ``ALGORITHM``, ``S3_NAMESPACE``, ``hmac_sha256(key, message)``,
-``derive_signing_key(secret_key, date, region, service="s3")``.
-"""
+"""What the S3 server (``s3/``) and the S3 client (``client/``) share: the maths of AWS
+Signature Version 4 and the S3 XML namespace, in one place below both."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import hmac
+from urllib.parse import quote
+
+__all__ = ["ALGORITHM", "S3_NAMESPACE", "credential_scope", "derive_signing_key", "hmac_sha256", "uri_encode"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -28,3 +27,13 @@ def derive_signing_key(secret_key: str, date: str, region: str, service: str = "
     for part in (region, service, "aws4_request"):
         key = hmac_sha256(key, part)
     return key
+
+
+def uri_encode(value: str | bytes) -> str:
+    """SigV4's URI encoding: RFC 3986 unreserved characters stay, everything else is %XX with
+    upper-case hex (a str is encoded as UTF-8 first)."""
+    return quote(value, safe="-_.~")
+
+
+def credential_scope(date: str, region: str, service: str = "s3") -> str:
+    return f"{date}/{region}/{service}/aws4_request"

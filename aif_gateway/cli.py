@@ -1,5 +1,5 @@
 """Command line: ``aif-gateway serve``, ``aif-gateway users ...`` (aif_gateway/users_cli.py),
-``aif-gateway stage ...`` (aif_gateway/stage/cli.py) and ``aif-gateway ckpt ...`` (aif_gateway/ckpt/cli.py)."""
+``aif-gateway stage ...`` (aif_gateway/stage/cli/) and ``aif-gateway ckpt ...`` (aif_gateway/ckpt/cli.py)."""
 
 from __future__ import annotations
 

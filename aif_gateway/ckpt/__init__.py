@@ -8,9 +8,10 @@ opening a target, the manifest and ``verify`` work on a node without PyTorch
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from typing import Any
+
+from ..lazy_exports import lazy_exports
 
 _HOMES = {
     "save": "api", "save_async": "api", "load": "api", "verify": "api", "PendingSave": "api",
@@ -24,20 +25,13 @@ __all__ = sorted(_HOMES)
 # name, what it gives). DoorOptions also takes door=, the old name of via=.
 _DEPRECATED = {"DoorOptions": ("TargetOptions", "from_keywords"), "open_door": ("open_target", None)}
 
+_load, __dir__ = lazy_exports(__name__, _HOMES)
+
 
 def __getattr__(name: str) -> Any:
     if name in _DEPRECATED:
         new, method = _DEPRECATED[name]
         warnings.warn(f"aif_gateway.ckpt.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
-        value = __getattr__(new)
+        value = _load(new)
         return getattr(value, method) if method else value
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'aif_gateway.ckpt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+    return _load(name)

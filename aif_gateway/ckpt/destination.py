@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..client import S3Url, is_s3_url
 from ..store.direct import DirectBucket, check_bucket_name
 from .s3io import S3Bucket, S3Settings
 from .targets import BucketTarget, CheckpointTarget, DirectoryTarget, MiB, S3Target
@@ -59,11 +60,11 @@ class TargetOptions:
 
 
 def split_s3(dest: str) -> tuple[str, str]:
-    rest = dest[len("s3://"):]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {dest!r}: use s3://bucket/prefix")
-    return bucket, prefix.strip("/")
+    try:
+        url = S3Url.parse(dest)
+    except ValueError:
+        raise ValueError(f"no bucket in {dest!r}: use s3://bucket/prefix") from None
+    return url.bucket, url.key.strip("/")
 
 
 def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = None) -> CheckpointTarget:
@@ -72,7 +73,7 @@ def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = No
         raise ValueError(f"via must be auto, filesystem or s3, not {o.via!r}")
     text = os.fspath(dest)
     sizes = {"threads": o.threads, "part_size": o.part_size}
-    if text.startswith("s3://"):
+    if is_s3_url(text):
         bucket, prefix = split_s3(text)
         try:
             check_bucket_name(bucket)

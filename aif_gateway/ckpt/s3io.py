@@ -1,15 +1,16 @@
 """Blocking S3 calls for checkpoint files, made from the writer's and reader's threads.
 
-The same small signed client as the stage's fast reads (``stage.fastget.SignedS3`` over
-``stage.rawhttp``): botocore costs milliseconds of CPU per call and copies bodies, here a part's
-body is sent straight from the tensors' memory. Bodies are not signed (``UNSIGNED-PAYLOAD``,
+The same small signed client as the stage's fast reads (``aif_gateway.client.SignedS3``):
+botocore costs milliseconds of CPU per call and copies bodies, here a part's body is sent
+straight from the tensors' memory. Bodies are not signed (``UNSIGNED-PAYLOAD``,
 hashing them with SHA-256 would cost more than writing them); each carries an
 ``x-amz-checksum-crc64nvme`` instead, which the gateway verifies before it keeps a byte and stores
 as the object's FULL_OBJECT checksum.
 
-Settings come from the arguments, else from what botocore finds (AWS_* variables, AWS_PROFILE
-and ~/.aws files, roles). Failures raise ``botocore.exceptions.ClientError`` (S3's code and
-message) or ``OSError``; transient ones (5xx, dropped connections) are retried with backoff first.
+``S3Settings.resolve`` takes its arguments, else what botocore finds (AWS_* variables,
+AWS_PROFILE and ~/.aws files, roles). ``S3Bucket``'s calls raise
+``botocore.exceptions.ClientError`` (S3's code and message) or ``OSError``; transient failures
+(5xx, dropped connections) are retried with backoff first.
 """
 
 from __future__ import annotations
@@ -21,22 +22,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from xml.sax.saxutils import escape
 
 import botocore.session
 from botocore import exceptions as bexc
 
-from ..awsv4 import S3_NAMESPACE
-from ..stage.fastget import SignedS3, client_error, parse_list_page
-from ..stage.rawhttp import Response
-from ..stage.s3client import with_retries_sync
+from ..client import (
+    UNSIGNED_PAYLOAD, Response, SignedS3, client_error, complete_upload_body, object_path, parse_list_page,
+    parse_upload_id, with_retries_sync,
+)
+
+__all__ = ["RETRIES", "S3Bucket", "S3Settings"]
 
 T = TypeVar("T")
-UNSIGNED = "UNSIGNED-PAYLOAD"
 RETRIES = 4
 _SMALL_BODY_LIMIT = 1 << 30
-
-__all__ = ["S3Bucket", "S3Settings"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,8 @@ class S3Bucket:
               body: Sequence[memoryview | bytes] = ()) -> Response:
         if body or method in ("PUT", "POST"):
             headers = {**headers, "content-length": str(sum(len(p) for p in body))}
-        path = SignedS3.object_path(self.bucket, key or "")
-        return self._s3.send(method, path, query, headers, operation, body, UNSIGNED)
+        path = object_path(self.bucket, key or "")
+        return self._s3.send(method, path, query, headers, operation, body, UNSIGNED_PAYLOAD)
 
     def _call(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
               body: Sequence[memoryview | bytes] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
@@ -114,9 +113,7 @@ class S3Bucket:
         _, data = self._call("POST", key, {"uploads": ""},
                              {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT"},
                              "CreateMultipartUpload")
-        from xml.etree import ElementTree
-
-        upload_id = ElementTree.fromstring(data).findtext(f"{{{S3_NAMESPACE}}}UploadId")
+        upload_id = parse_upload_id(data)
         if not upload_id:
             raise OSError(f"CreateMultipartUpload for {key} returned no UploadId")
         return upload_id
@@ -128,13 +125,10 @@ class S3Bucket:
         return headers.get("etag", "").strip('"')
 
     def complete_upload(self, key: str, upload_id: str, parts: list[tuple[int, str, bytes]], full_crc64: str) -> str:
-        xml = "<CompleteMultipartUpload>" + "".join(
-            f"<Part><PartNumber>{n}</PartNumber><ETag>\"{escape(etag)}\"</ETag>"
-            f"<ChecksumCRC64NVME>{_b64(crc)}</ChecksumCRC64NVME></Part>" for n, etag, crc in parts
-        ) + "</CompleteMultipartUpload>"
+        xml = complete_upload_body((n, etag, {"ChecksumCRC64NVME": _b64(crc)}) for n, etag, crc in parts)
         _, data = self._call("POST", key, {"uploadId": upload_id},
                              {"x-amz-checksum-crc64nvme": full_crc64, "x-amz-checksum-type": "FULL_OBJECT"},
-                             "CompleteMultipartUpload", [xml.encode()])
+                             "CompleteMultipartUpload", [xml])
         if b"<Error>" in data:  # S3 may report a failed Complete inside a 200 response
             raise client_error(500, data, "CompleteMultipartUpload failed", "CompleteMultipartUpload")
         return key

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
-from ..awsv4 import ALGORITHM, derive_signing_key
+from ..awsv4 import ALGORITHM, credential_scope, derive_signing_key, uri_encode
 from ..config import DEFAULT_REGION
 from ..errors import S3Error
 from ..identity import Identity
@@ -87,7 +87,7 @@ class _Credential:
 
     @property
     def scope(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/aws4_request"
+        return credential_scope(self.date, self.region, self.service)
 
 
 def signatures_equal(expected: str, provided: str) -> bool:
@@ -96,11 +96,6 @@ def signatures_equal(expected: str, provided: str) -> bool:
 
 
 # -- canonical request ------------------------------------------------------------------------
-
-def _uri_encode(raw: bytes) -> str:
-    # RFC 3986 unreserved characters stay; everything else is %XX with upper-case hex.
-    return quote(raw, safe="-_.~")
-
 
 def _unquote(raw: str) -> bytes:
     # The bytes as sent: aiohttp decodes a byte that is not UTF-8 as a lone surrogate, which
@@ -112,7 +107,7 @@ def canonical_uri(raw_path: str) -> str:
     """Each segment decoded once and re-encoded once: S3 does not double-encode."""
     if not raw_path:
         return "/"
-    return "/".join(_uri_encode(_unquote(segment)) for segment in raw_path.split("/"))
+    return "/".join(uri_encode(_unquote(segment)) for segment in raw_path.split("/"))
 
 
 def _query_pairs(raw_query: str) -> list[tuple[bytes, bytes]]:
@@ -127,7 +122,7 @@ def _query_pairs(raw_query: str) -> list[tuple[bytes, bytes]]:
 
 
 def canonical_query(pairs: list[tuple[bytes, bytes]], exclude: bytes | None = None) -> str:
-    encoded = sorted((_uri_encode(n), _uri_encode(v)) for n, v in pairs if n != exclude)
+    encoded = sorted((uri_encode(n), uri_encode(v)) for n, v in pairs if n != exclude)
     return "&".join(f"{n}={v}" for n, v in encoded)
 
 

@@ -59,12 +59,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .engine.transfer import stage_in
 from .errors import StageError, from_os_error
-from .manifest import stage_status
 from .options import StageOptions, format_size
 from .progress import Report
-from .sources import Entry, alist_sources, fingerprint
-from .transfer import stage_in
+from .sources import Entry, alist_sources, fingerprint, parse_source
+from .state.completion import stage_status
 
 log = logging.getLogger("aif_gateway.stage")
 
@@ -91,15 +91,7 @@ def default_holder(pid: int | None = None) -> str:
 
 def _canonical_source(spec: str, options: StageOptions) -> str:
     """One source as a string that names the same data wherever it is written from."""
-    if spec.startswith("s3://"):
-        # The same bucket name on two endpoints is two datasets.
-        # (An endpoint set only inside a profile's config is named by the profile.)
-        endpoint = (options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
-                    or os.environ.get("AWS_ENDPOINT_URL") or f"profile:{options.profile or ''}")
-        return f"s3 {endpoint.rstrip('/')} {spec.rstrip('/')}"
-    if spec.startswith("@"):
-        return f"manifest {os.path.realpath(spec[1:])}"
-    return f"path {os.path.realpath(spec)}"
+    return parse_source(spec).cache_identity(options)
 
 
 def entry_key(specs: Sequence[str], entries: Sequence[Entry], options: StageOptions) -> str:

@@ -13,8 +13,8 @@ import pytest
 import xxhash
 
 from aif_gateway.stage import StageError, StageOptions, stage_in, stage_status
-from aif_gateway.stage.journal import Journal
-from aif_gateway.stage.statedir import StageDir
+from aif_gateway.stage.state.journal import Journal
+from aif_gateway.stage.state.statedir import StageDir
 
 from .helpers import MiB
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import xxhash
 
 from aif_gateway.stage import StageOptions, list_sources
-from aif_gateway.stage.journal import Journal
-from aif_gateway.stage.statedir import StageDir
+from aif_gateway.stage.state.journal import Journal
+from aif_gateway.stage.state.statedir import StageDir
 
 from .gateway import Credentials, GatewayProcess
 from .helpers import MiB, random_bytes

@@ -1,0 +1,69 @@
+"""A source as the user names it, parsed once: ``parse_source`` is the one place that tells an
+``s3://`` prefix, a ``@manifest`` and a filesystem path apart; the rest of the stage asks the
+``Source`` (how to list it, how to name it) instead of testing the string again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ..options import StageOptions
+    from .entry import Entry
+
+__all__ = ["Source", "SourceLine", "parse_source"]
+
+
+class Source(ABC):
+    # Whether a listing's names below a directory came from readdir (so only the first can be
+    # unsafe); S3 keys and manifest paths can be anything.
+    names_from_readdir: ClassVar[bool] = False
+    # Whether listing it needs an S3 client (opened once for all such sources of a stage).
+    needs_s3: ClassVar[bool] = False
+
+    @abstractmethod
+    def normal(self) -> str:
+        """The source as its listed entry's ``url`` names it (a single file or object)."""
+
+    def local_path(self) -> str | None:
+        """The file or directory on this machine, for filesystem sources; else None."""
+        return None
+
+    @abstractmethod
+    def cache_identity(self, options: StageOptions) -> str:
+        """A string that names the same data wherever it is staged from (site cache keys)."""
+
+    def lines(self) -> list[SourceLine]:
+        """What it stands for: itself, or a manifest's lines."""
+        return [SourceLine(self, None, None, None)]
+
+    async def list_entries(self, dest_rel: str | None, options: StageOptions, s3: Any = None) -> list[Entry]:
+        """Its files (``s3``: the stage's S3 listing client, when ``needs_s3``)."""
+        raise NotImplementedError(f"{self} is listed through its lines")
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    """One source to list, where it lands (``dest_rel``) and what it must match, as a manifest
+    line gives them (a plain source: only the source)."""
+
+    source: Source
+    dest_rel: str | None
+    checksum: tuple[str, str] | None
+    etag: str | None
+
+
+def parse_source(spec: str) -> Source:
+    """``s3://BUCKET/PREFIX``, ``@MANIFEST`` or a filesystem path."""
+    from ...client import is_s3_url
+    from .filesystem import FilesystemPath
+    from .manifest_file import Manifest
+    from .s3 import S3Prefix
+
+    if is_s3_url(spec):
+        return S3Prefix(spec)
+    if spec.startswith("@"):
+        return Manifest(spec[1:])
+    return FilesystemPath(spec)
