@@ -5,7 +5,7 @@ Public API
   PutObject and UploadPart. A plain body needs Content-Length (``MissingContentLength``), an
   aws-chunked one ``x-amz-decoded-content-length``; a declared length over ``max_size`` is
   ``EntityTooLarge`` before any of the body is read. Its large remainder may be read straight
-  from the socket (``direct_body``); an aws-chunked body (``x-amz-content-sha256:
+  from the socket (``transport.request_body``); an aws-chunked body (``x-amz-content-sha256:
   STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``. A body that sends nothing for
   ``req.limits.body_stall_timeout`` seconds is ``RequestTimeout``.
 - ``UploadBody``: ``stream`` and ``options`` go to the store as they are; after the store
@@ -43,10 +43,10 @@ from ..errors import S3Error
 from ..store.base import ByteStream, Digests, WriteOptions
 from .chunked import AwsChunkedDecoder
 from .context import S3Request
-from .direct_body import content_chunks, request_body
 from .limits import check_upload_size
 from .numbers import decimal
 from .sigv4 import SIGNED_PAYLOAD, STREAMING_MODES
+from .transport import content_chunks, request_body
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
 
