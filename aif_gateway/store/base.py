@@ -115,8 +115,8 @@ class WriteOptions:
     the write, in which case nothing becomes visible. The protocol layer builds it from
     Content-MD5, x-amz-content-sha256, x-amz-checksum-* headers or aws-chunked trailers.
 
-    ``hash_algorithms`` are the object's checksums: computed, verified and stored (GET with
-    checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
+    ``hash_algorithms`` are the object's checksums: computed, verified and stored (the write's
+    ObjectInfo or PartInfo carries them, and GET with checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
     never stored: the SHA-256 of a signed payload checks the transfer, it is not a checksum the
     client asked the object to carry.
     """

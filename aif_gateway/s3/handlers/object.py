@@ -150,7 +150,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     # A key ending in "/" with an empty body is a directory marker; the store decides how.
     info = await req.store.put_object(bucket, key, upload.stream, attrs, upload.options)
     # A single PUT's checksum is always of the whole object.
-    headers = {"ETag": f'"{info.etag}"', **upload.response_headers(checksum_type="FULL_OBJECT")}
+    headers = {"ETag": f'"{info.etag}"', **upload.response_headers(info.checksums, checksum_type="FULL_OBJECT")}
     return web.Response(status=200, headers=headers)
 
 
