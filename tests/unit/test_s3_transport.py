@@ -14,7 +14,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -33,16 +33,6 @@ from aif_gateway.store.base import BodyOnSocket, ObjectInfo
 from aif_gateway.store.reader import FileReader
 
 SIZE = 3 * 1024 * 1024 + 4321
-
-
-@pytest.fixture
-def data_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
-    data = os.urandom(SIZE)
-    path = tmp_path / "object"
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDONLY)
-    yield fd, data
-    os.close(fd)
 
 
 def _serve(handler: Callable[[web.Request], Any], method: str, client: Callable[[int], Any]) -> Any:
@@ -120,16 +110,17 @@ def test_zero_copy_declines_small_bodies_and_when_switched_off(monkeypatch, coun
 
 
 # -- sending ---------------------------------------------------------------------------------
-def test_body_follows_bytes_still_buffered_in_the_transport(data_file) -> None:
+def test_body_follows_bytes_still_buffered_in_the_transport(tmp_path: Path) -> None:
     """A prefix left in the transport's buffer must go out first.
 
     The handler queues 8 MiB without draining while the client is not reading yet, so most of it
     sits in uvloop's buffer when the sendfile starts; the body must still arrive in order, and
     the connection must serve the next request.
     """
-    fd, data = data_file
+    data = os.urandom(SIZE)
+    (tmp_path / "object").write_bytes(data)
+    reader = FileReader(os.open(tmp_path / "object", os.O_RDONLY), ObjectInfo("object", SIZE, mtime_ns=0, etag="-"))
     prefix = b"P" * (8 * 1024 * 1024)
-    reader = FileReader(os.dup(fd), ObjectInfo(key="object", size=SIZE, mtime_ns=0, etag="-"))
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
