@@ -3,12 +3,10 @@
 The engine's ``recv_hashed`` loops recv -> hash -> pwrite without Python per chunk (native code
 releases the GIL for the whole body). The socket belongs to an event loop's transport, which
 the caller pauses first and never lets read again on that connection (see
-``s3/direct_body.py``); the thread works on a private ``dup`` of it.
+``s3/transport.py``, which also decides when a body is read this way); the thread works on a
+private ``dup`` of it.
 
 Public API
-- ``recv_direct_enabled() -> bool``: ``$AIF_RECV_DIRECT`` read once; ``0`` switches it off.
-- ``RECV_DIRECT_MIN_BYTES``: bodies with less than this left to read go the ordinary way.
-- ``STALL_TIMEOUT_S``: a client that sends nothing for this long is treated as gone.
 - ``ReceiveUnavailable``: nothing was read (every receiver thread busy): read the ordinary way.
 - ``receive_in_thread(sock_fd, receive) -> int`` (async): ``receive(private_sock_fd)`` in a
   receiver thread; its result. If the caller is cancelled the socket is shut down, which ends
@@ -18,35 +16,19 @@ Public API
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import threading
 from collections.abc import Callable
 
 from .threadslots import SlotsBusy, ThreadSlots
 
-RECV_DIRECT_ENV = "AIF_RECV_DIRECT"
-
-# The HTTP parser of a connection whose body was read around it cannot take the next request,
-# so that connection closes after the response (see s3/direct_body.py). A reconnect costs about
-# 0.1-0.2 ms of client and server time; from 4 MiB up, copying each 64 KiB chunk through
-# Python costs more than that (and multipart parts are 5 MiB or more with every S3 tool).
-RECV_DIRECT_MIN_BYTES = 4 * 1024 * 1024
-
 # A receiver waits in poll() for as long as its client is slow: the bound is on concurrent
 # large uploads per worker process (see threadslots).
 RECEIVER_THREADS = 32
 
-STALL_TIMEOUT_S = 120.0
-
 
 class ReceiveUnavailable(Exception):
     """Nothing was read: the caller should read the body the ordinary way."""
-
-
-@functools.cache
-def recv_direct_enabled() -> bool:
-    return os.environ.get(RECV_DIRECT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @functools.cache

@@ -4,9 +4,10 @@ uvloop has no ``loop.sendfile`` (uvloop issue 228), so the event loop cannot do 
 The bytes go from the page cache to the socket inside the kernel; Python only loops over
 partial sends.
 
+When zero-copy is used at all (the switch, the smallest body worth it) is the protocol
+layer's decision (``s3/transport.py``); this module only sends.
+
 Public API
-- ``sendfile_enabled() -> bool``: ``$AIF_SENDFILE`` read once; ``0`` switches zero-copy off.
-- ``SENDFILE_MIN_BYTES``: bodies smaller than this are cheaper to copy (see its comment).
 - ``send_file(sock_fd, file_fd, offset, count, cancelled=None, stall_timeout_s=...) -> int``
   (blocking): sends up to ``count`` bytes of the file from ``offset``; returns the bytes sent,
   fewer than ``count`` only when the file ended early (it shrank). Raises ``ConnectionError``
@@ -31,14 +32,6 @@ import threading
 
 from .threadslots import SlotsBusy, ThreadSlots
 
-SENDFILE_ENV = "AIF_SENDFILE"
-
-# Below this, the copying path sends headers and body in one write after one pread, while
-# sendfile costs a thread hand-off, two dups, a separate header write and more syscalls: the
-# few-microsecond memcpy it saves is less than that. At 64 KiB the gateway's CPU per GET was
-# already no higher by sendfile than by copying (2-CPU machine, 4 keep-alive clients).
-SENDFILE_MIN_BYTES = 64 * 1024
-
 # Each sender thread may sit in poll() for as long as its client reads slowly (see
 # threadslots); when all are busy, further GETs copy through the default path instead.
 SENDER_THREADS = 32
@@ -54,11 +47,6 @@ _UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ES
 
 class SendfileUnavailable(Exception):
     """Nothing was sent: the caller should send the bytes by copying."""
-
-
-@functools.cache
-def sendfile_enabled() -> bool:
-    return os.environ.get(SENDFILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def send_file(

@@ -23,11 +23,11 @@ from ..store.base import CALLER, Store
 from . import sigv4
 from .connection import PARSER_LIMITS
 from .context import S3Request
-from .direct_body import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
 from .handlers import HANDLERS
 from .limits import Limits
 from .responses import error_response, new_request_id, not_modified_response, stamp_request_id
 from .routing import action_for, locate, parse_query, split_raw_path
+from .transport import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     request[REQUEST_ID] = request_id
     response = await _render_errors(request, handler, request_id)
     if request.get(CLOSE_AFTER_RESPONSE):
-        # The body was read around aiohttp's parser (direct_body): say so, then close.
+        # The body was read around aiohttp's parser (transport.request_body): say so, then close.
         response.force_close()
     return response
 

@@ -12,7 +12,7 @@ sizes, signatures or trailers.
 The work is the data path's decoder (``fsio.engine.ChunkedDecoder``: C, or its Python twin),
 fed whole buffers of raw body and decoding them in place, so no Python runs per chunk. The
 same decoder object serves both ways a body arrives: through aiohttp (``__aiter__`` here), or
-read by native code straight from the socket (``s3/direct_body.py`` hands ``engine`` to it).
+read by native code straight from the socket (``s3/transport.py`` hands ``engine`` to it).
 
 Verification completes only at the end: a chunk's data is yielded before its signature (which
 follows it) is checked. Consumers therefore write to a temporary file and publish only after
@@ -29,21 +29,12 @@ Public API
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
 
 from ..errors import S3Error, chunked_body_error
 from ..fsio.engine import ChunkedDecoder, ChunkedError
-from ..fsio.sockrecv import STALL_TIMEOUT_S
-from .direct_body import content_chunks
+from .limits import DEFAULT_BODY_STALL_TIMEOUT_S
 from .sigv4 import STREAMING_MODES, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, AuthContext
-
-READ_SIZE = 1 << 20
-
-
-class Reader(Protocol):
-    """What aiohttp's StreamReader and asyncio's StreamReader both offer."""
-
-    async def read(self, n: int = -1) -> bytes: ...
+from .transport import Readable, content_chunks
 
 
 class AwsChunkedDecoder:
@@ -51,8 +42,8 @@ class AwsChunkedDecoder:
     trailers must arrive. ``decoded_length`` is ``x-amz-decoded-content-length`` (None when the
     client sent none); the data must add up to it."""
 
-    def __init__(self, reader: Reader, auth: AuthContext, decoded_length: int | None, trailer_names: list[str],
-                 stall_timeout: float = STALL_TIMEOUT_S) -> None:
+    def __init__(self, reader: Readable, auth: AuthContext, decoded_length: int | None, trailer_names: list[str],
+                 stall_timeout: float = DEFAULT_BODY_STALL_TIMEOUT_S) -> None:
         if auth.payload not in STREAMING_MODES:
             raise ValueError(f"{auth.payload} is not an aws-chunked payload mode")
         with_trailers = auth.payload in (STREAMING_UNSIGNED_TRAILER, STREAMING_SIGNED_TRAILER)

@@ -16,7 +16,7 @@ a worker until the keep-alive timeout, an hour later. Here, per connection:
   answered with an S3 error document and one log line, never aiohttp's plain-text echo of the
   input, never a traceback.
 Between requests, an idle keep-alive connection closes after ``keepalive_timeout`` seconds
-(aiohttp's own timer). Slow bodies are bounded where they are read (``direct_body``).
+(aiohttp's own timer). Slow bodies are bounded where they are read (``transport``).
 
 The hook: aiohttp builds one ``RequestHandler`` (its asyncio protocol) per connection, in
 ``web.Server.__call__``. ``GatewayRunner`` is an ``AppRunner`` whose server builds a

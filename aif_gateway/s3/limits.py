@@ -10,7 +10,8 @@ Public API
 - ``Limits(max_object_size, max_part_size, max_parts, body_stall_timeout)``: frozen, AWS's
   values by default (5 GiB for a single PUT and for a part, 10,000 parts, numbered
   1..max_parts); a body may pause for ``body_stall_timeout`` seconds (120) at most.
-- ``DEFAULT_HEADER_TIMEOUT_S``, ``DEFAULT_KEEPALIVE_TIMEOUT_S``: the connection's timeouts.
+- ``DEFAULT_HEADER_TIMEOUT_S``, ``DEFAULT_KEEPALIVE_TIMEOUT_S``: the connection's timeouts;
+  ``DEFAULT_BODY_STALL_TIMEOUT_S``: a body's.
 - ``check_upload_size(declared, allowed)``: ``EntityTooLarge`` with ``ProposedSize`` and
   ``MaxSizeAllowed``, as AWS answers, when ``declared`` (None: unknown) exceeds ``allowed``.
 - ``part_number(value, max_parts) -> int``: a ``partNumber`` query value, or
@@ -22,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import S3Error
-from ..fsio.sockrecv import STALL_TIMEOUT_S
 from ..store.base import MAX_PARTS
 from .numbers import decimal
 
@@ -31,6 +31,8 @@ GiB = 1 << 30
 # between requests (``connection``): [server] header_timeout and keepalive_timeout.
 DEFAULT_HEADER_TIMEOUT_S = 20.0
 DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0  # as nginx's keepalive_timeout
+# How long a body may send nothing before the request fails: [limits] body_stall_timeout.
+DEFAULT_BODY_STALL_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Limits:
     max_part_size: int = 5 * GiB  # one UploadPart's body
     max_parts: int = MAX_PARTS  # parts per upload, and the highest part number
     # A body that sends nothing for this long fails the request (the client is gone or stalling).
-    body_stall_timeout: float = STALL_TIMEOUT_S
+    body_stall_timeout: float = DEFAULT_BODY_STALL_TIMEOUT_S
 
 
 def check_upload_size(declared: int | None, allowed: int) -> None:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 from ..errors import S3Error
 from ..fsio.creds import PosixIds
+# What ObjectReader.send_to raises when it sent nothing (named here for the protocol layer).
+from ..fsio.zerocopy import SendfileUnavailable as SendfileUnavailable
 
 # Whose rights a request's storage work runs with: the protocol layer sets it once the request
 # is authenticated (each request runs in its own task, so it stays with that request); a store
@@ -37,8 +39,8 @@ STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "C
 
 
 @dataclass
-class SocketTail:
-    """The rest of a body, for the data path to read straight from a socket.
+class BodyOnSocket:
+    """The rest of a body, still on the client's socket, for the store to read from there.
 
     A ``ByteStream`` may yield one as its last item, in place of bytes: the next ``count`` bytes
     of the body are to be read from the non-blocking descriptor ``fd`` (a client connection
@@ -46,7 +48,8 @@ class SocketTail:
     up after ``stall_timeout_s`` without a byte. ``decoder``, when set, is the engine's
     ``ChunkedDecoder`` of an aws-chunked body: the ``count`` raw bytes are decoded by it, and
     what is stored is its data. The consumer sets ``started`` before it reads a byte; a stream
-    whose tail was not started (no receiver free) goes on yielding bytes itself.
+    whose rest was not started (no receiver free) goes on yielding bytes itself. Only the
+    protocol layer's transport (``s3/transport.py``) makes one.
     """
 
     fd: int
@@ -56,10 +59,10 @@ class SocketTail:
     started: bool = False
 
 
-# The body of a write: an async stream of byte chunks (and perhaps a final SocketTail). It
+# The body of a write: an async stream of byte chunks (and perhaps a final BodyOnSocket). It
 # raises S3Error itself when the client's framing is bad (aws-chunked decoding happens before
 # the store sees bytes).
-ByteStream = AsyncIterator["bytes | memoryview | SocketTail"]
+ByteStream = AsyncIterator["bytes | memoryview | BodyOnSocket"]
 
 # Raw digests computed while writing, keyed "MD5", "SHA256", "CRC32"..., as bytes.
 Digests = dict[str, bytes]
@@ -112,8 +115,8 @@ class WriteOptions:
     the write, in which case nothing becomes visible. The protocol layer builds it from
     Content-MD5, x-amz-content-sha256, x-amz-checksum-* headers or aws-chunked trailers.
 
-    ``hash_algorithms`` are the object's checksums: computed, verified and stored (GET with
-    checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
+    ``hash_algorithms`` are the object's checksums: computed, verified and stored (the write's
+    ObjectInfo or PartInfo carries them, and GET with checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
     never stored: the SHA-256 of a signed payload checks the transfer, it is not a checksum the
     client asked the object to carry.
     """
@@ -209,10 +212,16 @@ class ObjectReader(Protocol):
 
     info: ObjectInfo
 
-    def fileno(self) -> int: ...
-
     def chunks(self, start: int, end: int, chunk_size: int = ...) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` inclusive."""
+        ...
+
+    async def send_to(self, sock_fd: int, offset: int, count: int) -> int:
+        """Sends ``count`` bytes from ``offset`` to the connected non-blocking socket ``sock_fd``
+        (nothing else writes to it meanwhile) without copying them through the process; returns
+        the bytes sent, fewer than ``count`` only when the file shrank. ``SendfileUnavailable``
+        when nothing was sent (the caller copies the bytes from ``chunks`` instead),
+        ``ConnectionError``/``TimeoutError`` when the peer went away or stopped reading."""
         ...
 
     async def close(self) -> None: ...

@@ -30,7 +30,6 @@ from .base import (
     ExpectedObject,
     ObjectAttrs,
     ObjectInfo,
-    ObjectReader,
     PartInfo,
     PartsPage,
     UploadInfo,
@@ -53,6 +52,7 @@ from .multipart_state import DONE_RECORD_TTL_S, PartRecord, UploadState, check_i
 from .oserrors import in_thread, s3_errors
 from .paths import BucketPaths
 from .publish import TempObject, check_body, copy_to_temp, discard, publish_file, receive_body
+from .reader import FileReader
 
 MAX_PART_NUMBER = MAX_PARTS
 # How long Complete waits for writers still writing parts into the data file it is about to
@@ -173,7 +173,7 @@ class MultipartUploads:
         key: str,
         upload_id: str,
         part_number: int,
-        source: ObjectReader,
+        source: FileReader,
         src_range: tuple[int, int] | None,
         check_source: Callable[[ObjectInfo], None] | None = None,
     ) -> PartInfo:

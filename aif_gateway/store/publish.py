@@ -5,7 +5,7 @@ Public API
   (async): streams an async byte stream into a new temp file in the bucket's tmp/ from a
   worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
   the file's layout, caps the blocks reserved as bytes arrive (``fsio.reserve``) and cuts off
-  a body that outgrows it (InvalidRequest). A ``SocketTail`` at the end of the stream is read
+  a body that outgrows it (InvalidRequest). A ``BodyOnSocket`` at the end of the stream is read
   by the engine's native receive loop in a receiver thread (``fsio.sockrecv``). On any failure
   the temp file is removed.
 - ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
@@ -55,7 +55,7 @@ from ..fsio.dirdefaults import take_directory_defaults
 from ..fsio.newfile import create_new_file, space_reservation
 from ..fsio.reserve import Reservation
 from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
-from .base import CHECKSUM_ALGORITHMS, ByteStream, Digests, ObjectAttrs, SocketTail, WriteOptions
+from .base import CHECKSUM_ALGORITHMS, BodyOnSocket, ByteStream, Digests, ObjectAttrs, WriteOptions
 from .locks import key_lock
 from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
 from .oserrors import as_caller
@@ -185,15 +185,15 @@ async def receive_body(
         # Writes and finish touch only the open descriptor, which keeps the rights it was
         # opened with: those threads need no identity switch.
         async for chunk in body:
-            if isinstance(chunk, SocketTail):
-                # Everything before the tail must be on disk first: it precedes it in the file.
+            if isinstance(chunk, BodyOnSocket):
+                # Everything before the rest must be on disk first: it precedes it in the file.
                 if pending is not None:
                     await pending
                     pending = None
                 if batch:
                     await asyncio.to_thread(writer.write, batch)
                     batch, batched = [], 0
-                await _receive_tail(writer, chunk)
+                await _receive_from_socket(writer, chunk)
                 continue
             if not chunk:
                 continue
@@ -226,13 +226,13 @@ async def receive_body(
         raise
 
 
-async def _receive_tail(writer: HashingWriter, tail: SocketTail) -> None:
+async def _receive_from_socket(writer: HashingWriter, rest: BodyOnSocket) -> None:
     def receive(own_sock: int) -> int:
-        tail.started = True  # from here on, bytes may be gone from the socket
-        return writer.receive(own_sock, tail.count, tail.stall_timeout_s, tail.decoder)
+        rest.started = True  # from here on, bytes may be gone from the socket
+        return writer.receive(own_sock, rest.count, rest.stall_timeout_s, rest.decoder)
 
     try:
-        await receive_in_thread(tail.fd, receive)
+        await receive_in_thread(rest.fd, receive)
     except ReceiveUnavailable:
         pass  # not started: the stream goes on with bytes
     except ChunkedError as exc:

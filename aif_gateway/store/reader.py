@@ -10,8 +10,9 @@ Public API
 - ``no_such_key(key) -> S3Error``.
 - ``FileReader(fd, info)`` with ``info``, ``fileno()``, ``chunks(start, end, chunk_size=1 MiB)``
   (async iterator of bytes ``start``..``end`` inclusive, read with ``os.pread`` in a worker
-  thread, or sliced from ``prefetched``: bodies up to ``PREFETCH_MAX`` read by ``open_object``)
-  and ``close()`` (async). It implements ``base.ObjectReader``.
+  thread, or sliced from ``prefetched``: bodies up to ``PREFETCH_MAX`` read by ``open_object``),
+  ``send_to(sock_fd, offset, count)`` (async: ``os.sendfile`` in a sender thread,
+  ``fsio.zerocopy``) and ``close()`` (async). It implements ``base.ObjectReader``.
 
 Because the descriptor stays open, a GET that started before an overwrite or delete keeps
 reading the version it opened (publish replaces the name, never the bytes of an open file).
@@ -26,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..errors import S3Error
+from ..fsio.zerocopy import send_file_in_thread
 from .base import ObjectInfo
 from .meta import MetaStore, info_for
 from .paths import BucketPaths, is_dir_key, open_checked
@@ -33,7 +35,8 @@ from .paths import BucketPaths, is_dir_key, open_checked
 DEFAULT_CHUNK = 1 << 20
 # Bodies up to this size are read in the same worker-thread call that opens the object, so a
 # small GET costs one thread hop instead of two (the hop, not the read, dominates there). It
-# matches the size below which GETs are copied rather than sent with sendfile.
+# matches the size below which GETs are copied rather than sent with sendfile
+# (``s3/transport.py``'s SENDFILE_MIN_BYTES).
 PREFETCH_MAX = 64 * 1024
 
 
@@ -109,6 +112,9 @@ class FileReader:
                 raise S3Error("InternalError", "The object shrank while it was being read.")
             position += len(data)
             yield data
+
+    async def send_to(self, sock_fd: int, offset: int, count: int) -> int:
+        return await send_file_in_thread(sock_fd, self.fileno(), offset, count)
 
     async def close(self) -> None:
         if self._fd >= 0:

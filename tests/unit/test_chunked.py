@@ -14,8 +14,9 @@ from multidict import CIMultiDict
 from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
 from aif_gateway.identity import Identity
-from aif_gateway.s3.chunked import READ_SIZE, AwsChunkedDecoder
+from aif_gateway.s3.chunked import AwsChunkedDecoder
 from aif_gateway.s3.sigv4 import EMPTY_SHA256, AuthContext, authenticate, derive_signing_key
+from aif_gateway.s3.transport import READ_SIZE
 
 IDENTITY = Identity(name="alice", access_key="AKID", secret_key="secret")
 DATE = "20250101T000000Z"

@@ -199,19 +199,6 @@ def test_cancelling_the_caller_shuts_the_socket_and_frees_the_thread(pair, tmp_p
     os.close(fd)
 
 
-@pytest.mark.parametrize(("value", "enabled"), [(None, True), ("1", True), ("0", False), ("off", False)])
-def test_switch_is_read_from_the_environment(monkeypatch, value, enabled) -> None:
-    if value is None:
-        monkeypatch.delenv(sockrecv.RECV_DIRECT_ENV, raising=False)
-    else:
-        monkeypatch.setenv(sockrecv.RECV_DIRECT_ENV, value)
-    sockrecv.recv_direct_enabled.cache_clear()
-    try:
-        assert sockrecv.recv_direct_enabled() is enabled
-    finally:
-        sockrecv.recv_direct_enabled.cache_clear()
-
-
 # -- aws-chunked bodies: decoded in the same loop ------------------------------------------------
 
 

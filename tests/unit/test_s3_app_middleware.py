@@ -10,7 +10,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.app import CLIENT_GONE, request_id_middleware
-from aif_gateway.s3.direct_body import CLOSE_AFTER_RESPONSE
+from aif_gateway.s3.transport import CLOSE_AFTER_RESPONSE
 
 
 def _run(handler, request=None) -> web.StreamResponse:

@@ -7,10 +7,10 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import MultiDictProxy, MultiDict
 
-from aif_gateway.checksums import MultiHasher
+from aif_gateway.checksums import MultiHasher, b64
 from aif_gateway.errors import S3Error
 from aif_gateway.identity import Identity
-from aif_gateway.s3.body import UploadBody, has_integrity_header, read_body_bytes, write_body
+from aif_gateway.s3.body import UploadBody, read_body_bytes, write_body
 from aif_gateway.s3.context import S3Request
 from aif_gateway.s3.sigv4 import AuthContext
 
@@ -43,7 +43,8 @@ def make_request(headers, body, payload="UNSIGNED-PAYLOAD", content_sha256=None,
 
 
 def store_like(upload: UploadBody):
-    """What a store does with the body: read it all, hash it, verify before publishing."""
+    """What a store does with the body: read it all, hash it, verify before publishing; then
+    (received bytes, the checksums it keeps: base64 by algorithm)."""
 
     async def consume():
         hasher = MultiHasher(upload.options.computed_algorithms)
@@ -51,16 +52,19 @@ def store_like(upload: UploadBody):
         async for chunk in upload.stream:
             hasher.update(chunk)
             received += chunk
-        upload.options.verify(hasher.digests())
-        return received
+        digests = hasher.digests()
+        upload.options.verify(digests)
+        return received, {name: b64(digests[name]) for name in upload.options.hash_algorithms}
 
     return consume()
 
 
 def put(headers, body, **auth):
+    """(upload, received bytes, checksums the store kept)."""
+
     async def go():
         upload = write_body(await make_request(headers, body, **auth), max_size=5 << 30)
-        return upload, await store_like(upload)
+        return (upload, *await store_like(upload))
 
     return asyncio.run(go())
 
@@ -76,10 +80,10 @@ def aws_chunked(data, trailers=""):
 
 
 def test_plain_body_with_length():
-    upload, received = put({"Content-Length": str(len(DATA))}, DATA)
+    upload, received, kept = put({"Content-Length": str(len(DATA))}, DATA)
     assert received == DATA
     assert upload.options.expected_size == len(DATA)
-    assert upload.response_headers() == {}
+    assert upload.response_headers(kept) == {}
 
 
 def test_plain_put_without_content_length_is_411():
@@ -108,28 +112,28 @@ def test_signed_payload_sha256_is_verified():
 
 def test_signed_payload_sha256_is_verified_but_not_a_stored_checksum():
     good = hashlib.sha256(DATA).hexdigest()
-    upload, _ = put({"Content-Length": str(len(DATA))}, DATA, payload="SHA256", content_sha256=good)
+    upload, _, kept = put({"Content-Length": str(len(DATA))}, DATA, payload="SHA256", content_sha256=good)
     assert upload.options.hash_algorithms == frozenset()
     assert upload.options.verify_algorithms == frozenset({"SHA256"})
-    assert upload.response_headers() == {}
+    assert upload.response_headers(kept) == {}
 
 
 def test_a_sha256_checksum_header_with_a_signed_payload_is_stored():
     good = hashlib.sha256(DATA).hexdigest()
     sha256_b64 = base64.b64encode(hashlib.sha256(DATA).digest()).decode()
     headers = {"Content-Length": str(len(DATA)), "x-amz-checksum-sha256": sha256_b64}
-    upload, _ = put(headers, DATA, payload="SHA256", content_sha256=good)
+    upload, _, kept = put(headers, DATA, payload="SHA256", content_sha256=good)
     assert upload.options.hash_algorithms == frozenset({"SHA256"})
     assert upload.options.verify_algorithms == frozenset()
-    assert upload.response_headers() == {"x-amz-checksum-sha256": sha256_b64}
+    assert upload.response_headers(kept) == {"x-amz-checksum-sha256": sha256_b64}
 
 
 def test_checksum_header_is_verified_and_echoed():
     headers = {"Content-Length": str(len(DATA)), "x-amz-checksum-crc32": CRC32_B64}
-    upload, _ = put(headers, DATA)
+    upload, _, kept = put(headers, DATA)
     assert upload.options.hash_algorithms == frozenset({"CRC32"})
-    assert upload.response_headers() == {"x-amz-checksum-crc32": CRC32_B64}
-    assert upload.response_headers(checksum_type="FULL_OBJECT") == {
+    assert upload.response_headers(kept) == {"x-amz-checksum-crc32": CRC32_B64}
+    assert upload.response_headers(kept, checksum_type="FULL_OBJECT") == {
         "x-amz-checksum-crc32": CRC32_B64, "x-amz-checksum-type": "FULL_OBJECT"
     }
     err = error_of({**headers, "x-amz-checksum-crc32": WRONG_CRC32_B64}, DATA)
@@ -138,8 +142,8 @@ def test_checksum_header_is_verified_and_echoed():
 
 
 def test_sdk_algorithm_alone_is_computed_and_echoed():
-    upload, _ = put({"Content-Length": str(len(DATA)), "x-amz-sdk-checksum-algorithm": "crc32"}, DATA)
-    assert upload.response_headers()["x-amz-checksum-crc32"] == CRC32_B64
+    upload, _, kept = put({"Content-Length": str(len(DATA)), "x-amz-sdk-checksum-algorithm": "crc32"}, DATA)
+    assert upload.response_headers(kept)["x-amz-checksum-crc32"] == CRC32_B64
 
 
 @pytest.mark.parametrize(
@@ -170,10 +174,10 @@ def chunked_headers(**extra):
 
 def test_aws_chunked_with_trailer_is_decoded_verified_and_echoed():
     body = aws_chunked(DATA, f"x-amz-checksum-crc32:{CRC32_B64}\r\n")
-    upload, received = put(chunked_headers(), body, payload=STREAMING_TRAILER)
+    upload, received, kept = put(chunked_headers(), body, payload=STREAMING_TRAILER)
     assert received == DATA
     assert upload.options.expected_size == len(DATA)
-    assert upload.response_headers()["x-amz-checksum-crc32"] == CRC32_B64
+    assert upload.response_headers(kept)["x-amz-checksum-crc32"] == CRC32_B64
 
 
 def test_aws_chunked_trailer_mismatch_is_bad_digest():
@@ -217,10 +221,3 @@ def test_small_body_over_the_limit_is_refused():
     with pytest.raises(S3Error) as info:
         read_small({}, b"x" * 2048)
     assert info.value.code == "MaxMessageLengthExceeded"
-
-
-def test_integrity_headers():
-    assert has_integrity_header({"Content-MD5": "x"})
-    assert has_integrity_header({"x-amz-checksum-crc32c": "x"})
-    assert has_integrity_header({"x-amz-trailer": "x-amz-checksum-crc64nvme"})
-    assert not has_integrity_header({"x-amz-checksum-mode": "ENABLED", "Content-Length": "3"})

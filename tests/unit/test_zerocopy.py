@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import http.client
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvloop
-from aiohttp import web
 
 from aif_gateway.fsio import zerocopy
 from aif_gateway.fsio.zerocopy import SendfileUnavailable, send_file, send_file_in_thread
-from aif_gateway.s3.sendfile import send_body_by_sendfile, sendfile_socket
 
 SIZE = 3 * 1024 * 1024 + 4321
 
@@ -159,65 +154,3 @@ def test_in_thread_is_unavailable_when_every_sender_is_busy(pair, data_file, mon
     asyncio.run(two_sends())
     busy.shutdown(wait=True)  # the cancelled sender noticed and returned its thread
     assert busy.has_free_slot()
-
-
-@pytest.mark.parametrize(("value", "enabled"), [(None, True), ("1", True), ("0", False), ("off", False)])
-def test_switch_is_read_from_the_environment(monkeypatch, value: str | None, enabled: bool) -> None:
-    if value is None:
-        monkeypatch.delenv(zerocopy.SENDFILE_ENV, raising=False)
-    else:
-        monkeypatch.setenv(zerocopy.SENDFILE_ENV, value)
-    zerocopy.sendfile_enabled.cache_clear()
-    try:
-        assert zerocopy.sendfile_enabled() is enabled
-    finally:
-        zerocopy.sendfile_enabled.cache_clear()
-
-
-def test_body_follows_bytes_still_buffered_in_the_transport(data_file) -> None:
-    """aiohttp + uvloop in-process: a prefix left in the transport's buffer must go out first.
-
-    The handler queues 8 MiB without draining while the client is not reading yet, so most of it
-    sits in uvloop's buffer when the sendfile starts; the body must still arrive in order, and
-    the connection must serve the next request.
-    """
-    fd, data = data_file
-    prefix = b"P" * (8 * 1024 * 1024)
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        response.content_length = len(prefix) + SIZE
-        writer = await response.prepare(request)
-        await writer.write(prefix, drain=False)
-        sock_fd = sendfile_socket(request, SIZE)
-        assert sock_fd is not None
-        assert await send_body_by_sendfile(request, writer, sock_fd, fd, 0, SIZE) == SIZE
-        await response.write_eof()
-        return response
-
-    async def serve_and_fetch() -> list[bytes]:
-        app = web.Application()
-        app.router.add_get("/", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            return await asyncio.to_thread(_two_slow_gets, port)
-        finally:
-            await runner.cleanup()
-
-    bodies = uvloop.run(serve_and_fetch())
-    assert bodies == [prefix + data, prefix + data]
-
-
-def _two_slow_gets(port: int) -> list[bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    bodies = []
-    for _ in range(2):
-        conn.request("GET", "/")
-        time.sleep(0.3)  # let the server's buffers fill before reading anything
-        bodies.append(conn.getresponse().read())
-    conn.close()
-    return bodies

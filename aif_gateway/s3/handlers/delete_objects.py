@@ -14,8 +14,9 @@ from aiohttp import web
 
 from ...errors import S3Error
 from ...store.base import Store
-from ..body import has_integrity_header, read_body_bytes
+from ..body import read_body_bytes
 from ..context import S3Request
+from ..integrity import has_integrity_header
 from ..responses import xml_response
 from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 

@@ -1,7 +1,7 @@
 """Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts.
 
 Part bytes go straight to the store as a stream (via ``body.write_body``, the same decoder
-and verifier PutObject uses). Everything parsed here is the small stuff around them: part
+and verdict PutObject uses). Everything parsed here is the small stuff around them: part
 numbers, the copy-source range, the checksum algorithm and type, and the
 ``CompleteMultipartUpload`` document with what its headers assert about the object
 (``x-amz-checksum-<algo>``, ``x-amz-checksum-type``, ``x-amz-mp-object-size``), which the store
@@ -22,10 +22,11 @@ from aiohttp import web
 from ...checksums import ALGORITHMS, decode_checksum
 from ...errors import S3Error
 from ...store.base import MAX_PARTS, CompletedPart, ExpectedObject, ObjectInfo, PartInfo, WriteOptions
-from ..body import checksum_header, parse_length, read_body_bytes, write_body
+from ..body import parse_length, read_body_bytes, write_body
 from ..conditions import check_copy_source_conditions, write_conditions
 from ..context import S3Request
 from ..headers import attrs_from_headers
+from ..integrity import checksum_header
 from ..limits import part_number
 from ..numbers import DECIMAL, decimal
 from ..responses import iso8601, xml_response
@@ -193,7 +194,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part = await req.store.upload_part(
         req.bucket, req.key, required_upload_id(req.query), number, body.stream, body.options
     )
-    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **body.response_headers()})
+    return web.Response(status=200, headers={"ETag": f'"{part.etag}"', **body.response_headers(part.checksums)})
 
 
 async def upload_part_copy(req: S3Request) -> web.StreamResponse:

@@ -1,7 +1,7 @@
 """Object actions: GetObject, HeadObject, PutObject, DeleteObject.
 
 GET and HEAD share one plan (conditions, Range or partNumber, headers); GET then sends the
-planned bytes from the open reader in ``send_object_bytes``: by sendfile (``..sendfile``) where
+planned bytes from the open reader in ``send_object_bytes``: zero-copy (``..transport``) where
 the connection allows, else copied through the reader's chunks.
 """
 
@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 
 from ...errors import S3Error
 from ...store.base import MAX_PARTS, ObjectInfo, ObjectReader
@@ -21,7 +20,7 @@ from ..context import S3Request
 from ..headers import apply_response_overrides, attrs_from_headers, checksum_mode_enabled, object_headers
 from ..limits import part_number
 from ..ranges import parse_range
-from ..sendfile import SendfileUnavailable, send_body_by_sendfile, sendfile_socket
+from ..transport import send_zero_copy
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +97,13 @@ async def send_object_bytes(
         # one that hangs up mid-body.
         writer = await response.prepare(http)
         assert writer is not None, "a fresh response"
-        sent_by_sendfile = await _try_sendfile(http, writer, reader, first, count)
-        if sent_by_sendfile is None:
+        sent_zero_copy = await send_zero_copy(http, writer, reader, first, count)
+        if sent_zero_copy is None:
             async for chunk in reader.chunks(first, last):
                 await response.write(chunk)
                 sent += len(chunk)
         else:
-            sent = sent_by_sendfile
+            sent = sent_zero_copy
             if sent < count:
                 raise S3Error("InternalError", "The object shrank while it was being read.")
         await response.write_eof()
@@ -117,22 +116,6 @@ async def send_object_bytes(
     except Exception:
         log.exception("GET %s failed after %d of %d bytes", http.raw_path, sent, count)
         _cut(http)
-
-
-async def _try_sendfile(
-    http: web.Request, writer: AbstractStreamWriter, reader: ObjectReader, first: int, count: int
-) -> int | None:
-    """Bytes sent zero-copy, or None when this body is to be copied (nothing was sent)."""
-    sock_fd = sendfile_socket(http, count)
-    if sock_fd is None:
-        return None
-    try:
-        sent = await send_body_by_sendfile(http, writer, sock_fd, reader.fileno(), first, count)
-    except SendfileUnavailable as why:
-        log.debug("GET %s: copying the body (%s)", http.raw_path, why)
-        return None
-    log.debug("GET %s: %d bytes sent by sendfile", http.raw_path, sent)
-    return sent
 
 
 def _cut(http: web.Request) -> None:
@@ -167,7 +150,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     # A key ending in "/" with an empty body is a directory marker; the store decides how.
     info = await req.store.put_object(bucket, key, upload.stream, attrs, upload.options)
     # A single PUT's checksum is always of the whole object.
-    headers = {"ETag": f'"{info.etag}"', **upload.response_headers(checksum_type="FULL_OBJECT")}
+    headers = {"ETag": f'"{info.etag}"', **upload.response_headers(info.checksums, checksum_type="FULL_OBJECT")}
     return web.Response(status=200, headers=headers)
 
 
