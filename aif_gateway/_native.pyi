@@ -120,6 +120,13 @@ def stat_entries(
     the value of xattr (None when absent or unreadable): (modes, sizes, mtimes_ns, values), with
     the GIL released for the whole batch. Other errors raise OSError."""
 
+def copy_small_files(
+    sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int], mtimes_ns: Sequence[int], /
+) -> tuple[list[int], list[int], tuple[int, int, str] | None]:
+    """native/stagecopy.c; its twin is aif_gateway.fsio.pysmallcopy.copy_small_files. Copy each
+    small file in order until the first failure, checking it against its listed size and mtime:
+    (xxh3s, dest_mtimes_ns, failure), failure None or (index, errno, step); the GIL released."""
+
 # Per-thread credentials and opens beneath a directory: native/posixcreds.c; its twin is
 # aif_gateway.fsio.pyposixcreds (through aif_gateway.fsio.pyengine).
 

@@ -7,7 +7,7 @@ unset or ``auto`` takes native when it is there.
 
 Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
 engine's ``Hasher``, ``write_hashed``, ``recv_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
-``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``, ``stat_entries``; per-thread
+``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``, ``stat_entries``, ``copy_small_files``; per-thread
 credentials (``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``) and
 ``open_beneath`` with its ``RESOLVE_*`` flags (``AIF_OPENAT2=0``, read at each call, makes it walk
 instead of calling openat2; ``engine_info()["openat2"]`` says which).
@@ -54,6 +54,7 @@ engine_info = _engine.engine_info
 ChunkedDecoder = _engine.ChunkedDecoder
 ChunkedError = _engine.ChunkedError
 stat_entries = _engine.stat_entries
+copy_small_files = _engine.copy_small_files
 set_thread_creds = _engine.set_thread_creds
 restore_thread_creds = _engine.restore_thread_creds
 thread_creds = _engine.thread_creds

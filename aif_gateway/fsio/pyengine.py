@@ -15,6 +15,7 @@ Public API (see ``aif_gateway/_native.pyi`` for the contract both engines keep)
 - ``aligned_buffer(size, alignment=4096) -> memoryview``, ``engine_info() -> dict[str, str]``
 - ``ChunkedDecoder``, ``ChunkedError``: aws-chunked decoding, from ``pychunked``.
 - ``stat_entries(directory, names, xattr)``: the listing's batch stat, from ``pylisting``.
+- ``copy_small_files(sources, dests, sizes, mtimes_ns)``: staging's batch copy, from ``pysmallcopy``.
 - ``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``, ``open_beneath`` and the
   ``RESOLVE_*`` constants: per-thread credentials and opens beneath a directory, from
   ``pyposixcreds``.
@@ -35,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import xxhash
 from awscrt import checksums as crt
 
-from . import pychunked, pylisting, pyposixcreds
+from . import pychunked, pylisting, pyposixcreds, pysmallcopy
 from .fullio import pread_full, pwrite_all
 
 # aws-chunked decoding is part of this engine's API; its code lives in its own module.
@@ -43,6 +44,8 @@ ChunkedDecoder = pychunked.ChunkedDecoder
 ChunkedError = pychunked.ChunkedError
 # So is the listing's batch stat (pylisting).
 stat_entries = pylisting.stat_entries
+# So is the staging engine's batch copy of small files (pysmallcopy).
+copy_small_files = pysmallcopy.copy_small_files
 # So are per-thread credentials and opens beneath a directory (pyposixcreds).
 set_thread_creds = pyposixcreds.set_thread_creds
 restore_thread_creds = pyposixcreds.restore_thread_creds

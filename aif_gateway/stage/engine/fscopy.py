@@ -10,7 +10,7 @@ Public API
   in place: rel, xxh3, dest mtime); ``FileJob``.
 - ``copy_batch(entries, dest_dir, expects) -> (placed, error)``, ``copy_small``: small files,
   each read in one call, hashed, checked and written straight to its final name (most of them
-  by ``smallcopy.copy_small_files``, in C without the GIL).
+  by ``fsio.engine.copy_small_files``, in C without the GIL).
 - ``copy_file(job) -> Placed``: a larger file, read, hashed and written through a small buffer
   into its partial file, checked, renamed into place.
 - ``create_partial(partial, size)``, ``partial_intact(partial, size)``, ``copy_range(...) -> xxh3``
@@ -37,7 +37,6 @@ from ...fsio.fullio import pread_full, pwrite_all
 from ..errors import StageError, from_os_error
 from ..options import MiB
 from ..sources import Entry
-from .smallcopy import copy_small_files
 from .verify import ContentHasher, Expectation, check
 
 BUFFER_SIZE = 8 * MiB
@@ -184,7 +183,7 @@ def copy_batch(entries: list[Entry], dest_dir: str, expects: list[tuple[Expectat
                ) -> tuple[list[Placed], StageError | None]:
     """Small files one after the other on this thread; stops at the first failure. Files
     checked only against themselves (no manifest checksum: nearly always) go to
-    ``smallcopy.copy_small_files`` together; the others through ``copy_small``."""
+    ``fsio.engine.copy_small_files`` together; the others through ``copy_small``."""
     placed: list[Placed] = []
     start = 0
     while start < len(entries):
@@ -200,7 +199,7 @@ def copy_batch(entries: list[Entry], dest_dir: str, expects: list[tuple[Expectat
             continue
         run = entries[start:end]
         dests = [f"{dest_dir}/{e.rel_path}" for e in run]
-        hashes, mtimes, failure = copy_small_files([e.url for e in run], dests, [e.size for e in run],
+        hashes, mtimes, failure = engine.copy_small_files([e.url for e in run], dests, [e.size for e in run],
                                                    [e.mtime_ns for e in run])
         placed.extend(Placed(e.rel_path, format(h, "016x"), m) for e, h, m in zip(run, hashes, mtimes))
         if failure is not None:

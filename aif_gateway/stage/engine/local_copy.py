@@ -1,5 +1,5 @@
 """How the copy engine copies files from a filesystem: batches of small files (in C, see
-``smallcopy``), whole files and ranges of large ones, all on its worker threads (``fscopy``)."""
+``fsio.engine.copy_small_files``), whole files and ranges of large ones, all on its worker threads (``fscopy``)."""
 
 from __future__ import annotations
 

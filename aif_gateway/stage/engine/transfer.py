@@ -5,7 +5,7 @@ Flow: lock ``DEST/.aifstage`` and drop its completion marker; read the previous 
 the journal; skip files whose verified copy is still in place (same source version, same
 destination size and mtime); plan the rest (plan.py); check free space; run ``jobs`` workers
 over the units, each unit one hop to a worker thread: small files and small objects in
-batches (local ones by ``smallcopy`` in C), larger files read, hashed and written through a
+batches (local ones by ``fsio.engine.copy_small_files`` in C), larger files read, hashed and written through a
 small buffer, S3 objects and ranges fetched by ``s3get`` (from worker threads); what copies
 an entry is an object, ``local_copy.LocalFiles`` or ``s3_copy.S3Objects``, with one method per
 kind of unit. Between

@@ -1,35 +1,32 @@
-"""The batch copy of small local files: ``copy_small_files(sources, dests, sizes, mtimes_ns)``.
+"""The pure-Python twin of the staging engine's batch copy of small local files
+(``native/stagecopy.c``), reached through ``fsio.engine.copy_small_files``:
+``copy_small_files(sources, dests, sizes, mtimes_ns)``.
 
 For each file in order, until the first failure: read it whole (one byte more than listed, to
 notice a grown file), check its size and mtime against the listing, take its xxh3-64, and write
 it as a new file at its destination (O_EXCL: an older file or link there is unlinked first,
 never written through; mode: the source's permission bits | 0600). Returns ``(xxh3s,
 dest_mtimes_ns, failure)``: one item per file copied, and ``failure`` None or ``(index, errno,
-step)`` with step one of ``STEPS``. The native version (``native/stagecopy.c``) runs a whole
-batch without the GIL, so batches on several threads copy in parallel (in Python, two threads
-copying small files are slower than one: they spend their time handing the GIL over); it is
-used whenever the data-path engine is native (``AIF_ENGINE``, see ``fsio.engine``).
-
-Public API: ``copy_small_files``, ``py_copy_small_files`` (its pure-Python twin, which
-tests/unit/test_stage_smallcopy.py compares with it), ``COPY_ENGINE`` ("native" | "python"),
-``STEPS``.
+step)`` with step one of ``STEPS``. The native version runs a whole batch without the GIL, so
+batches on several threads copy in parallel (in Python, two threads copying small files are
+slower than one: they spend their time handing the GIL over).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import xxhash
 
-from ...fsio.engine import ENGINE
-from ...fsio.fullio import pwrite_all
+from .fullio import pwrite_all
+
+__all__ = ["STEPS", "copy_small_files"]
 
 STEPS = ("open_source", "read_source", "changed", "create_dest", "write_dest")
 _MAX_SIZE = 1 << 30
 
 Result = tuple[list[int], list[int], tuple[int, int, str] | None]
-CopySmallFiles = Callable[[Sequence[str], Sequence[str], Sequence[int], Sequence[int]], Result]
 
 
 class _Failed(Exception):
@@ -85,7 +82,7 @@ def _copy_one(src: str, dst: str, size: int, mtime_ns: int, buffer: memoryview) 
     return digest, dest_mtime
 
 
-def py_copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int],
+def copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int],
                         mtimes_ns: Sequence[int]) -> Result:
     if not len(sources) == len(dests) == len(sizes) == len(mtimes_ns):
         raise ValueError("sources, dests, sizes and mtimes_ns must have the same length")
@@ -103,15 +100,3 @@ def py_copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Seq
         mtimes.append(dest_mtime)
     return hashes, mtimes, None
 
-
-def _choose() -> tuple[CopySmallFiles, str]:
-    if ENGINE != "native":
-        return py_copy_small_files, "python"
-    from ... import _native
-
-    # An extension built before native/stagecopy.c existed still serves everything else.
-    native = getattr(_native, "copy_small_files", None)
-    return (native, "native") if native is not None else (py_copy_small_files, "python")
-
-
-copy_small_files, COPY_ENGINE = _choose()
