@@ -1,6 +1,6 @@
 /* aws-chunked decoding in C: the state machine of awschunked.h and the Python type
  * aif_gateway._native.ChunkedDecoder around it. The pure-Python twin is
- * aif_gateway/fsio/pychunked.py; tests/unit/test_native_chunked.py compares the two.
+ * aif_gateway/fsio/pychunked.py; tests/unit/native/test_awschunked.py compares the two.
  *
  * The state machine reads a line at a time (chunk headers, trailers) into its own buffer and
  * passes chunk data through, so input may be split at any byte. Checks happen in the order of

@@ -9,7 +9,7 @@
  * GIL. Here the whole batch runs without the GIL, so the event loop keeps serving meanwhile.
  *
  * Results are those of the pure-Python twin aif_gateway.fsio.statbatch.py_stat_entries, which
- * tests/unit/test_listing_statbatch.py compares with this, case by case:
+ * tests/unit/native/test_listing.py compares with this, case by case:
  *   - four lists with one item per name, (modes, sizes, mtimes_ns, values): flat, not a tuple
  *     per name that the caller would only take apart again;
  *   - st_mode, st_size and st_mtime_ns of the name, or 0, 0, 0 when the stat says ENOENT or

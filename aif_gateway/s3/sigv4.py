@@ -99,7 +99,7 @@ def signatures_equal(expected: str, provided: str) -> bool:
 
 def _unquote(raw: str) -> bytes:
     # The bytes as sent: aiohttp decodes a byte that is not UTF-8 as a lone surrogate, which
-    # plain UTF-8 cannot encode (found by tests/unit/test_fuzz_sigv4.py).
+    # plain UTF-8 cannot encode (found by tests/unit/s3/test_sigv4_fuzz.py).
     return unquote_to_bytes(raw.encode("utf-8", "surrogateescape"))
 
 
@@ -435,7 +435,7 @@ def _authenticate_presigned(
                            extra={"Region": region})
     expires_text = params["X-Amz-Expires"]
     # ASCII digits only ("²" is a digit to isdigit, not to int), and no more than int() takes
-    # (4,300 digits): both were a 500 (found by tests/unit/test_fuzz_sigv4.py).
+    # (4,300 digits): both were a 500 (found by tests/unit/s3/test_sigv4_fuzz.py).
     if not (expires_text.isascii() and expires_text.isdigit()):
         raise _query_error("X-Amz-Expires should be a number")
     digits = expires_text.lstrip("0")

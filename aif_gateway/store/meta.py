@@ -218,7 +218,7 @@ def listed_object(
     The frozen dataclass's ``__init__`` sets each of its twelve fields through
     ``object.__setattr__``, which made it the largest single cost of a listed key; filling the
     new instance's ``__dict__`` in one update makes an equal object
-    (tests/unit/test_listing_meta.py holds it to the constructor, field by field).
+    (tests/unit/store/test_listing_meta.py holds it to the constructor, field by field).
     """
     info = _new_object(ObjectInfo)
     info.__dict__.update(

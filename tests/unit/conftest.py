@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the property tests (tests/unit/test_fuzz_*.py).
+"""Hypothesis profiles for the property tests (tests/unit/*/test_*_fuzz.py).
 
 ``ci`` (the default) keeps every property small enough that all of them together run in well
 under a minute on a two-core machine; ``long`` (``HYPOTHESIS_PROFILE=long``) is the deeper run
