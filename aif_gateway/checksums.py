@@ -16,6 +16,11 @@ from awscrt import checksums as crt
 
 from .fsio.engine import Hasher
 
+__all__ = [
+    "ALGORITHMS", "DIGEST_SIZES", "MultiHasher", "b64", "composite_checksum", "decode_checksum", "digest_of",
+    "full_object_crc", "multipart_etag",
+]
+
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 
 DIGEST_SIZES: dict[str, int] = {

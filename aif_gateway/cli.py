@@ -16,6 +16,8 @@ from .ckpt.cli import add_ckpt_parser
 from .stage.cli import add_stage_parser
 from .users_cli import add_users_parser
 
+__all__ = ["build_parser", "main"]
+
 log = logging.getLogger("aif_gateway")
 
 SERVE_EPILOG = """\

@@ -38,6 +38,11 @@ from typing import Any
 from .s3.limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S, Limits
 from .store.base import MAX_PARTS
 
+__all__ = [
+    "ConfigError", "DEFAULT_LISTEN", "DEFAULT_REGION", "Settings", "load_settings", "parse_listen",
+    "server_ssl_context",
+]
+
 DEFAULT_ROOT = Path("./aif-data")
 DEFAULT_LISTEN = "127.0.0.1:9000"
 DEFAULT_REGION = "us-east-1"

@@ -18,6 +18,11 @@ from .config import Settings
 from .identity import Identity, IdentityError, IdentityTable, load_users_file
 from .posix_ids import PosixIdMap
 
+__all__ = [
+    "CREDENTIALS_FILE", "banner", "key_reminder", "load_identities", "new_access_key", "new_secret_key",
+    "resolve_identities",
+]
+
 CREDENTIALS_FILE = Path(".aifgw") / "credentials"
 
 

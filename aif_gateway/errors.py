@@ -7,6 +7,8 @@ HTTP status lives in this table because S3 defines it per code, not per call sit
 
 from __future__ import annotations
 
+__all__ = ["NotModified", "S3Error", "chunked_body_error"]
+
 # code -> (HTTP status, default message). Messages follow AWS's wording where AWS has one.
 CATALOGUE: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "Identity", "IdentityError", "IdentityTable", "identity_from_entry", "load_users_file", "parse_users",
+    "read_users_file",
+]
+
 
 @dataclass(frozen=True)
 class Identity:

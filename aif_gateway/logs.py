@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+__all__ = ["setup_logging"]
+
 # Attributes every LogRecord has; anything else passed via ``extra=`` becomes a JSON field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from .fsio.creds import PosixIds
 from .identity import Identity, IdentityError
 
+__all__ = ["PosixIdError", "PosixIdMap", "personal_gateway", "resolve"]
+
 NOBODY_NAME = "nobody"
 NOBODY_ID = 65534
 

@@ -28,6 +28,8 @@ from .identity import IdentityError, IdentityTable
 if TYPE_CHECKING:
     from aiohttp import web
 
+__all__ = ["check_port_free", "run_supervisor"]
+
 log = logging.getLogger("aif_gateway.server")
 
 # A worker that dies this soon after starting is failing to start, not crashing under load:

@@ -20,6 +20,8 @@ from .credentials import new_access_key, new_secret_key
 from .identity import Identity, IdentityError, identity_from_entry
 from .users_file import UsersDocument, edit_users_file, read_document
 
+__all__ = ["add_users_parser", "run"]
+
 DESCRIPTION = """\
 Add, list, show and remove the gateway's users, and rotate their keys, in the users file that
 'aif-gateway serve --users FILE' reads. Edits rewrite FILE whole (a new file, mode 0600, renamed

@@ -21,6 +21,8 @@ from typing import TypeVar
 
 from .identity import Identity, IdentityError, parse_users, read_users_file
 
+__all__ = ["UsersDocument", "edit_users_file", "read_document"]
+
 T = TypeVar("T")
 
 NEW_FILE_HEADER = """\

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from .engine import restore_thread_creds, set_thread_creds
 
+__all__ = ["GATEWAY", "PosixIds", "acting_as", "as_gateway", "current_ids"]
+
 log = logging.getLogger(__name__)
 
 

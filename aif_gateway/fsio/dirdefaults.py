@@ -24,6 +24,8 @@ import struct
 
 from .creds import as_gateway
 
+__all__ = ["TEMP_FILE_MODE", "take_directory_defaults"]
+
 NEW_FILE_MODE = 0o666
 TEMP_FILE_MODE = 0o600
 

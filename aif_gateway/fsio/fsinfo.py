@@ -31,6 +31,8 @@ from typing import Any
 
 from . import lustre
 
+__all__ = ["FsInfo", "MAGIC_KINDS", "detect", "fs_info", "kind_by_mountinfo", "kind_by_statfs"]
+
 # statfs(2) f_type values (linux/magic.h, plus the two parallel filesystems' own).
 MAGIC_KINDS = {
     0x0BD00BD0: "lustre",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["pread_full", "pwrite_all"]
+
 
 def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:

@@ -27,6 +27,8 @@ import errno
 import os
 from collections.abc import Callable
 
+__all__ = ["fallocate", "load_libgpfs", "preallocate", "reserve_keeping_size"]
+
 _PreallocFn = Callable[[int, int, int], int]
 
 

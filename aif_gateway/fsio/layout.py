@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from .fsinfo import FsInfo
 from .lustre import Component, Layout
 
+__all__ = [
+    "GiB", "IO_MAX", "IO_MIN", "KiB", "MiB", "WritePlan", "io_size", "lustre_layout", "plan_write", "preallocation",
+]
+
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 IO_MIN = 1 * MiB

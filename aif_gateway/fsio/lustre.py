@@ -29,6 +29,11 @@ from dataclasses import dataclass
 
 from .creds import GATEWAY, current_ids
 
+__all__ = [
+    "Component", "Defaults", "Layout", "LayoutError", "create_with_layout", "default_layout", "parse_getstripe",
+    "parse_osts", "setstripe_args",
+]
+
 LFS = "lfs"
 # lfs talks to the MDS; a sick server can stall it. Long enough for a loaded MDS, short enough
 # that a PUT falls back to the default layout instead of hanging.

@@ -24,6 +24,8 @@ from .fsinfo import fs_info
 from .layout import plan_write, preallocation
 from .reserve import Reservation
 
+__all__ = ["create_new_file", "space_reservation"]
+
 log = logging.getLogger("aif_gateway.fsio")
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC

@@ -22,6 +22,8 @@ import hmac
 import re
 from collections.abc import Iterable
 
+__all__ = ["ChunkedDecoder", "ChunkedError"]
+
 # Limits shared with native/awschunked.h.
 MAX_LINE = 4096
 MAX_TRAILERS = 8

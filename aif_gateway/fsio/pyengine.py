@@ -39,6 +39,8 @@ from awscrt import checksums as crt
 from . import pychunked, pylisting, pyposixcreds, pysmallcopy
 from .fullio import pread_full, pwrite_all
 
+__all__ = ["Hasher", "engine_info", "pread_striped"]
+
 # aws-chunked decoding is part of this engine's API; its code lives in its own module.
 ChunkedDecoder = pychunked.ChunkedDecoder
 ChunkedError = pychunked.ChunkedError

@@ -21,6 +21,11 @@ import platform
 import stat
 from collections.abc import Iterable, Sequence
 
+__all__ = [
+    "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "open_beneath",
+    "open_beneath_mode", "restore_thread_creds", "set_thread_creds", "thread_creds",
+]
+
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04

@@ -29,6 +29,8 @@ import errno
 import logging
 from collections.abc import Callable
 
+__all__ = ["FIRST_STEP", "RESERVE_WINDOW", "Reservation"]
+
 log = logging.getLogger("aif_gateway.fsio")
 
 MiB = 1 << 20

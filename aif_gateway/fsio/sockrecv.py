@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 from .threadslots import SlotsBusy, ThreadSlots
 
+__all__ = ["ReceiveUnavailable", "receive_in_thread"]
+
 # A receiver waits in poll() for as long as its client is slow: the bound is on concurrent
 # large uploads per worker process (see threadslots).
 RECEIVER_THREADS = 32

@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+__all__ = ["SlotsBusy", "ThreadSlots"]
+
 
 class SlotsBusy(Exception):
     """Every thread is busy: nothing was started."""

@@ -32,6 +32,8 @@ import threading
 
 from .threadslots import SlotsBusy, ThreadSlots
 
+__all__ = ["SendfileUnavailable", "send_file", "send_file_in_thread"]
+
 # Each sender thread may sit in poll() for as long as its client reads slowly (see
 # threadslots); when all are busy, further GETs copy through the default path instead.
 SENDER_THREADS = 32

@@ -29,6 +29,8 @@ from .responses import error_response, new_request_id, not_modified_response, st
 from .routing import action_for, locate, parse_query, split_raw_path
 from .transport import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
 
+__all__ = ["CLIENT_GONE", "IDENTITIES_KEY", "POSIX_IDS_KEY", "make_app", "request_id_middleware"]
+
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/_aif/health"

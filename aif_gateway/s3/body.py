@@ -41,6 +41,8 @@ from .numbers import decimal
 from .sigv4 import SIGNED_PAYLOAD, STREAMING_MODES
 from .transport import content_chunks, request_body
 
+__all__ = ["UploadBody", "parse_length", "read_body_bytes", "write_body"]
+
 
 @dataclass(frozen=True)
 class UploadBody:

@@ -36,6 +36,8 @@ from .limits import DEFAULT_BODY_STALL_TIMEOUT_S
 from .sigv4 import STREAMING_MODES, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER, AuthContext
 from .transport import Readable, content_chunks
 
+__all__ = ["AwsChunkedDecoder"]
+
 
 class AwsChunkedDecoder:
     """``trailer_names`` are the lower-case names promised in ``x-amz-trailer``; exactly those

@@ -26,6 +26,8 @@ from email.utils import parsedate_to_datetime
 from ..errors import NotModified, S3Error
 from ..store.base import ObjectInfo
 
+__all__ = ["check_copy_source_conditions", "check_read_conditions", "etag_matches", "write_conditions"]
+
 
 def _strip_etag(tag: str) -> str:
     tag = tag.strip()

@@ -45,6 +45,8 @@ from ..errors import S3Error
 from .limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S
 from .responses import error_response, new_request_id, stamp_request_id
 
+__all__ = ["GatewayRunner", "PARSER_LIMITS"]
+
 # One line per refused request on the access log, beside the application's lines.
 log = logging.getLogger("aif_gateway.access")
 server_log = logging.getLogger("aif_gateway.server")

@@ -17,6 +17,8 @@ from ..store.base import Store
 from .limits import Limits
 from .sigv4 import AuthContext
 
+__all__ = ["Handler", "S3Request"]
+
 
 @dataclass
 class S3Request:

@@ -30,6 +30,11 @@ from ..store.base import STORED_HEADERS, ObjectAttrs, ObjectInfo
 from ..store.tags import validate_tags as check_tag_limits
 from .responses import http_date
 
+__all__ = [
+    "apply_response_overrides", "attrs_from_headers", "checksum_mode_enabled", "object_headers",
+    "parse_tagging_header", "validate_tags",
+]
+
 META_PREFIX = "x-amz-meta-"
 MAX_USER_META_BYTES = 2048
 

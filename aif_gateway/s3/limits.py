@@ -26,6 +26,11 @@ from ..errors import S3Error
 from ..store.base import MAX_PARTS
 from .numbers import decimal
 
+__all__ = [
+    "DEFAULT_BODY_STALL_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_KEEPALIVE_TIMEOUT_S", "Limits",
+    "check_upload_size", "part_number",
+]
+
 GiB = 1 << 30
 # How long a connection may take over a request's line and header section, and stay idle
 # between requests (``connection``): [server] header_timeout and keepalive_timeout.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["DECIMAL", "decimal"]
+
 # 19 digits hold every offset and size a 64-bit file can have; more is never a real number here.
 DECIMAL = r"[0-9]{1,19}"
 _DECIMAL = re.compile(DECIMAL)

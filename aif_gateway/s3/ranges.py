@@ -16,6 +16,8 @@ import re
 from ..errors import S3Error
 from .numbers import DECIMAL
 
+__all__ = ["parse_range"]
+
 # ASCII digits, few enough to be an offset (numbers.py); anything else is not a range we honour.
 _SINGLE_RANGE = re.compile(rf"bytes=\s*({DECIMAL})?\s*-\s*({DECIMAL})?\s*", re.IGNORECASE)
 

@@ -31,6 +31,11 @@ from aiohttp import web
 from ..errors import NotModified, S3Error
 from .xmlio import XmlChildren, to_xml
 
+__all__ = [
+    "error_response", "http_date", "iso8601", "new_request_id", "not_modified_response", "stamp_request_id",
+    "xml_response",
+]
+
 XML_CONTENT_TYPE = "application/xml"
 SERVER_NAME = "aif-gateway"
 

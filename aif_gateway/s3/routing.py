@@ -24,6 +24,8 @@ from multidict import MultiDict, MultiDictProxy
 
 from ..errors import S3Error
 
+__all__ = ["action_for", "locate", "parse_query", "split_raw_path"]
+
 MAX_KEY_BYTES = 1024
 
 # Sub-resources S3 defines that this gateway does not implement. Listing them (rather than

@@ -29,6 +29,12 @@ from ..config import DEFAULT_REGION
 from ..errors import S3Error
 from ..identity import Identity
 
+__all__ = [
+    "AuthContext", "EMPTY_SHA256", "SIGNED_PAYLOAD", "STREAMING_MODES", "STREAMING_SIGNED",
+    "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER", "UNSIGNED_PAYLOAD", "authenticate", "canonical_query",
+    "canonical_uri", "signatures_equal",
+]
+
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"

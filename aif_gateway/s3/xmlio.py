@@ -40,6 +40,11 @@ from xml.parsers import expat
 from ..awsv4 import S3_NAMESPACE
 from ..errors import S3Error
 
+__all__ = [
+    "Fragment", "MAX_XML_SIZE", "XmlChildren", "child_text", "escape_text", "parse_items", "parse_xml", "render",
+    "to_xml",
+]
+
 # Request bodies we parse: CompleteMultipartUpload with 10,000 parts and checksums, or
 # DeleteObjects with 1,000 keys of 1,024 bytes each, both fit with room to spare.
 MAX_XML_SIZE = 4 * 1024 * 1024

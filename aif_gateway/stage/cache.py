@@ -66,6 +66,10 @@ from .progress import Report
 from .sources import Entry, alist_sources, fingerprint, parse_source
 from .state.completion import stage_status
 
+__all__ = [
+    "DEFAULT_LEASE_MAX_AGE_S", "cache_entries", "default_holder", "entry_key", "evict", "release", "stage_in_cached",
+]
+
 log = logging.getLogger("aif_gateway.stage")
 
 DEFAULT_LEASE_MAX_AGE_S = 7 * 24 * 3600.0

@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+__all__ = ["EXIT_SIGINT", "EXIT_SIGTERM", "StageError", "from_os_error"]
+
 EXIT_CODES = {"transfer": 1, "verify": 1, "usage": 2, "source_missing": 3, "no_space": 4, "permission": 5}
 KINDS = frozenset(EXIT_CODES)
 EXIT_SIGINT = 130

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = ["GiB", "MIN_PART_SIZE", "MiB", "StageOptions", "format_size", "parse_size"]
+
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30

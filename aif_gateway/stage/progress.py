@@ -21,6 +21,8 @@ from typing import Any, TextIO
 
 from .options import GiB, StageOptions, format_size
 
+__all__ = ["Progress", "Report"]
+
 log = logging.getLogger("aif_gateway.stage")
 
 _REDRAW_S = 0.2

@@ -24,6 +24,12 @@ from ..fsio.creds import PosixIds
 # What ObjectReader.send_to raises when it sent nothing (named here for the protocol layer).
 from ..fsio.zerocopy import SendfileUnavailable as SendfileUnavailable
 
+__all__ = [
+    "BodyOnSocket", "BucketInfo", "ByteStream", "CALLER", "CHECKSUM_ALGORITHMS", "CompletedPart", "Digests",
+    "ExpectedObject", "ListPage", "MAX_PARTS", "MAX_TAGS", "ObjectAttrs", "ObjectInfo", "ObjectReader", "PartInfo",
+    "PartsPage", "STORED_HEADERS", "SendfileUnavailable", "Store", "UploadInfo", "UploadsPage", "WriteOptions",
+]
+
 # Whose rights a request's storage work runs with: the protocol layer sets it once the request
 # is authenticated (each request runs in its own task, so it stays with that request); a store
 # does the request's filesystem work holding these ids. None: the gateway's own ids.

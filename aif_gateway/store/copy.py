@@ -24,6 +24,8 @@ from .paths import BucketPaths, is_dir_key
 from .publish import check_body, check_conditions, copy_to_temp, discard, publish_dir_marker, publish_file, record_for
 from .reader import FileReader, meta_key, object_info, open_object
 
+__all__ = ["copy_object"]
+
 
 def copy_object(
     src_bucket: BucketPaths,

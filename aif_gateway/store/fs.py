@@ -47,6 +47,8 @@ from .publish import (
 from .reader import FileReader, meta_key, object_info, open_object
 from .tags import read_tags, validate_tags, write_tags
 
+__all__ = ["FsStore"]
+
 
 def _any_entry(directory: Path, predicate: Callable[[os.DirEntry[str]], bool]) -> bool:
     try:

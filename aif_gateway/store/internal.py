@@ -45,6 +45,8 @@ from ..errors import S3Error
 from ..fsio.creds import GATEWAY
 from .paths import INTERNAL_DIR
 
+__all__ = ["STATE_LAYOUT", "bucket_state_dir", "check_dir", "prepare_root", "prepare_state"]
+
 log = logging.getLogger(__name__)
 
 STATE_SUBDIR = "state"

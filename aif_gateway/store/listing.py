@@ -36,6 +36,8 @@ from ..errors import S3Error
 from .base import ListPage, ObjectInfo, UploadInfo, UploadsPage
 from .paths import INTERNAL_DIR, check_inside
 
+__all__ = ["list_objects", "page_uploads"]
+
 log = logging.getLogger(__name__)
 
 # Supplied by the store: the object at ``path`` (a file, or a directory when ``key`` ends in

@@ -35,6 +35,8 @@ import xxhash
 
 from ..fsio.creds import as_gateway
 
+__all__ = ["LOCK_FILE", "key_lock", "lock_slot"]
+
 LOCK_FILE = "locks"
 SLOTS = 2**20
 

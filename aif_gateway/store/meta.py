@@ -63,6 +63,12 @@ from .base import ObjectInfo
 from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
 from .record_checks import MAX_RECORD_BYTES, valid_blob_name, valid_object_record, valid_tags
 
+__all__ = [
+    "BACKEND_ENV", "BUCKET_XATTR", "EMPTY_MD5", "META_XATTR", "MetaStore", "ObjectRecord", "SIDECAR", "XATTR",
+    "bucket_record_file", "decode_tags", "foreign_etag", "guess_content_type", "info_for", "listed_info",
+    "listed_object", "meta_store_for", "read_bucket_record", "write_bucket_record",
+]
+
 META_XATTR = "user.aifgw.meta"
 TAGS_XATTR = "user.aifgw.tags"
 BUCKET_XATTR = "user.aifgw.bucket"

@@ -54,6 +54,8 @@ from .paths import BucketPaths
 from .publish import TempObject, check_body, copy_to_temp, discard, publish_file, receive_body
 from .reader import FileReader
 
+__all__ = ["MultipartUploads"]
+
 MAX_PART_NUMBER = MAX_PARTS
 # How long Complete waits for writers still writing parts into the data file it is about to
 # publish (a client's stale retry whose connection has not died yet). Clients send Complete

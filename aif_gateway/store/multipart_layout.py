@@ -54,6 +54,11 @@ from ..fsio.dirdefaults import TEMP_FILE_MODE
 from .paths import BucketPaths
 from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
 
+__all__ = [
+    "MIN_PART_SIZE", "assemble", "clone_range", "copy_into", "in_place_plan", "move_into_place", "place_part",
+    "truncate_in_place",
+]
+
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last; also the least P worth a layout
 
 _FICLONERANGE = 0x4020940D  # _IOW(0x94, 13, struct file_clone_range) from linux/fs.h

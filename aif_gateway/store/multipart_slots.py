@@ -32,6 +32,8 @@ from pathlib import Path
 
 from .base import MAX_PARTS
 
+__all__ = ["WritersBusy", "hold_part", "no_writers", "release_part"]
+
 _RETRY_S = 0.01  # how often a waiting Complete tries again for writers of other processes
 _BUSY = (errno.EACCES, errno.EAGAIN)
 

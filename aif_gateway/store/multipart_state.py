@@ -72,6 +72,8 @@ from ..fsio.dirdefaults import TEMP_FILE_MODE
 from ..fsio.newfile import create_new_file
 from .publish import TempObject, discard, remove_older_than
 
+__all__ = ["DATA_FILE", "DONE_RECORD_TTL_S", "PartRecord", "UploadState", "check_id", "new_upload_id", "no_upload"]
+
 DONE_RECORD_TTL_S = 24 * 3600
 COMPLETED_DIR = "completed"
 DATA_FILE = "data"

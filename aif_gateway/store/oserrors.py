@@ -21,6 +21,8 @@ from ..errors import S3Error
 from ..fsio.creds import acting_as
 from .base import CALLER
 
+__all__ = ["as_caller", "in_thread", "s3_errors"]
+
 T = TypeVar("T")
 
 _NOT_PERMITTED = "Access Denied: the gateway may not access this path on the filesystem."

@@ -43,6 +43,11 @@ from pathlib import Path
 from ..errors import S3Error
 from ..fsio.engine import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, open_beneath
 
+__all__ = [
+    "BucketPaths", "INTERNAL_DIR", "MAX_KEY_BYTES", "MAX_SEGMENT_BYTES", "check_inside", "conflict_error",
+    "is_dir_key", "open_checked", "open_parent_checked", "validate_bucket_name", "validate_key",
+]
+
 INTERNAL_DIR = ".aifgw"
 MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 255

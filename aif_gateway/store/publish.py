@@ -61,6 +61,12 @@ from .meta import EMPTY_MD5, MetaStore, ObjectRecord, info_for
 from .oserrors import as_caller
 from .paths import BucketPaths, conflict_error, is_dir_key, open_parent_checked
 
+__all__ = [
+    "HashingWriter", "TEMP_PREFIX", "TempObject", "WRITE_BATCH", "check_body", "check_conditions",
+    "cleanup_stale_temp", "copy_range", "copy_to_temp", "discard", "publish_dir_marker", "publish_file",
+    "receive_body", "record_for", "remove_empty_parents", "remove_older_than",
+]
+
 WRITE_BATCH = 1 << 20  # bytes handed to a worker thread at a time
 TEMP_PREFIX = "put."
 _RENAME_RETRIES = 5  # a concurrent delete may remove the empty parent we just created

@@ -32,6 +32,8 @@ from .base import ObjectInfo
 from .meta import MetaStore, info_for
 from .paths import BucketPaths, is_dir_key, open_checked
 
+__all__ = ["FileReader", "PREFETCH_MAX", "meta_key", "object_info", "open_object"]
+
 DEFAULT_CHUNK = 1 << 20
 # Bodies up to this size are read in the same worker-thread call that opens the object, so a
 # small GET costs one thread hop instead of two (the hop, not the read, dominates there). It

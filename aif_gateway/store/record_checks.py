@@ -30,6 +30,8 @@ from typing import Any
 
 from .base import CHECKSUM_ALGORITHMS, MAX_PARTS, MAX_TAGS, STORED_HEADERS
 
+__all__ = ["MAX_RECORD_BYTES", "valid_blob_name", "valid_object_record", "valid_part_record", "valid_tags"]
+
 # The largest record the gateway writes: 10,000 parts of distinct sizes (about 120 KiB as runs)
 # plus 2 KiB of user metadata and a few stored headers. Linux caps one xattr at 64 KiB; larger
 # records go to blobs, whose reads stop here.

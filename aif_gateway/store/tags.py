@@ -25,6 +25,8 @@ from .meta import MetaStore
 from .paths import BucketPaths
 from .reader import meta_key, object_info
 
+__all__ = ["read_tags", "validate_tags", "write_tags"]
+
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from ..context import Handler
 from . import bucket, copy, delete_objects, listing, multipart, object, service, tagging
 
+__all__ = ["HANDLERS"]
+
 HANDLERS: dict[str, Handler] = {
     "list_buckets": service.list_buckets,
     "create_bucket": bucket.create_bucket,

@@ -13,6 +13,8 @@ from ..context import S3Request
 from ..responses import xml_response
 from ..xmlio import parse_xml, to_xml
 
+__all__ = ["create_bucket", "delete_bucket", "get_bucket_location", "get_bucket_versioning", "head_bucket"]
+
 # S3's general-purpose bucket naming rules: 3-63 characters of lower-case letters, digits,
 # dots and hyphens, starting and ending with a letter or digit, no "..", not an IPv4 address.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

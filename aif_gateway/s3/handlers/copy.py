@@ -29,6 +29,11 @@ from ..headers import attrs_from_headers, parse_tagging_header
 from ..responses import iso8601, xml_response
 from ..xmlio import XmlChildren, to_xml
 
+__all__ = [
+    "COPY_SOURCE", "checksum_fields", "copy_object", "directive", "parse_copy_source",
+    "requested_checksum_algorithm",
+]
+
 COPY_SOURCE = "x-amz-copy-source"
 _DIRECTIVES = ("COPY", "REPLACE")
 # Request headers that change an object in a way a same-object copy may ask for; without one

@@ -20,6 +20,8 @@ from ..integrity import has_integrity_header
 from ..responses import xml_response
 from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 
+__all__ = ["delete_objects", "parse_delete"]
+
 MAX_KEYS = 1000
 # Deletes in flight at once: parallel filesystems serve metadata operations concurrently, and
 # a bound keeps one request from flooding the executor.

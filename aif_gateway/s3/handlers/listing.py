@@ -29,6 +29,12 @@ from ..context import S3Request
 from ..responses import iso8601, xml_response
 from ..xmlio import Fragment, XmlChildren, escape_text, render, to_xml
 
+__all__ = [
+    "MAX_LIST", "STORAGE_CLASS", "contents", "decode_continuation_token", "encode_continuation_token", "int_param",
+    "last_modified", "list_multipart_uploads", "list_objects_v1", "list_objects_v2", "make_encoder", "owner_xml",
+    "url_encode", "url_encoding_requested",
+]
+
 MAX_LIST = 1000
 # The largest integer S3 accepts for max-keys and friends (Java's Integer.MAX_VALUE).
 _MAX_INT_PARAM = 2**31 - 1

@@ -34,6 +34,12 @@ from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_items, to_xml
 from .copy import COPY_SOURCE, checksum_fields, parse_copy_source, requested_checksum_algorithm
 from .listing import MAX_LIST, STORAGE_CLASS, int_param, owner_xml
 
+__all__ = [
+    "abort_multipart_upload", "check_range_within", "checksum_settings", "complete_multipart_upload",
+    "create_multipart_upload", "list_parts", "parse_complete", "parse_copy_source_range", "upload_part",
+    "upload_part_copy",
+]
+
 CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 # CRCs combine into a whole-object value; SHA digests do not, so they can only be COMPOSITE.
 _FULL_OBJECT_CAPABLE = ("CRC32", "CRC32C", "CRC64NVME")

@@ -22,6 +22,8 @@ from ..limits import part_number
 from ..ranges import parse_range
 from ..transport import send_zero_copy
 
+__all__ = ["delete_object", "get_object", "head_object", "put_object"]
+
 log = logging.getLogger(__name__)
 
 

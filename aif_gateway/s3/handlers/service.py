@@ -8,6 +8,8 @@ from ..context import S3Request
 from ..responses import iso8601, xml_response
 from ..xmlio import XmlChildren, to_xml
 
+__all__ = ["list_buckets"]
+
 
 def owner_xml(name: str) -> XmlChildren:
     # There are no AWS canonical ids here: the identity's name serves as both.

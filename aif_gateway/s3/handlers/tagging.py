@@ -15,6 +15,8 @@ from ..headers import validate_tags
 from ..responses import xml_response
 from ..xmlio import MAX_XML_SIZE, XmlChildren, child_text, parse_xml, to_xml
 
+__all__ = ["delete_object_tagging", "get_object_tagging", "parse_tagging", "put_object_tagging", "tagging_document"]
+
 
 def parse_tagging(body: bytes) -> dict[str, str]:
     """``<Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>`` → tags."""

@@ -25,6 +25,11 @@ from typing import Any
 from ..errors import StageError
 from ..options import StageOptions, format_size, parse_size
 
+__all__ = [
+    "DEFAULT_LEASE_MAX_AGE_S", "add_cache_flags", "add_cache_verbs", "parse_duration", "refuse_orphan_flags",
+    "run_cache_status", "run_release", "stage_in_cached_from_args",
+]
+
 # cache.DEFAULT_LEASE_MAX_AGE_S, not imported from there: cache.py loads the S3 client, and the
 # parser is built for every `aif-gateway` command.
 DEFAULT_LEASE_MAX_AGE_S = 7 * 86400.0

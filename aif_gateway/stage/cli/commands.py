@@ -23,6 +23,8 @@ from ..errors import EXIT_SIGINT, EXIT_SIGTERM, StageError
 from ..options import MIN_PART_SIZE, StageOptions, format_size, parse_size
 from . import cache_commands
 
+__all__ = ["add_stage_parser", "run"]
+
 IN_EPILOG = """\
 examples:
   aif-gateway stage in s3://datasets/imagenet --to /scratch/$USER/imagenet

@@ -39,6 +39,12 @@ from ..options import MiB
 from ..sources import Entry
 from .verify import ContentHasher, Expectation, check
 
+__all__ = [
+    "BUFFER_SIZE", "FileJob", "Placed", "copy_batch", "copy_file", "copy_range", "create_partial", "dest_stats",
+    "discard", "free_bytes", "make_dirs", "open_partial", "partial_intact", "place", "reread", "thread_buffer",
+    "write_at", "write_fresh",
+]
+
 BUFFER_SIZE = 8 * MiB
 COPY_CHUNK = 256 * 1024  # local copies: read, hash and write through the CPU's cache
 _REREAD_STRIPE = 1 * MiB

@@ -24,6 +24,11 @@ from ..options import MiB
 from ..sources import Entry
 from ..state.journal import DoneRecord, PartialFile
 
+__all__ = [
+    "BATCH_FILES", "Batch", "Finalize", "Plan", "Range", "Ranges", "SMALL_FILE", "Unit", "Whole", "plan_transfer",
+    "split_ranges", "unchanged",
+]
+
 SMALL_FILE = 1 * MiB
 BATCH_FILES = 64
 BATCH_BYTES = 16 * MiB

@@ -32,6 +32,8 @@ from ...fsio import engine
 from ..errors import StageError
 from ..sources import Entry
 
+__all__ = ["ContentHasher", "Expectation", "XXH3", "algorithms_for", "check", "expectations", "method"]
+
 XXH3 = "XXH3_64"
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _S3_CHECKSUMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")

@@ -45,6 +45,8 @@ from ..engine.plan import split_ranges
 from ..errors import StageError, from_os_error
 from ..state.statedir import write_atomically
 
+__all__ = ["UploadRecord", "UploadState", "parse_record", "resumable_parts", "state_dir"]
+
 
 @dataclass
 class UploadRecord:

@@ -26,6 +26,8 @@ from typing import Any
 from .journal import DoneRecord
 from .statedir import StageDir, write_atomically
 
+__all__ = ["check_complete", "read_manifest", "stage_status", "write_complete", "write_manifest"]
+
 VERSION = 1
 _PARALLEL_STAT_FROM = 2000
 

@@ -34,6 +34,8 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, NamedTuple
 
+__all__ = ["DoneRecord", "Journal", "JournalState", "PartialFile", "replay", "syncfs"]
+
 FLUSH_INTERVAL_S = 1.0
 URGENT_GAP_S = 0.25
 

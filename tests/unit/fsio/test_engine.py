@@ -109,3 +109,7 @@ def test_crc_table_kernels_match_the_simd_ones():
         runs[kernel] = out.stdout.split()
     assert runs["table"][:3] == ["table", "slicing-by-8", "zlib"]
     assert runs["table"][3:] == runs["auto"][3:]
+
+
+def test_the_engine_exports_the_contract_and_which_engine_runs():
+    assert set(engine.__all__) == (set(PUBLIC) - RESULT_TYPES) | {"ENGINE"}
