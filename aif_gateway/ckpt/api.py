@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
@@ -100,7 +100,7 @@ def save_async(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, proc
     response = dcp.async_save(state_dict, storage_writer=writer, process_group=process_group)
     blocked = time.perf_counter() - started
     future = getattr(response, "upload_completion", response)  # AsyncSaveResponse or a Future
-    return PendingSave(future, writer, blocked)
+    return PendingSave(cast(Future[Any], future), writer, blocked)
 
 
 def load(state_dict: dict[str, Any], src: str | os.PathLike[str], *, verify: bool = False,

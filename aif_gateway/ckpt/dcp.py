@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ def _write_item(file: FileWriter, data: Any, item: WriteItem, file_name: str,
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
         stream = _RecordStream(file, _storage_span(tensor))
-        torch.save(tensor, stream)
+        torch.save(tensor, cast(IO[bytes], stream))  # a write-only file object: all torch.save uses
         stream.flush()
     info = _StorageInfo(file_name, offset, stream.length)
     # Carried to the coordinator with the result, moved into the manifest by finish(). Large
@@ -197,7 +197,7 @@ def _nbytes(item: WriteItem) -> int:
     n = 1
     for s in item.tensor_data.size:
         n *= s
-    return n * torch._utils._element_size(item.tensor_data.properties.dtype)
+    return n * item.tensor_data.properties.dtype.itemsize
 
 
 @dataclass
@@ -495,7 +495,7 @@ class AifStorageReader(StorageReader):
                     continue
                 # Small records: one copy into a BytesIO beats _ViewFile's Python-level reads.
                 source = io.BytesIO(piece) if len(piece) < SMALL_RECORD else _ViewFile(piece)
-                tensor = torch.load(source, map_location="cpu", weights_only=True)
+                tensor = torch.load(cast(IO[bytes], source), map_location="cpu", weights_only=True)
                 tensor = narrow_tensor_by_index(tensor, req.storage_offsets, req.lengths)
                 with lock:
                     out = planner.resolve_tensor(req).detach()

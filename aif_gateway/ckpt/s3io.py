@@ -81,14 +81,14 @@ class S3Bucket:
         self._stop = threading.Event()  # set by close(): no more backoff waits
 
     def _send(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
-              body: Sequence[memoryview | bytes] = ()) -> Response:
+              body: Sequence[memoryview | bytes | bytearray] = ()) -> Response:
         if body or method in ("PUT", "POST"):
             headers = {**headers, "content-length": str(sum(len(p) for p in body))}
         path = object_path(self.bucket, key or "")
         return self._s3.send(method, path, query, headers, operation, body, UNSIGNED_PAYLOAD)
 
     def _call(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
-              body: Sequence[memoryview | bytes] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
+              body: Sequence[memoryview | bytes | bytearray] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
         def once() -> tuple[dict[str, str], bytes]:
             with self._send(method, key, query, headers, operation, body) as response:
                 data = response.read_all(_SMALL_BODY_LIMIT) if read and method != "HEAD" else b""
@@ -105,7 +105,7 @@ class S3Bucket:
                                   "running there? (endpoint= or AWS_ENDPOINT_URL)") from exc
 
     # -- writes -----------------------------------------------------------------------------
-    def put(self, key: str, body: Sequence[memoryview | bytes], crc64: bytes) -> str:
+    def put(self, key: str, body: Sequence[memoryview | bytes | bytearray], crc64: bytes) -> str:
         headers, _ = self._call("PUT", key, {}, {"x-amz-checksum-crc64nvme": _b64(crc64)}, "PutObject", body)
         return headers.get("etag", "").strip('"')
 
@@ -118,7 +118,7 @@ class S3Bucket:
             raise OSError(f"CreateMultipartUpload for {key} returned no UploadId")
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, body: Sequence[memoryview | bytes],
+    def upload_part(self, key: str, upload_id: str, number: int, body: Sequence[memoryview | bytes | bytearray],
                     crc64: bytes) -> str:
         headers, _ = self._call("PUT", key, {"partNumber": str(number), "uploadId": upload_id},
                                 {"x-amz-checksum-crc64nvme": _b64(crc64)}, "UploadPart", body)

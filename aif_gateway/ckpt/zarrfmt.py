@@ -43,7 +43,10 @@ import numpy as np
 import torch
 import zarr
 import zarr.api.asynchronous as zasync
+import zarr.codecs
+from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.abc.store import Store
+from zarr.core.array import ShardsConfigParam
 from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
@@ -251,9 +254,10 @@ async def _write_array(store: Store, path: str, tensor: torch.Tensor, compressor
     async with gate:
         data = _numpy_view(tensor)
         chunk, shard = chunk_and_shard(data.shape, data.itemsize, chunk_bytes, shard_bytes)
+        shards: ShardsConfigParam = {"shape": shard, "index_location": ShardingCodecIndexLocation.start}
         array = await zasync.create_array(
             store=store, name=path, shape=data.shape, dtype=data.dtype, chunks=chunk,
-            shards={"shape": shard, "index_location": "start"}, compressors=[compressor],
+            shards=shards, compressors=[compressor],
             attributes={"torch_dtype": _dtype_name(tensor.dtype)}, zarr_format=3)
         if data.size:
             await array.setitem(Ellipsis, data)
@@ -320,7 +324,7 @@ def _scalar(spec: dict[str, Any]) -> torch.Tensor:
 async def _read_array(store: Store, path: str, into: torch.Tensor | None, gate: asyncio.Semaphore) -> torch.Tensor:
     async with gate:
         array = await zasync.open_array(store=store, path=path, zarr_format=3)
-        dtype = _torch_dtype(array.attrs.get("torch_dtype", ""))
+        dtype = _torch_dtype(str(array.attrs.get("torch_dtype", "")))
         shape = tuple(array.shape)
         if into is not None and (tuple(into.shape) != shape or into.dtype != dtype):
             raise ValueError(f"{path}: the checkpoint has {_dtype_name(dtype)}{list(shape)}, the tensor to "
@@ -388,11 +392,11 @@ def _decode(node: dict[str, Any], into: Any, loaded: dict[str, torch.Tensor], wh
             return into
         return values
     if "list" in node or "tuple" in node:
-        values = [_decode(child, sub, loaded, f"{where}/{i}") for i, child, sub in _children(node, into, where)]
-        if isinstance(into, list) and len(into) == len(values):
-            into[:] = values
+        items = [_decode(child, sub, loaded, f"{where}/{i}") for i, child, sub in _children(node, into, where)]
+        if isinstance(into, list) and len(into) == len(items):
+            into[:] = items
             return into
-        return values if "list" in node else tuple(values)
+        return items if "list" in node else tuple(items)
     if "float" in node:
         return float(node["float"])
     return node["value"]

@@ -115,7 +115,7 @@ class AifZarrStore(Store):
                  **target_options: Any) -> None:
         super().__init__(read_only=read_only)
         self._target: CheckpointTarget | None = None
-        self._closer: weakref.finalize | None = None
+        self._closer: weakref.finalize[..., Any] | None = None
         if isinstance(target, CheckpointTarget):
             if target_options:
                 raise TypeError("target options are for a destination, not for an open CheckpointTarget")
@@ -157,6 +157,7 @@ class AifZarrStore(Store):
     def with_read_only(self, read_only: bool = False) -> AifZarrStore:
         if self._dest is None:
             return AifZarrStore(self.target, read_only=read_only)
+        assert self._options is not None  # set with _dest
         return _reopen(self._dest, read_only, self._options)
 
     # -- lifetime ---------------------------------------------------------------------------

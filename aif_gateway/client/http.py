@@ -262,7 +262,7 @@ class Pool:
         conn.close()
 
     def request(self, method: str, target: str, headers: dict[str, str],
-                body: Sequence[memoryview | bytes] = ()) -> Response:
+                body: Sequence[memoryview | bytes | bytearray] = ()) -> Response:
         """Send ``method target`` with ``headers`` (Host among them; Content-Length too when
         there is a ``body``, given as pieces sent as they are) and read the response head."""
         data = (f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())

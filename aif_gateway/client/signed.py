@@ -83,6 +83,9 @@ class SignedS3:
         if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":
             return None
         endpoint = configured_endpoint(options)
+        access_key: str | None
+        secret_key: str | None
+        token: str | None
         if options.access_key is not None:
             access_key, secret_key, token = options.access_key, options.secret_key or "", None
         else:
@@ -111,7 +114,7 @@ class SignedS3:
         return client
 
     def send(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], operation: str,
-             body: Sequence[memoryview | bytes] = (), payload_hash: str = EMPTY_SHA256) -> Response:
+             body: Sequence[memoryview | bytes | bytearray] = (), payload_hash: str = EMPTY_SHA256) -> Response:
         """One signed request (``path`` from ``names.object_path``); a 2xx response, else ClientError."""
         frozen = self._frozen
         signed = sign(method=method, access_key=frozen.access_key, secret_key=frozen.secret_key,
@@ -122,8 +125,8 @@ class SignedS3:
         response = self._pool.request(method, target, signed, body)
         if response.status >= 300:
             with response:
-                body = b"" if method == "HEAD" else response.read_all(_ERROR_BODY_LIMIT)
-            raise client_error(response.status, body, response.reason, operation)
+                error_body = b"" if method == "HEAD" else response.read_all(_ERROR_BODY_LIMIT)
+            raise client_error(response.status, error_body, response.reason, operation)
         return response
 
     def get(self, bucket: str, key: str, *, range_header: str | None = None,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ..checksums import MultiHasher
 from ..errors import S3Error
-from ..store.base import ByteStream, Digests, WriteOptions
+from ..store.base import BodyOnSocket, ByteStream, Digests, WriteOptions
 from .chunked import AwsChunkedDecoder
 from .context import S3Request
 from .integrity import check_digests, checksum_header, declared_checksums, trailer_names
@@ -132,9 +132,11 @@ async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool 
     if upload.options.expected_size is not None and upload.options.expected_size > limit:
         raise S3Error("MaxMessageLengthExceeded")
     hasher = MultiHasher(upload.options.computed_algorithms)
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     size = 0
     async for chunk in upload.stream:
+        # _build offers the socket (a BodyOnSocket) only to the writes that ask for it (direct=True).
+        assert not isinstance(chunk, BodyOnSocket)
         size += len(chunk)
         if size > limit:
             raise S3Error("MaxMessageLengthExceeded")

@@ -436,7 +436,7 @@ def _reserve(cache_dir: Path, key: str, need_bytes: int, cache_size: int | None,
 
 # ---- listing ---------------------------------------------------------------------------------
 
-def cache_entries(cache_dir: Path, *, lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[dict]:
+def cache_entries(cache_dir: Path, *, lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[dict[str, Any]]:
     """Every entry, least recently used first (the order eviction takes them in)."""
     cache_dir = Path(cache_dir)
     now = time.time()
@@ -476,7 +476,7 @@ def _link_atomically(link: Path, target: Path) -> None:
         raise
 
 
-def _is_complete(data: Path, fp: str) -> dict | None:
+def _is_complete(data: Path, fp: str) -> dict[str, Any] | None:
     status = stage_status(data)
     return status if status is not None and status.get("fingerprint") == fp else None
 

@@ -101,7 +101,7 @@ class HashingWriter:
         # Blocks reserved as the bytes arrive (``offset`` is the reservation's start too).
         self.reservation = reservation
 
-    def write(self, batch: list[bytes]) -> None:
+    def write(self, batch: list[bytes | memoryview]) -> None:
         data = memoryview(b"".join(batch))
         with self.lock:
             if self.fd is None:
@@ -186,7 +186,7 @@ async def receive_body(
         writer = await as_caller(new_temp_writer, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
     try:
-        batch: list[bytes] = []
+        batch: list[bytes | memoryview] = []
         batched = received = 0
         # Writes and finish touch only the open descriptor, which keeps the rights it was
         # opened with: those threads need no identity switch.

@@ -46,7 +46,7 @@ class S3Context:
     client: Any
     pool: Executor
     retries: int
-    on_retry: Callable[[], None]  # thread-safe
+    on_retry: Callable[[], object]  # thread-safe; what it returns is ignored
     on_bytes: Callable[[int], None]  # progress (event loop only); negative when a failed attempt's bytes are taken back
     fast: SignedS3 | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set when the stage stops: no more retries
@@ -73,7 +73,7 @@ def _retrying(ctx: S3Context, entry: Entry, call: Callable[[], Any], doing: str 
 def fetch_batch(ctx: S3Context, entries: list[Entry], dest_dir: str
                 ) -> tuple[list[tuple[Entry, fscopy.Placed, str]], StageError | None]:
     """Small objects one after the other on this thread; stops at the first failure."""
-    done = []
+    done: list[tuple[Entry, fscopy.Placed, str]] = []
     for entry in entries:
         try:
             placed, how = _fetch_small(ctx, entry, f"{dest_dir}/{entry.rel_path}")

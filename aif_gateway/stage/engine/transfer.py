@@ -152,7 +152,7 @@ class Stager:
 
     async def run(self, specs: list[str], sources: list[Source]) -> None:
         self.pool = ThreadPoolExecutor(self.options.jobs + 1, thread_name_prefix="aif-stage")
-        tasks: list[asyncio.Task] = []
+        tasks: list[asyncio.Task[Any]] = []
         try:
             await self.thread(self.sd.begin)
             self.local = await self.thread(_memory_speed, sources, self.dest)

@@ -86,8 +86,8 @@ def expectations(entry: Entry, *, sse: str | None = None, s3_checksums: dict[str
         # (every stage from files) never needs.
         from ...checksums import decode_checksum
     for algorithm in _S3_CHECKSUMS:
-        value = (s3_checksums or {}).get(algorithm)
-        raw = decode_checksum(algorithm, value) if value and "-" not in value else None
+        encoded = (s3_checksums or {}).get(algorithm)
+        raw = decode_checksum(algorithm, encoded) if encoded and "-" not in encoded else None
         if raw is not None:
             found.append(Expectation(algorithm, raw, f"its x-amz-checksum-{algorithm.lower()}"))
             break  # one full-object checksum is enough

@@ -10,6 +10,7 @@ version of the source (ETag, else mtime).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ class Entry(NamedTuple):
         return f"etag:{self.etag}" if self.etag else f"mtime:{self.mtime_ns}"
 
 
-def fingerprint(entries: list[Entry]) -> str:
+def fingerprint(entries: Sequence[Entry]) -> str:
     """sha256 over the sorted (rel_path, size, ETag or mtime): changes when any source file does."""
     # The bytes of json.dumps([rel_path, size, etag or mtime_ns]) + "\n" per entry (cache keys and
     # completion markers depend on them), formatted directly: a tenth of the cost per file.

@@ -71,7 +71,7 @@ def walk_tree(root: str, jobs: int) -> list[tuple[str, str, os.stat_result]]:
         return found, subdirs, skipped
 
     with ThreadPoolExecutor(max(1, min(jobs, _MAX_WALK_THREADS))) as pool:
-        pending: set[Future] = {pool.submit(scan, root, "")}
+        pending: set[Future[Any]] = {pool.submit(scan, root, "")}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:

@@ -8,6 +8,7 @@ DEST_REL). Two sources providing the same path are a usage error.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import StageError
@@ -20,12 +21,14 @@ from .source import Source, SourceLine, parse_source
 __all__ = ["alist_sources", "list_entries", "list_sources"]
 
 
-async def alist_sources(specs: list[str], options: StageOptions, on_retry=lambda: None) -> list[Entry]:
+async def alist_sources(specs: list[str], options: StageOptions, on_retry: Callable[[], None] = lambda: None
+                        ) -> list[Entry]:
     """``list_sources``' coroutine."""
     return await list_entries([parse_source(spec) for spec in specs], options, on_retry)
 
 
-async def list_entries(sources: list[Source], options: StageOptions, on_retry=lambda: None) -> list[Entry]:
+async def list_entries(sources: list[Source], options: StageOptions, on_retry: Callable[[], None] = lambda: None
+                       ) -> list[Entry]:
     lines: list[SourceLine] = [line for source in sources for line in source.lines()]
     if not lines:
         raise StageError("usage", "no sources given")
