@@ -1,24 +1,7 @@
 """Request bodies: the byte stream a write stores, and what it is verified against.
 
-Public API
-- ``write_body(req, *, max_size, if_match=None, if_none_match=False) -> UploadBody``: for
-  PutObject and UploadPart. A plain body needs Content-Length (``MissingContentLength``), an
-  aws-chunked one ``x-amz-decoded-content-length``; a declared length over ``max_size`` is
-  ``EntityTooLarge`` before any of the body is read. Its large remainder may be read straight
-  from the socket (``transport.request_body``); an aws-chunked body (``x-amz-content-sha256:
-  STREAMING-...``) is decoded by ``chunked.AwsChunkedDecoder``. A body that sends nothing for
-  ``req.limits.body_stall_timeout`` seconds is ``RequestTimeout``.
-- ``UploadBody``: ``stream`` and ``options`` go to the store as they are; after the store
-  returns, ``response_headers(checksums, checksum_type=None)`` gives the ``x-amz-checksum-<algo>``
-  to echo on the response from the checksums the store kept (``ObjectInfo.checksums``,
-  ``PartInfo.checksums``), with ``x-amz-checksum-type`` when a type is given (PutObject's is
-  FULL_OBJECT; UploadPart sends none).
-- ``read_body_bytes(req, *, limit, checksum_headers=True) -> bytes``: a small whole body (XML of
-  DeleteObjects, CompleteMultipartUpload, Tagging...), verified like a write; more than
-  ``limit`` bytes is ``MaxMessageLengthExceeded``. ``checksum_headers=False`` leaves the
-  ``x-amz-checksum-*`` headers out of that check: CompleteMultipartUpload's describe the object
-  it builds, not the part list.
-- ``parse_length(value, header) -> int | None``.
+A write (PutObject, UploadPart) streams its body to the store; a small body (the XML of a
+request) is read whole, and verified the same way.
 
 What a body is verified against, and the verdict, is ``integrity``: ``WriteOptions.verify``
 (called by the store after the last byte, before anything is published) hands the digests to
@@ -46,12 +29,18 @@ __all__ = ["UploadBody", "parse_length", "read_body_bytes", "write_body"]
 
 @dataclass(frozen=True)
 class UploadBody:
+    """``stream`` and ``options`` go to the store as they are; after the store returns,
+    ``response_headers`` gives what to echo on the response."""
+
     stream: ByteStream
     options: WriteOptions
     checksum_algorithm: str | None
 
     def response_headers(self, checksums: Mapping[str, str], checksum_type: str | None = None) -> dict[str, str]:
-        """The checksum the client asked for, as the store kept it (base64 by algorithm)."""
+        """The ``x-amz-checksum-<algo>`` of the checksum the client asked for, as the store kept it
+        (``ObjectInfo.checksums``, ``PartInfo.checksums``: base64 by algorithm), with
+        ``x-amz-checksum-type`` when a type is given (PutObject's is FULL_OBJECT; UploadPart sends
+        none)."""
         algorithm = self.checksum_algorithm
         if algorithm is None or algorithm not in checksums:
             return {}
@@ -62,6 +51,7 @@ class UploadBody:
 
 
 def parse_length(value: str | None, header: str) -> int | None:
+    """A length header's value (None: absent), or ``InvalidArgument`` naming ``header``."""
     if value is None:
         return None
     number = decimal(value)
@@ -120,12 +110,27 @@ def _build(
 def write_body(
     req: S3Request, *, max_size: int, if_match: str | None = None, if_none_match: bool = False
 ) -> UploadBody:
+    """The body of a PutObject or UploadPart.
+
+    A plain body needs Content-Length (``MissingContentLength``), an aws-chunked one
+    ``x-amz-decoded-content-length``; a declared length over ``max_size`` is ``EntityTooLarge``
+    before any of the body is read. Its large remainder may be read straight from the socket
+    (``transport.request_body``); an aws-chunked body (``x-amz-content-sha256: STREAMING-...``) is
+    decoded by ``chunked.AwsChunkedDecoder``. A body that sends nothing for
+    ``req.limits.body_stall_timeout`` seconds is ``RequestTimeout``.
+    """
     return _build(
         req, require_length=True, if_match=if_match, if_none_match=if_none_match, direct=True, max_size=max_size
     )
 
 
 async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool = True) -> bytes:
+    """A small whole body (XML of DeleteObjects, CompleteMultipartUpload, Tagging...), verified
+    like a write; more than ``limit`` bytes is ``MaxMessageLengthExceeded``.
+
+    ``checksum_headers=False`` leaves the ``x-amz-checksum-*`` headers out of that check:
+    CompleteMultipartUpload's describe the object it builds, not the part list.
+    """
     upload = _build(
         req, require_length=False, if_match=None, if_none_match=False, checksum_headers=checksum_headers
     )

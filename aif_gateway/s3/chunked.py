@@ -18,12 +18,6 @@ Verification completes only at the end: a chunk's data is yielded before its sig
 follows it) is checked. Consumers therefore write to a temporary file and publish only after
 the stream ended without error; the stream raises on the last iteration (``finish``) when the
 body was incomplete, and every consumer reads it to its end (the store does).
-
-Public API
-- ``AwsChunkedDecoder(reader, auth, decoded_length, trailer_names, stall_timeout=120)``:
-  ``async for data in it`` (RequestTimeout when the reader stalls for ``stall_timeout`` s);
-  ``decode(raw) -> memoryview`` and ``finish()`` for bodies read elsewhere; ``trailers`` (set as
-  the body ends); ``engine``: the data path's decoder. Errors are S3Error.
 """
 
 from __future__ import annotations
@@ -40,7 +34,11 @@ __all__ = ["AwsChunkedDecoder"]
 
 
 class AwsChunkedDecoder:
-    """``trailer_names`` are the lower-case names promised in ``x-amz-trailer``; exactly those
+    """``async for data in it`` reads the body from ``reader`` (``RequestTimeout`` when it stalls
+    for ``stall_timeout`` seconds); ``decode`` and ``finish`` serve bodies read elsewhere, and
+    ``engine`` is the data path's decoder. Errors are S3Error.
+
+    ``trailer_names`` are the lower-case names promised in ``x-amz-trailer``; exactly those
     trailers must arrive. ``decoded_length`` is ``x-amz-decoded-content-length`` (None when the
     client sent none); the data must add up to it."""
 
@@ -66,6 +64,7 @@ class AwsChunkedDecoder:
 
     @property
     def trailers(self) -> dict[str, str]:
+        """The trailers, set as the body ends."""
         return self.engine.trailers
 
     def decode(self, raw: bytes | bytearray) -> memoryview:

@@ -1,20 +1,9 @@
 """Conditional requests: reads (RFC 7232 order), copy sources, and writes.
 
-Public API
-- ``check_read_conditions(headers, info) -> None``: If-Match / If-Unmodified-Since fail with
-  ``PreconditionFailed`` (412); If-None-Match / If-Modified-Since raise ``errors.NotModified``
-  (304). Evaluated in RFC 7232 section 6 order, which is also S3's documented behaviour: a
-  true If-Match overrides a false If-Unmodified-Since, a false If-None-Match overrides a true
-  If-Modified-Since.
-- ``check_copy_source_conditions(headers, info) -> None``: the ``x-amz-copy-source-if-*``
-  headers, same order; every failure is ``PreconditionFailed``. Suitable as
-  ``functools.partial(check_copy_source_conditions, headers)`` for ``check_source``.
-- ``write_conditions(headers) -> tuple[str | None, bool]``: ``(if_match, if_none_match)`` for
-  ``WriteOptions`` (PutObject, CompleteMultipartUpload, CopyObject destination).
-  ``If-None-Match`` accepts only ``*``; anything else, or both headers together, is
-  ``NotImplemented`` naming the header, as S3 answers.
-- ``etag_matches(header_value, etag) -> bool``: a list of (possibly weak, possibly
-  unquoted) entity tags, or ``*``, against an unquoted etag.
+A read's and a copy source's conditions are evaluated in RFC 7232 section 6 order, which is also
+S3's documented behaviour: a true If-Match overrides a false If-Unmodified-Since, a false
+If-None-Match overrides a true If-Modified-Since. A write's become ``WriteOptions``, which the
+store checks as it publishes.
 """
 
 from __future__ import annotations
@@ -39,6 +28,8 @@ def _strip_etag(tag: str) -> str:
 
 
 def etag_matches(header_value: str, etag: str) -> bool:
+    """Whether ``header_value``, a list of (possibly weak, possibly unquoted) entity tags or ``*``,
+    matches ``etag`` (unquoted)."""
     candidates = [_strip_etag(part) for part in header_value.split(",")]
     return "*" in candidates or etag in candidates
 
@@ -90,6 +81,8 @@ def _evaluate(
 
 
 def check_read_conditions(headers: Mapping[str, str], info: ObjectInfo) -> None:
+    """If-Match / If-Unmodified-Since fail with ``PreconditionFailed`` (412); If-None-Match /
+    If-Modified-Since raise ``errors.NotModified`` (304)."""
     stopped_by = _evaluate(
         info,
         headers.get(IF_MATCH),
@@ -104,6 +97,9 @@ def check_read_conditions(headers: Mapping[str, str], info: ObjectInfo) -> None:
 
 
 def check_copy_source_conditions(headers: Mapping[str, str], info: ObjectInfo) -> None:
+    """The ``x-amz-copy-source-if-*`` headers, in the same order as a read's; every failure is
+    ``PreconditionFailed``. Suitable as ``functools.partial(check_copy_source_conditions, headers)``
+    for ``check_source``."""
     stopped_by = _evaluate(
         info,
         headers.get("x-amz-copy-source-if-match"),
@@ -126,6 +122,9 @@ def _not_implemented_header(header: str) -> S3Error:
 
 
 def write_conditions(headers: Mapping[str, str]) -> tuple[str | None, bool]:
+    """``(if_match, if_none_match)`` for ``WriteOptions`` (PutObject, CompleteMultipartUpload,
+    CopyObject destination). ``If-None-Match`` accepts only ``*``; anything else, or both headers
+    together, is ``NotImplemented`` naming the header, as S3 answers."""
     if_match = headers.get("If-Match")
     if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:

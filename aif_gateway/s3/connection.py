@@ -25,10 +25,8 @@ client sends passes ``_feed`` first, and raises its refusals as the ``HttpProces
 aiohttp's parser raises for bad input, so aiohttp's own error path answers them (through
 ``handle_error``, overridden here to speak S3).
 
-Public API
-- ``GatewayRunner(app, *, header_timeout, keepalive_timeout, **kwargs)``: a ``web.AppRunner``.
-- ``PARSER_LIMITS``: aiohttp's per-line limits (``handler_args`` of the application).
-- ``MAX_REQUEST_HEAD_BYTES``.
+The server runs the application with ``GatewayRunner``, and the application hands
+``PARSER_LIMITS`` to aiohttp in its ``handler_args``.
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """Object metadata between HTTP headers and the store's values.
 
-Public API
-- ``attrs_from_headers(headers) -> ObjectAttrs``: Content-Type, the stored standard headers
-  (Cache-Control, Content-Disposition, Content-Encoding without ``aws-chunked``,
-  Content-Language, Expires), ``x-amz-meta-*`` (names lower-cased; more than 2 KiB in all
-  is ``MetadataTooLarge``) and ``x-amz-tagging`` (URL-encoded; ``InvalidTag`` when bad).
-- ``parse_tagging_header(value) -> dict[str, str]``: the ``x-amz-tagging`` form alone.
-- ``validate_tags(pairs) -> dict[str, str]``: unique keys plus the store's tag limits
-  (``store.tags.validate_tags``), for any source of tags (header or Tagging XML).
-- ``object_headers(info, *, checksum_mode=False, partial=False, parts_count=None) -> dict``:
-  the response headers of GET/HEAD: quoted ETag, Last-Modified, Content-Length (the whole
-  object: adjust for ranges), Content-Type, stored headers, ``x-amz-meta-*``,
-  ``x-amz-tagging-count``, ``Accept-Ranges``, ``x-amz-mp-parts-count`` when
-  ``parts_count`` is given, and with ``checksum_mode`` the stored ``x-amz-checksum-*`` plus
-  ``x-amz-checksum-type``, except when ``partial`` (a range or a part): a whole-object
-  checksum on a slice makes SDKs fail their validation.
-- ``apply_response_overrides(headers, query) -> None``: ``response-content-type`` and friends
-  from the query replace the matching headers in place.
-- ``checksum_mode_enabled(headers) -> bool``: ``x-amz-checksum-mode: ENABLED``.
+A request's headers become the ``ObjectAttrs`` a write stores; an ``ObjectInfo`` becomes the
+headers of a GET or HEAD response.
 """
 
 from __future__ import annotations
@@ -59,7 +43,8 @@ def _utf8_size(text: str) -> int:
 
 
 def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """Tag pairs as a client sent them (header or XML) → a dict; the limits are the store's."""
+    """Tag pairs as a client sent them (header or Tagging XML) → a dict: unique keys, plus the
+    store's tag limits (``store.tags.validate_tags``)."""
     tags: dict[str, str] = {}
     for key, value in pairs:
         if key in tags:
@@ -71,6 +56,8 @@ def validate_tags(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_tagging_header(value: str) -> dict[str, str]:
+    """The ``x-amz-tagging`` form alone: ``InvalidArgument`` when it is not URL-encoded, else
+    checked by ``validate_tags``."""
     try:
         pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
     except ValueError:
@@ -83,6 +70,10 @@ def parse_tagging_header(value: str) -> dict[str, str]:
 
 
 def attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
+    """Content-Type, the stored standard headers (Cache-Control, Content-Disposition,
+    Content-Encoding without ``aws-chunked``, Content-Language, Expires), ``x-amz-meta-*`` (names
+    lower-cased; more than 2 KiB in all is ``MetadataTooLarge``) and ``x-amz-tagging``
+    (URL-encoded; ``InvalidTag`` when bad)."""
     stored: dict[str, str] = {}
     for name in STORED_HEADERS:
         value = headers.get(name)
@@ -116,12 +107,21 @@ def attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
 
 
 def checksum_mode_enabled(headers: Mapping[str, str]) -> bool:
+    """Whether the request sent ``x-amz-checksum-mode: ENABLED``."""
     return headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
 
 
 def object_headers(
     info: ObjectInfo, *, checksum_mode: bool = False, partial: bool = False, parts_count: int | None = None
 ) -> dict[str, str]:
+    """The response headers of GET/HEAD.
+
+    Quoted ETag, Last-Modified, Content-Length (the whole object: adjust for ranges),
+    Content-Type, stored headers, ``x-amz-meta-*``, ``x-amz-tagging-count``, ``Accept-Ranges``,
+    ``x-amz-mp-parts-count`` when ``parts_count`` is given, and with ``checksum_mode`` the stored
+    ``x-amz-checksum-*`` plus ``x-amz-checksum-type``, except when ``partial`` (a range or a part):
+    a whole-object checksum on a slice makes SDKs fail their validation.
+    """
     out = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": http_date(info.mtime_ns),
@@ -144,6 +144,8 @@ def object_headers(
 
 
 def apply_response_overrides(headers: dict[str, str], query: Mapping[str, str]) -> None:
+    """``response-content-type`` and friends from the query replace the matching headers, in
+    place."""
     for param, header in RESPONSE_OVERRIDES.items():
         value = query.get(param)
         if value is not None:

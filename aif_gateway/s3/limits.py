@@ -5,17 +5,6 @@ answered at once with ``EntityTooLarge`` instead of being accepted and waited on
 lower the limits (or raise the sizes: a filesystem is not S3) in the ``[limits]`` section of
 the config file (``config.py``); the part count cannot exceed S3's 10,000, which the multipart
 layer's locks are sized for.
-
-Public API
-- ``Limits(max_object_size, max_part_size, max_parts, body_stall_timeout)``: frozen, AWS's
-  values by default (5 GiB for a single PUT and for a part, 10,000 parts, numbered
-  1..max_parts); a body may pause for ``body_stall_timeout`` seconds (120) at most.
-- ``DEFAULT_HEADER_TIMEOUT_S``, ``DEFAULT_KEEPALIVE_TIMEOUT_S``: the connection's timeouts;
-  ``DEFAULT_BODY_STALL_TIMEOUT_S``: a body's.
-- ``check_upload_size(declared, allowed)``: ``EntityTooLarge`` with ``ProposedSize`` and
-  ``MaxSizeAllowed``, as AWS answers, when ``declared`` (None: unknown) exceeds ``allowed``.
-- ``part_number(value, max_parts) -> int``: a ``partNumber`` query value, or
-  ``InvalidArgument`` naming it when it is no integer in 1..max_parts.
 """
 
 from __future__ import annotations
@@ -42,6 +31,10 @@ DEFAULT_BODY_STALL_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class Limits:
+    """A site's limits, AWS's values by default (5 GiB for a single PUT and for a part, 10,000
+    parts, numbered 1..max_parts); a body may pause for ``body_stall_timeout`` seconds (120) at
+    most."""
+
     max_object_size: int = 5 * GiB  # one PutObject's body
     max_part_size: int = 5 * GiB  # one UploadPart's body
     max_parts: int = MAX_PARTS  # parts per upload, and the highest part number
@@ -50,6 +43,8 @@ class Limits:
 
 
 def check_upload_size(declared: int | None, allowed: int) -> None:
+    """``EntityTooLarge`` with ``ProposedSize`` and ``MaxSizeAllowed``, as AWS answers, when
+    ``declared`` (None: unknown) exceeds ``allowed``."""
     if declared is not None and declared > allowed:
         raise S3Error(
             "EntityTooLarge", extra={"ProposedSize": str(declared), "MaxSizeAllowed": str(allowed)}
@@ -57,6 +52,8 @@ def check_upload_size(declared: int | None, allowed: int) -> None:
 
 
 def part_number(value: str | None, max_parts: int) -> int:
+    """A ``partNumber`` query value, or ``InvalidArgument`` naming it when it is no integer in
+    1..max_parts."""
     raw = value if value is not None else ""
     number = decimal(raw)
     if number is None or not 1 <= number <= max_parts:

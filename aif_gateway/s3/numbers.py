@@ -4,8 +4,6 @@
 refuses or reads, and ``int()`` refuses strings of over 4,300 digits: each was a 500 from a
 header or query value (tests/unit/test_fuzz_*.py). Every count, size, offset and part number a
 request carries goes through ``decimal``.
-
-Public API: ``decimal(text) -> int | None``, ``DECIMAL`` (the pattern, for parsers that match more).
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import re
 
 __all__ = ["DECIMAL", "decimal"]
 
+# The pattern, for parsers that match more than a number (byte ranges).
 # 19 digits hold every offset and size a 64-bit file can have; more is never a real number here.
 DECIMAL = r"[0-9]{1,19}"
 _DECIMAL = re.compile(DECIMAL)

@@ -1,21 +1,6 @@
 """Rendering answers: the single place an ``S3Error`` becomes an XML error document.
 
-Public API
-- ``xml_response(body, status=200, headers=None) -> web.Response``: ``body`` is the bytes of
-  a document (from ``xmlio.to_xml``); Content-Type application/xml.
-- ``error_response(err, request_id, resource, head) -> web.Response``: the
-  ``<Error><Code/><Message/>...extra...<Resource/><RequestId/></Error>`` document with the
-  code's HTTP status and the error's extra headers; a HEAD answer has the status and no body.
-  ``Resource`` is the request's ``/bucket/key`` unless ``err.resource`` is itself such a path;
-  characters XML 1.0 cannot carry are percent-encoded so that every client can parse it.
-- ``not_modified_response(exc) -> web.Response``: the 304 for ``errors.NotModified``, with the
-  ETag and Last-Modified RFC 7232 asks for.
-- ``http_date(mtime_ns) -> str``: an RFC 1123 GMT date (``Last-Modified``).
-- ``iso8601(mtime_ns) -> str``: ``2025-01-01T00:00:00.000Z`` as S3 writes times in XML.
-
-- ``new_request_id() -> str``, ``stamp_request_id(headers, request_id)``: the id every answer
-  carries (``x-amz-request-id``, ``x-amz-id-2``) with the ``Server`` header; the app stamps
-  every response it prepares, ``connection`` the answers to requests it could not parse.
+Also what every answer carries: the request id, and S3's two ways of writing a time.
 """
 
 from __future__ import annotations
@@ -41,16 +26,21 @@ SERVER_NAME = "aif-gateway"
 
 
 def new_request_id() -> str:
+    """The id of one request, for ``stamp_request_id``."""
     return secrets.token_hex(8).upper()
 
 
 def stamp_request_id(headers: MutableMapping[str, str], request_id: str) -> None:
+    """The id every answer carries (``x-amz-request-id``, ``x-amz-id-2``), with the ``Server``
+    header: the app stamps every response it prepares, ``connection`` the answers to requests it
+    could not parse."""
     headers["x-amz-request-id"] = request_id
     headers["x-amz-id-2"] = request_id
     headers["Server"] = SERVER_NAME
 
 
 def xml_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """``body`` is the bytes of a document (from ``xmlio.to_xml``); Content-Type application/xml."""
     response = web.Response(body=body, status=status, headers=headers)
     response.content_type = XML_CONTENT_TYPE
     return response
@@ -75,6 +65,12 @@ def _resource_of(err: S3Error, request_resource: str) -> str:
 
 
 def error_response(err: S3Error, request_id: str, resource: str, head: bool) -> web.Response:
+    """The ``<Error><Code/><Message/>...extra...<Resource/><RequestId/></Error>`` document with the
+    code's HTTP status and the error's extra headers; a HEAD answer has the status and no body.
+
+    ``Resource`` is the request's ``/bucket/key`` unless ``err.resource`` is itself such a path;
+    characters XML 1.0 cannot carry are percent-encoded so that every client can parse it.
+    """
     headers = dict(err.headers)
     if head:
         # HEAD has no body to carry the code; S3 answers with the bare status.
@@ -91,16 +87,19 @@ def error_response(err: S3Error, request_id: str, resource: str, head: bool) -> 
 
 
 def http_date(mtime_ns: int) -> str:
+    """An RFC 1123 GMT date, as ``Last-Modified`` has it."""
     return formatdate(mtime_ns // 1_000_000_000, usegmt=True)
 
 
 def iso8601(mtime_ns: int) -> str:
+    """``2025-01-01T00:00:00.000Z``, as S3 writes times in XML."""
     moment = datetime.fromtimestamp(mtime_ns // 1_000_000_000, tz=UTC)
     millis = mtime_ns // 1_000_000 % 1000
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
 
 
 def not_modified_response(exc: NotModified) -> web.Response:
+    """The 304 for ``errors.NotModified``, with the ETag and Last-Modified RFC 7232 asks for."""
     return web.Response(
         status=304, headers={"ETag": f'"{exc.etag}"', "Last-Modified": http_date(exc.last_modified_ns)}
     )

@@ -1,15 +1,7 @@
 """Where a request goes: bucket and key from the raw URL, then the S3 action.
 
-Public API
-- ``split_raw_path(raw_path) -> (path, raw_query)``: aiohttp's ``raw_path`` holds both.
-- ``parse_query(raw_query) -> MultiDictProxy[str]``: decoded once (``+`` is a space).
-- ``locate(path, host, domain) -> (bucket | None, key | None)``: path style ``/bucket/key``
-  or virtual-host style ``Host: bucket.<domain>``. The key is the raw remainder decoded once
-  with no normalisation: ``a//b``, ``a/../b`` and ``%2F`` reach the store as sent, and the
-  store rejects what it cannot map safely.
-- ``action_for(method, bucket, key, query, headers) -> str``: the handler name (a key of
-  ``handlers.HANDLERS``); ``NotImplemented`` for sub-resources this gateway does not serve,
-  ``MethodNotAllowed`` for a method a resource does not take.
+The key is never normalised: the store, not the URL parser, decides which keys it can map
+safely.
 
 Only the sub-resources below decide the action; other query parameters (``prefix``,
 ``x-id`` that SDKs add, ``response-content-type``...) belong to the handler.
@@ -44,6 +36,7 @@ UNSUPPORTED_BUCKET_SUBRESOURCES = UNSUPPORTED_SUBRESOURCES | {"tagging"}
 
 
 def split_raw_path(raw_path: str) -> tuple[str, str]:
+    """``(path, raw_query)``: aiohttp's ``raw_path`` holds both."""
     path, _, raw_query = raw_path.partition("?")
     return path, raw_query
 
@@ -56,6 +49,7 @@ def _decode(raw: str, what: str) -> str:
 
 
 def parse_query(raw_query: str) -> MultiDictProxy[str]:
+    """The query, decoded once (``+`` is a space)."""
     pairs: MultiDict[str] = MultiDict()
     for item in raw_query.split("&"):
         if not item:
@@ -92,6 +86,10 @@ def _checked_key(raw: str) -> str | None:
 
 
 def locate(path: str, host: str | None, domain: str | None) -> tuple[str | None, str | None]:
+    """``(bucket, key)``, either None, from path style ``/bucket/key`` or virtual-host style
+    ``Host: bucket.<domain>``. The key is the raw remainder decoded once with no normalisation:
+    ``a//b``, ``a/../b`` and ``%2F`` reach the store as sent, and the store rejects what it cannot
+    map safely."""
     if not path.startswith("/"):
         raise S3Error("InvalidURI")
     bucket = _virtual_host_bucket(host, domain)
@@ -188,6 +186,8 @@ def _object_action(method: str, query: Mapping[str, str], headers: Mapping[str, 
 def action_for(
     method: str, bucket: str | None, key: str | None, query: Mapping[str, str], headers: Mapping[str, str]
 ) -> str:
+    """The handler name (a key of ``handlers.HANDLERS``); ``NotImplemented`` for sub-resources this
+    gateway does not serve, ``MethodNotAllowed`` for a method a resource does not take."""
     if bucket is None:
         return _service_action(method)
     if key is None:

@@ -1,27 +1,7 @@
 """S3 XML in and out: build documents from nested pairs, parse request bodies safely.
 
-Public API
-- ``S3_NAMESPACE``: the namespace S3 puts on result documents.
-- ``XmlChildren``: a list of ``(name, value)`` pairs; a value is ``str`` (text), ``int``,
-  ``bool`` (``true``/``false``), ``None`` (element left out), a nested ``XmlChildren`` or a
-  ``Fragment`` (the element's content, as is). Repeated elements are simply repeated pairs.
-  An item may also be a bare ``Fragment``: elements inserted as they are.
-- ``Fragment``: a ``str`` already rendered as XML (escaped, balanced). Hot paths (a listing's
-  1,000 ``Contents``) build one with f-strings instead of a nested ``XmlChildren`` per entry;
-  ``render(children) -> Fragment`` renders ``XmlChildren`` into one, e.g. to reuse a constant
-  sub-document.
-- ``to_xml(root, content, *, namespace=True) -> bytes``: a whole document with the XML
-  declaration; ``content`` is ``XmlChildren`` or the root's text, e.g.
-  ``to_xml("ListAllMyBucketsResult", [("Owner", [("ID", "x")])])``.
-- ``escape_text(text) -> str``: text escaped the way S3 does it (see below).
-- ``parse_xml(body, *, max_size=MAX_XML_SIZE) -> xml.etree.ElementTree.Element``: a request
-  body parsed with no DTD and no entities; element tags are *local names* (namespace and
-  prefix stripped), so ``root.findall("Object")`` works whether or not the client sent
-  ``xmlns``. Any problem is ``MalformedXML``.
-- ``parse_items(body, root, item, max_items) -> (Element, list[Element])``: a ``root``
-  document and its ``item`` children (DeleteObjects, CompleteMultipartUpload); a wrong root, no items or more
-  than ``max_items`` is ``MalformedXML``.
-- ``child_text(element, name) -> str | None``: the text of the first child named ``name``.
+Documents are built from ``XmlChildren`` or, on hot paths, from ``Fragment`` strings already
+rendered; a request body is parsed with no DTD and no entities, into elements named by local name.
 
 Keys may hold any character, but XML 1.0 cannot carry most C0 control characters, and CR
 and LF would be normalised away by the client's parser. AWS writes every C0 control
@@ -49,7 +29,11 @@ __all__ = [
 # DeleteObjects with 1,000 keys of 1,024 bytes each, both fit with room to spare.
 MAX_XML_SIZE = 4 * 1024 * 1024
 
+# A value is ``str`` (text), ``int``, ``bool`` (``true``/``false``), ``None`` (element left out), a
+# nested ``XmlChildren`` or a ``Fragment`` (the element's content, as is).
 XmlValue = Union[str, int, bool, None, "Fragment", "XmlChildren"]
+# ``(name, value)`` pairs; repeated elements are simply repeated pairs. An item may also be a bare
+# ``Fragment``: elements inserted as they are.
 XmlChildren = list[Union[tuple[str, XmlValue], "Fragment"]]
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
@@ -60,16 +44,20 @@ _NEEDS_ESCAPE = re.compile("[" + re.escape("".join(_ESCAPES)) + "]").search
 
 
 class Fragment(str):
-    """XML already rendered: ``_render`` inserts it unescaped (inside its element, if paired)."""
+    """A ``str`` already rendered as XML (escaped, balanced): ``_render`` inserts it unescaped
+    (inside its element, if paired). Hot paths (a listing's 1,000 ``Contents``) build one with
+    f-strings instead of a nested ``XmlChildren`` per entry."""
 
     __slots__ = ()
 
 
 def escape_text(text: str) -> str:
+    """``text`` escaped the way S3 does it (see the module docstring)."""
     return text.translate(_ESCAPE_TABLE) if _NEEDS_ESCAPE(text) else text
 
 
 def render(children: XmlChildren) -> Fragment:
+    """``children`` rendered into one ``Fragment``, e.g. to reuse a constant sub-document."""
     out: list[str] = []
     _render(out, children)
     return Fragment("".join(out))
@@ -98,6 +86,9 @@ def _render(out: list[str], children: XmlChildren) -> None:
 
 
 def to_xml(root: str, content: XmlChildren | str, *, namespace: bool = True) -> bytes:
+    """A whole document with the XML declaration; ``content`` is ``XmlChildren`` or the root's
+    text, e.g. ``to_xml("ListAllMyBucketsResult", [("Owner", [("ID", "x")])])``. ``namespace``
+    puts ``S3_NAMESPACE``, the namespace S3 puts on result documents, on the root."""
     xmlns = f' xmlns="{S3_NAMESPACE}"' if namespace else ""
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n', f"<{root}{xmlns}>"]
     if isinstance(content, str):
@@ -159,6 +150,9 @@ def _forbidden(*_args: object) -> NoReturn:
 
 
 def parse_xml(body: bytes, *, max_size: int = MAX_XML_SIZE) -> ET.Element:
+    """A request body parsed with no DTD and no entities; element tags are *local names*
+    (namespace and prefix stripped), so ``root.findall("Object")`` works whether or not the client
+    sent ``xmlns``. Any problem, a body over ``max_size`` bytes included, is ``MalformedXML``."""
     if len(body) > max_size:
         raise S3Error("MalformedXML", "The XML you provided was larger than the maximum allowed size.")
     builder = _TreeBuilder()
@@ -180,6 +174,8 @@ def parse_xml(body: bytes, *, max_size: int = MAX_XML_SIZE) -> ET.Element:
 
 
 def parse_items(body: bytes, root: str, item: str, max_items: int) -> tuple[ET.Element, list[ET.Element]]:
+    """A ``root`` document and its ``item`` children (DeleteObjects, CompleteMultipartUpload); a
+    wrong root, no items or more than ``max_items`` is ``MalformedXML``."""
     document = parse_xml(body)
     if document.tag != root:
         raise S3Error("MalformedXML")
@@ -190,6 +186,7 @@ def parse_items(body: bytes, root: str, item: str, max_items: int) -> tuple[ET.E
 
 
 def child_text(element: ET.Element, name: str) -> str | None:
+    """The text of the first child named ``name`` ("" when empty), or None when there is none."""
     child = element.find(name)
     if child is None:
         return None

@@ -1,16 +1,5 @@
 """The site staging cache: a dataset many jobs ask for is staged once and shared while unchanged.
 
-Public API
-- ``async stage_in_cached(specs, cache_dir, options, *, holder, cache_size, link_to, stager=stage_in,
-  lease_max_age=DEFAULT_LEASE_MAX_AGE_S) -> Report``: stage ``specs`` into (or reuse) their entry;
-  ``report.cache`` is ``{"hit", "key", "path", "evicted"}`` and ``path`` is the entry's data dir.
-- ``release(cache_dir, holder) -> int``: drop every lease ``holder`` has; returns how many.
-- ``evict(cache_dir, need_bytes, cache_size, *, lease_max_age=...) -> list[str]``: evict least
-  recently used, unleased entries until ``need_bytes`` more fit under ``cache_size``; keys evicted.
-- ``cache_entries(cache_dir, *, lease_max_age=...) -> list[dict]``: every entry, least recently
-  used first (the eviction order), with its size, completeness and leases.
-- ``entry_key(specs, entries, options) -> str``, ``default_holder(pid=None) -> str``.
-
 Layout of ``cache_dir``::
 
     .lock                 fcntl lock around every decision that evicts or pins (see below)
@@ -72,6 +61,7 @@ __all__ = [
 
 log = logging.getLogger("aif_gateway.stage")
 
+# When a lease that cannot be checked lapses, in seconds (see "Leases" in the module docstring).
 DEFAULT_LEASE_MAX_AGE_S = 7 * 24 * 3600.0
 
 _KEY_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -90,6 +80,7 @@ Stager = Callable[..., Awaitable[Any]]
 # ---- keys, holders ----------------------------------------------------------------------
 
 def default_holder(pid: int | None = None) -> str:
+    """The ``pid-<pid>@<host>`` holder of this process (or of ``pid``): live while it exists."""
     return f"pid-{os.getpid() if pid is None else pid}@{socket.gethostname()}"
 
 
@@ -99,6 +90,7 @@ def _canonical_source(spec: str, options: StageOptions) -> str:
 
 
 def entry_key(specs: Sequence[str], entries: Sequence[Entry], options: StageOptions) -> str:
+    """The key of the entry for ``specs``, listed as ``entries`` (what it covers: the module docstring)."""
     digest = hashlib.sha256()
     for source in sorted(_canonical_source(spec, options) for spec in specs):
         digest.update(json.dumps(["source", source]).encode() + b"\n")
@@ -333,7 +325,8 @@ def _drop_lease(entry: Path, holder: str) -> bool:
 
 
 def release(cache_dir: Path, holder: str) -> int:
-    """Drop ``holder``'s leases on every entry; the entries it used count as used just now."""
+    """Drop ``holder``'s leases on every entry; the entries it used count as used just now.
+    Returns how many leases it dropped."""
     _check_holder(holder)
     cache_dir = Path(cache_dir)
     released = 0
@@ -398,7 +391,8 @@ def _evict_locked(cache_dir: Path, need_bytes: int, cache_size: int, *, keep: st
 
 def evict(cache_dir: Path, need_bytes: int, cache_size: int, *,
           lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[str]:
-    """Make room for ``need_bytes`` under ``cache_size``, as far as unleased entries allow."""
+    """Make room for ``need_bytes`` more under ``cache_size``, evicting least recently used,
+    unleased entries as far as they allow; returns the keys evicted."""
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return []
@@ -437,7 +431,8 @@ def _reserve(cache_dir: Path, key: str, need_bytes: int, cache_size: int | None,
 # ---- listing ---------------------------------------------------------------------------------
 
 def cache_entries(cache_dir: Path, *, lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[dict[str, Any]]:
-    """Every entry, least recently used first (the order eviction takes them in)."""
+    """Every entry, least recently used first (the order eviction takes them in), with its size,
+    completeness and leases."""
     cache_dir = Path(cache_dir)
     now = time.time()
     out = []
@@ -485,7 +480,11 @@ async def stage_in_cached(specs: Sequence[str], cache_dir: Path, options: StageO
                           cache_size: int | None, link_to: Path | None,
                           stager: Stager = stage_in,
                           lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> Report:
-    """Stage ``specs`` into their cache entry (or reuse it) and pin it for ``holder``."""
+    """Stage ``specs`` into their cache entry (or reuse it) and pin it for ``holder``.
+
+    ``report.cache`` is ``{"hit", "key", "path", "evicted"}`` and ``path`` is the entry's data
+    dir.
+    """
     _check_holder(holder)
     cache_dir = Path(os.path.abspath(cache_dir))  # the paths it hands out outlive the cwd
     specs = list(specs)

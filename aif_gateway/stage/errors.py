@@ -1,12 +1,6 @@
 """What can go wrong while staging, as one exception type with an exit code per kind.
 
-Public API
-- ``StageError(kind, message, path=None)``: ``kind`` is one of ``KINDS``; ``exit_code`` follows the
-  CLI contract (1 transfer/verify, 2 usage, 3 source missing, 4 no space, 5 permission);
-  ``report`` is filled in by the engine when a stage fails after it started.
-- ``from_os_error(exc, path, doing, *, source) -> StageError``: the one place where an ``errno``
-  becomes a kind and a message that names the path and says what to do.
-- ``EXIT_SIGINT`` (130), ``EXIT_SIGTERM`` (143): exit codes of a stage stopped by a signal.
+The exit codes are the command line's contract (``stage/cli/commands.py`` lists them).
 """
 
 from __future__ import annotations
@@ -18,6 +12,7 @@ __all__ = ["EXIT_SIGINT", "EXIT_SIGTERM", "StageError", "from_os_error"]
 
 EXIT_CODES = {"transfer": 1, "verify": 1, "usage": 2, "source_missing": 3, "no_space": 4, "permission": 5}
 KINDS = frozenset(EXIT_CODES)
+# A stage stopped by a signal exits as shells report one: 128 + the signal's number.
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -27,6 +22,10 @@ _MISSING = {errno.ENOENT, errno.ENOTDIR}
 
 
 class StageError(Exception):
+    """``kind`` is one of ``KINDS``; ``exit_code`` follows the CLI contract (1 transfer/verify,
+    2 usage, 3 source missing, 4 no space, 5 permission). The engine sets ``report`` when a stage
+    fails after it started."""
+
     def __init__(self, kind: str, message: str, path: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown stage error kind {kind!r}")
@@ -45,7 +44,9 @@ class StageError(Exception):
 
 
 def from_os_error(exc: OSError, path: str, doing: str, *, source: bool) -> StageError:
-    """``doing`` completes "while ...", e.g. "reading the source" or "writing the destination"."""
+    """The one place where an ``errno`` becomes a kind and a message that names the path and says
+    what to do. ``doing`` completes "while ...", e.g. "reading the source" or "writing the
+    destination"."""
     code = exc.errno
     if code in _NO_SPACE:
         return StageError(

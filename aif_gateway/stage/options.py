@@ -1,14 +1,4 @@
-"""Knobs of a stage, and the size notation the CLI accepts.
-
-Public API
-- ``StageOptions``: jobs (files/ranges in flight), part_size (range size for large files and the
-  multipart part size of stage out), retries (per request, transient errors only), progress
-  (True: bar, False: log lines, None: bar when stderr is a terminal), progress_interval_s (log
-  lines; <= 0: none), and the S3 endpoint, profile, region and keys (None: the AWS environment
-  variables and profiles decide).
-- ``parse_size("64M") -> int`` (binary units K, M, G, T, P, optional "i"/"B"), ``format_size``.
-- ``KiB``, ``MiB``, ``GiB``.
-"""
+"""Knobs of a stage, and the size notation the CLI accepts."""
 
 from __future__ import annotations
 
@@ -31,6 +21,12 @@ MIN_PART_SIZE = 5 * MiB
 
 @dataclass
 class StageOptions:
+    """``jobs``: files/ranges in flight; ``part_size``: range size for large files and the multipart
+    part size of stage out; ``retries``: per request, transient errors only; ``progress``: True a
+    bar, False log lines, None a bar when stderr is a terminal; ``progress_interval_s``: between
+    log lines (<= 0: none); the S3 endpoint, profile, region and keys: None lets the AWS
+    environment variables and profiles decide."""
+
     jobs: int = 16
     part_size: int = 64 * MiB
     retries: int = 5
@@ -54,7 +50,8 @@ class StageOptions:
 
 
 def parse_size(text: str) -> int:
-    """``64M`` -> 67108864; binary units; a plain number is bytes. ValueError otherwise."""
+    """``64M`` -> 67108864; binary units K, M, G, T, P, optionally followed by "B" or "iB"; a plain
+    number is bytes. ValueError otherwise."""
     match = _SIZE.match(text)
     if not match:
         raise ValueError(f"not a size: {text!r} (examples: 64M, 1G, 500G)")
@@ -63,6 +60,7 @@ def parse_size(text: str) -> int:
 
 
 def format_size(size: float) -> str:
+    """``size`` bytes for people: "512 B", "1.5 GiB" (up to TiB)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -1,14 +1,4 @@
-"""What a stage tells the person or program watching it: a live progress display and a report.
-
-Public API
-- ``Report``: the JSON report (``to_dict()``; keys ok, direction, sources, destination, path,
-  files, bytes, skipped_files, skipped_bytes, seconds, gib_per_s, retries, verified, cache,
-  errors). ``bytes``/``files`` count what this run moved; ``skipped_*`` what was already there
-  (whole files, and the ranges a resumed run did not fetch again).
-- ``Progress(total_files, total_bytes, options, direction)``: ``add(nbytes, files)``, ``run()``
-  (a task: a bar redrawn at most 5 times a second on a terminal, else one JSON log line every
-  ``progress_interval_s``), ``close()``.
-"""
+"""What a stage tells the person or program watching it: a live progress display and a report."""
 
 from __future__ import annotations
 
@@ -31,6 +21,10 @@ _BAR_WIDTH = 24
 
 @dataclass
 class Report:
+    """The JSON report (``to_dict()``: its fields are the keys). ``bytes``/``files`` count what this
+    run moved; ``skipped_*`` what was already there (whole files, and the ranges a resumed run did
+    not fetch again)."""
+
     direction: str
     sources: list[str]
     destination: str
@@ -63,6 +57,10 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
+    """Counts what has landed (``add``) and shows it while ``run()`` runs as a task: a bar redrawn
+    at most 5 times a second on a terminal, else one JSON log line every ``progress_interval_s``;
+    ``close()`` ends the bar's line."""
+
     def __init__(self, total_files: int, total_bytes: int, options: StageOptions, direction: str,
                  stream: TextIO | None = None) -> None:
         self.total_files = total_files

@@ -1,9 +1,8 @@
 """The site cache on the command line: the flags of ``stage in --cache`` and the verbs
 ``stage release --cache DIR --holder ID`` and ``stage status --cache DIR``.
 
-Public API (called from commands.py): ``add_cache_flags(stage_in)``, ``add_cache_verbs(verbs, status)``,
-``refuse_orphan_flags(args)``, ``async stage_in_cached_from_args(args, options) -> Report``,
-``run_release(args) -> int``, ``run_cache_status(args) -> int``, ``parse_duration("7d") -> float``.
+commands.py builds the parser and dispatches; it calls the hooks here wherever a cache is
+concerned.
 
 The default lease holder is the *parent* process (``pid-<ppid>@<host>``): the shell or job script
 that ran ``stage in`` and is about to use the data, so its entry stays pinned while that process
@@ -67,6 +66,7 @@ def _lease_max_age_flag(parser: Any) -> None:  # a parser or an argument group
 
 
 def add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
+    """Add ``--cache``, ``--cache-size``, ``--holder``, ``--link-to`` and ``--lease-max-age`` to ``stage in``."""
     group = stage_in.add_argument_group("site cache")
     group.add_argument("--cache", type=Path, metavar="DIR",
                        help="stage through the site cache in DIR (reused while the sources are unchanged); "
@@ -83,6 +83,7 @@ def add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
 
 
 def add_cache_verbs(verbs: Any, status: argparse.ArgumentParser) -> None:
+    """Add ``--cache`` to ``stage status`` and the ``stage release`` verb."""
     status.add_argument("--cache", type=Path, metavar="CACHE",
                         help="list the entries of the site cache CACHE instead (one JSON object per line, "
                         "least recently used first)")
@@ -97,6 +98,7 @@ def add_cache_verbs(verbs: Any, status: argparse.ArgumentParser) -> None:
 
 
 def refuse_orphan_flags(args: argparse.Namespace) -> None:
+    """A usage StageError when a cache flag was given without ``--cache``."""
     given = [flag for flag, value in (("--cache-size", args.cache_size), ("--holder", args.holder),
                                       ("--link-to", args.link_to)) if value is not None]
     if given:
@@ -104,6 +106,7 @@ def refuse_orphan_flags(args: argparse.Namespace) -> None:
 
 
 async def stage_in_cached_from_args(args: argparse.Namespace, options: StageOptions) -> Any:
+    """``stage in --cache``: ``cache.stage_in_cached`` with the flags' values; returns its Report."""
     from ..cache import default_holder, stage_in_cached
 
     if args.link_to is not None and args.to is not None:
@@ -115,6 +118,7 @@ async def stage_in_cached_from_args(args: argparse.Namespace, options: StageOpti
 
 
 def run_release(args: argparse.Namespace) -> int:
+    """``stage release``: prints the number of leases released; returns the exit status."""
     from ..cache import release
 
     try:
@@ -132,6 +136,8 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_cache_status(args: argparse.Namespace) -> int:
+    """``stage status --cache``: one JSON object per entry, a summary on stderr; returns the exit
+    status."""
     from ..cache import cache_entries
 
     if not args.cache.is_dir():

@@ -1,7 +1,5 @@
 """``aif-gateway stage in | out | status``: the staging engine on the command line.
 
-Public API: ``add_stage_parser(subparsers)`` (called by aif_gateway/cli.py), ``run(args) -> int``.
-
 Exit codes: 0 ok; 1 transfer or verification failure; 2 usage or configuration error; 3 source
 missing; 4 no space left; 5 permission denied; 130/143 stopped by SIGINT/SIGTERM (the journal
 keeps what landed: re-run the same command to resume). Errors are one line on stderr. With
@@ -82,6 +80,7 @@ def _add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
 
 
 def add_stage_parser(sub: Any) -> None:
+    """Add ``stage`` and its verbs to ``sub``, the subparsers of aif_gateway/cli.py."""
     stage = sub.add_parser("stage", help="stage data in (S3/filesystem -> directory) or out",
                            description="Parallel, resumable, verified data staging.")
     verbs = stage.add_subparsers(dest="stage_command", metavar="VERB")
@@ -192,6 +191,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the parsed ``stage`` command; returns its exit code."""
     if args.stage_command == "status":
         return cache_commands.run_cache_status(args) if args.cache is not None else _status(args)
     if args.stage_command == "release":

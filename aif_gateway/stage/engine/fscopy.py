@@ -5,19 +5,9 @@ loop pays one thread hop per unit, not per system call; reads and writes go thro
 per-thread buffer of ``BUFFER_SIZE`` bytes, and hashing (python-xxhash, the native engine)
 releases the GIL, so ``jobs`` threads copy in parallel.
 
-Public API
-- ``BUFFER_SIZE``, ``thread_buffer()`` (this thread's), ``COPY_CHUNK``; ``Placed`` (a file now
-  in place: rel, xxh3, dest mtime); ``FileJob``.
-- ``copy_batch(entries, dest_dir, expects) -> (placed, error)``, ``copy_small``: small files,
-  each read in one call, hashed, checked and written straight to its final name (most of them
-  by ``fsio.engine.copy_small_files``, in C without the GIL).
-- ``copy_file(job) -> Placed``: a larger file, read, hashed and written through a small buffer
-  into its partial file, checked, renamed into place.
-- ``create_partial(partial, size)``, ``partial_intact(partial, size)``, ``copy_range(...) -> xxh3``
-  (optionally feeding a whole-file hasher), ``reread(...)``: range-split files.
-- ``write_fresh(dest, data, mode) -> mtime``: a new file with that content (small S3 objects too).
-- ``open_partial``, ``write_at`` (botocore's S3 reads), ``place``, ``discard``,
-  ``make_dirs(dest, rels)``, ``dest_stats(dest, rels)``, ``free_bytes(path)``.
+Small files are read whole and written straight to their final name (most in batches by
+``fsio.engine.copy_small_files``, in C without the GIL); larger ones, and the ranges of
+range-split files, go through a partial file that is renamed into place once checked.
 """
 
 from __future__ import annotations
@@ -45,6 +35,7 @@ __all__ = [
     "write_at", "write_fresh",
 ]
 
+# The size of each worker thread's buffer (``thread_buffer``) and of each botocore reader's.
 BUFFER_SIZE = 8 * MiB
 COPY_CHUNK = 256 * 1024  # local copies: read, hash and write through the CPU's cache
 _REREAD_STRIPE = 1 * MiB
@@ -53,6 +44,7 @@ _tls = threading.local()
 
 
 def thread_buffer() -> memoryview:
+    """This thread's buffer of ``BUFFER_SIZE`` bytes, allocated on first use."""
     buf = getattr(_tls, "buffer", None)
     if buf is None:
         buf = _tls.buffer = memoryview(bytearray(BUFFER_SIZE))
@@ -60,6 +52,8 @@ def thread_buffer() -> memoryview:
 
 
 class Placed(NamedTuple):
+    """A file now in place: its relative path, xxh3 (hex) and destination mtime."""
+
     rel: str
     xxh3: str
     dest_mtime_ns: int
@@ -67,6 +61,8 @@ class Placed(NamedTuple):
 
 @dataclass(frozen=True)
 class FileJob:
+    """A file for ``copy_file``: its entry, partial file, final path and what it must match."""
+
     entry: Entry
     partial: Path
     dest: Path
@@ -94,6 +90,7 @@ def _open_source(entry: Entry) -> int:
 
 
 def open_partial(partial: Path, dest: Path, *, create: bool, readable: bool = False, mode: int = 0o666) -> int:
+    """A descriptor on ``partial``, the file ``dest`` is written as (created empty when ``create``)."""
     flags = (os.O_RDWR if readable else os.O_WRONLY) | os.O_CLOEXEC | ((os.O_CREAT | os.O_TRUNC) if create else 0)
     try:
         return os.open(partial, flags, mode)
@@ -102,6 +99,7 @@ def open_partial(partial: Path, dest: Path, *, create: bool, readable: bool = Fa
 
 
 def discard(partial: Path) -> None:
+    """Remove a partial file, if there is one."""
     try:
         partial.unlink()
     except FileNotFoundError:
@@ -128,7 +126,8 @@ def write_at(fd: int, view: memoryview, offset: int, hasher: ContentHasher | Non
 
 
 def copy_file(job: FileJob) -> Placed:
-    """Copy a filesystem file through its partial file, check it, rename it into place."""
+    """Copy a larger filesystem file, read, hashed and written through a small buffer, into its
+    partial file; check it, rename it into place."""
     entry = job.entry
     try:
         src = _open_source(entry)
@@ -189,7 +188,8 @@ def copy_batch(entries: list[Entry], dest_dir: str, expects: list[tuple[Expectat
                ) -> tuple[list[Placed], StageError | None]:
     """Small files one after the other on this thread; stops at the first failure. Files
     checked only against themselves (no manifest checksum: nearly always) go to
-    ``fsio.engine.copy_small_files`` together; the others through ``copy_small``."""
+    ``fsio.engine.copy_small_files`` together; the others through ``copy_small``. Returns the
+    files placed and the failure, if any."""
     placed: list[Placed] = []
     start = 0
     while start < len(entries):
@@ -258,7 +258,7 @@ def copy_small(entry: Entry, dest: str, expect: tuple[Expectation, ...]) -> Plac
 
 
 def write_fresh(dest: str, data: memoryview, mode: int) -> int:
-    """Write ``data`` as a new file at ``dest`` (see ``copy_small``); its mtime."""
+    """Write ``data`` as a new file at ``dest`` (see ``copy_small``; small S3 objects too); its mtime."""
     dst = _create_fresh(dest, mode)
     try:
         pwrite_all(dst, data, 0)
@@ -284,6 +284,7 @@ def _create_fresh(path: str, mode: int) -> int:
 
 
 def create_partial(partial: Path, dest: Path, size: int) -> None:
+    """Create the partial file of a range-split file, at its full ``size``."""
     fd = open_partial(partial, dest, create=True)
     try:
         os.ftruncate(fd, size)
@@ -294,6 +295,7 @@ def create_partial(partial: Path, dest: Path, size: int) -> None:
 
 
 def partial_intact(partial: Path, size: int) -> bool:
+    """Whether a range-split file's partial file is still there, at its full ``size``."""
     try:
         return os.stat(partial).st_size == size
     except FileNotFoundError:
@@ -358,6 +360,7 @@ def reread(partial: Path, dest: Path, size: int, ranges: dict[int, tuple[int, st
 
 
 def make_dirs(dest: Path, rels: list[str]) -> None:
+    """Create the parent directories of ``rels`` under ``dest``."""
     parents = sorted({rel.rsplit("/", 1)[0] for rel in rels if "/" in rel})
     for parent in parents:
         path = dest / parent
@@ -384,5 +387,6 @@ def dest_stats(dest: Path, rels: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def free_bytes(path: Path) -> int:
+    """Bytes free for this user on the filesystem of ``path``."""
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize

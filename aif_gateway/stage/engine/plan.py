@@ -11,9 +11,6 @@ Pure functions, no I/O. Units of work:
   thread, so a tree of many tiny files is not dominated by one thread hop per file;
 - ``Finalize(entry)``: verify and place a range-split file whose ranges all landed before.
 Large files come first so that small files fill the tail and workers finish together.
-
-Public API: the unit types, ``SplitFile``, ``Plan``, ``split_ranges(size, part_size)``,
-``unchanged(entry, record, dest_stat)``, ``plan_transfer(entries, partial, part_size, *, sequential)``.
 """
 
 from __future__ import annotations
@@ -67,6 +64,8 @@ Unit = Range | Ranges | Whole | Batch | Finalize
 
 @dataclass
 class SplitFile:
+    """A range-split file in this stage: the ranges it has and how many it still needs."""
+
     entry: Entry
     part_size: int
     done: dict[int, tuple[int, str]]  # start -> (end, xxh3), resumed or finished this run
@@ -76,6 +75,9 @@ class SplitFile:
 
 @dataclass
 class Plan:
+    """The units in the order workers take them, the range-split files by relative path, and the
+    bytes of those files that an earlier run already copied."""
+
     units: list[Unit] = field(default_factory=list)
     split: dict[str, SplitFile] = field(default_factory=dict)
     resumed_bytes: int = 0
@@ -88,6 +90,7 @@ class Plan:
 
 
 def split_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` pieces of ``part_size`` bytes (the last one shorter) of a file of ``size``."""
     return [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
 
 

@@ -13,11 +13,6 @@ whatever the source says the content is:
   it was copied fails).
 S3 reads also carry ``If-Match: <listed ETag>``, so a changed object fails instead of mixing
 versions, and each body must have exactly the requested length.
-
-Public API: ``XXH3``; ``ContentHasher(algorithms)`` (``update``, ``digests``, ``xxh3_hex``);
-``Expectation``; ``expectations(entry, *, sse=None, s3_checksums=None)``;
-``algorithms_for(expectations)``; ``check(expectations, digests, entry)`` (StageError "verify");
-``method(expectations, entry) -> str`` (for the report).
 """
 
 from __future__ import annotations
@@ -34,6 +29,7 @@ from ..sources import Entry
 
 __all__ = ["ContentHasher", "Expectation", "XXH3", "algorithms_for", "check", "expectations", "method"]
 
+# The manifest's algorithm, under the name ``digests`` gives it.
 XXH3 = "XXH3_64"
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _S3_CHECKSUMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
@@ -54,6 +50,7 @@ class ContentHasher:
             self._other.update(data)
 
     def digests(self) -> dict[str, bytes]:
+        """Algorithm -> raw digest, ``XXH3`` included."""
         out = dict(self._other.digests()) if self._other is not None else {}
         out[XXH3] = self._xxh3.digest()
         return out
@@ -64,6 +61,8 @@ class ContentHasher:
 
 @dataclass(frozen=True)
 class Expectation:
+    """A digest the content must have: one of what ``expectations`` finds."""
+
     algorithm: str
     digest: bytes
     origin: str  # for messages: "the manifest's sha256", "its ETag (MD5)"...
@@ -95,10 +94,12 @@ def expectations(entry: Entry, *, sse: str | None = None, s3_checksums: dict[str
 
 
 def algorithms_for(found: Iterable[Expectation]) -> set[str]:
+    """What a ``ContentHasher`` must compute to check ``found``: their algorithms, and ``XXH3``."""
     return {e.algorithm for e in found} | {XXH3}
 
 
 def check(found: Iterable[Expectation], digests: dict[str, bytes], entry: Entry) -> None:
+    """A StageError "verify" unless ``digests`` has every digest ``found`` expects."""
     for expected in found:
         got = digests.get(expected.algorithm)
         if got != expected.digest:

@@ -13,16 +13,6 @@ Layout: ``lock`` (fcntl lock: one stage out per source and destination at a time
 sent, then one line ``{"n", "etag", "size"}`` appended per part the server acknowledged. Part
 lines are not fsync'ed: one lost in a machine crash (or torn: ignored) only means that part is
 sent again. The directory is removed when its last record is dropped.
-
-Public API
-- ``UploadRecord`` (key, upload_id, size, mtime_ns, part_size, parts: {number: (etag, size)}),
-  ``parse_record(lines) -> UploadRecord | None`` (pure).
-- ``resumable_parts(record, size, mtime_ns, listed) -> dict[int, str] | None`` (pure): the parts
-  (number -> ETag) a re-run keeps, or None when the upload must start over.
-- ``state_dir(endpoint, dest, src) -> Path``.
-- ``UploadState(path)``: ``open()`` (create and lock; StageError when another stage out holds
-  it), ``records()``, ``start(record)``, ``add_part(key, number, etag, size)``, ``drop(key)``,
-  ``close()``. All blocking: call them from a thread.
 """
 
 from __future__ import annotations
@@ -50,6 +40,9 @@ __all__ = ["UploadRecord", "UploadState", "parse_record", "resumable_parts", "st
 
 @dataclass
 class UploadRecord:
+    """One multipart upload in flight: the key, its upload id, the source file's size and mtime_ns
+    when it started, its part size, and the parts the server acknowledged."""
+
     key: str
     upload_id: str
     size: int
@@ -67,8 +60,8 @@ def part_line(number: int, etag: str, size: int) -> str:
 
 
 def parse_record(lines: Iterable[str]) -> UploadRecord | None:
-    """The record in a file's lines; None when its header is unreadable. Bad part lines (the torn
-    last line of a killed run) are ignored; a part recorded twice keeps its last line."""
+    """The record in a file's lines (pure); None when its header is unreadable. Bad part lines (the
+    torn last line of a killed run) are ignored; a part recorded twice keeps its last line."""
     it = iter(lines)
     try:
         raw: Any = json.loads(next(it))
@@ -87,10 +80,10 @@ def parse_record(lines: Iterable[str]) -> UploadRecord | None:
 
 def resumable_parts(record: UploadRecord, size: int, mtime_ns: int,
                     listed: dict[int, tuple[str, int]] | None) -> dict[int, str] | None:
-    """Which parts of a recorded upload a re-run keeps: those the server lists (``listed``: its
-    ListParts, number -> (etag, size); None: no such upload) with the ETag and size the record
-    holds and the size the split gives them. None, start over: the file is not the recorded
-    version (size, mtime_ns), or the upload is gone."""
+    """Which parts (number -> ETag) of a recorded upload a re-run keeps (pure): those the server
+    lists (``listed``: its ListParts, number -> (etag, size); None: no such upload) with the ETag
+    and size the record holds and the size the split gives them. None, start over: the file is
+    not the recorded version (size, mtime_ns), or the upload is gone."""
     if listed is None or (record.size, record.mtime_ns) != (size, mtime_ns):
         return None
     pieces = split_ranges(size, record.part_size)
@@ -106,6 +99,7 @@ def resumable_parts(record: UploadRecord, size: int, mtime_ns: int,
 
 
 def state_dir(endpoint: str | None, dest: str, src: Path) -> Path:
+    """The state directory of a stage out of ``src`` to ``dest`` at ``endpoint`` (see the module docstring)."""
     ident = json.dumps([endpoint or "", dest, os.path.realpath(src)])
     return _state_base() / hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -136,6 +130,9 @@ def _state_base() -> Path:
 
 
 class UploadState:
+    """The state directory at ``path``, locked from ``open()`` to ``close()``. Every method blocks:
+    call them from a thread."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.uploads = path / "uploads"
@@ -146,6 +143,7 @@ class UploadState:
         return self.uploads / xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogateescape"))
 
     def open(self) -> None:
+        """Create and lock the directory; StageError when another stage out holds it."""
         while True:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -184,6 +182,7 @@ class UploadState:
                              "where it goes)", source=False)
 
     def records(self) -> dict[str, UploadRecord]:
+        """The uploads in flight, by key."""
         found = {}
         for path in self.uploads.iterdir():
             try:
@@ -198,10 +197,12 @@ class UploadState:
         return found
 
     def start(self, record: UploadRecord) -> None:
+        """Record a new upload (its header line only)."""
         # Durable before any part is sent: without it, a crash would leave an upload no run can find.
         write_atomically(self._file(record.key), record.header_line().encode("utf-8", "surrogateescape"))
 
     def add_part(self, key: str, number: int, etag: str, size: int) -> None:
+        """Record a part the server acknowledged."""
         fd = os.open(self._file(key), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
             os.write(fd, part_line(number, etag, size).encode())
@@ -209,9 +210,11 @@ class UploadState:
             os.close(fd)
 
     def drop(self, key: str) -> None:
+        """Forget the upload of ``key``."""
         self._file(key).unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Unlock, first removing the directory when no upload is left in it."""
         if self._lock_fd is None:
             return
         try:

@@ -6,10 +6,6 @@
   "manifest_sha256", "finished_at"}``, written LAST (temporary name, fsync, rename), after the
   data and the manifest are durable. A stage is complete iff this file exists, the manifest it
   names is intact, and every file the manifest lists is there with its recorded size and mtime.
-
-Public API: ``write_manifest(sd, records) -> sha256``, ``read_manifest(path) -> dict[rel, DoneRecord]``,
-``write_complete(sd, ...)``, ``check_complete(dest) -> (marker | None, reason)``,
-``stage_status(dest) -> marker | None``.
 """
 
 from __future__ import annotations
@@ -47,6 +43,7 @@ def _file_line(record: DoneRecord) -> str:
 
 
 def write_manifest(sd: StageDir, records: list[DoneRecord]) -> str:
+    """Write the manifest of ``records`` atomically; returns its sha256 (hex), for the marker."""
     files = ",".join(_file_line(r) for r in sorted(records))  # by rel: the records' first item
     data = f'{{"version":{VERSION:d},"files":[{files}]}}'.encode()
     write_atomically(sd.manifest, data)
@@ -54,7 +51,8 @@ def write_manifest(sd: StageDir, records: list[DoneRecord]) -> str:
 
 
 def read_manifest(path: Path) -> dict[str, DoneRecord]:
-    """The records of a manifest; empty when it is missing or unreadable (nothing is skipped then)."""
+    """The records of a manifest, by rel; empty when it is missing or unreadable (nothing is skipped
+    then)."""
     try:
         raw = json.loads(path.read_bytes())
         return {f["rel"]: _record(f) for f in raw["files"]}
@@ -64,6 +62,7 @@ def read_manifest(path: Path) -> dict[str, DoneRecord]:
 
 def write_complete(sd: StageDir, *, sources: list[str], fingerprint: str, files: int, total_bytes: int,
                    manifest_sha256: str) -> dict[str, Any]:
+    """Write complete.json (last: see the module docstring); returns the marker written."""
     marker = {
         "version": VERSION, "sources": sources, "fingerprint": fingerprint, "files": files,
         "bytes": total_bytes, "manifest_sha256": manifest_sha256,

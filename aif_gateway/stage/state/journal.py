@@ -12,13 +12,6 @@ Lines are written in groups ("group commit"): the destination filesystem is sync
 that a machine crash could lose. A range line asks for a prompt flush (at most every
 ``URGENT_GAP_S``); finished small files wait for the next tick (``FLUSH_INTERVAL_S``). A crash
 loses at most the lines of the last interval, and with them only work to redo.
-
-Public API
-- ``DoneRecord``, ``PartialFile``, ``JournalState`` (``done``, ``partial``),
-  ``replay(lines, state=None) -> JournalState`` (pure; a torn or foreign line is ignored).
-- ``Journal(path, dest_dir)``: ``add_range``, ``add_done``, ``add_done_many``, ``add_drop``,
-  ``flush()`` (blocking, thread-safe), ``run_flusher()`` (a task), ``close()``, ``read_state()``.
-- ``syncfs(fd)``.
 """
 
 from __future__ import annotations
@@ -41,6 +34,8 @@ URGENT_GAP_S = 0.25
 
 
 class DoneRecord(NamedTuple):
+    """A file verified and in place: a ``"d"`` line, and an entry of the manifest."""
+
     # A tuple, not a frozen dataclass: one per staged file.
     rel: str
     size: int
@@ -66,6 +61,8 @@ class DoneRecord(NamedTuple):
 
 @dataclass
 class PartialFile:
+    """The ranges of a range-split file that are in its partial file: its ``"r"`` lines."""
+
     source_id: str
     size: int
     part_size: int
@@ -81,6 +78,8 @@ class PartialFile:
 
 @dataclass
 class JournalState:
+    """What the journal says, by rel: the files ``done``, and the ``partial`` range-split ones."""
+
     done: dict[str, DoneRecord] = field(default_factory=dict)
     partial: dict[str, PartialFile] = field(default_factory=dict)
 
@@ -104,6 +103,7 @@ def apply(state: JournalState, raw: dict[str, Any]) -> None:
 
 
 def replay(lines: Iterable[str], state: JournalState | None = None) -> JournalState:
+    """``state`` (a new one when None) with ``lines`` applied; pure: a torn or foreign line is ignored."""
     state = state if state is not None else JournalState()
     for line in lines:
         try:
@@ -125,6 +125,8 @@ def syncfs(fd: int) -> None:
 
 
 class Journal:
+    """The journal at ``path`` of the destination ``dest_dir`` (the filesystem ``syncfs`` flushes)."""
+
     def __init__(self, path: Path, dest_dir: Path) -> None:
         self.path = path
         self._dest_dir = dest_dir
@@ -138,6 +140,7 @@ class Journal:
         self._urgent: asyncio.Event | None = None
 
     def read_state(self, state: JournalState | None = None) -> JournalState:
+        """``replay`` of the journal's file (none yet: ``state`` as it is)."""
         try:
             with open(self.path, encoding="utf-8", errors="replace") as fh:
                 return replay(fh, state)
@@ -172,7 +175,7 @@ class Journal:
         self._add({"t": "x", "rel": rel}, urgent=True)
 
     def flush(self) -> None:
-        """Make the pending lines durable, after the data they describe (blocking)."""
+        """Make the pending lines durable, after the data they describe (blocking, thread-safe)."""
         with self._flush_lock:
             self._flush()
 
@@ -194,7 +197,7 @@ class Journal:
             raise
 
     async def run_flusher(self) -> None:
-        """Flush every FLUSH_INTERVAL_S, or sooner (at most every URGENT_GAP_S) after a range."""
+        """A task: flush every FLUSH_INTERVAL_S, or sooner (at most every URGENT_GAP_S) after a range."""
         self._urgent = asyncio.Event()
         while True:
             # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow the cancellation
