@@ -18,7 +18,7 @@ from aiohttp.test_utils import make_mocked_request
 from aif_gateway.identity import Identity
 from aif_gateway.s3.context import S3Request
 from aif_gateway.s3.sigv4 import AuthContext
-from aif_gateway.s3.xmlio import S3_NAMESPACE
+from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.store.base import Store
 
 ALICE = Identity(name="alice", access_key="AKALICE", secret_key="secret")

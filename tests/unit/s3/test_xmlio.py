@@ -4,7 +4,8 @@ import pytest
 
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.responses import error_response, http_date, iso8601
-from aif_gateway.s3.xmlio import S3_NAMESPACE, child_text, escape_text, parse_xml, to_xml
+from aif_gateway.awsv4 import S3_NAMESPACE
+from aif_gateway.s3.xmlio import child_text, escape_text, parse_xml, to_xml
 
 
 def test_document_has_declaration_namespace_and_nested_repeated_elements():

@@ -17,7 +17,8 @@ from aif_gateway.errors import S3Error
 from aif_gateway.s3.handlers.delete_objects import parse_delete
 from aif_gateway.s3.handlers.multipart import parse_complete
 from aif_gateway.s3.handlers.tagging import parse_tagging
-from aif_gateway.s3.xmlio import S3_NAMESPACE, escape_text, parse_items, parse_xml
+from aif_gateway.awsv4 import S3_NAMESPACE
+from aif_gateway.s3.xmlio import escape_text, parse_items, parse_xml
 
 PARSERS = {
     "CompleteMultipartUpload": parse_complete,
