@@ -10,10 +10,6 @@
   key of a first start), unless ``require_posix_ids`` refuses such users;
 - a gateway not running as root cannot act as anyone else: every key acts as the gateway's user
   (a personal gateway on a login node), and the start-up log says so.
-
-Public API: ``PosixIdMap.build(identities, require_posix_ids)`` -> ``ids_for(identity)``
-(``PosixIds`` or None for the gateway's own ids), ``replace_with(other)``,
-``personal_gateway()``, ``PosixIdError``.
 """
 
 from __future__ import annotations
@@ -80,16 +76,20 @@ def resolve(identity: Identity, *, require_posix_ids: bool) -> PosixIds | None:
 
 
 class PosixIdMap:
+    """The POSIX ids each user acts with, by access key."""
+
     def __init__(self, by_key: dict[str, PosixIds | None]) -> None:
         self._by_key = by_key
 
     @classmethod
     def build(cls, identities: Iterable[Identity], *, require_posix_ids: bool = False) -> PosixIdMap:
+        """Resolve every user's ids (when the users are loaded); ``PosixIdError`` for one that cannot be."""
         if personal_gateway():
             return cls({})
         return cls({i.access_key: resolve(i, require_posix_ids=require_posix_ids) for i in identities})
 
     def ids_for(self, identity: Identity) -> PosixIds | None:
+        """The ids ``identity`` acts with; None for the gateway's own ids."""
         return self._by_key.get(identity.access_key)
 
     def replace_with(self, other: PosixIdMap) -> None:

@@ -1,6 +1,5 @@
 """``aif-gateway users add | list | show | remove | rotate``: the users file as an admin manages it.
 
-Public API: ``add_users_parser(subparsers)`` (called by aif_gateway/cli.py), ``run(args) -> int``.
 Exit codes: 0 ok; 2 usage or validation error (bad flags, unknown or duplicate user, a users file
 that is invalid or readable by others); 1 anything else (the file cannot be read or written).
 A new secret goes to stdout once, as an ``export`` line; nothing else ever prints it.
@@ -73,6 +72,7 @@ def _groups(text: str) -> list[int]:
 
 
 def add_users_parser(sub: Any) -> None:
+    """Add the ``users`` command and its actions to ``sub``, the subparsers of aif_gateway/cli.py."""
     users = sub.add_parser("users", help="add, list, show, remove users and rotate their keys (--users FILE)",
                            description=DESCRIPTION, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,6 +206,7 @@ _ACTIONS = {"add": _add, "list": _list, "show": _show, "remove": _remove, "rotat
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the ``users`` action ``args`` names; the exit code (see the module docstring)."""
     try:
         return _ACTIONS[args.users_command](args)
     except IdentityError as exc:

@@ -14,9 +14,6 @@ The gateway's own state (locks, records it must trust) is touched with the proce
 ``as_gateway()``, nestable inside ``acting_as``. A descriptor keeps the rights it was opened
 with, so threads that only read or write open descriptors (the native I/O pools, sendfile,
 socket receivers) never need a switch.
-
-Public API: ``PosixIds``, ``GATEWAY`` (the process's own ids), ``acting_as(ids)``,
-``as_gateway()``, ``current_ids()``.
 """
 
 from __future__ import annotations
@@ -37,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PosixIds:
+    """A user's ids as the kernel checks them: fsuid, fsgid and supplementary groups."""
+
     uid: int
     gid: int
     groups: tuple[int, ...] = ()
@@ -45,6 +44,7 @@ class PosixIds:
         return f"uid={self.uid} gid={self.gid} groups={','.join(map(str, self.groups)) or '-'}"
 
 
+# The process's own ids.
 GATEWAY = PosixIds(os.geteuid(), os.getegid(), tuple(os.getgroups()))
 
 # What the calling thread holds now: None while it has the process's own ids.
@@ -52,6 +52,7 @@ _held = threading.local()
 
 
 def current_ids() -> PosixIds:
+    """The ids the calling thread acts with now (``GATEWAY`` outside any ``acting_as``)."""
     return getattr(_held, "ids", None) or GATEWAY
 
 

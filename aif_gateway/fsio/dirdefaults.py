@@ -11,8 +11,6 @@ create files):
 - the directory's default ACL as the file's access ACL, each entry limited by the creation
   mode's bits as in the kernel's ``posix_acl_create``, the umask ignored as it is there.
 Mode and ACL are set with the caller's ids: the file is theirs.
-
-Public API: ``take_directory_defaults(path, dir_fd)``, ``NEW_FILE_MODE``, ``TEMP_FILE_MODE``.
 """
 
 from __future__ import annotations
@@ -26,7 +24,9 @@ from .creds import as_gateway
 
 __all__ = ["TEMP_FILE_MODE", "take_directory_defaults"]
 
+# The mode cp and most tools create files with: a published file gets it, less the umask.
 NEW_FILE_MODE = 0o666
+# The mode of a file in tmp/: nobody else may read bytes not yet published.
 TEMP_FILE_MODE = 0o600
 
 DEFAULT_ACL = "system.posix_acl_default"

@@ -4,13 +4,6 @@ pure-Python twin ``aif_gateway.fsio.pyengine``. Both keep the contract in ``aif_
 ``AIF_ENGINE`` chooses: ``python`` forces the twin, ``native`` requires the C extension (an
 ImportError otherwise, so a deployment that expects native speed cannot silently lose it), and
 unset or ``auto`` takes native when it is there.
-
-Public API: ``ENGINE`` ("native" | "python"), ``engine_info() -> dict[str, str]``, and the
-engine's ``Hasher``, ``write_hashed``, ``recv_hashed``, ``pwrite_striped``, ``pread_striped``, ``copy_range``,
-``reflink``, ``fallocate``, ``aligned_buffer``, ``ChunkedDecoder``, ``ChunkedError``, ``stat_entries``, ``copy_small_files``; per-thread
-credentials (``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``) and
-``open_beneath`` with its ``RESOLVE_*`` flags (``AIF_OPENAT2=0``, read at each call, makes it walk
-instead of calling openat2; ``engine_info()["openat2"]`` says which).
 """
 
 from __future__ import annotations
@@ -71,4 +64,5 @@ RESOLVE_BENEATH: int = _engine.RESOLVE_BENEATH
 RESOLVE_NO_SYMLINKS: int = _engine.RESOLVE_NO_SYMLINKS
 RESOLVE_NO_MAGICLINKS: int = _engine.RESOLVE_NO_MAGICLINKS
 RESOLVE_NO_XDEV: int = _engine.RESOLVE_NO_XDEV
+# Which engine runs: "native" or "python".
 ENGINE: str = engine_info()["engine"]

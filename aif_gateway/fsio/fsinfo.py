@@ -1,17 +1,5 @@
 """Which filesystem a directory lives on, and the facts about it that decide how to write there.
 
-Public API
-- ``FsInfo``: frozen; ``kind`` (a value of ``MAGIC_KINDS``, or "other"), ``block_size``, ``stripe_size`` /
-  ``stripe_count`` / ``ost_count`` (Lustre: the directory's default layout and the OSTs; None
-  elsewhere or when ``lfs`` cannot say), ``supports_reflink``, ``magic`` (statfs ``f_type``, or
-  None when found through mountinfo), ``source`` ("statfs" or "mountinfo"); ``parallel`` (Lustre
-  or GPFS) and ``summary()`` (a dict for log lines).
-- ``fs_info(directory) -> FsInfo`` (blocking): cached per directory (its ``st_dev``/``st_ino``).
-- ``detect(directory) -> FsInfo`` (blocking): the same, uncached.
-- ``kind_by_statfs(path) -> tuple[str, int, int]`` and ``kind_by_mountinfo(path) -> tuple[str, int]``:
-  the fast detector (statfs(2) magic numbers through libc) and its slow twin (``/proc/self/mountinfo``);
-  tests compare them.
-
 statfs is the fast path because it is one syscall on the directory itself and names the
 filesystem as the kernel's superblock knows it. mountinfo is the fallback where libc's ``statfs``
 cannot be called (another C library, an architecture whose struct we do not lay out).
@@ -60,6 +48,14 @@ _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 
 @dataclass(frozen=True)
 class FsInfo:
+    """What ``detect`` found about a directory's filesystem.
+
+    ``kind``: a value of ``MAGIC_KINDS``, or "other". ``stripe_size`` / ``stripe_count`` /
+    ``ost_count``: on Lustre, the directory's default layout and the OSTs; None elsewhere or when
+    ``lfs`` cannot say. ``magic``: statfs ``f_type``, or None when found through mountinfo.
+    ``source``: "statfs" or "mountinfo".
+    """
+
     kind: str
     block_size: int
     stripe_size: int | None = None
@@ -121,7 +117,11 @@ _statfs = _load_statfs()
 
 
 def kind_by_statfs(path: str | os.PathLike[str]) -> tuple[str, int, int]:
-    """``(kind, f_bsize, f_type)`` of the filesystem holding ``path``; OSError on failure."""
+    """``(kind, f_bsize, f_type)`` of the filesystem holding ``path``; OSError on failure.
+
+    The fast detector: statfs(2) magic numbers, through libc. ``kind_by_mountinfo`` is its slow
+    twin; tests compare them.
+    """
     if _statfs is None:
         raise OSError(errno.ENOSYS, "statfs is not callable through ctypes on this platform")
     buf = _StatFs()
@@ -139,7 +139,7 @@ def _unescape(field: str) -> str:
 
 def kind_by_mountinfo(path: str | os.PathLike[str], mountinfo: str = "/proc/self/mountinfo") -> tuple[str, int]:
     """``(kind, block_size)`` from the mount covering ``path`` (the longest matching mount
-    point; the last one listed wins where mounts stack)."""
+    point; the last one listed wins where mounts stack): the slow twin of ``kind_by_statfs``."""
     real = os.path.realpath(path)
     best_point, best_type = "", "other"
     with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
@@ -207,7 +207,7 @@ _cache_lock = threading.Lock()
 
 
 def fs_info(directory: str | os.PathLike[str]) -> FsInfo:
-    """``detect(directory)``, remembered per directory (by ``st_dev`` and ``st_ino``).
+    """``detect(directory)``, remembered per directory (by ``st_dev`` and ``st_ino``); blocking.
 
     Per directory, not per filesystem: on Lustre each directory may carry its own default
     layout. The cost after the first call is one stat.

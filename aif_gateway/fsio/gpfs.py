@@ -1,17 +1,6 @@
 """Reserve a new file's blocks before writing it: GPFS's own call (IBM Storage Scale), and
 fallocate(2), which is GPFS's fallback and what ext4 gets.
 
-Public API
-- ``preallocate(fd, offset, length) -> str``: reserves ``length`` bytes from ``offset`` and
-  says how ("gpfs_prealloc" or "fallocate"); raises ``OSError`` when neither could. Called
-  window by window as a body arrives (``reserve.Reservation``), never for a declared length
-  at once.
-- ``fallocate(fd, offset, length, *, keep_size=False) -> None``: fallocate(2) itself;
-  ``reserve_keeping_size(fd, offset, length)`` its KEEP_SIZE form (what ext4 and multipart
-  part ranges get).
-- ``load_libgpfs(path=None)``: the ``gpfs_prealloc`` function of libgpfs (``path``, else the
-  library the linker finds), or None where it is missing.
-
 ``gpfs_prealloc`` is GPFS's own call, present in every installation's libgpfs.so. Where that
 library is missing (a client without the GPFS development files) ``fallocate(2)`` does the same
 on GPFS 5 and later. It is the plain mode: the file has its final size at once, which is
@@ -33,6 +22,8 @@ _PreallocFn = Callable[[int, int, int], int]
 
 
 def load_libgpfs(path: str | None = None) -> _PreallocFn | None:
+    """The ``gpfs_prealloc`` function of libgpfs (``path``, else the library the linker finds),
+    or None where it is missing."""
     name = path or ctypes.util.find_library("gpfs")
     if not name:
         return None
@@ -73,11 +64,15 @@ def fallocate(fd: int, offset: int, length: int, *, keep_size: bool = False) -> 
 
 
 def reserve_keeping_size(fd: int, offset: int, length: int) -> None:
-    """fallocate(2) with KEEP_SIZE: the file grows only with the bytes written, as without it."""
+    """fallocate(2) with KEEP_SIZE: the file grows only with the bytes written, as without it
+    (what ext4 and multipart part ranges get)."""
     fallocate(fd, offset, length, keep_size=True)
 
 
 def preallocate(fd: int, offset: int, length: int) -> str:
+    """Reserve ``length`` bytes from ``offset`` and say how ("gpfs_prealloc" or "fallocate");
+    OSError when neither could. Called window by window as a body arrives
+    (``reserve.Reservation``), never for a declared length at once."""
     failures: list[str] = []
     errnos: list[int] = []
     if _libgpfs is not None:

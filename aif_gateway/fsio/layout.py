@@ -1,13 +1,5 @@
 """Layout policy: how to write an object of a given size on a given filesystem. Pure: no I/O.
 
-Public API
-- ``WritePlan(io_size, lustre, preallocate)``: frozen. ``io_size`` is the size of each read or
-  write request; ``lustre`` the layout to give a new file (None: keep the directory's default);
-  ``preallocate`` the most bytes to reserve (0: none), as the bytes arrive (``reserve``).
-- ``plan_write(fs, size) -> WritePlan``: ``size`` is the object's length, None when unknown.
-- ``io_size(fs, size) -> int``, ``lustre_layout(fs, size) -> Layout | None``,
-  ``preallocation(fs, size) -> int``: the three parts of the plan.
-
 The numbers and why
 - I/O size: a whole number of stripes (Lustre) or blocks (GPFS, others), 4 MiB by default, at
   least 1 MiB (fewer, larger requests keep a parallel filesystem's servers streaming) and at
@@ -58,6 +50,10 @@ EXT4_PREALLOCATE_FROM = 32 * MiB
 
 @dataclass(frozen=True)
 class WritePlan:
+    """How to write one object. ``io_size``: the size of each read or write request; ``lustre``:
+    the layout to give a new file (None: keep the directory's default); ``preallocate``: the most
+    bytes to reserve (0: none), as the bytes arrive (``reserve``)."""
+
     io_size: int
     lustre: Layout | None = None
     preallocate: int = 0
@@ -74,6 +70,7 @@ def _io_unit(fs: FsInfo) -> int:
 
 
 def io_size(fs: FsInfo, size: int | None) -> int:
+    """The plan's ``io_size`` for an object of ``size`` bytes (None: unknown)."""
     unit = _io_unit(fs)
     if unit >= IO_MAX:
         return IO_MAX  # a huge stripe or block: the largest request we allow, a fraction of one
@@ -87,6 +84,7 @@ def _stripe_count(fs: FsInfo, wanted: int) -> int:
 
 
 def lustre_layout(fs: FsInfo, size: int | None) -> Layout | None:
+    """The plan's ``lustre`` layout for an object of ``size`` bytes (None: unknown)."""
     if fs.kind != "lustre" or fs.ost_count == 1:
         return None  # one OST: there is nothing to spread over
     if size is None:
@@ -104,6 +102,7 @@ def lustre_layout(fs: FsInfo, size: int | None) -> Layout | None:
 
 
 def preallocation(fs: FsInfo, size: int | None) -> int:
+    """The plan's ``preallocate`` for an object of ``size`` bytes (None: unknown)."""
     if size is None:
         return 0
     if fs.kind == "gpfs":
@@ -114,4 +113,5 @@ def preallocation(fs: FsInfo, size: int | None) -> int:
 
 
 def plan_write(fs: FsInfo, size: int | None) -> WritePlan:
+    """How to write an object of ``size`` bytes (None when unknown) on ``fs``."""
     return WritePlan(io_size(fs, size), lustre_layout(fs, size), preallocation(fs, size))

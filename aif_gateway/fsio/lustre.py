@@ -1,17 +1,6 @@
 """Lustre, through its own command-line tool ``lfs``: read a directory's default layout, and
 give a new file its layout before its first byte.
 
-Public API
-- ``Component(end, stripe_count, stripe_size)`` and ``Layout(components)``: frozen. One
-  component is a plain layout; several make a PFL composite layout. ``end=None`` is EOF,
-  ``stripe_count=-1`` is every OST, ``stripe_size=None`` is the filesystem's default.
-- ``Defaults(stripe_size, stripe_count, ost_count)``: what ``default_layout`` found.
-- ``default_layout(directory) -> Defaults | None`` (blocking): from ``lfs getstripe -d`` and
-  ``lfs osts``; None when ``lfs`` is missing or says nothing we can read.
-- ``setstripe_args(layout) -> list[str]``: the ``lfs setstripe`` options for ``layout``.
-- ``create_with_layout(path, layout) -> None`` (blocking): creates the empty file ``path`` with
-  ``layout``; raises ``LayoutError`` when ``lfs`` is missing, fails or hangs.
-
 Why ``lfs`` and not liblustreapi: the command is on every Lustre client, its options are the
 documented interface, and a fake ``lfs`` on PATH lets the tests check exactly what we ask of it.
 A layout is chosen only for large or unknown-size objects (see ``layout.py``), so one fork per
@@ -46,6 +35,8 @@ class LayoutError(Exception):
 
 @dataclass(frozen=True)
 class Component:
+    """One component of a layout: the stripes of the file up to ``end``."""
+
     end: int | None  # exclusive end offset in bytes; None = EOF
     stripe_count: int  # -1 = every OST
     stripe_size: int | None = None  # None = the filesystem's default
@@ -53,6 +44,8 @@ class Component:
 
 @dataclass(frozen=True)
 class Layout:
+    """One component is a plain layout; several make a PFL composite layout."""
+
     components: tuple[Component, ...]
 
     @property
@@ -62,6 +55,8 @@ class Layout:
 
 @dataclass(frozen=True)
 class Defaults:
+    """What ``default_layout`` found."""
+
     stripe_size: int | None
     stripe_count: int | None
     ost_count: int | None
@@ -76,6 +71,7 @@ def _size_arg(n: int) -> str:
 
 
 def setstripe_args(layout: Layout) -> list[str]:
+    """The ``lfs setstripe`` options for ``layout``."""
     args: list[str] = []
     for comp in layout.components:
         if layout.composite:
@@ -100,6 +96,8 @@ def _run_lfs(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def create_with_layout(path: str | os.PathLike[str], layout: Layout) -> None:
+    """Create the empty file ``path`` with ``layout`` (blocking); ``LayoutError`` when ``lfs`` is
+    missing, fails or hangs."""
     args = ["setstripe", *setstripe_args(layout), os.fspath(path)]
     try:
         done = _run_lfs(args)
@@ -136,6 +134,8 @@ def parse_osts(text: str) -> int | None:
 
 
 def default_layout(directory: str | os.PathLike[str]) -> Defaults | None:
+    """``directory``'s default layout and the OST count, from ``lfs getstripe -d`` and ``lfs osts``
+    (blocking); None when ``lfs`` is missing or says nothing we can read."""
     if shutil.which(LFS) is None:
         return None
     try:

@@ -1,15 +1,7 @@
 """Create a new file laid out for its filesystem: the calls the storage layer makes.
 
-Public API
-- ``create_new_file(path, expected_size) -> int`` (blocking): creates ``path`` exclusively
-  (``O_WRONLY | O_CREAT | O_EXCL``, mode ``TEMP_FILE_MODE``: its owner's alone until published) and returns its descriptor. On Lustre it first
-  gives the file the layout ``layout.plan_write`` chose for ``expected_size`` (a layout
-  reserves nothing, so a size hint is enough for it). Anywhere else, and whenever ``lfs``
-  fails, it is a plain ``open``: a layout is an optimisation, never a reason to fail a write.
-  The first failure of each kind is logged as a warning, later ones at debug level.
-- ``space_reservation(path, fd, expected_size) -> Reservation | None``: where the policy
-  preallocates (GPFS, and ext4 for large objects), the ``reserve.Reservation`` that reserves
-  the new file's blocks as its bytes arrive, up to ``expected_size``; None elsewhere.
+A layout is an optimisation, never a reason to fail a write: wherever it cannot be given, the
+file is made with the filesystem's defaults.
 """
 
 from __future__ import annotations
@@ -40,6 +32,14 @@ def _warn(what: str, path: Path, exc: Exception) -> None:
 
 
 def create_new_file(path: Path, expected_size: int | None) -> int:
+    """Create ``path`` exclusively (``O_WRONLY | O_CREAT | O_EXCL``, mode ``TEMP_FILE_MODE``: its
+    owner's alone until published) and return its descriptor (blocking).
+
+    On Lustre the file first gets the layout ``layout.plan_write`` chose for ``expected_size`` (a
+    layout reserves nothing, so a size hint is enough for it). Anywhere else, and whenever ``lfs``
+    fails, it is a plain ``open``. The first failure of each kind is logged as a warning, later
+    ones at debug level.
+    """
     fs = fs_info(path.parent)
     plan = plan_write(fs, expected_size)
     if plan.lustre is not None:
@@ -57,6 +57,8 @@ def create_new_file(path: Path, expected_size: int | None) -> int:
 
 
 def space_reservation(path: Path, fd: int, expected_size: int | None) -> Reservation | None:
+    """Where the policy preallocates (GPFS, and ext4 for large objects), the ``Reservation`` that
+    reserves the new file's blocks as its bytes arrive, up to ``expected_size``; None elsewhere."""
     fs = fs_info(path.parent)
     limit = preallocation(fs, expected_size)
     if not limit:

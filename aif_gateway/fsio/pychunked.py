@@ -1,14 +1,5 @@
 """The pure-Python twin of the C aws-chunked decoder (``native/awschunked.c``).
 
-Public API
-- ``ChunkedDecoder(signed, with_trailers, signing_key, amz_date, scope, seed_signature,
-  decoded_length, trailer_names)``: ``decode(buffer) -> int`` moves the data bytes of a writable
-  buffer (a piece of the body, split anywhere) to its front and returns their count;
-  ``finish()`` says the body ended; ``done``, ``received`` and ``trailers`` report progress.
-- ``ChunkedError(ValueError)``: ``.kind`` is ``framing`` (S3 InvalidRequest), ``incomplete``
-  (IncompleteBody), ``signature`` (SignatureDoesNotMatch) or ``trailer`` (InvalidRequest);
-  ``.message`` is the S3 message, the same as ``aif_gateway/s3/chunked.py`` gives.
-
 Both engines decode alike, fail alike and give the same messages; the tests compare them. Data is
 released before its chunk's signature is checked (a chunk can be larger than any buffer), so a
 caller writes it to a temporary file and publishes only once ``done`` is true and no call
@@ -41,7 +32,12 @@ _HEADER, _DATA, _DATA_END, _TRAILER, _END, _ERROR = range(6)
 
 
 class ChunkedError(ValueError):
-    """A refused aws-chunked body; ``kind`` says which S3 error it is, ``message`` what to say."""
+    """A refused aws-chunked body.
+
+    ``kind`` says which S3 error it is: ``framing`` (S3 InvalidRequest), ``incomplete``
+    (IncompleteBody), ``signature`` (SignatureDoesNotMatch) or ``trailer`` (InvalidRequest).
+    ``message`` is the S3 message, the same as ``aif_gateway/s3/chunked.py`` gives.
+    """
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -50,7 +46,8 @@ class ChunkedError(ValueError):
 
 
 class ChunkedDecoder:
-    """Incremental, in-place decoder of one aws-chunked body (see the module docstring)."""
+    """Incremental, in-place decoder of one aws-chunked body (see the module docstring); its
+    arguments as in ``ChunkedDecoder`` of ``aif_gateway/_native.pyi``."""
 
     def __init__(
         self,
@@ -99,17 +96,22 @@ class ChunkedDecoder:
 
     @property
     def done(self) -> bool:
+        """The whole body arrived and every check passed."""
         return self._phase == _END
 
     @property
     def received(self) -> int:
+        """Data bytes decoded so far."""
         return self._received
 
     @property
     def trailers(self) -> dict[str, str]:
+        """Trailers so far: lower-case name -> value."""
         return dict(self._trailers)
 
     def decode(self, buffer: bytearray | memoryview) -> int:
+        """Move the data bytes of ``buffer`` (writable; a piece of the body, split anywhere) to its
+        front and return their count."""
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise TypeError("decode needs a writable buffer")
@@ -122,6 +124,7 @@ class ChunkedDecoder:
             raise
 
     def finish(self) -> None:
+        """The body ended: ``ChunkedError`` unless it is complete."""
         if self._error is not None:
             raise self._error
         try:

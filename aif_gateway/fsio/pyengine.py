@@ -4,21 +4,9 @@ It runs where the C extension did not build, under ``AIF_ENGINE=python``, and in
 reference the native engine is compared with byte for byte. Everything here is built from the
 standard library, ``awscrt`` (CRC32C, CRC64NVME) and ``xxhash`` (XXH3_64).
 
-Public API (see ``aif_gateway/_native.pyi`` for the contract both engines keep)
-- ``Hasher(algorithms)``: ``update(buffer)``, ``digests() -> dict[str, bytes]``.
-- ``write_hashed(fd, buffer, offset, hasher) -> int``
-- ``recv_hashed(sock_fd, file_fd, offset, count, hasher, stall_timeout_ms, decoder=None) -> int``
-- ``pwrite_striped(fd, buffer, offset, stripe_size, threads) -> int``
-- ``pread_striped(fd, buffer, offset, stripe_size, threads) -> int``
-- ``copy_range(src_fd, dst_fd, src_offset, dst_offset, length) -> int``
-- ``reflink(src_fd, dst_fd) -> bool``, ``fallocate(fd, offset, length) -> None``
-- ``aligned_buffer(size, alignment=4096) -> memoryview``, ``engine_info() -> dict[str, str]``
-- ``ChunkedDecoder``, ``ChunkedError``: aws-chunked decoding, from ``pychunked``.
-- ``stat_entries(directory, names, xattr)``: the listing's batch stat, from ``pylisting``.
-- ``copy_small_files(sources, dests, sizes, mtimes_ns)``: staging's batch copy, from ``pysmallcopy``.
-- ``set_thread_creds``, ``restore_thread_creds``, ``thread_creds``, ``open_beneath`` and the
-  ``RESOLVE_*`` constants: per-thread credentials and opens beneath a directory, from
-  ``pyposixcreds``.
+The contract both engines keep, each function with its docstring, is ``aif_gateway/_native.pyi``;
+the parts with code of their own come from the twin modules ``pychunked``, ``pylisting``,
+``pysmallcopy`` and ``pyposixcreds``.
 """
 
 from __future__ import annotations

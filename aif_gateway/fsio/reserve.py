@@ -8,19 +8,6 @@ actually written, in windows: never more ahead than has already been written (do
 the first write), never more than ``RESERVE_WINDOW`` ahead, never past the declared size. A
 client must send a byte for every byte reserved; an honest one still gets its file laid out
 in large contiguous pieces (``perf/prealloc_write.py`` measures windows against the whole).
-
-Public API
-- ``RESERVE_WINDOW``, ``FIRST_STEP``.
-- ``Reservation(fd, start, limit, reserve, what)``: blocks of ``[start, start + limit)`` of
-  ``fd``; ``reserve(fd, offset, length)`` reserves a range (raises OSError). Blocking methods:
-  - ``cover(end)``: the bytes up to ``end`` (an offset from ``start``) are in hand, written or
-    about to be: reserves through them and a window beyond.
-  - ``receive_step(written) -> int``: how many bytes to read from a socket before calling
-    ``cover`` again (the rest of the window, or ``FIRST_STEP`` before there is one).
-  - ``reserve_all()``: the whole ``limit`` at once, for lengths that are not a client's
-    claim (a copy of an existing object, a local writer's own file).
-  ENOSPC and EDQUOT raise (the bytes would not fit either); any other failure (no fallocate
-  here) is logged once as a warning and the file is written without reservations.
 """
 
 from __future__ import annotations
@@ -47,6 +34,14 @@ ReserveFn = Callable[[int, int, int], object]
 
 
 class Reservation:
+    """The blocks of ``[start, start + limit)`` of ``fd``, reserved window by window.
+
+    ``reserve(fd, offset, length)`` reserves a range (raises OSError); ``what`` names it in the
+    log. The methods block. ENOSPC and EDQUOT raise (the bytes would not fit either); any other
+    failure (no fallocate here) is logged once as a warning and the file is written without
+    reservations.
+    """
+
     def __init__(self, fd: int, start: int, limit: int, reserve: ReserveFn, what: str) -> None:
         self.fd = fd
         self.start = start
@@ -73,13 +68,19 @@ class Reservation:
         self.reserved = target
 
     def cover(self, end: int) -> None:
+        """The bytes up to ``end`` (an offset from ``start``) are in hand, written or about to be:
+        reserve through them and a window beyond."""
         if end > self.reserved:
             self._extend(end + min(end, RESERVE_WINDOW))
 
     def receive_step(self, written: int) -> int:
+        """How many bytes to read from a socket before calling ``cover`` again (the rest of the
+        window, or ``FIRST_STEP`` before there is one)."""
         if not self._working:
             return self.limit  # nothing to extend: no reason to stop
         return max(self.reserved - written, FIRST_STEP)
 
     def reserve_all(self) -> None:
+        """The whole ``limit`` at once, for lengths that are not a client's claim (a copy of an
+        existing object, a local writer's own file)."""
         self._extend(self.limit)

@@ -5,12 +5,6 @@ releases the GIL for the whole body). The socket belongs to an event loop's tran
 the caller pauses first and never lets read again on that connection (see
 ``s3/transport.py``, which also decides when a body is read this way); the thread works on a
 private ``dup`` of it.
-
-Public API
-- ``ReceiveUnavailable``: nothing was read (every receiver thread busy): read the ordinary way.
-- ``receive_in_thread(sock_fd, receive) -> int`` (async): ``receive(private_sock_fd)`` in a
-  receiver thread; its result. If the caller is cancelled the socket is shut down, which ends
-  the thread's recv at once (the connection is lost to that request anyway).
 """
 
 from __future__ import annotations
@@ -30,7 +24,7 @@ RECEIVER_THREADS = 32
 
 
 class ReceiveUnavailable(Exception):
-    """Nothing was read: the caller should read the body the ordinary way."""
+    """Nothing was read (every receiver thread busy): the caller should read the body the ordinary way."""
 
 
 @functools.cache
@@ -49,6 +43,11 @@ def _shut_down(fds: list[int]) -> None:
 
 
 async def receive_in_thread(sock_fd: int, receive: Callable[[int], int]) -> int:
+    """``receive(private_sock_fd)`` in a receiver thread; its result.
+
+    If the caller is cancelled the socket is shut down, which ends the thread's recv at once (the
+    connection is lost to that request anyway).
+    """
     def run(own_sock: int, cancelled: threading.Event) -> int:
         return receive(own_sock)
 

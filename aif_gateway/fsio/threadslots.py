@@ -5,15 +5,6 @@ thread to a client for as long as that client is slow, so the bound is on concur
 clients per worker process, not on CPUs. Each use has its own slots so that slow clients never
 starve the default executor the storage layer runs filesystem calls in; when every slot is
 taken the caller gets ``SlotsBusy`` at once and goes the ordinary way instead of queueing.
-
-Public API
-- ``SlotsBusy``: every thread is taken; nothing was started.
-- ``ThreadSlots(threads, name)``: ``await run(fn, fds, on_cancel=None) -> int`` calls
-  ``fn(*private_fds, cancelled)`` in a slot's thread, where ``private_fds`` are ``dup``s of
-  ``fds`` closed when the thread is done (so a caller that is cancelled and closes its own
-  descriptors cannot have their numbers reused under the thread). When the awaiting task is
-  cancelled, ``cancelled`` (a ``threading.Event``) is set and ``on_cancel(private_fds)`` is
-  called, for work that cannot poll the event (it may shut a socket down, for example).
 """
 
 from __future__ import annotations
@@ -32,6 +23,8 @@ class SlotsBusy(Exception):
 
 
 class ThreadSlots:
+    """``threads`` worker threads (their names start with ``name``), each taken by one ``run`` at a time."""
+
     def __init__(self, threads: int, name: str) -> None:
         self._free = threading.BoundedSemaphore(threads)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
@@ -42,6 +35,14 @@ class ThreadSlots:
         fds: Sequence[int],
         on_cancel: Callable[[list[int]], None] | None = None,
     ) -> int:
+        """Call ``fn(*private_fds, cancelled)`` in a slot's thread; its result.
+
+        ``private_fds`` are ``dup``s of ``fds`` closed when the thread is done (so a caller that
+        is cancelled and closes its own descriptors cannot have their numbers reused under the
+        thread). When the awaiting task is cancelled, ``cancelled`` (a ``threading.Event``) is set
+        and ``on_cancel(private_fds)`` is called, for work that cannot poll the event (it may shut
+        a socket down, for example). ``SlotsBusy`` when every thread is taken.
+        """
         # Claimed on the loop, freed by the thread (or at once if the future never started).
         if not self._free.acquire(blocking=False):
             raise SlotsBusy("every thread is busy")

@@ -7,17 +7,6 @@ partial sends.
 When zero-copy is used at all (the switch, the smallest body worth it) is the protocol
 layer's decision (``s3/transport.py``); this module only sends.
 
-Public API
-- ``send_file(sock_fd, file_fd, offset, count, cancelled=None, stall_timeout_s=...) -> int``
-  (blocking): sends up to ``count`` bytes of the file from ``offset``; returns the bytes sent,
-  fewer than ``count`` only when the file ended early (it shrank). Raises ``ConnectionError``
-  when the peer went away, ``TimeoutError`` when the peer read nothing for ``stall_timeout_s``
-  or ``cancelled`` was set, ``SendfileUnavailable`` when the kernel refuses sendfile for this
-  file or socket before a byte went out.
-- ``send_file_in_thread(sock_fd, file_fd, offset, count) -> int`` (async): the same in one of
-  this process's sender threads; ``SendfileUnavailable`` too when every sender thread is busy.
-  In both "unavailable" cases nothing was sent and the caller can copy the bytes instead.
-
 The socket is non-blocking and belongs to the event loop's transport: we never change its
 flags; on EAGAIN we wait for POLLOUT with ``select.poll``.
 """
@@ -48,7 +37,8 @@ _UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ES
 
 
 class SendfileUnavailable(Exception):
-    """Nothing was sent: the caller should send the bytes by copying."""
+    """Nothing was sent (sendfile refused for this file or socket, or every sender thread busy):
+    the caller should send the bytes by copying."""
 
 
 def send_file(
@@ -59,6 +49,13 @@ def send_file(
     cancelled: threading.Event | None = None,
     stall_timeout_s: float = STALL_TIMEOUT_S,
 ) -> int:
+    """Send up to ``count`` bytes of the file from ``offset`` (blocking); the bytes sent, fewer
+    than ``count`` only when the file ended early (it shrank).
+
+    ``ConnectionError`` when the peer went away, ``TimeoutError`` when the peer read nothing for
+    ``stall_timeout_s`` or ``cancelled`` was set, ``SendfileUnavailable`` when the kernel refuses
+    sendfile for this file or socket before a byte went out.
+    """
     sent = 0
     poller: select.poll | None = None
     while sent < count:
@@ -97,6 +94,8 @@ def _senders() -> ThreadSlots:
 
 
 async def send_file_in_thread(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """``send_file`` in one of this process's sender threads; ``SendfileUnavailable`` too when
+    every sender thread is busy."""
     def send(own_sock: int, own_file: int, cancelled: threading.Event) -> int:
         return send_file(own_sock, own_file, offset, count, cancelled)
 

@@ -1,10 +1,6 @@
 """CopyObject on the filesystem: a kernel-side copy published like any write, or new metadata
 in place when an object is copied onto itself.
 
-Public API: ``copy_object(src_bucket, src_meta, src_key, dst_bucket, dst_meta, dst_key, attrs,
-options, check_source, *, fsync=False) -> ObjectInfo`` (blocking), with ``base.Store.copy_object``'s
-contract: ``attrs=None`` keeps the source's metadata and tags; ``attrs.tags=None`` keeps its tags.
-
 The source stays open for the whole copy, so a concurrent overwrite of it cannot mix two
 versions into the destination.
 """
@@ -40,6 +36,8 @@ def copy_object(
     *,
     fsync: bool = False,
 ) -> ObjectInfo:
+    """``base.Store.copy_object`` on the filesystem (blocking): ``attrs=None`` keeps the source's
+    metadata and tags; ``attrs.tags=None`` keeps its tags."""
     dst_path = dst_bucket.resolve(dst_key)
     reader = open_object(src_bucket, src_meta, src_key)
     try:

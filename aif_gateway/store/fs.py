@@ -9,9 +9,6 @@ modules of their own. Every blocking call runs in a worker thread via ``oserrors
 the event loop never waits on the disk, errno becomes an S3 error in one place, and the thread
 holds the requesting user's POSIX ids (``base.CALLER``) while it works: the kernel decides what
 the user may touch.
-
-Public API: ``FsStore(root, bucket_map=None, *, fsync=False, meta_backend=None)`` implementing
-``base.Store``.
 """
 
 from __future__ import annotations
@@ -59,6 +56,8 @@ def _any_entry(directory: Path, predicate: Callable[[os.DirEntry[str]], bool]) -
 
 
 class FsStore(Store):
+    """``base.Store`` over the directory tree at ``root``; ``bucket_map`` names the mapped buckets."""
+
     def __init__(
         self, root: Path, bucket_map: dict[str, Path] | None = None, *, fsync: bool = False,
         meta_backend: str | None = None,

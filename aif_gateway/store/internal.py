@@ -26,11 +26,6 @@ Temp files and upload directories are created with the requesting user's ids, so
 the user's (quota included) and publishing them is a rename the kernel allows exactly when the
 user may write the destination directory. Everything the gateway must trust is written with the
 gateway's own ids into directories no user can write.
-
-Public API: ``bucket_state_dir(root, name, bucket_dir)``, ``prepare_root(root)`` (at start),
-``prepare_state(state)`` (creates and checks; blocking, call with the gateway's ids),
-``check_dir(path, mode)``,
-``StateTampered``, ``ROOT_STATE_MODE``.
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ __all__ = ["STATE_LAYOUT", "bucket_state_dir", "check_dir", "prepare_root", "pre
 log = logging.getLogger(__name__)
 
 STATE_SUBDIR = "state"
+# ``ROOT/.aifgw`` and ``ROOT/.aifgw/state``: traversable by the users whose state lies below, never listable.
 ROOT_STATE_MODE = 0o711
 _SHARED = 0o1733  # anyone may create; nobody may list, rename or remove what is not theirs
 _PRIVATE = 0o700
@@ -111,7 +107,7 @@ def prepare_root(root: Path) -> None:
 
 
 def prepare_state(state: Path) -> None:
-    """Create (as needed) and check ``state`` and its shared subdirectories.
+    """Create (as needed) and check ``state`` and its shared subdirectories (blocking).
 
     Call with the gateway's own ids. The parents of a root-level state directory are created
     too (``ROOT/.aifgw``, ``ROOT/.aifgw/state``: gateway 0711)."""

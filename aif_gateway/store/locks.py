@@ -1,12 +1,5 @@
 """Per-key mutual exclusion across threads, processes and nodes.
 
-Public API
-- ``key_lock(state_dir, key)``: a blocking context manager; hold it around every
-  check-then-publish of ``key`` (conditional writes, in-place metadata changes, deletes).
-  Blocking: use it from a worker thread, never on the event loop.
-- ``lock_slot(key) -> int``: the byte offset that stands for ``key`` in the lock file.
-- ``LOCK_FILE``, ``SLOTS``.
-
 How: one lock file per bucket (``locks`` in its state directory, the gateway's, 0600); a key maps to one byte of it at
 offset ``xxh3_64(key) % 2**20``, locked with ``fcntl.lockf`` (F_SETLKW record locks). Record locks
 are what parallel filesystems honour cluster-wide (GPFS, Lustre mounted with ``-o flock``, NFSv4);
@@ -37,7 +30,9 @@ from ..fsio.creds import as_gateway
 
 __all__ = ["LOCK_FILE", "key_lock", "lock_slot"]
 
+# The lock file's name in a bucket's state directory.
 LOCK_FILE = "locks"
+# One-byte slots in the lock file; keys that share a slot merely serialise.
 SLOTS = 2**20
 
 _table_lock = threading.Lock()
@@ -58,6 +53,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def lock_slot(key: str) -> int:
+    """The byte offset that stands for ``key`` in the lock file."""
     return xxhash.xxh3_64_intdigest(key.encode("utf-8", "surrogateescape")) % SLOTS
 
 
@@ -122,6 +118,9 @@ def _lockf_blocking(fd: int, slot: int) -> None:
 
 @contextmanager
 def key_lock(state_dir: Path, key: str) -> Iterator[None]:
+    """Hold ``key``'s lock for the body: around every check-then-publish of ``key`` (conditional
+    writes, in-place metadata changes, deletes). Blocking: use it from a worker thread, never on
+    the event loop."""
     lock_file = Path(state_dir) / LOCK_FILE
     slot = lock_slot(key)
     ident = (lock_file, slot)

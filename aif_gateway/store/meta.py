@@ -1,27 +1,5 @@
 """Object metadata: one compact JSON record per object, in an xattr or in a sidecar file.
 
-Public API
-- ``ObjectRecord``: what the gateway knows about an object it wrote (etag, size, mtime_ns,
-  content_type, headers, user_meta, checksums, checksum_type, part_sizes, dir_marker);
-  ``encode() -> bytes``, ``decode(bytes) -> ObjectRecord | None`` (None unless every field
-  passes ``record_checks``: users can forge records), ``matches(stat) -> bool``,
-  ``info(key, tag_count=0) -> ObjectInfo``.
-- ``info_for(key, st, record, tag_count=0) -> ObjectInfo``: the record's view when it still
-  matches the file, else the foreign-file view (``foreign_etag``, ``guess_content_type``).
-- ``listed_info(key, size, mtime_ns, data) -> ObjectInfo``: the same for a listing, from the
-  raw record bytes, without what a listing does not show (content type, headers, user
-  metadata).
-- ``MetaStore``: per-bucket metadata backend, ``meta_store_for(bucket, forced=None)`` picks it
-  (probing xattr support once per bucket per process). Methods: ``stage(target, record, tags)``
-  (on a temp file before publish), ``commit(key, record, tags)`` (at publish, under the key lock),
-  ``read(target, key)``, ``write(target, key, record)``, ``remove(key)``, ``read_tags(target, key)``,
-  ``write_tags(target, key, tags)``, ``describe_listed(directory, names, keys)`` (the
-  listing's batch, ``listing.DescribeFiles``). ``target`` is an open fd or a real path.
-- Bucket records: ``read_bucket_record(root, name, path) -> (owner, created_ns)``,
-  ``write_bucket_record(root, name, path, owner, *, sidecar)``, ``bucket_record_file(root, name)``
-  (xattr ``user.aifgw.bucket`` on the bucket directory, else ``root/.aifgw/buckets/<name>.json``).
-- ``BUCKET_XATTR``, ``META_XATTR``, ``TAGS_XATTR``, ``EMPTY_MD5``, ``BACKEND_ENV``.
-
 Why a record is bound to (size, mtime_ns): HPC jobs rewrite files in place without telling the
 gateway. A record whose size or mtime no longer matches the file describes bytes that are gone,
 so the file is then served as a *foreign* file. Foreign ETags are ``xxh3_128(key, size,
@@ -87,6 +65,8 @@ _BLOB_POINTER = b"@blob:"  # an xattr value that is not JSON: the record lives i
 
 @dataclass(frozen=True)
 class ObjectRecord:
+    """What the gateway knows about an object it wrote."""
+
     etag: str
     size: int
     mtime_ns: int
@@ -99,6 +79,7 @@ class ObjectRecord:
     dir_marker: bool = False
 
     def encode(self) -> bytes:
+        """The compact JSON that ``decode`` reads back."""
         data = {k: v for k, v in asdict(self).items() if not (v is None or v is False or v == {})}
         if self.part_sizes is not None:
             # Run-length encoded: 10,000 parts of equal size must still fit in one xattr.
@@ -120,10 +101,12 @@ class ObjectRecord:
         return cls(**raw)
 
     def matches(self, st: os.stat_result) -> bool:
+        """The record still describes the file ``st``: same size and mtime_ns, or a directory marker."""
         # A directory's mtime changes with its children, so markers are not bound to it.
         return self.dir_marker or (self.size == st.st_size and self.mtime_ns == st.st_mtime_ns)
 
     def info(self, key: str, tag_count: int = 0) -> ObjectInfo:
+        """The object ``key`` as this record describes it."""
         return ObjectInfo(
             key=key,
             size=self.size,
@@ -163,6 +146,8 @@ def guess_content_type(key: str) -> str:
 
 
 def info_for(key: str, st: os.stat_result, record: ObjectRecord | None, tag_count: int = 0) -> ObjectInfo:
+    """The record's view when it still matches the file ``st``, else the foreign-file view
+    (``foreign_etag``, ``guess_content_type``)."""
     if record is not None and record.matches(st):
         return record.info(key, tag_count)
     return ObjectInfo(
@@ -295,7 +280,10 @@ def _remove_xattr(target: Target, name: str) -> None:
 
 
 class MetaStore:
-    """Reads and writes one bucket's records; ``backend`` is ``"xattr"`` or ``"sidecar"``."""
+    """Reads and writes one bucket's records; ``backend`` is ``"xattr"`` or ``"sidecar"``.
+
+    ``meta_store_for`` picks the backend. A ``target`` is the object's open fd or its real path.
+    """
 
     def __init__(self, bucket: BucketPaths, backend: str) -> None:
         if backend not in (XATTR, SIDECAR):
@@ -325,6 +313,7 @@ class MetaStore:
 
     # -- in-place access --------------------------------------------------------------------
     def read(self, target: Target, key: str) -> ObjectRecord | None:
+        """The object's record; None when it has none (or none ``ObjectRecord.decode`` accepts)."""
         if self.backend == XATTR:
             data = self._get(target, META_XATTR)
         else:
@@ -368,6 +357,7 @@ class MetaStore:
                 self._remove_sidecar(self._sidecar(base, key))
 
     def read_tags(self, target: Target, key: str) -> dict[str, str]:
+        """The object's tags (``decode_tags``)."""
         if self.backend == XATTR:
             return decode_tags(self._get(target, TAGS_XATTR))
         return decode_tags(self._read_sidecar(self._sidecar(self.bucket.tags, key)))
@@ -478,7 +468,8 @@ def _probe_backend(bucket: BucketPaths) -> str:
 
 
 def meta_store_for(bucket: BucketPaths, forced: str | None = None) -> MetaStore:
-    """The bucket's metadata backend: ``forced``, else ``$AIF_META_BACKEND``, else probed once.
+    """The bucket's metadata backend: ``forced``, else ``$AIF_META_BACKEND``, else probed once
+    per bucket per process (xattr support).
 
     Blocking (the probe touches the filesystem): call it from a worker thread.
     """
@@ -521,6 +512,9 @@ def read_bucket_record(root: Path, name: str, path: Path) -> tuple[str | None, i
 
 
 def write_bucket_record(root: Path, name: str, path: Path, owner: str, *, sidecar: bool) -> None:
+    """Record ``owner`` and the creation time of bucket ``name`` at ``path``: in the xattr
+    ``BUCKET_XATTR`` of the bucket directory, else (``sidecar``, or no user xattrs there) in
+    ``bucket_record_file(root, name)``."""
     data = json.dumps({"owner": owner, "created_ns": time.time_ns()}).encode()
     if not sidecar:
         try:

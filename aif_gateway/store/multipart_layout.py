@@ -20,19 +20,7 @@ lies past it); not ``posix_fallocate``, whose glibc emulation on filesystems wit
 writes zeros block by block and would overwrite a concurrent writer's bytes. Where fallocate is
 unsupported, nothing is preallocated.
 
-Public API (blocking unless marked)
-- ``MIN_PART_SIZE``
-- ``place_part(state, key, upload_id, part_number, size) -> PartSlot | None``: a writer's range
-  in the data file, held, or None for a part file of its own.
-- ``PartSlot``: ``writer(algorithms)`` for ``publish.receive_body`` or ``copy_into``, ``offset``,
-  ``release()``.
-- ``copy_into(writer, src_fd, offset, length, fsync) -> TempObject``: UploadPartCopy's bytes.
-- ``in_place_plan(chosen, stored, layout) -> list[PartRecord] | None`` (pure): whether the data
-  file can become the object, and which parts must first be copied into it (usually none).
-- ``move_into_place(state, upload_id, misplaced, part_size)``,
-  ``truncate_in_place(state, upload_id, size, fsync) -> mtime_ns``.
-- ``assemble(bucket, state, upload_id, chosen, fsync) -> (path, size, mtime_ns)``.
-- ``clone_range(src_fd, dst_fd, offset, length, dst_offset) -> int``: bytes reflinked.
+Everything here blocks but ``in_place_plan``, which is pure.
 """
 
 from __future__ import annotations
@@ -94,6 +82,7 @@ class PartSlot:
         self.fd: int | None = None
 
     def writer(self, algorithms: frozenset[str]) -> HashingWriter:
+        """The writer of the range, from ``offset``, for ``publish.receive_body`` or ``copy_into``."""
         assert self.fd is not None
         fd, self.fd = self.fd, None  # the writer closes it from now on
         # Discarding keeps the file: the range keeps what was written, and no record names it
@@ -103,6 +92,7 @@ class PartSlot:
                              offset=self.offset, unlink_on_discard=False, reservation=reservation)
 
     def release(self) -> None:
+        """Let other writers and Complete have the range again."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

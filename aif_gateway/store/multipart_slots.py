@@ -14,8 +14,7 @@ file drops every lock the process holds on it. So an in-process table comes firs
 file, one shared descriptor (closed when its last user leaves), the part numbers this process
 holds, and how many Completes of this process want the whole file.
 
-Public API (all blocking): ``hold_part(path, part_number) -> bool``, ``release_part(path,
-part_number)``, ``no_writers(path, wait_s)`` (a context manager; raises ``WritersBusy``).
+Every function here blocks.
 """
 
 from __future__ import annotations
@@ -107,6 +106,7 @@ def hold_part(path: Path, part_number: int) -> bool:
 
 
 def release_part(path: Path, part_number: int) -> None:
+    """Give back part ``part_number``'s byte of ``path``, taken with ``hold_part``."""
     with _table:
         entry = _files[path]
         fcntl.lockf(entry.fd, fcntl.LOCK_UN, 1, part_number, os.SEEK_SET)
@@ -118,7 +118,8 @@ def release_part(path: Path, part_number: int) -> None:
 @contextmanager
 def no_writers(path: Path, wait_s: float) -> Iterator[None]:
     """Hold every part's byte of ``path`` while the block runs, after waiting up to ``wait_s``
-    for the writers holding some. A missing upload directory has no writers to exclude."""
+    for the writers holding some (``WritersBusy`` if they keep them longer). A missing upload
+    directory has no writers to exclude."""
     deadline = time.monotonic() + wait_s
     with _table:
         try:

@@ -40,9 +40,6 @@ Upload ids are ``<initiated ns, 16 hex><random, 16 hex><key tag, 8 hex>``: they 
 initiation time (ListMultipartUploads pages by id within a key) and name their key, so a
 request for another key is refused without reading anything. The format is checked before an
 id is ever used as a path.
-
-Public API: ``new_upload_id(key)``, ``check_id(key, upload_id)``, ``no_upload(upload_id)``,
-``UploadState(bucket)`` (all of its methods block).
 """
 
 from __future__ import annotations
@@ -92,10 +89,12 @@ def _key_tag(key: str) -> str:
 
 
 def new_upload_id(key: str) -> str:
+    """A new upload id for ``key`` (its format: the module docstring)."""
     return f"{time.time_ns():016x}{secrets.token_hex(8)}{_key_tag(key)}"
 
 
 def no_upload(upload_id: str) -> S3Error:
+    """The NoSuchUpload error for ``upload_id``, for the caller to raise."""
     return S3Error("NoSuchUpload", extra={"UploadId": upload_id})
 
 
@@ -137,7 +136,7 @@ def _typed(value: Any, kind: type) -> Any:
 
 
 class UploadState:
-    """The uploads of one bucket, as files."""
+    """The uploads of one bucket, as files. Every method blocks."""
 
     def __init__(self, bucket: BucketPaths) -> None:
         self.bucket = bucket

@@ -1,12 +1,7 @@
 """Filesystem failures as S3 errors, in one place, and blocking work off the event loop.
 
-Public API
-- ``s3_errors()``: a context manager that turns an ``OSError`` whose errno S3 has a word for
-  (EACCES -> AccessDenied, ENOSPC -> InternalError "full"...) into that ``S3Error``; any other
-  ``OSError`` passes through unchanged (a client's ``ConnectionResetError`` stays what it is).
-- ``in_thread(fn, *args, **kwargs)`` (async): ``fn`` in a worker thread holding the caller's
-  POSIX ids (``base.CALLER``), under ``s3_errors()``. Every blocking call of the storage layer
-  goes through it (or through ``as_caller``, the same without the errno translation).
+Every blocking call of the storage layer goes through ``in_thread`` (or through ``as_caller``,
+the same without the errno translation).
 """
 
 from __future__ import annotations
@@ -42,6 +37,9 @@ ERRNO_ERRORS: dict[int, tuple[str, str]] = {
 
 @contextmanager
 def s3_errors() -> Iterator[None]:
+    """Turn an ``OSError`` whose errno S3 has a word for (EACCES -> AccessDenied, ENOSPC ->
+    InternalError "full"...) into that ``S3Error``; any other ``OSError`` passes through unchanged
+    (a client's ``ConnectionResetError`` stays what it is)."""
     try:
         yield
     except OSError as exc:
@@ -52,7 +50,8 @@ def s3_errors() -> Iterator[None]:
 
 
 async def in_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run blocking filesystem work off the event loop as the caller, translating errno into S3 errors."""
+    """Run blocking filesystem work off the event loop as the caller, translating errno into S3 errors:
+    ``fn`` in a worker thread holding the caller's POSIX ids (``base.CALLER``), under ``s3_errors()``."""
     with s3_errors():
         return await as_caller(fn, *args, **kwargs)
 

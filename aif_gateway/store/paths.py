@@ -1,25 +1,5 @@
 """Bucket and key names, and mapping keys to paths that never leave their bucket.
 
-Public API
-- ``INTERNAL_DIR`` (``".aifgw"``): the gateway's hidden state directory, in the root (and in a
-  mapped bucket on another filesystem); a reserved name in every bucket.
-- ``validate_bucket_name(name) -> None``: S3 naming rules, else ``InvalidBucketName``.
-- ``validate_key(key) -> list[str]``: the key's path segments (a trailing ``/`` yields no empty
-  last segment), else ``InvalidArgument`` / ``KeyTooLongError``.
-- ``is_dir_key(key) -> bool``: the key names a directory marker object (ends in ``/``).
-- ``BucketPaths(name, dir, state)``: one bucket's directories (``dir`` is the bucket's realpath,
-  ``state`` its internal state directory); ``BucketPaths.at(name, path, state)`` builds it.
-  Properties ``tmp``, ``uploads``, ``meta``, ``tags``; ``resolve(key) -> Path``.
-- ``check_inside(bucket_real, path) -> None``: ``AccessDenied`` unless ``path`` lies in the
-  bucket and outside its internal directory.
-- ``open_checked(bucket_real, path, flags) -> int``: opens a resolved ``path`` beneath the bucket
-  directory with ``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`` (or the engine's
-  ``O_NOFOLLOW`` walk), so no component swapped for a symlink since it was resolved is followed;
-  the result is re-verified to lie inside the bucket and outside its internal directory.
-- ``open_parent_checked(bucket_real, path) -> int``: a verified fd of ``path``'s parent
-  directory, for ``os.replace``/``os.link`` with ``dst_dir_fd`` (race-free publish target).
-- ``conflict_error(key) -> S3Error``: the error for a key that collides with a file/prefix.
-
 Symlinks: keys are resolved with ``os.path.realpath``, so a symlink inside the bucket that points
 inside the bucket is followed and one that points outside (or into ``.aifgw``) is refused with
 ``AccessDenied``, for reads and writes alike. The check alone is a time-of-check/time-of-use
@@ -48,6 +28,8 @@ __all__ = [
     "is_dir_key", "open_checked", "open_parent_checked", "validate_bucket_name", "validate_key",
 ]
 
+# The gateway's hidden state directory, in the root (and in a mapped bucket on another
+# filesystem); a reserved name in every bucket.
 INTERNAL_DIR = ".aifgw"
 MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
@@ -56,6 +38,7 @@ _BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 
 
 def validate_bucket_name(name: str) -> None:
+    """S3's naming rules for buckets, else ``InvalidBucketName``."""
     def bad(why: str) -> S3Error:
         return S3Error("InvalidBucketName", f"The specified bucket is not valid: {why}.", resource=name)
 
@@ -75,10 +58,13 @@ def validate_bucket_name(name: str) -> None:
 
 
 def is_dir_key(key: str) -> bool:
+    """The key names a directory marker object (it ends in ``/``)."""
     return key.endswith("/")
 
 
 def validate_key(key: str) -> list[str]:
+    """The key's path segments (a trailing ``/`` yields no empty last segment), else
+    ``InvalidArgument`` / ``KeyTooLongError``."""
     def bad(why: str) -> S3Error:
         return S3Error("InvalidArgument", f"Invalid object key: {why}.", resource=key)
 
@@ -106,6 +92,7 @@ def validate_key(key: str) -> list[str]:
 
 
 def conflict_error(key: str) -> S3Error:
+    """The error for a key that collides with a file or prefix (``a`` and ``a/b``)."""
     return S3Error(
         "InvalidArgument",
         "The key conflicts with an existing object or prefix: a file cannot also be a directory "
@@ -115,7 +102,8 @@ def conflict_error(key: str) -> S3Error:
 
 
 def check_inside(bucket_real: str, path: str) -> None:
-    """``path`` must be the bucket directory or below it, and not in its internal directory."""
+    """``path`` must be the bucket directory or below it, and not in its internal directory
+    (``AccessDenied`` otherwise)."""
     try:
         inside = os.path.commonpath([bucket_real, path]) == bucket_real
     except ValueError:  # mixes absolute and relative paths
@@ -136,6 +124,10 @@ _RESOLVED = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 
 
 def open_checked(bucket_real: str, path: str, flags: int, mode: int = 0o666) -> int:
+    """Open a resolved ``path`` beneath the bucket directory with ``openat2(RESOLVE_BENEATH |
+    RESOLVE_NO_SYMLINKS)`` (or the engine's ``O_NOFOLLOW`` walk), so no component swapped for a
+    symlink since it was resolved is followed; the fd is re-verified to lie inside the bucket and
+    outside its internal directory."""
     rel = os.path.relpath(path, bucket_real)
     if rel == ".." or rel.startswith("../"):
         raise S3Error("AccessDenied", "Access Denied: the key resolves (through a symlink) outside its bucket.")
@@ -157,13 +149,16 @@ def open_checked(bucket_real: str, path: str, flags: int, mode: int = 0o666) -> 
 
 
 def open_parent_checked(bucket_real: str, path: str) -> int:
+    """A verified fd of ``path``'s parent directory, for ``os.replace``/``os.link`` with
+    ``dst_dir_fd`` (a race-free publish target)."""
     return open_checked(bucket_real, os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
 
 
 @dataclass(frozen=True)
 class BucketPaths:
     """One bucket's directories. ``dir`` is a realpath, so containment checks compare like with
-    like; ``state`` is the bucket's internal state directory (``store.internal``: where and why)."""
+    like; ``state`` is the bucket's internal state directory (``store.internal``: where and why).
+    ``at`` builds one, resolving ``path`` to its realpath."""
 
     name: str
     dir: Path

@@ -1,33 +1,5 @@
 """Writing objects atomically: temp file, hashes, metadata, then one rename under the key lock.
 
-Public API
-- ``receive_body(bucket, body, algorithms, *, fsync=False, expected_size=None) -> TempObject``
-  (async): streams an async byte stream into a new temp file in the bucket's tmp/ from a
-  worker thread, hashing MD5 plus ``algorithms`` on the way; ``expected_size`` (when known) picks
-  the file's layout, caps the blocks reserved as bytes arrive (``fsio.reserve``) and cuts off
-  a body that outgrows it (InvalidRequest). A ``BodyOnSocket`` at the end of the stream is read
-  by the engine's native receive loop in a receiver thread (``fsio.sockrecv``). On any failure
-  the temp file is removed.
-- ``check_body(temp, options) -> None``: ``expected_size`` (IncompleteBody) and
-  ``options.verify(digests)``; raises S3Error.
-- ``record_for(temp, attrs, algorithms) -> ObjectRecord``: the record of a single-part PUT.
-- ``publish_file(bucket, meta, src, key, record, tags, options, *, fsync=False) -> None``
-  (blocking): attaches the metadata to ``src`` and renames it to ``key`` under the key lock,
-  honouring ``options.if_none_match`` / ``options.if_match``. ``src`` must be a file on the same
-  filesystem (in the bucket's state directory) whose mtime_ns and size the record matches. It is
-  consumed on success and left in place on failure (the caller removes or keeps it).
-- ``publish_dir_marker(bucket, meta, key, record, tags, options) -> None`` (blocking).
-- ``current_etag(bucket, meta, key, path) -> str | None`` (blocking): the etag the key has now.
-- ``check_conditions(bucket, meta, key, path, options) -> None`` (blocking, under the key lock):
-  ``If-None-Match: *`` / ``If-Match`` against the key's current state.
-- ``copy_to_temp(bucket, src_fd, offset, length, algorithms, *, fsync=False) -> TempObject``
-  (blocking): kernel-side copy (``algorithms=None``) or copy while hashing.
-- ``copy_range(src_fd, dst_fd, offset, length, dst_offset=0) -> None`` (blocking): the one
-  kernel-side copy with its read/write fallback (copies, and Complete concatenating parts).
-- ``discard(path) -> None``, ``remove_empty_parents(bucket, meta, directory) -> None``,
-  ``cleanup_stale_temp(bucket, older_than_s=3600) -> int``,
-  ``remove_older_than(directory, older_than_s) -> int`` (blocking).
-
 Conditional writes are one atomic step across processes and nodes: the check and the rename
 happen while holding the key's ``fcntl`` lock, and ``If-None-Match: *`` publishes with
 ``link()``, which fails if anything (even a writer that bypasses the gateway) created the name
@@ -169,6 +141,7 @@ def new_temp_writer(bucket: BucketPaths, algorithms: Iterable[str], expected_siz
 
 
 def discard(path: Path) -> None:
+    """Remove the file ``path`` if it is there (blocking)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -179,9 +152,16 @@ async def receive_body(
     bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False,
     expected_size: int | None = None, writer: HashingWriter | None = None,
 ) -> TempObject:
-    # ``writer``: another destination with HashingWriter's write/finish/discard (multipart's
-    # writer into a part's range of an upload's shared data file); by default a new temp file.
-    # ``expected_size``: the declared length, which the body may not outgrow.
+    """Stream ``body`` into a new temp file in the bucket's tmp/ from a worker thread, hashing MD5
+    plus ``algorithms`` on the way. On any failure the temp file is removed.
+
+    ``expected_size``: the declared length, when known; it picks the file's layout, caps the blocks
+    reserved as bytes arrive (``fsio.reserve``) and cuts off a body that outgrows it
+    (InvalidRequest). ``writer``: another destination with HashingWriter's write/finish/discard
+    (multipart's writer into a part's range of an upload's shared data file). A ``BodyOnSocket``
+    at the end of the stream is read by the engine's native receive loop in a receiver thread
+    (``fsio.sockrecv``).
+    """
     if writer is None:
         writer = await as_caller(new_temp_writer, bucket, algorithms, expected_size)
     pending: asyncio.Future[None] | None = None
@@ -251,6 +231,8 @@ async def _receive_from_socket(writer: HashingWriter, rest: BodyOnSocket) -> Non
 
 
 def check_body(temp: TempObject, options: WriteOptions) -> None:
+    """Check the body against ``options.expected_size`` (IncompleteBody) and ``options.verify``
+    (the S3Error it raises)."""
     if options.expected_size is not None and temp.size != options.expected_size:
         raise S3Error(
             "IncompleteBody",
@@ -261,6 +243,7 @@ def check_body(temp: TempObject, options: WriteOptions) -> None:
 
 
 def record_for(temp: TempObject, attrs: ObjectAttrs, algorithms: Iterable[str]) -> ObjectRecord:
+    """The record of a single-part PUT."""
     checksums = {name: b64(temp.digests[name]) for name in algorithms if name in CHECKSUM_ALGORITHMS}
     return ObjectRecord(
         etag=temp.digests["MD5"].hex(),
@@ -275,7 +258,7 @@ def record_for(temp: TempObject, attrs: ObjectAttrs, algorithms: Iterable[str]) 
 
 
 def current_etag(bucket: BucketPaths, meta: MetaStore, key: str, path: Path) -> str | None:
-    """The etag ``key`` has now (None when it is no object); call under the key lock."""
+    """The etag ``key`` has now (None when it is no object); blocking, call under the key lock."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -291,6 +274,8 @@ def current_etag(bucket: BucketPaths, meta: MetaStore, key: str, path: Path) -> 
 
 
 def check_conditions(bucket: BucketPaths, meta: MetaStore, key: str, path: Path, options: WriteOptions) -> None:
+    """``If-None-Match: *`` / ``If-Match`` against the key's current state (blocking; call under
+    the key lock)."""
     if not options.if_none_match and options.if_match is None:
         return
     etag = current_etag(bucket, meta, key, path)
@@ -366,6 +351,13 @@ def publish_file(
     *,
     fsync: bool = False,
 ) -> None:
+    """Attach the metadata to ``src`` and rename it to ``key`` under the key lock (blocking),
+    honouring ``options.if_none_match`` / ``options.if_match``.
+
+    ``src`` must be a file on the same filesystem (in the bucket's state directory) whose
+    mtime_ns and size the record matches. It is consumed on success and left in place on failure
+    (the caller removes or keeps it).
+    """
     path = bucket.resolve(key)
     meta.stage(src, record, tags)
     with key_lock(bucket.state, key):
@@ -396,6 +388,7 @@ def publish_dir_marker(
     tags: dict[str, str] | None,
     options: WriteOptions,
 ) -> None:
+    """Publish the directory marker ``key`` with ``record`` and ``tags`` under the key lock (blocking)."""
     path = bucket.resolve(key)
     with key_lock(bucket.state, key):
         check_conditions(bucket, meta, key, path, options)
@@ -407,7 +400,7 @@ def publish_dir_marker(
 
 
 def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) -> None:
-    """Remove ``directory`` and its ancestors while empty, stopping at the bucket or a marker."""
+    """Remove ``directory`` and its ancestors while empty, stopping at the bucket or a marker (blocking)."""
     while directory != bucket.dir and bucket.dir in directory.parents:
         if directory == bucket.state:
             return
@@ -423,14 +416,15 @@ def remove_empty_parents(bucket: BucketPaths, meta: MetaStore, directory: Path) 
 
 def cleanup_stale_temp(bucket: BucketPaths, older_than_s: float = 3600) -> int:
     """Remove what crashed writers left in the bucket's tmp/ (temp files, and directories
-    renamed there to be deleted); returns how many entries went. Run with the gateway's ids:
-    the entries belong to many users."""
+    renamed there to be deleted); returns how many entries went (blocking). Run with the
+    gateway's ids: the entries belong to many users."""
     return remove_older_than(bucket.tmp, older_than_s)
 
 
 def remove_older_than(directory: Path, older_than_s: float) -> int:
     """Remove the entries of ``directory`` (files or whole trees) last modified more than
-    ``older_than_s`` ago; returns how many went. Other processes may sweep at the same time."""
+    ``older_than_s`` ago; returns how many went (blocking). Other processes may sweep at the same
+    time."""
     cutoff_ns = time.time_ns() - int(older_than_s * 1e9)
     removed = 0
     try:
@@ -501,6 +495,8 @@ def copy_range(src_fd: int, dst_fd: int, offset: int, length: int, dst_offset: i
     The kernel copies where it can (``copy_file_range``: server-side on Lustre/GPFS/NFS 4.2,
     reflinks on XFS); the rest goes through this process with ``pread``/``pwrite``. A source
     shorter than ``offset + length`` is an InternalError.
+
+    The store's one kernel-side copy, for copies and for Complete concatenating parts.
     """
     copied = _kernel_copy(src_fd, dst_fd, offset, length, dst_offset)
     while copied < length:

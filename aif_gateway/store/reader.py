@@ -1,19 +1,5 @@
 """Reading objects: what a key is (HEAD), and an open file plus the metadata read through it (GET).
 
-Public API
-- ``object_info(bucket, meta, key, path, fd=None) -> ObjectInfo`` (blocking): the object at
-  ``path`` (``bucket.resolve(key)``), read through ``fd`` when given; NoSuchKey when there is
-  none (a missing file, a directory without a marker record, a FIFO...).
-- ``open_object(bucket, meta, key) -> FileReader`` (blocking): opens the object (never leaving
-  the bucket) and reads its info through the descriptor.
-- ``meta_key(bucket, key, path) -> str``: the key metadata is filed under.
-- ``no_such_key(key) -> S3Error``.
-- ``FileReader(fd, info)`` with ``info``, ``fileno()``, ``chunks(start, end, chunk_size=1 MiB)``
-  (async iterator of bytes ``start``..``end`` inclusive, read with ``os.pread`` in a worker
-  thread, or sliced from ``prefetched``: bodies up to ``PREFETCH_MAX`` read by ``open_object``),
-  ``send_to(sock_fd, offset, count)`` (async: ``os.sendfile`` in a sender thread,
-  ``fsio.zerocopy``) and ``close()`` (async). It implements ``base.ObjectReader``.
-
 Because the descriptor stays open, a GET that started before an overwrite or delete keeps
 reading the version it opened (publish replaces the name, never the bytes of an open file).
 """
@@ -43,15 +29,21 @@ PREFETCH_MAX = 64 * 1024
 
 
 def no_such_key(key: str) -> S3Error:
+    """The NoSuchKey error for ``key``, for the caller to raise."""
     return S3Error("NoSuchKey", resource=key, extra={"Key": key})
 
 
 def meta_key(bucket: BucketPaths, key: str, path: Path) -> str:
-    """Sidecars are keyed by the resolved path, so a key reached through a symlink shares them."""
+    """The key metadata is filed under.
+
+    Sidecars are keyed by the resolved path, so a key reached through a symlink shares them.
+    """
     return bucket.key_of(path) + ("/" if is_dir_key(key) else "")
 
 
 def object_info(bucket: BucketPaths, meta: MetaStore, key: str, path: Path, fd: int | None = None) -> ObjectInfo:
+    """The object at ``path`` (``bucket.resolve(key)``), read through ``fd`` when given (blocking);
+    NoSuchKey when there is none (a missing file, a directory without a marker record, a FIFO...)."""
     try:
         st = os.fstat(fd) if fd is not None else os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -69,6 +61,8 @@ def object_info(bucket: BucketPaths, meta: MetaStore, key: str, path: Path, fd: 
 
 
 def open_object(bucket: BucketPaths, meta: MetaStore, key: str) -> FileReader:
+    """Open the object (never leaving the bucket) and read its info through the descriptor
+    (blocking)."""
     path = bucket.resolve(key)
     flags = os.O_RDONLY | os.O_NONBLOCK  # O_NONBLOCK: a FIFO in the tree must not hang us
     try:
@@ -89,6 +83,8 @@ def open_object(bucket: BucketPaths, meta: MetaStore, key: str) -> FileReader:
 
 
 class FileReader:
+    """An open object: ``base.ObjectReader`` over its descriptor, with ``info`` read through it."""
+
     def __init__(self, fd: int, info: ObjectInfo) -> None:
         self._fd = fd
         self.info = info
@@ -100,6 +96,8 @@ class FileReader:
         return self._fd
 
     async def chunks(self, start: int, end: int, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
+        """Bytes ``start``..``end`` inclusive, read with ``os.pread`` in a worker thread, or sliced
+        from ``prefetched`` (bodies up to ``PREFETCH_MAX``, read by ``open_object``)."""
         fd = self.fileno()
         if self.prefetched is not None and end < len(self.prefetched):
             for position in range(start, end + 1, chunk_size):
@@ -116,6 +114,7 @@ class FileReader:
             yield data
 
     async def send_to(self, sock_fd: int, offset: int, count: int) -> int:
+        """``os.sendfile`` in a sender thread (``fsio.zerocopy``)."""
         return await send_file_in_thread(sock_fd, self.fileno(), offset, count)
 
     async def close(self) -> None:

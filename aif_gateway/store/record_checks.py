@@ -12,15 +12,6 @@ foreign file. Never an error, never a header the record chose.
 The checks work on the decoded JSON dict without building anything, so the listing's fast path
 (``meta.listed_info``) runs them on every listed key; they cost a few dict and type tests for
 the records the gateway writes.
-
-Public API
-- ``MAX_RECORD_BYTES``: records (and tag sets) longer than this are not parsed at all.
-- ``valid_object_record(raw) -> bool``: ``raw`` is the parsed JSON of an ``ObjectRecord``.
-- ``valid_tags(raw) -> bool``: a stored tag set (a dict of at most ``MAX_TAGS`` str -> str).
-- ``valid_blob_name(name) -> bool``: the digest a blob pointer names (hex; no path).
-- ``valid_part_record(raw, name) -> bool``: a multipart part's record, read from the file
-  ``name`` of its upload's directory, which its uploader may rewrite by hand: it may name only
-  files of that upload (``data`` or ``part-NNNNN.<token>``).
 """
 
 from __future__ import annotations
@@ -32,6 +23,7 @@ from .base import CHECKSUM_ALGORITHMS, MAX_PARTS, MAX_TAGS, STORED_HEADERS
 
 __all__ = ["MAX_RECORD_BYTES", "valid_blob_name", "valid_object_record", "valid_part_record", "valid_tags"]
 
+# Records (and tag sets) longer than this are not parsed at all.
 # The largest record the gateway writes: 10,000 parts of distinct sizes (about 120 KiB as runs)
 # plus 2 KiB of user metadata and a few stored headers. Linux caps one xattr at 64 KiB; larger
 # records go to blobs, whose reads stop here.
@@ -103,7 +95,8 @@ def _valid_parts(runs: Any, size: int) -> bool:
 
 
 def valid_object_record(raw: dict[str, Any]) -> bool:
-    """Whether ``raw`` (its keys already known to be ObjectRecord's) may be believed."""
+    """Whether ``raw``, the parsed JSON of an ``ObjectRecord`` (its keys already known to be
+    ObjectRecord's), may be believed."""
     size, etag, get = raw["size"], raw["etag"], raw.get
     if type(size) is not int or size < 0 or type(raw["mtime_ns"]) is not int:
         return False
@@ -127,12 +120,14 @@ def valid_object_record(raw: dict[str, Any]) -> bool:
 
 
 def valid_tags(raw: Any) -> bool:
+    """A stored tag set: a dict of at most ``MAX_TAGS`` str -> str."""
     return type(raw) is dict and len(raw) <= MAX_TAGS and all(
         type(name) is str and type(value) is str for name, value in raw.items()
     )
 
 
 def valid_blob_name(name: str) -> bool:
+    """The digest a blob pointer names (hex; no path)."""
     return _BLOB_NAME.fullmatch(name) is not None
 
 
@@ -141,6 +136,9 @@ _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 def valid_part_record(raw: Any, name: str) -> bool:
+    """A multipart part's record, read from the file ``name`` of its upload's directory, which its
+    uploader may rewrite by hand: it may name only files of that upload (``data`` or
+    ``part-NNNNN.<token>``)."""
     if type(raw) is not dict:
         return False
     number, file, etag = raw.get("part_number"), raw.get("file"), raw.get("etag")

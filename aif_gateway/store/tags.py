@@ -1,14 +1,7 @@
 """Object tags: S3's limits, and reading or replacing the tag set of an existing object.
 
-Public API
-- ``validate_tags(tags) -> None``: S3's limits (InvalidTag).
-- ``read_tags(bucket, meta, key) -> dict[str, str]`` (blocking).
-- ``write_tags(bucket, meta, key, tags) -> None`` (blocking): replaces the tag set (already
-  validated), ``None`` removes it; under the key lock, so the object cannot be replaced between
-  the check and the write.
-
-Both raise NoSuchKey when ``key`` is no object. Writers that create objects attach tags through
-``publish`` instead, in the same step as the bytes.
+``read_tags`` and ``write_tags`` raise NoSuchKey when ``key`` is no object. Writers that create
+objects attach tags through ``publish`` instead, in the same step as the bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +27,7 @@ T = TypeVar("T")
 
 
 def validate_tags(tags: dict[str, str]) -> None:
+    """S3's limits on a tag set, else InvalidTag."""
     if len(tags) > MAX_TAGS:
         raise S3Error("InvalidTag", f"Object tags cannot be greater than {MAX_TAGS}")
     for tag_key, value in tags.items():
@@ -55,8 +49,11 @@ def _on_object(
 
 
 def read_tags(bucket: BucketPaths, meta: MetaStore, key: str) -> dict[str, str]:
+    """The object's tag set (blocking)."""
     return _on_object(bucket, meta, key, meta.read_tags, lock=False)
 
 
 def write_tags(bucket: BucketPaths, meta: MetaStore, key: str, tags: dict[str, str] | None) -> None:
+    """Replace the object's tag set (already validated), ``None`` removes it (blocking); under the
+    key lock, so the object cannot be replaced between the check and the write."""
     _on_object(bucket, meta, key, lambda path, mkey: meta.write_tags(path, mkey, tags), lock=True)
