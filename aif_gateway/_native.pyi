@@ -3,9 +3,6 @@ keeps the same signatures and results; see aif_gateway.fsio.engine for which one
 
 from collections.abc import Iterable, Sequence
 
-ReadableBuffer = bytes | bytearray | memoryview | AlignedBuffer
-WritableBuffer = bytearray | memoryview | AlignedBuffer
-
 class Hasher:
     """MD5 (unless md5=False), plus any of CRC32, CRC32C, CRC64NVME, SHA1, SHA256, XXH3_64
     (ValueError for others). Safe to share between threads: updates are serialised by the
@@ -22,13 +19,22 @@ class AlignedBuffer:
 
     def __len__(self) -> int: ...
 
+ReadableBuffer = bytes | bytearray | memoryview | AlignedBuffer
+WritableBuffer = bytearray | memoryview | AlignedBuffer
+
 def write_hashed(fd: int, buffer: ReadableBuffer, offset: int, hasher: Hasher, /) -> int:
     """pwrite all of buffer at offset while feeding it to hasher; returns len(buffer). On OSError
     the hasher may have seen bytes that are not on disk: discard both."""
 
 def recv_hashed(
-    sock_fd: int, file_fd: int, offset: int, count: int, hasher: Hasher, stall_timeout_ms: int,
-    decoder: ChunkedDecoder | None = None, /,
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    count: int,
+    hasher: Hasher,
+    stall_timeout_ms: int,
+    decoder: ChunkedDecoder | None = None,
+    /,
 ) -> int:
     """Read exactly count bytes from a non-blocking socket (its flags untouched; EAGAIN waits in
     poll) and pwrite them, or with a decoder the aws-chunked data they decode to, at offset while
@@ -153,7 +159,10 @@ RESOLVE_NO_SYMLINKS: int
 RESOLVE_BENEATH: int
 
 def open_beneath(
-    dir_fd: int, path: str | bytes, flags: int, mode: int = 0o666,
+    dir_fd: int,
+    path: str | bytes,
+    flags: int,
+    mode: int = 0o666,
     resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
 ) -> int:
     """openat2(dir_fd, path, {flags | O_CLOEXEC, mode, resolve}) with the GIL released; the new

@@ -17,20 +17,20 @@ from awscrt import checksums as crt
 from .fsio.engine import Hasher
 
 __all__ = [
-    "ALGORITHMS", "DIGEST_SIZES", "MultiHasher", "b64", "composite_checksum", "decode_checksum", "digest_of",
-    "full_object_crc", "multipart_etag",
+    "ALGORITHMS",
+    "DIGEST_SIZES",
+    "MultiHasher",
+    "b64",
+    "composite_checksum",
+    "decode_checksum",
+    "digest_of",
+    "full_object_crc",
+    "multipart_etag",
 ]
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 
-DIGEST_SIZES: dict[str, int] = {
-    "MD5": 16,
-    "CRC32": 4,
-    "CRC32C": 4,
-    "CRC64NVME": 8,
-    "SHA1": 20,
-    "SHA256": 32,
-}
+DIGEST_SIZES: dict[str, int] = {"MD5": 16, "CRC32": 4, "CRC32C": 4, "CRC64NVME": 8, "SHA1": 20, "SHA256": 32}
 
 # (crc of A, crc of B, length of B) -> crc of A || B.
 _CRC_COMBINE: dict[str, Callable[[int, int, int], int]] = {

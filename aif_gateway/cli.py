@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .ckpt.cli import add_ckpt_parser
 from .config import DEFAULT_LISTEN, DEFAULT_REGION, ConfigError, load_settings
 from .identity import IdentityError
-from .ckpt.cli import add_ckpt_parser
 from .stage.cli import add_stage_parser
 from .users_cli import add_users_parser
 
@@ -34,8 +34,7 @@ Map existing directories as buckets with a config file:  [buckets] datasets = "/
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="aif-gateway",
-        description="S3-compatible gateway over a POSIX/parallel filesystem tree.",
+        prog="aif-gateway", description="S3-compatible gateway over a POSIX/parallel filesystem tree."
     )
     parser.add_argument("--version", action="version", version=f"aif-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,24 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SERVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--root", type=Path, help="directory whose subdirectories are buckets "
-                       "(default: ./aif-data, created if missing)")
+    serve.add_argument(
+        "--root", type=Path, help="directory whose subdirectories are buckets (default: ./aif-data, created if missing)"
+    )
     serve.add_argument("--listen", metavar="HOST:PORT", help=f"address to listen on (default: {DEFAULT_LISTEN})")
-    serve.add_argument("--workers", type=int, metavar="N",
-                       help=f"worker processes sharing the port (default: CPU cores, here {os.cpu_count()})")
-    serve.add_argument("--users", type=Path, metavar="FILE",
-                       help="TOML file of [[users]] (name, access_key, secret_key, uid, gid, groups, "
-                            "posix_user, admin, allow_root), mode 0600; edit it with 'aif-gateway users', "
-                            "reload it with SIGHUP")
-    serve.add_argument("--config", type=Path, metavar="FILE",
-                       help="TOML config file with [server], [limits] and [buckets] sections")
-    serve.add_argument("--domain", metavar="NAME",
-                       help="enable virtual-host style addressing: BUCKET.NAME/key")
-    serve.add_argument("--tls-cert", type=Path, metavar="PEM",
-                       help="serve HTTPS with this certificate chain (needs --tls-key)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"worker processes sharing the port (default: CPU cores, here {os.cpu_count()})",
+    )
+    serve.add_argument(
+        "--users",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of [[users]] (name, access_key, secret_key, uid, gid, groups, "
+        "posix_user, admin, allow_root), mode 0600; edit it with 'aif-gateway users', "
+        "reload it with SIGHUP",
+    )
+    serve.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML config file with [server], [limits] and [buckets] sections"
+    )
+    serve.add_argument("--domain", metavar="NAME", help="enable virtual-host style addressing: BUCKET.NAME/key")
+    serve.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain (needs --tls-key)"
+    )
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="private key for --tls-cert")
-    serve.add_argument("--region", metavar="NAME",
-                       help=f"the region clients sign requests for; others are refused (default: {DEFAULT_REGION})")
+    serve.add_argument(
+        "--region",
+        metavar="NAME",
+        help=f"the region clients sign requests for; others are refused (default: {DEFAULT_REGION})",
+    )
     add_users_parser(sub)
     add_stage_parser(sub)
     add_ckpt_parser(sub)
@@ -75,13 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     from .credentials import banner, key_reminder, resolve_identities
     from .posix_ids import PosixIdMap, personal_gateway
-    from .store.internal import prepare_root
     from .server import check_port_free, run_supervisor
+    from .store.internal import prepare_root
 
     try:
-        settings = load_settings(config_file=args.config, root=args.root, listen=args.listen,
-                                 workers=args.workers, domain=args.domain, users_file=args.users,
-                                 tls_cert=args.tls_cert, tls_key=args.tls_key, region=args.region)
+        settings = load_settings(
+            config_file=args.config,
+            root=args.root,
+            listen=args.listen,
+            workers=args.workers,
+            domain=args.domain,
+            users_file=args.users,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            region=args.region,
+        )
         prepare_root(settings.root)
         if not os.access(settings.root, os.W_OK | os.X_OK):
             raise ConfigError(f"root {settings.root} is not writable by uid {os.getuid()}")
@@ -98,24 +118,38 @@ def serve(args: argparse.Namespace) -> int:
     try:
         check_port_free(settings.host, settings.port)
     except OSError as exc:
-        print(f"aif-gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
-              "pick another address with --listen HOST:PORT", file=sys.stderr)
+        print(
+            f"aif-gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+            "pick another address with --listen HOST:PORT",
+            file=sys.stderr,
+        )
         return 2
 
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
     if generated is not None:
-        text = (banner(generated, endpoint, settings.root, settings.region) if created
-                else key_reminder(generated, endpoint, settings.root))
+        text = (
+            banner(generated, endpoint, settings.root, settings.region)
+            if created
+            else key_reminder(generated, endpoint, settings.root)
+        )
         print(text, file=sys.stderr, flush=True)
     if personal_gateway():
-        log.warning("not running as root: every key acts as this process's user on the filesystem",
-                    extra={"uid": os.geteuid()})
-    log.info("aif-gateway starting", extra={
-        "version": __version__, "root": str(settings.root.resolve()), "endpoint": endpoint,
-        "workers": settings.workers, "buckets_mapped": sorted(settings.bucket_map),
-        "domain": settings.domain, "region": settings.region,
-    })
+        log.warning(
+            "not running as root: every key acts as this process's user on the filesystem", extra={"uid": os.geteuid()}
+        )
+    log.info(
+        "aif-gateway starting",
+        extra={
+            "version": __version__,
+            "root": str(settings.root.resolve()),
+            "endpoint": endpoint,
+            "workers": settings.workers,
+            "buckets_mapped": sorted(settings.bucket_map),
+            "domain": settings.domain,
+            "region": settings.region,
+        },
+    )
     return run_supervisor(settings, identities)
 
 

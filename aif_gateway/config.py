@@ -39,7 +39,12 @@ from .s3.limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S, Li
 from .store.base import MAX_PARTS
 
 __all__ = [
-    "ConfigError", "DEFAULT_LISTEN", "DEFAULT_REGION", "Settings", "load_settings", "parse_listen",
+    "ConfigError",
+    "DEFAULT_LISTEN",
+    "DEFAULT_REGION",
+    "Settings",
+    "load_settings",
+    "parse_listen",
     "server_ssl_context",
 ]
 
@@ -108,13 +113,26 @@ def load_settings(
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
         unknown = set(data) - {"server", "buckets", "limits"}
         if unknown:
-            raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}; "
-                              "expected [server], [limits] and [buckets]")
+            raise ConfigError(
+                f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}; "
+                "expected [server], [limits] and [buckets]"
+            )
         server = data.get("server", {})
         buckets = data.get("buckets", {})
         limits = data.get("limits", {})
-        unknown = set(server) - {"root", "listen", "workers", "domain", "fsync", "tls_cert", "tls_key",
-                                 "region", "require_posix_ids", "header_timeout", "keepalive_timeout"}
+        unknown = set(server) - {
+            "root",
+            "listen",
+            "workers",
+            "domain",
+            "fsync",
+            "tls_cert",
+            "tls_key",
+            "region",
+            "require_posix_ids",
+            "header_timeout",
+            "keepalive_timeout",
+        }
         if unknown:
             raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
         unknown = set(limits) - {"max_object_size", "max_part_size", "max_parts", "body_stall_timeout"}
@@ -185,8 +203,9 @@ def _size(section: dict[str, Any], name: str, default: int) -> int:
     if match is not None and match.group(2).upper() in _SIZE_UNITS:
         value = int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
     if type(value) is not int or value < 1:
-        raise ConfigError(f"{name} must be a positive number of bytes, such as 5368709120 or \"5GiB\", "
-                          f"not {section.get(name)!r}")
+        raise ConfigError(
+            f'{name} must be a positive number of bytes, such as 5368709120 or "5GiB", not {section.get(name)!r}'
+        )
     return value
 
 

@@ -19,7 +19,12 @@ from .identity import Identity, IdentityError, IdentityTable, load_users_file
 from .posix_ids import PosixIdMap
 
 __all__ = [
-    "CREDENTIALS_FILE", "banner", "key_reminder", "load_identities", "new_access_key", "new_secret_key",
+    "CREDENTIALS_FILE",
+    "banner",
+    "key_reminder",
+    "load_identities",
+    "new_access_key",
+    "new_secret_key",
     "resolve_identities",
 ]
 
@@ -44,12 +49,11 @@ def _load_or_create_generated(root: Path) -> tuple[Identity, bool]:
     path = root / CREDENTIALS_FILE
     try:
         data = json.loads(path.read_text())
-        return Identity(name="admin", access_key=data["access_key"],
-                        secret_key=data["secret_key"], admin=True), False
+        return Identity(name="admin", access_key=data["access_key"], secret_key=data["secret_key"], admin=True), False
     except FileNotFoundError:
         pass
     except (ValueError, KeyError) as exc:
-        raise IdentityError(f"{path}: unreadable credentials ({exc}); delete it to generate a new pair")
+        raise IdentityError(f"{path}: unreadable credentials ({exc}); delete it to generate a new pair") from exc
     ident = Identity(name="admin", access_key=new_access_key(), secret_key=new_secret_key(), admin=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL: when several gateways start at once on one root, exactly one pair wins.
@@ -117,5 +121,7 @@ boto3:
 
 def key_reminder(ident: Identity, endpoint: str, root: Path) -> str:
     """What a later start says about the generated pair: where it is, never the secret."""
-    return (f"\naif-gateway credentials: access key {ident.access_key}, endpoint {endpoint}; the secret key is "
-            f"in {root / CREDENTIALS_FILE} (mode 0600, JSON field secret_key)\n")
+    return (
+        f"\naif-gateway credentials: access key {ident.access_key}, endpoint {endpoint}; the secret key is "
+        f"in {root / CREDENTIALS_FILE} (mode 0600, JSON field secret_key)\n"
+    )

@@ -15,10 +15,21 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": (400, "The authentication query parameters are malformed."),
     "BadDigest": (400, "The Content-MD5 or checksum value you specified did not match what we received."),
-    "BucketAlreadyExists": (409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."),
-    "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket succeeded and you already own it."),
+    "BucketAlreadyExists": (
+        409,
+        "The requested bucket name is not available. The bucket namespace is shared by all users of the system. "
+        "Please select a different name and try again.",
+    ),
+    "BucketAlreadyOwnedByYou": (
+        409,
+        "Your previous request to create the named bucket succeeded and you already own it.",
+    ),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty"),
-    "ConditionalRequestConflict": (409, "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part."),
+    "ConditionalRequestConflict": (
+        409,
+        "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload "
+        "you should initiate another CreateMultipartUpload request and re-upload each part.",
+    ),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed size"),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
@@ -27,7 +38,11 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
-    "InvalidPart": (400, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
+    "InvalidPart": (
+        400,
+        "One or more of the specified parts could not be found. The part may not have been uploaded, or the "
+        "specified entity tag may not match the part's entity tag.",
+    ),
     "InvalidPartOrder": (400, "The list of parts was not in ascending order. Parts must be ordered by part number."),
     "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidRange": (416, "The requested range is not satisfiable"),
@@ -44,14 +59,25 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "MissingSecurityHeader": (400, "Your request is missing a required header."),
     "NoSuchBucket": (404, "The specified bucket does not exist"),
     "NoSuchKey": (404, "The specified key does not exist."),
-    "NoSuchUpload": (404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."),
+    "NoSuchUpload": (
+        404,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or "
+        "completed.",
+    ),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
     "NotImplemented": (501, "A header you provided implies functionality that is not implemented."),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold"),
     "RequestHeaderSectionTooLarge": (400, "Your request header section exceeds the maximum allowed size."),
-    "RequestTimeout": (400, "Your socket connection to the server was not read from or written to within the timeout period."),
+    "RequestTimeout": (
+        400,
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+    ),
     "RequestTimeTooSkewed": (403, "The difference between the request time and the current time is too large."),
-    "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."),
+    "SignatureDoesNotMatch": (
+        403,
+        "The request signature we calculated does not match the signature you provided. Check your key and signing "
+        "method.",
+    ),
     "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
     "ServiceUnavailable": (503, "Please reduce your request rate."),
 }

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "Identity", "IdentityError", "IdentityTable", "identity_from_entry", "load_users_file", "parse_users",
+    "Identity",
+    "IdentityError",
+    "IdentityTable",
+    "identity_from_entry",
+    "load_users_file",
+    "parse_users",
     "read_users_file",
 ]
 
@@ -97,12 +102,16 @@ def users_file_problem(st: os.stat_result, path: Path, *, check_owner: bool = Tr
         return f"{path}: not a regular file"
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
-        return (f"{path}: mode {mode:04o} lets other users read or change it, and it holds every "
-                f"user's secret key; make it private to its owner: chmod 600 {path}")
+        return (
+            f"{path}: mode {mode:04o} lets other users read or change it, and it holds every "
+            f"user's secret key; make it private to its owner: chmod 600 {path}"
+        )
     euid = os.geteuid()
     if check_owner and st.st_uid not in (0, euid):
-        return (f"{path}: owned by uid {st.st_uid}, who could make any key an admin; only root or "
-                f"the gateway's own user (uid {euid}) may own it: chown {euid} {path}")
+        return (
+            f"{path}: owned by uid {st.st_uid}, who could make any key an admin; only root or "
+            f"the gateway's own user (uid {euid}) may own it: chown {euid} {path}"
+        )
     return None
 
 
@@ -131,15 +140,18 @@ def parse_users(text: str, path: Path) -> list[Identity]:
         # Names must be unique too: logs, and `aif-gateway users show NAME`, name users by them.
         for field, value in (("name", ident.name), ("access_key", ident.access_key)):
             if (field, value) in first_seen:
-                raise IdentityError(f"{where}: {field} {value!r} is already used by [[users]] "
-                                    f"#{first_seen[field, value]}; each must be unique")
+                raise IdentityError(
+                    f"{where}: {field} {value!r} is already used by [[users]] "
+                    f"#{first_seen[field, value]}; each must be unique"
+                )
             first_seen[field, value] = i
         out.append(ident)
     return out
 
 
 USER_FIELDS = frozenset(
-    {"name", "access_key", "secret_key", "uid", "gid", "groups", "posix_user", "admin", "allow_root"})
+    {"name", "access_key", "secret_key", "uid", "gid", "groups", "posix_user", "admin", "allow_root"}
+)
 
 
 def _is_id(value: object) -> bool:

@@ -49,8 +49,10 @@ def _by_name(identity: Identity) -> PosixIds:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise PosixIdError(f"user {identity.name!r}: posix_user {name!r} is not known to this node's NSS "
-                           f"(check `getent passwd {name}`)") from None
+        raise PosixIdError(
+            f"user {identity.name!r}: posix_user {name!r} is not known to this node's NSS "
+            f"(check `getent passwd {name}`)"
+        ) from None
     groups = [g for g in os.getgrouplist(name, entry.pw_gid) if g != entry.pw_gid]
     return PosixIds(entry.pw_uid, entry.pw_gid, tuple(groups))
 
@@ -61,8 +63,10 @@ def resolve(identity: Identity, *, require_posix_ids: bool) -> PosixIds | None:
     elif identity.uid is not None and identity.gid is not None:
         ids = PosixIds(identity.uid, identity.gid, tuple(identity.groups))
     elif require_posix_ids:
-        raise PosixIdError(f"user {identity.name!r} has no POSIX ids and require_posix_ids is on: give it "
-                           "uid and gid, or posix_user, in the users file")
+        raise PosixIdError(
+            f"user {identity.name!r} has no POSIX ids and require_posix_ids is on: give it "
+            "uid and gid, or posix_user, in the users file"
+        )
     else:
         return None
     if identity.allow_root:

@@ -75,7 +75,7 @@ async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
 
     ``supervisor_pid`` comes from the supervisor, not from getppid() at start: the supervisor
     may already be gone by the time a slow-starting worker would ask."""
-    while os.getppid() == supervisor_pid:
+    while os.getppid() == supervisor_pid:  # noqa: ASYNC110 (no event says the parent died: polled)
         await asyncio.sleep(_ORPHAN_CHECK_S)
     log.warning("supervisor is gone; worker stopping")
     stop.set()
@@ -140,22 +140,42 @@ def _worker_main(settings: Settings, identities: IdentityTable, index: int, supe
 
     async def serve() -> None:
         asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs"))
+            ThreadPoolExecutor(int(os.environ.get("AIF_FS_THREADS", FS_THREADS)), thread_name_prefix="aif-fs")
+        )
         posix_ids = PosixIdMap.build(identities, require_posix_ids=settings.require_posix_ids)
         store = FsStore(settings.root, settings.bucket_map, fsync=settings.fsync)
-        app = make_app(store, identities, domain=settings.domain, region=settings.region, limits=settings.limits,
-                       posix_ids=posix_ids)
-        runner = GatewayRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0,
-                               header_timeout=settings.header_timeout, keepalive_timeout=settings.keepalive_timeout)
+        app = make_app(
+            store,
+            identities,
+            domain=settings.domain,
+            region=settings.region,
+            limits=settings.limits,
+            posix_ids=posix_ids,
+        )
+        runner = GatewayRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=10.0,
+            header_timeout=settings.header_timeout,
+            keepalive_timeout=settings.keepalive_timeout,
+        )
         await runner.setup()
-        ssl_context = (server_ssl_context(settings.tls_cert, settings.tls_key)
-                       if settings.tls_cert and settings.tls_key else None)
+        ssl_context = (
+            server_ssl_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+        )
         site = web.SockSite(runner, _bind(settings.host, settings.port), ssl_context=ssl_context)
         await site.start()
         _reload_on_sighup(app, settings, index)
-        log.info("worker ready", extra={"worker": index, "listen": f"{settings.scheme}://{settings.host}:{settings.port}",
-                                        "filesystem": (await asyncio.to_thread(fs_info, settings.root)).summary(),
-                                        "engine": engine_info()})
+        log.info(
+            "worker ready",
+            extra={
+                "worker": index,
+                "listen": f"{settings.scheme}://{settings.host}:{settings.port}",
+                "filesystem": (await asyncio.to_thread(fs_info, settings.root)).summary(),
+                "engine": engine_info(),
+            },
+        )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         orphan_watch = asyncio.create_task(_stop_when_orphaned(supervisor_pid, stop))
@@ -190,8 +210,9 @@ def run_supervisor(settings: Settings, identities: IdentityTable) -> int:
     reload_asked = False
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=_worker_main, args=(settings, identities, index, os.getpid()),
-                           name=f"aif-worker-{index}")
+        proc = ctx.Process(
+            target=_worker_main, args=(settings, identities, index, os.getpid()), name=f"aif-worker-{index}"
+        )
         # Born with SIGHUP blocked (the mask survives fork and exec): until the worker can reload,
         # a SIGHUP waits for it rather than killing it (_reload_on_sighup unblocks it).
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
@@ -228,8 +249,10 @@ def run_supervisor(settings: Settings, identities: IdentityTable) -> int:
                 continue
             uptime = time.monotonic() - started
             if uptime < _MIN_UPTIME_S:
-                log.error("worker failed to start; stopping the gateway (see the worker's error above)",
-                          extra={"worker": index, "exitcode": proc.exitcode})
+                log.error(
+                    "worker failed to start; stopping the gateway (see the worker's error above)",
+                    extra={"worker": index, "exitcode": proc.exitcode},
+                )
                 stopping, exit_code = True, 1
                 break
             log.warning("worker died; restarting it", extra={"worker": index, "exitcode": proc.exitcode})

@@ -54,7 +54,8 @@ _ACCESS_KEY = re.compile(r"[A-Za-z0-9._-]{3,128}")
 def _name(text: str) -> str:
     if not _NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: use 1 to 64 letters, digits and . _ @ + - (starting with a letter or digit)")
+            f"{text!r}: use 1 to 64 letters, digits and . _ @ + - (starting with a letter or digit)"
+        )
     return text
 
 
@@ -73,40 +74,63 @@ def _groups(text: str) -> list[int]:
 
 def add_users_parser(sub: Any) -> None:
     """Add the ``users`` command and its actions to ``sub``, the subparsers of aif_gateway/cli.py."""
-    users = sub.add_parser("users", help="add, list, show, remove users and rotate their keys (--users FILE)",
-                           description=DESCRIPTION, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    users = sub.add_parser(
+        "users",
+        help="add, list, show, remove users and rotate their keys (--users FILE)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     actions = users.add_subparsers(dest="users_command", metavar="ACTION")
     actions.required = True
     file_flag = argparse.ArgumentParser(add_help=False)
-    file_flag.add_argument("--users", type=Path, required=True, metavar="FILE",
-                           help="the users file, as given to serve --users (rewritten by add, remove, rotate)")
+    file_flag.add_argument(
+        "--users",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the users file, as given to serve --users (rewritten by add, remove, rotate)",
+    )
 
     def action(name: str, text: str) -> argparse.ArgumentParser:
-        return actions.add_parser(name, parents=[file_flag], help=text, description=text[0].upper() + text[1:] + ".",
-                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        return actions.add_parser(
+            name,
+            parents=[file_flag],
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     add = action("add", "add a user with new keys (the secret is printed once, as an export line on stdout)")
     add.add_argument("name", type=_name, metavar="NAME", help="the user's name, as logs and these commands show it")
     add.add_argument("--admin", action="store_true", help="the user is an administrator")
-    add.add_argument("--access-key", type=_access_key, metavar="KEY",
-                     help="use this access key (default: a new one, 20 upper-case letters and digits)")
+    add.add_argument(
+        "--access-key",
+        type=_access_key,
+        metavar="KEY",
+        help="use this access key (default: a new one, 20 upper-case letters and digits)",
+    )
     posix = add.add_argument_group("POSIX identity (default: none, the user acts with the gateway's own ids)")
     posix.add_argument("--uid", type=int, metavar="N", help="user id (needs --gid)")
     posix.add_argument("--gid", type=int, metavar="N", help="primary group id, for new files")
     posix.add_argument("--groups", type=_groups, metavar="N,N", help="supplementary group ids, e.g. 100,2001")
-    posix.add_argument("--posix-user", metavar="LOGIN",
-                       help="take uid, gid and groups from this login through NSS (passwd, LDAP, SSSD)")
-    posix.add_argument("--allow-root", action="store_true",
-                       help="uid 0 acts as root (otherwise it acts as nobody)")
+    posix.add_argument(
+        "--posix-user",
+        metavar="LOGIN",
+        help="take uid, gid and groups from this login through NSS (passwd, LDAP, SSSD)",
+    )
+    posix.add_argument("--allow-root", action="store_true", help="uid 0 acts as root (otherwise it acts as nobody)")
 
     action("list", "list users: name, access key, POSIX ids, admin (never secrets)").add_argument(
-        "--json", action="store_true", help="one JSON array")
+        "--json", action="store_true", help="one JSON array"
+    )
     show = action("show", "show one user (never its secret)")
     show.add_argument("name", metavar="NAME")
     show.add_argument("--json", action="store_true", help="one JSON object")
     action("remove", "remove a user: its keys stop working at the gateway's next reload").add_argument(
-        "name", metavar="NAME")
+        "name", metavar="NAME"
+    )
     rotate = action("rotate", "give a user a new secret key (printed once, as an export line on stdout)")
     rotate.add_argument("name", metavar="NAME")
     rotate.add_argument("--new-access-key", action="store_true", help="a new access key too")
@@ -120,7 +144,9 @@ def _posix(ident: Identity) -> str:
     if ident.posix_user is not None:
         ids = f"posix_user={ident.posix_user}"
     elif ident.uid is not None:
-        ids = f"uid={ident.uid} gid={ident.gid}" + (f" groups={','.join(map(str, ident.groups))}" if ident.groups else "")
+        ids = f"uid={ident.uid} gid={ident.gid}" + (
+            f" groups={','.join(map(str, ident.groups))}" if ident.groups else ""
+        )
     else:
         return "(the gateway's own)"
     return ids + (" allow_root" if ident.allow_root else "")
@@ -134,8 +160,11 @@ def _public(ident: Identity) -> dict[str, Any]:
 
 
 def _add(args: argparse.Namespace) -> int:
-    entry: dict[str, Any] = {"name": args.name, "access_key": args.access_key or new_access_key(),
-                             "secret_key": new_secret_key()}
+    entry: dict[str, Any] = {
+        "name": args.name,
+        "access_key": args.access_key or new_access_key(),
+        "secret_key": new_secret_key(),
+    }
     for flag in ("uid", "gid", "groups", "posix_user"):
         if getattr(args, flag) is not None:
             entry[flag] = getattr(args, flag)
@@ -159,8 +188,12 @@ def _rotate(args: argparse.Namespace) -> int:
 
     ident, relaid = edit_users_file(args.users, change)
     print(_export_line(ident), flush=True)
-    _done(args, f"new {'keys' if args.new_access_key else 'secret key'} for {ident.name!r}, printed above "
-          "and never again; the old ones work until the gateway reloads", relaid)
+    _done(
+        args,
+        f"new {'keys' if args.new_access_key else 'secret key'} for {ident.name!r}, printed above "
+        "and never again; the old ones work until the gateway reloads",
+        relaid,
+    )
     return 0
 
 
@@ -172,10 +205,16 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _done(args: argparse.Namespace, what: str, relaid: bool) -> None:
     if relaid:
-        print(f"aif-gateway users: {args.users}: its layout was not one [[users]] table per user, so "
-              "every table was rewritten in the standard layout (comments dropped)", file=sys.stderr)
-    print(f"aif-gateway users: {args.users}: {what}. Tell a running gateway: systemctl reload "
-          "aif-gateway, or kill -HUP MASTER_PID", file=sys.stderr)
+        print(
+            f"aif-gateway users: {args.users}: its layout was not one [[users]] table per user, so "
+            "every table was rewritten in the standard layout (comments dropped)",
+            file=sys.stderr,
+        )
+    print(
+        f"aif-gateway users: {args.users}: {what}. Tell a running gateway: systemctl reload "
+        "aif-gateway, or kill -HUP MASTER_PID",
+        file=sys.stderr,
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -197,8 +236,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_public(ident)))
         return 0
-    print(f"name:        {ident.name}\naccess key:  {ident.access_key}\nposix:       {_posix(ident)}\n"
-          f"admin:       {'yes' if ident.admin else 'no'}")
+    print(
+        f"name:        {ident.name}\naccess key:  {ident.access_key}\nposix:       {_posix(ident)}\n"
+        f"admin:       {'yes' if ident.admin else 'no'}"
+    )
     return 0
 
 

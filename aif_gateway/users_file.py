@@ -48,8 +48,12 @@ def toml_string(value: str) -> str:
 
 def render_user(ident: Identity) -> str:
     """One ``[[users]]`` table; fields at their defaults are left out."""
-    lines = ["[[users]]", f"name = {toml_string(ident.name)}",
-             f"access_key = {toml_string(ident.access_key)}", f"secret_key = {toml_string(ident.secret_key)}"]
+    lines = [
+        "[[users]]",
+        f"name = {toml_string(ident.name)}",
+        f"access_key = {toml_string(ident.access_key)}",
+        f"secret_key = {toml_string(ident.secret_key)}",
+    ]
     if ident.posix_user is not None:
         lines.append(f"posix_user = {toml_string(ident.posix_user)}")
     if ident.uid is not None:
@@ -90,13 +94,16 @@ class UsersDocument:
         for i, user in enumerate(self.users):
             if user.name == name:
                 return i
-        raise IdentityError(f"{self.path}: no user named {name!r}; "
-                            f"'aif-gateway users list --users {self.path}' shows who is there")
+        raise IdentityError(
+            f"{self.path}: no user named {name!r}; 'aif-gateway users list --users {self.path}' shows who is there"
+        )
 
     def add(self, ident: Identity) -> None:
         if any(u.name == ident.name for u in self.users):
-            raise IdentityError(f"{self.path}: a user named {ident.name!r} exists already; pick another "
-                                f"name, or give it new keys with 'aif-gateway users rotate {ident.name}'")
+            raise IdentityError(
+                f"{self.path}: a user named {ident.name!r} exists already; pick another "
+                f"name, or give it new keys with 'aif-gateway users rotate {ident.name}'"
+            )
         self._refuse_used_key(ident, None)
         text = self.text()
         sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
@@ -114,8 +121,10 @@ class UsersDocument:
 
     def remove(self, index: int) -> Identity:
         if len(self.users) == 1:
-            raise IdentityError(f"{self.path}: {self.users[0].name!r} is its only user, and a users file "
-                                "needs one; add another user first")
+            raise IdentityError(
+                f"{self.path}: {self.users[0].name!r} is its only user, and a users file "
+                "needs one; add another user first"
+            )
         del self.blocks[index]
         return self.users.pop(index)
 
@@ -125,8 +134,10 @@ class UsersDocument:
     def _refuse_used_key(self, ident: Identity, index: int | None) -> None:
         for i, user in enumerate(self.users):
             if i != index and user.access_key == ident.access_key:
-                raise IdentityError(f"{self.path}: access key {ident.access_key} already belongs to "
-                                    f"{user.name!r}; each key must be unique")
+                raise IdentityError(
+                    f"{self.path}: access key {ident.access_key} already belongs to "
+                    f"{user.name!r}; each key must be unique"
+                )
 
 
 def _split_tables(text: str) -> tuple[str, list[str]] | None:
@@ -143,7 +154,7 @@ def _split_tables(text: str) -> tuple[str, list[str]] | None:
             start -= 1
         starts.append(start)
     starts.append(len(lines))
-    return "".join(lines[:starts[0]]), ["".join(lines[a:b]) for a, b in zip(starts, starts[1:])]
+    return "".join(lines[: starts[0]]), ["".join(lines[a:b]) for a, b in zip(starts, starts[1:])]
 
 
 def _reads_as(block: str, user: Identity, path: Path) -> bool:
@@ -203,8 +214,9 @@ def edit_users_file(path: Path, change: Callable[[UsersDocument], T], *, create:
             owner: os.stat_result | None = os.stat(path)
         except FileNotFoundError:
             if not create:
-                raise IdentityError(f"{path}: users file not found; create it with "
-                                    f"'aif-gateway users add NAME --users {path}'") from None
+                raise IdentityError(
+                    f"{path}: users file not found; create it with 'aif-gateway users add NAME --users {path}'"
+                ) from None
             owner, doc = None, UsersDocument(path)
         else:
             doc = read_document(path)

@@ -21,11 +21,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dataset
-from dataset import GiB, MiB, SHARDS, SMALL_SIZES, Sizes
+from dataset import SHARDS, SMALL_SIZES, GiB, MiB, Sizes
 from drivers import Curl, HttpDriver, OpStats, S5cmd, run_parallel_timed, run_timed
 from report import Measure, Row, machine, publish, run_main, software, table
 from servers import Credentials, Server, gateway, nginx, rclone
@@ -51,9 +51,11 @@ class Bench:
     # -- servers ---------------------------------------------------------------------------------
 
     def start_servers(self) -> None:
-        for key, server in (("gateway", gateway(self.root, self.logs, self.creds, self.workers)),
-                            ("peer", rclone(self.root, self.logs, self.creds)),
-                            ("raw", nginx(self.root, self.logs, self.workers))):
+        for key, server in (
+            ("gateway", gateway(self.root, self.logs, self.creds, self.workers)),
+            ("peer", rclone(self.root, self.logs, self.creds)),
+            ("raw", nginx(self.root, self.logs, self.workers)),
+        ):
             log(f"starting {server.name}: {shlex.join(server.command)}")
             self.servers[key] = server.start()
 
@@ -73,8 +75,9 @@ class Bench:
     def put_bucket(self, who: str) -> str:
         return f"put-{who}"
 
-    def interleaved(self, actions: dict[str, Callable[[], float]], nbytes: int,
-                    warm_up: bool = False) -> dict[str, Measure]:
+    def interleaved(
+        self, actions: dict[str, Callable[[], float]], nbytes: int, warm_up: bool = False
+    ) -> dict[str, Measure]:
         """Median GiB/s of each server's action, and that server's CPU seconds per GiB.
 
         Rounds take the servers in turn, so that load from other programs on the machine falls
@@ -93,9 +96,13 @@ class Bench:
                 seconds[who].append(action())
                 cpu[who] += server.cpu_seconds() - before if server else 0.0
         gib = nbytes / GiB
-        return {who: Measure(gib / statistics.median(seconds[who]),
-                             cpu=f"{cpu[who] / (gib * self.sizes.repeats):.2f} s/GiB" if who in self.servers else "")
-                for who in actions}
+        return {
+            who: Measure(
+                gib / statistics.median(seconds[who]),
+                cpu=f"{cpu[who] / (gib * self.sizes.repeats):.2f} s/GiB" if who in self.servers else "",
+            )
+            for who in actions
+        }
 
     # -- raw limits --------------------------------------------------------------------------------
 
@@ -109,13 +116,17 @@ class Bench:
         def dd(source: Path, target: Path) -> list[str]:
             return ["dd", f"if={source}", f"of={target}", "bs=16M", "conv=fdatasync", "status=none"]
 
-        raw = self.interleaved({
-            "plain": lambda: run_timed(dd(whole, scratch / "whole")),
-            "hashed": lambda: write_with_md5(whole, scratch / "whole-md5"),
-        }, self.sizes.whole)
+        raw = self.interleaved(
+            {
+                "plain": lambda: run_timed(dd(whole, scratch / "whole")),
+                "hashed": lambda: write_with_md5(whole, scratch / "whole-md5"),
+            },
+            self.sizes.whole,
+        )
         plain, hashed = raw["plain"], raw["hashed"]
-        parallel = self.interleaved({"dd8": lambda: run_parallel_timed(
-            [dd(s, scratch / s.name) for s in shards])}, SHARDS * self.sizes.shard)["dd8"]
+        parallel = self.interleaved(
+            {"dd8": lambda: run_parallel_timed([dd(s, scratch / s.name) for s in shards])}, SHARDS * self.sizes.shard
+        )["dd8"]
         shutil.rmtree(scratch)
         self.rows += [
             Row("raw write 1 large file (dd bs=16M conv=fdatasync)", "GiB/s", results={"raw": plain}),
@@ -137,22 +148,44 @@ class Bench:
             return f"{self.servers[who].url}/{key}"
 
         log("large GET, curl")
-        curl_whole = Row(f"GET 1 × {_size(s.whole)} (curl, one stream)", "GiB/s", raw_label="nginx sendfile",
-                         results=self.interleaved({
-                             who: lambda who=who: run_timed(curl[who].get_command(url(who, whole)))
-                             for who in self.servers}, s.whole, warm_up=True))
-        curl_shards = Row(f"GET {SHARDS} × {_size(s.shard)} at once ({SHARDS} curl)", "GiB/s",
-                          raw_label="nginx sendfile", results=self.interleaved({
-                              who: lambda who=who: run_parallel_timed([curl[who].get_command(url(who, k))
-                                                                       for k in shards])
-                              for who in self.servers}, SHARDS * s.shard, warm_up=True))
+        curl_whole = Row(
+            f"GET 1 × {_size(s.whole)} (curl, one stream)",
+            "GiB/s",
+            raw_label="nginx sendfile",
+            results=self.interleaved(
+                {who: lambda who=who: run_timed(curl[who].get_command(url(who, whole))) for who in self.servers},
+                s.whole,
+                warm_up=True,
+            ),
+        )
+        curl_shards = Row(
+            f"GET {SHARDS} × {_size(s.shard)} at once ({SHARDS} curl)",
+            "GiB/s",
+            raw_label="nginx sendfile",
+            results=self.interleaved(
+                {
+                    who: lambda who=who: run_parallel_timed([curl[who].get_command(url(who, k)) for k in shards])
+                    for who in self.servers
+                },
+                SHARDS * s.shard,
+                warm_up=True,
+            ),
+        )
         log("large GET, s5cmd")
-        s5_whole = Row(f"GET 1 × {_size(s.whole)} (s5cmd cat, 5 ranged parts in flight)", "GiB/s",
-                       results=self.interleaved({who: lambda who=who: s5[who].cat(f"s3://{whole}") for who in s5},
-                                                s.whole, warm_up=True))
-        s5_shards = Row(f"GET {SHARDS} × {_size(s.shard)} at once (s5cmd run, {SHARDS} workers)", "GiB/s",
-                        results=self.interleaved({who: lambda who=who: s5[who].run_file(shard_commands)
-                                                  for who in s5}, SHARDS * s.shard, warm_up=True))
+        s5_whole = Row(
+            f"GET 1 × {_size(s.whole)} (s5cmd cat, 5 ranged parts in flight)",
+            "GiB/s",
+            results=self.interleaved(
+                {who: lambda who=who: s5[who].cat(f"s3://{whole}") for who in s5}, s.whole, warm_up=True
+            ),
+        )
+        s5_shards = Row(
+            f"GET {SHARDS} × {_size(s.shard)} at once (s5cmd run, {SHARDS} workers)",
+            "GiB/s",
+            results=self.interleaved(
+                {who: lambda who=who: s5[who].run_file(shard_commands) for who in s5}, SHARDS * s.shard, warm_up=True
+            ),
+        )
         check_dev_null()
         # s5cmd cannot talk to nginx: its rows compare with nginx's best (curl) figures.
         for s5_row, curl_row in ((s5_whole, curl_whole), (s5_shards, curl_shards)):
@@ -168,22 +201,41 @@ class Bench:
         curl = Curl(self.creds)
         # Repeats overwrite the same keys, as a re-run upload would.
         target = {who: f"{self.put_bucket(who)}/{self.fresh_prefix('large')}" for who in s5}
-        shard_commands = {who: self.command_file(f"put-shards-{who}", [f"cp {p} s3://{target[who]}/{p.name}"
-                                                                         for p in shards]) for who in s5}
+        shard_commands = {
+            who: self.command_file(f"put-shards-{who}", [f"cp {p} s3://{target[who]}/{p.name}" for p in shards])
+            for who in s5
+        }
         log("large PUT")
-        s5_whole = Row(f"PUT 1 × {_size(s.whole)} (s5cmd cp: multipart, 50 MiB parts, 5 in flight)", "GiB/s",
-                       raw_label="write + MD5", results=self.interleaved({
-                           who: lambda who=who: s5[who].cp(str(whole), f"s3://{target[who]}/s5cmd-whole")
-                           for who in s5}, s.whole))
-        curl_whole = Row(f"PUT 1 × {_size(s.whole)} (curl -T, one request)", "GiB/s",
-                         raw_label="write + MD5", results=self.interleaved({
-                             who: lambda who=who: run_timed(curl.put_command(
-                                 whole, f"{self.servers[who].url}/{target[who]}/curl-whole"))
-                             for who in s5}, s.whole))
-        s5_shards = Row(f"PUT {SHARDS} × {_size(s.shard)} at once (s5cmd run, {SHARDS} workers)", "GiB/s",
-                        raw_label=f"dd ×{SHARDS}, no hashing", results=self.interleaved({
-                            who: lambda who=who: s5[who].run_file(shard_commands[who]) for who in s5},
-                            SHARDS * s.shard))
+        s5_whole = Row(
+            f"PUT 1 × {_size(s.whole)} (s5cmd cp: multipart, 50 MiB parts, 5 in flight)",
+            "GiB/s",
+            raw_label="write + MD5",
+            results=self.interleaved(
+                {who: lambda who=who: s5[who].cp(str(whole), f"s3://{target[who]}/s5cmd-whole") for who in s5}, s.whole
+            ),
+        )
+        curl_whole = Row(
+            f"PUT 1 × {_size(s.whole)} (curl -T, one request)",
+            "GiB/s",
+            raw_label="write + MD5",
+            results=self.interleaved(
+                {
+                    who: lambda who=who: run_timed(
+                        curl.put_command(whole, f"{self.servers[who].url}/{target[who]}/curl-whole")
+                    )
+                    for who in s5
+                },
+                s.whole,
+            ),
+        )
+        s5_shards = Row(
+            f"PUT {SHARDS} × {_size(s.shard)} at once (s5cmd run, {SHARDS} workers)",
+            "GiB/s",
+            raw_label=f"dd ×{SHARDS}, no hashing",
+            results=self.interleaved(
+                {who: lambda who=who: s5[who].run_file(shard_commands[who]) for who in s5}, SHARDS * s.shard
+            ),
+        )
         s5_whole.results["raw"] = curl_whole.results["raw"] = raw_hashed
         s5_shards.results["raw"] = raw_parallel
         for who in s5:
@@ -199,19 +251,28 @@ class Bench:
             keys = [dataset.small_key(label, i) for i in range(count)]
             get_paths = [f"/data/{k}" for k in keys]
             body = dataset.pattern(size)
-            drivers = {who: HttpDriver(server.url, None if who == "raw" else self.creds, CONCURRENCY)
-                       for who, server in self.servers.items()}
-            put_paths = {who: [f"/{self.put_bucket(who)}/{self.fresh_prefix('small')}/{k}" for k in keys]
-                         for who, _ in self.s3_servers()}
+            drivers = {
+                who: HttpDriver(server.url, None if who == "raw" else self.creds, CONCURRENCY)
+                for who, server in self.servers.items()
+            }
+            put_paths = {
+                who: [f"/{self.put_bucket(who)}/{self.fresh_prefix('small')}/{k}" for k in keys]
+                for who, _ in self.s3_servers()
+            }
             log(f"small objects {label}, aiohttp driver")
             rows = []
             for op in ("GET", "PUT", "HEAD"):
-                row = Row(f"{op} {label}, {CONCURRENCY} in flight (aiohttp driver)", "ops/s",
-                          raw_label="nginx" if op == "GET" else "")
-                for who in (self.servers if op == "GET" else put_paths):
+                row = Row(
+                    f"{op} {label}, {CONCURRENCY} in flight (aiohttp driver)",
+                    "ops/s",
+                    raw_label="nginx" if op == "GET" else "",
+                )
+                for who in self.servers if op == "GET" else put_paths:
                     paths = put_paths[who] if op == "PUT" else get_paths
                     row.results[who] = self.small_measure(
-                        who, lambda: drivers[who].ops(op, paths, body if op == "PUT" else None))
+                        who,
+                        lambda: drivers[who].ops(op, paths, body if op == "PUT" else None),  # noqa: B023 (called here)
+                    )
                 rows.append(row)
             log(f"small objects {label}, s5cmd")
             s5_keys = keys[:s5_count]
@@ -220,14 +281,23 @@ class Bench:
                 row = Row(f"{op} {label}, {s5_count:,} objects (s5cmd run, {CONCURRENCY} workers)", "ops/s")
                 for who, server in self.s3_servers():
                     s5 = S5cmd(server.url, self.creds, workers=CONCURRENCY)
-                    commands = gets if op == "GET" else self.command_file(
-                        f"put-small-{who}", [f"cp {self.root / 'data' / k} "
-                                             f"s3://{self.put_bucket(who)}/{self.fresh_prefix('s5small')}/{k}"
-                                             for k in s5_keys])
+                    commands = (
+                        gets
+                        if op == "GET"
+                        else self.command_file(
+                            f"put-small-{who}",
+                            [
+                                f"cp {self.root / 'data' / k} "
+                                f"s3://{self.put_bucket(who)}/{self.fresh_prefix('s5small')}/{k}"
+                                for k in s5_keys
+                            ],
+                        )
+                    )
                     cpu_before = server.cpu_seconds()
                     seconds = s5.run_file(commands)
-                    row.results[who] = Measure(s5_count / seconds,
-                                               cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, s5_count))
+                    row.results[who] = Measure(
+                        s5_count / seconds, cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, s5_count)
+                    )
                 rows.append(row)
             check_dev_null()
             for who, _ in self.s3_servers():
@@ -238,16 +308,22 @@ class Bench:
         server = self.servers[who]
         cpu_before = server.cpu_seconds()
         stats = action()
-        return Measure(stats.ops_per_s,
-                       detail=f"p50 {stats.percentile_ms(0.50):.2f} ms, p99 {stats.percentile_ms(0.99):.2f} ms",
-                       cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, stats.ops) if who != "raw" else "")
+        return Measure(
+            stats.ops_per_s,
+            detail=f"p50 {stats.percentile_ms(0.50):.2f} ms, p99 {stats.percentile_ms(0.99):.2f} ms",
+            cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, stats.ops) if who != "raw" else "",
+        )
 
     # -- listing, multipart ----------------------------------------------------------------------
 
     def listing(self) -> None:
         expected = self.sizes.list_keys
-        row = Row(f"ListObjectsV2 of {expected:,} keys, {self.sizes.list_dirs} dirs, full pagination "
-                  "(s5cmd ls; best of 2, the 1st in brackets)", "keys/s", raw_label="find -type f")
+        row = Row(
+            f"ListObjectsV2 of {expected:,} keys, {self.sizes.list_dirs} dirs, full pagination "
+            "(s5cmd ls; best of 2, the 1st in brackets)",
+            "keys/s",
+            raw_label="find -type f",
+        )
         for who, server in self.s3_servers():
             log(f"listing: {server.name}")
             s5 = S5cmd(server.url, self.creds, workers=CONCURRENCY)
@@ -258,8 +334,11 @@ class Bench:
                 if found != expected:
                     raise RuntimeError(f"{server.name} listed {found} keys, expected {expected}")
                 rates.append(expected / seconds)
-            row.results[who] = Measure(max(rates), detail=f"(1st: {rates[0]:,.0f})",
-                                       cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, expected))
+            row.results[who] = Measure(
+                max(rates),
+                detail=f"(1st: {rates[0]:,.0f})",
+                cpu=_cpu_per_op(server.cpu_seconds() - cpu_before, expected),
+            )
         seconds = run_timed(["find", str(self.root / "list"), "-type", "f"])
         row.results["raw"] = Measure(expected / seconds)
         self.rows.append(row)
@@ -267,8 +346,12 @@ class Bench:
     def multipart(self) -> None:
         s = self.sizes
         for part in (s.mpu_small_part, s.mpu_part):
-            row = Row(f"CompleteMultipartUpload of {_size(part * s.mpu_parts)} ({s.mpu_parts} × {_size(part)} "
-                      "parts; the Complete call only)", "ms", higher_is_better=False)
+            row = Row(
+                f"CompleteMultipartUpload of {_size(part * s.mpu_parts)} ({s.mpu_parts} × {_size(part)} "
+                "parts; the Complete call only)",
+                "ms",
+                higher_is_better=False,
+            )
             body = dataset.pattern(part)
             for who, server in self.s3_servers():
                 log(f"multipart {_size(part * s.mpu_parts)}: {server.name}")
@@ -302,8 +385,9 @@ class Bench:
 def check_dev_null() -> None:
     """Guard against a client replacing /dev/null by a file (root can): it would fill RAM."""
     if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
-        raise RuntimeError("/dev/null is no longer a character device: restore it with "
-                           "`rm /dev/null && mknod -m 666 /dev/null c 1 3`")
+        raise RuntimeError(
+            "/dev/null is no longer a character device: restore it with `rm /dev/null && mknod -m 666 /dev/null c 1 3`"
+        )
 
 
 def machine_busy_seconds() -> float:
@@ -342,14 +426,22 @@ def _cpu_per_op(cpu_seconds: float, ops: int) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bash perf/run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bash perf/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and one repeat (a minute or two)")
-    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
-                        help="filesystem to benchmark: a fresh directory is made in it and removed at the "
-                             "end (default /dev/shm)")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                        help="aif-gateway and nginx worker processes (default: usable CPUs)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/dev/shm"),
+        help="filesystem to benchmark: a fresh directory is made in it and removed at the end (default /dev/shm)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="aif-gateway and nginx worker processes (default: usable CPUs)",
+    )
     parser.add_argument("--report", type=Path, help="also write the Markdown report to this file")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     return parser.parse_args(argv)
@@ -368,7 +460,7 @@ def main(argv: list[str]) -> int:
     root.mkdir()
     logs.mkdir()
     bench = Bench(root, sizes, args.workers, logs)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     measured = software()  # before the run: the tree may change while it runs
     wall_start, machine_start, ours_start = time.monotonic(), machine_busy_seconds(), own_cpu_seconds()
     completed = False
@@ -388,21 +480,23 @@ def main(argv: list[str]) -> int:
     wall = time.monotonic() - wall_start
     others = (machine_busy_seconds() - machine_start) - (own_cpu_seconds() - ours_start)
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(args.dir)], capture_output=True, text=True).stdout.strip()
-    report = "\n".join([
-        f"- command: `bash perf/run {shlex.join(argv)}`",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}, "
-        f"nginx worker_processes {args.workers}; rclone serve s3 defaults.",
-        machine(),
-        measured,
-        f"- CPU time not spent by the benchmark's own processes during its {wall:.0f} s (other programs, "
-        f"interrupts): {max(others, 0):.0f} CPU-s, {100 * max(others, 0) / (wall * len(os.sched_getaffinity(0))):.0f}% "
-        "of the machine",
-        "",
-        "Ratios are the gateway's speed over the other's: > 1 favours the gateway (for latencies, "
-        "the other's time over the gateway's). CPU is the server processes' user + system time.",
-        "",
-        table(bench.rows),
-    ])
+    report = "\n".join(
+        [
+            f"- command: `bash perf/run {shlex.join(argv)}`",
+            f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}, "
+            f"nginx worker_processes {args.workers}; rclone serve s3 defaults.",
+            machine(),
+            measured,
+            f"- CPU time not spent by the benchmark's own processes during its {wall:.0f} s (other programs, "
+            f"interrupts): {max(others, 0):.0f} CPU-s, "
+            f"{100 * max(others, 0) / (wall * len(os.sched_getaffinity(0))):.0f}% of the machine",
+            "",
+            "Ratios are the gateway's speed over the other's: > 1 favours the gateway (for latencies, "
+            "the other's time over the gateway's). CPU is the server processes' user + system time.",
+            "",
+            table(bench.rows),
+        ]
+    )
     return publish(report, args.report)
 
 

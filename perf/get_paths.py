@@ -25,7 +25,6 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-
 from servers import Credentials, gateway
 
 GiB = 1 << 30
@@ -41,15 +40,19 @@ class Result:
 
 def presigned_get(url: str, creds: Credentials) -> str:
     s3 = boto3.session.Session().client(
-        "s3", endpoint_url=url, aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
         config=Config(region_name="us-east-1", signature_version="s3v4", s3={"addressing_style": "path"}),
     )
     return s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": KEY}, ExpiresIn=3600)
 
 
 def curl_get(url: str, size: int) -> None:
-    done = subprocess.run(["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}", url],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}", url], capture_output=True, text=True
+    )
     if done.returncode != 0 or int(done.stdout or 0) != size:
         raise SystemExit(f"curl GET failed ({done.returncode}, {done.stdout} bytes): {done.stderr}")
 
@@ -97,14 +100,18 @@ def main() -> None:
         results = [measure(work, size, args, sendfile) for sendfile in (True, False)]
     finally:
         shutil.rmtree(work)
-    print(f"GET {args.gets} x {size / GiB:g} GiB, {args.parallel} curl in parallel, "
-          f"{args.workers} gateway workers, object on {args.dir} ({os.cpu_count()} CPUs)")
+    print(
+        f"GET {args.gets} x {size / GiB:g} GiB, {args.parallel} curl in parallel, "
+        f"{args.workers} gateway workers, object on {args.dir} ({os.cpu_count()} CPUs)"
+    )
     print(f"{'path':<10}{'GiB/s':>10}{'CPU s/GiB':>12}")
     for r in results:
         print(f"{r.path:<10}{r.gib_per_s:>10.2f}{r.cpu_s_per_gib:>12.3f}")
     fast, slow = results
-    print(f"sendfile/copy: throughput x{fast.gib_per_s / slow.gib_per_s:.2f}, "
-          f"CPU per GiB x{fast.cpu_s_per_gib / slow.cpu_s_per_gib:.2f}")
+    print(
+        f"sendfile/copy: throughput x{fast.gib_per_s / slow.gib_per_s:.2f}, "
+        f"CPU per GiB x{fast.cpu_s_per_gib / slow.cpu_s_per_gib:.2f}"
+    )
 
 
 if __name__ == "__main__":

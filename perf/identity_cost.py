@@ -5,7 +5,8 @@
 Starts two gateways on the same tree in one run: one whose key has no POSIX ids (every request
 runs with the gateway's own ids: no switch) and one whose key maps to uid/gid 4101 with two
 supplementary groups (every storage call switches its thread to that user and back). The same
-aiohttp driver sends N small HEAD, GET and PUT requests (4 KiB) to each, alternating the servers for R rounds, and prints the best round's requests per second,
+aiohttp driver sends N small HEAD, GET and PUT requests (4 KiB) to each, alternating the servers for R
+rounds, and prints the best round's requests per second,
 the servers' CPU microseconds per request, and the ratios. Needs root (to switch ids).
 A program, not a test: results go to perf/RESULTS.md.
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from drivers import HttpDriver  # noqa: E402
-from servers import Credentials, Server, free_port, venv_tool  # noqa: E402
+from drivers import HttpDriver
+from servers import Credentials, Server, free_port, venv_tool
 
 USER_ID = 4101
 GROUPS = (4200, 4201)
@@ -31,15 +32,24 @@ OBJECT = b"x" * 4096
 
 def gateway(name: str, root: Path, logs: Path, creds: Credentials, workers: int, users: Path | None) -> Server:
     port = free_port()
-    command = [venv_tool("aif-gateway"), "serve", "--root", str(root), "--listen", f"127.0.0.1:{port}",
-               "--workers", str(workers)]
+    command = [
+        venv_tool("aif-gateway"),
+        "serve",
+        "--root",
+        str(root),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+    ]
     env = {"AIF_LOG_LEVEL": "warning"}
     if users is None:
         env |= {"AIF_ACCESS_KEY": creds.access_key, "AIF_SECRET_KEY": creds.secret_key}
     else:
         command += ["--users", str(users)]
-    return Server(name=name, command=command, port=port, log_path=logs / f"{name}.log",
-                  health_path="/_aif/health", env=env)
+    return Server(
+        name=name, command=command, port=port, log_path=logs / f"{name}.log", health_path="/_aif/health", env=env
+    )
 
 
 def lay_out(root: Path, objects: int) -> None:
@@ -89,14 +99,18 @@ def main() -> int:
         plain = Credentials("AKPLAIN000000000001", "plain-secret")
         user = Credentials("AKUSER0000000000002", "user-secret")
         users = work / "users.toml"
-        users.write_text(f'[[users]]\nname = "u"\naccess_key = "{user.access_key}"\nsecret_key = "{user.secret_key}"\n'
-                         f"uid = {USER_ID}\ngid = {USER_ID}\ngroups = {list(GROUPS)}\n")
+        users.write_text(
+            f'[[users]]\nname = "u"\naccess_key = "{user.access_key}"\nsecret_key = "{user.secret_key}"\n'
+            f"uid = {USER_ID}\ngid = {USER_ID}\ngroups = {list(GROUPS)}\n"
+        )
         users.chmod(0o600)
-        servers = [gateway("gateway-ids", root, logs, plain, args.workers, None).start(),
-                   gateway("per-user-ids", root, logs, user, args.workers, users).start()]
+        servers = [
+            gateway("gateway-ids", root, logs, plain, args.workers, None).start(),
+            gateway("per-user-ids", root, logs, user, args.workers, users).start(),
+        ]
         creds = {"gateway-ids": plain, "per-user-ids": user}
         best: dict[str, dict[str, tuple[float, float]]] = {s.name: {} for s in servers}
-        for round_ in range(args.rounds):
+        for _round in range(args.rounds):
             for server in servers:
                 for op, (rate, cpu) in measure(server, creds[server.name], args.requests, objects).items():
                     kept = best[server.name].get(op)
@@ -105,14 +119,20 @@ def main() -> int:
                 shutil.rmtree(root / "bench" / "put")
                 (root / "bench" / "put").mkdir()
                 (root / "bench" / "put").chmod(0o777)
-        print(f"{args.requests} requests per operation, 32 in flight, {args.workers} workers, best of "
-              f"{args.rounds} rounds, tree on {args.dir}, {os.cpu_count()} CPUs")
-        print(f"{'operation':16} {'gateway ids req/s':>18} {'per-user req/s':>15} {'ratio':>6} "
-              f"{'CPU µs/req':>11} {'per-user':>9} {'+µs':>6}")
+        print(
+            f"{args.requests} requests per operation, 32 in flight, {args.workers} workers, best of "
+            f"{args.rounds} rounds, tree on {args.dir}, {os.cpu_count()} CPUs"
+        )
+        print(
+            f"{'operation':16} {'gateway ids req/s':>18} {'per-user req/s':>15} {'ratio':>6} "
+            f"{'CPU µs/req':>11} {'per-user':>9} {'+µs':>6}"
+        )
         for op in best["gateway-ids"]:
             (rate_a, cpu_a), (rate_b, cpu_b) = best["gateway-ids"][op], best["per-user-ids"][op]
-            print(f"{op:16} {rate_a:18.0f} {rate_b:15.0f} {rate_b / rate_a:6.2f} {cpu_a:11.0f} {cpu_b:9.0f} "
-                  f"{cpu_b - cpu_a:+6.0f}")
+            print(
+                f"{op:16} {rate_a:18.0f} {rate_b:15.0f} {rate_b / rate_a:6.2f} {cpu_a:11.0f} {cpu_b:9.0f} "
+                f"{cpu_b - cpu_a:+6.0f}"
+            )
         return 0
     finally:
         for server in servers:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aif_gateway import _native  # noqa: E402
-from aif_gateway.fsio import pyengine  # noqa: E402
+from aif_gateway import _native
+from aif_gateway.fsio import pyengine
 
 ENGINES = {"C": _native, "Python twin": pyengine}
 RELATIVE = "a/b/c/object"
@@ -102,18 +102,32 @@ def main() -> None:
             for enabled, how in ((True, "openat2"), (False, "walk")):
                 with_openat2(enabled)
                 opener = lambda e=engine: e.open_beneath(dir_fd, RELATIVE, os.O_RDONLY)  # noqa: E731
-                rows.append((f"open_beneath + close ({how})", name, best_us(args.calls, args.repeat, open_close(opener))))
+                rows.append(
+                    (f"open_beneath + close ({how})", name, best_us(args.calls, args.repeat, open_close(opener)))
+                )
         with_openat2(True)
-        rows.append(("os.open relative to dir_fd + close", "stdlib",
-                     best_us(args.calls, args.repeat, open_close(lambda: os.open(RELATIVE, flags, dir_fd=dir_fd)))))
-        rows.append(("os.open absolute path + close", "stdlib",
-                     best_us(args.calls, args.repeat, open_close(lambda: os.open(absolute, flags)))))
+        rows.append(
+            (
+                "os.open relative to dir_fd + close",
+                "stdlib",
+                best_us(args.calls, args.repeat, open_close(lambda: os.open(RELATIVE, flags, dir_fd=dir_fd))),
+            )
+        )
+        rows.append(
+            (
+                "os.open absolute path + close",
+                "stdlib",
+                best_us(args.calls, args.repeat, open_close(lambda: os.open(absolute, flags))),
+            )
+        )
         os.close(dir_fd)
     finally:
         shutil.rmtree(work)
 
-    print(f"- machine: {platform.processor() or platform.machine()}, `nproc` = {os.cpu_count()}, "
-          f"kernel {platform.release()}; run as {'root' if root else 'uid ' + str(os.geteuid())}")
+    print(
+        f"- machine: {platform.processor() or platform.machine()}, `nproc` = {os.cpu_count()}, "
+        f"kernel {platform.release()}; run as {'root' if root else 'uid ' + str(os.geteuid())}"
+    )
     print(f"- files on {args.dir}; {args.calls} calls, best of {args.repeat} rounds; path `{RELATIVE}` (4 components)")
     print()
     print("| operation | engine | µs per operation |")

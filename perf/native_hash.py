@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aif_gateway import _native  # noqa: E402
-from aif_gateway.fsio import pyengine  # noqa: E402
+from aif_gateway import _native
+from aif_gateway.fsio import pyengine
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -120,15 +120,18 @@ def main() -> None:
     try:
         for algorithms in (["CRC32"], ["CRC32C"], ["CRC64NVME"], ["SHA1"], ["SHA256"], ["XXH3_64"], []):
             label = "hash MD5" if not algorithms else f"hash {algorithms[0]} + MD5"
-            native, python = (best_rate(len(data), hash_all(e, algorithms, data), args.repeat) for e in engines.values())
+            native, python = (
+                best_rate(len(data), hash_all(e, algorithms, data), args.repeat) for e in engines.values()
+            )
             rows.append((label, native, python))
         native, python = (best_rate(len(data), write_all(e, path, data), args.repeat) for e in engines.values())
         rows.append(("write_hashed MD5+CRC32C, 1 MiB batches", native, python))
         raw = best_rate(len(data), plain_write(path, data), args.repeat)
         rows.append(("(raw) os.pwrite, 1 MiB batches, no hashing", raw, raw))
         for writing, name in ((True, "pwrite_striped"), (False, "pread_striped")):
-            native, python = (best_rate(len(data), striped(e, path, data, into, writing), args.repeat)
-                              for e in engines.values())
+            native, python = (
+                best_rate(len(data), striped(e, path, data, into, writing), args.repeat) for e in engines.values()
+            )
             rows.append((f"{name}, 1 MiB stripes, 4 threads", native, python))
             raw = best_rate(len(data), one_call(path, data, into, writing), args.repeat)
             rows.append((f"(raw) one os.{'pwrite' if writing else 'preadv'} call", raw, raw))

@@ -22,17 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aif_gateway.fsio.fsinfo import detect  # noqa: E402
-from aif_gateway.fsio.gpfs import fallocate, reserve_keeping_size  # noqa: E402
-from aif_gateway.fsio.layout import MiB, io_size  # noqa: E402
-from aif_gateway.fsio.reserve import Reservation  # noqa: E402
-
+from aif_gateway.fsio.fsinfo import detect
+from aif_gateway.fsio.gpfs import fallocate, reserve_keeping_size
+from aif_gateway.fsio.layout import MiB, io_size
+from aif_gateway.fsio.reserve import Reservation
 
 MODES = ("plain write", "fallocate", "fallocate keep-size", "keep-size windows")
 
 
-def write_files(directory: Path, files: int, size: int, chunk: bytes, mode: str,
-                fsync: bool) -> tuple[float, float]:
+def write_files(directory: Path, files: int, size: int, chunk: bytes, mode: str, fsync: bool) -> tuple[float, float]:
     """Wall and CPU seconds to create and write ``files`` files of ``size`` bytes (removed
     afterwards). CPU time is this process's user+system time: on a shared, busy machine it
     moves far less than wall time, and buffered writes are CPU-bound."""
@@ -82,11 +80,15 @@ def main() -> int:
             wall, cpu = write_files(args.directory, args.files, size, chunk, mode, args.fsync)
             rates[mode].append(args.files * args.size_mib / wall)
             cpu_per_gib[mode].append(cpu * 1000 / (args.files * args.size_mib / 1024))
-    print(f"{args.directory}: {fs.kind}, block {fs.block_size}, io size {len(chunk) // 1024} KiB, "
-          f"{args.files} x {args.size_mib} MiB, fsync={args.fsync}, {args.rounds} rounds")
+    print(
+        f"{args.directory}: {fs.kind}, block {fs.block_size}, io size {len(chunk) // 1024} KiB, "
+        f"{args.files} x {args.size_mib} MiB, fsync={args.fsync}, {args.rounds} rounds"
+    )
     for mode in MODES:
-        print(f"  {mode:20} best {max(rates[mode]):6.0f} MiB/s   median {statistics.median(rates[mode]):6.0f}"
-              f" MiB/s   CPU median {statistics.median(cpu_per_gib[mode]):5.0f} ms/GiB")
+        print(
+            f"  {mode:20} best {max(rates[mode]):6.0f} MiB/s   median {statistics.median(rates[mode]):6.0f}"
+            f" MiB/s   CPU median {statistics.median(cpu_per_gib[mode]):5.0f} ms/GiB"
+        )
     return 0
 
 

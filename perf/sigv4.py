@@ -52,11 +52,19 @@ class Signer:
             for k, v in sorted((query or {}).items())
         )
         signed = "host;x-amz-content-sha256;x-amz-date"
-        canonical = "\n".join([
-            method, path, canonical_query,
-            f"host:{self.host}", f"x-amz-content-sha256:{UNSIGNED_PAYLOAD}", f"x-amz-date:{stamp}", "",
-            signed, UNSIGNED_PAYLOAD,
-        ])
+        canonical = "\n".join(
+            [
+                method,
+                path,
+                canonical_query,
+                f"host:{self.host}",
+                f"x-amz-content-sha256:{UNSIGNED_PAYLOAD}",
+                f"x-amz-date:{stamp}",
+                "",
+                signed,
+                UNSIGNED_PAYLOAD,
+            ]
+        )
         scope = f"{day}/{REGION}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
         signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
@@ -64,5 +72,5 @@ class Signer:
             "x-amz-date": stamp,
             "x-amz-content-sha256": UNSIGNED_PAYLOAD,
             "Authorization": f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
-                             f"SignedHeaders={signed}, Signature={signature}",
+            f"SignedHeaders={signed}, Signature={signature}",
         }

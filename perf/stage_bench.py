@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dataset
@@ -87,7 +87,7 @@ def lay_out(tree_root: Path, sizes: Sizes) -> None:
         if index < sizes.small_dirs:
             path.parent.mkdir(parents=True)
         offset = (index * 4099) % (16 * MiB)
-        path.write_bytes(block[offset:offset + sizes.small_size])
+        path.write_bytes(block[offset : offset + sizes.small_size])
     for index in range(sizes.large_files):
         dataset.write_file(tree_root / "large" / f"part-{index}", sizes.large_size)
     (tree_root / "one").mkdir()
@@ -107,8 +107,10 @@ def run_measured(command: list[str], env: dict[str, str], server: Server) -> Run
     done = subprocess.run(command, capture_output=True, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}:\n"
-                           f"{done.stderr.decode(errors='replace')[-3000:]}\n{done.stdout.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"{shlex.join(command)} exited {done.returncode}:\n"
+            f"{done.stderr.decode(errors='replace')[-3000:]}\n{done.stdout.decode(errors='replace')[-2000:]}"
+        )
     return Run(elapsed, children_cpu() - cpu_before, server.cpu_seconds() - gateway_before)
 
 
@@ -125,8 +127,9 @@ def check_copy(dest: Path, files: int, nbytes: int) -> None:
 
 
 class StageBench:
-    def __init__(self, base: Path, sizes: Sizes, workers: int, jobs: int | None, cprofile: Path | None,
-                 rclone_args: list[str]) -> None:
+    def __init__(
+        self, base: Path, sizes: Sizes, workers: int, jobs: int | None, cprofile: Path | None, rclone_args: list[str]
+    ) -> None:
         self.root = base / "root"
         self.logs = base / "logs"
         self.scratch = base / "dest"
@@ -147,22 +150,30 @@ class StageBench:
     @property
     def env(self) -> dict[str, str]:
         assert self.server is not None
-        return {**os.environ,
-                "AWS_ACCESS_KEY_ID": self.creds.access_key, "AWS_SECRET_ACCESS_KEY": self.creds.secret_key,
-                "AWS_REGION": "us-east-1",
-                "RCLONE_CONFIG": str(self.logs / "rclone.conf"),  # a file of its own, never /dev/null
-                "RCLONE_CONFIG_AIF_TYPE": "s3", "RCLONE_CONFIG_AIF_PROVIDER": "Other",
-                "RCLONE_CONFIG_AIF_ACCESS_KEY_ID": self.creds.access_key,
-                "RCLONE_CONFIG_AIF_SECRET_ACCESS_KEY": self.creds.secret_key,
-                "RCLONE_CONFIG_AIF_ENDPOINT": self.server.url, "RCLONE_CONFIG_AIF_REGION": "us-east-1"}
+        return {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.creds.secret_key,
+            "AWS_REGION": "us-east-1",
+            "RCLONE_CONFIG": str(self.logs / "rclone.conf"),  # a file of its own, never /dev/null
+            "RCLONE_CONFIG_AIF_TYPE": "s3",
+            "RCLONE_CONFIG_AIF_PROVIDER": "Other",
+            "RCLONE_CONFIG_AIF_ACCESS_KEY_ID": self.creds.access_key,
+            "RCLONE_CONFIG_AIF_SECRET_ACCESS_KEY": self.creds.secret_key,
+            "RCLONE_CONFIG_AIF_ENDPOINT": self.server.url,
+            "RCLONE_CONFIG_AIF_REGION": "us-east-1",
+        }
 
     def source(self, tree: str, path: str) -> str:
         return f"s3://{BUCKET}/{tree}/" if path == "S3" else str(self.tree_root / tree)
 
     def stage_command(self, tree: str, path: str, dest: Path, profile_to: Path | None = None) -> list[str]:
         assert self.server is not None
-        head = [venv_tool("aif-gateway")] if profile_to is None else [
-            sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "aif_gateway"]
+        head = (
+            [venv_tool("aif-gateway")]
+            if profile_to is None
+            else [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m", "aif_gateway"]
+        )
         command = [*head, "stage", "in", self.source(tree, path), "--to", str(dest), "--no-progress", "--json"]
         if path == "S3":
             command += ["--endpoint-url", self.server.url]
@@ -198,17 +209,23 @@ class StageBench:
 
     def run(self) -> None:
         s = self.sizes
-        log(f"laying out {s.small_files} x {s.small_size // KiB} KiB and {s.large_files} x "
-            f"{s.large_size // MiB} MiB in {self.tree_root}")
+        log(
+            f"laying out {s.small_files} x {s.small_size // KiB} KiB and {s.large_files} x "
+            f"{s.large_size // MiB} MiB in {self.tree_root}"
+        )
         lay_out(self.tree_root, s)
         self.scratch.mkdir()
         self.server = gateway(self.root, self.logs, self.creds, self.workers)
         log(f"starting {self.server.name}: {shlex.join(self.server.command)}")
         self.server.start()
-        self.cases = [Case(tree, path, files, nbytes)
-                      for tree, files, nbytes in (("small", s.small_files, s.small_files * s.small_size),
-                                                  ("large", s.large_files, s.large_files * s.large_size))
-                      for path in ("filesystem", "S3")]
+        self.cases = [
+            Case(tree, path, files, nbytes)
+            for tree, files, nbytes in (
+                ("small", s.small_files, s.small_files * s.small_size),
+                ("large", s.large_files, s.large_files * s.large_size),
+            )
+            for path in ("filesystem", "S3")
+        ]
         log("fixed cost (a stage of one tiny file)")
         self.measure_fixed()
         # Warm-up, untimed: the gateway's workers, rclone's and the stager's first imports.
@@ -247,20 +264,30 @@ class StageBench:
             stage, peer = case.runs["stage"], case.runs["peer"]
             ts, tp = statistics.median(r.seconds for r in stage), statistics.median(r.seconds for r in peer)
             peer_name = "rclone copy" if case.path == "S3" else "cp -r"
-            gw = (f"{statistics.median(r.gateway_cpu_s for r in stage):.2f} s / "
-                  f"{statistics.median(r.gateway_cpu_s for r in peer):.2f} s") if case.path == "S3" else "—"
-            label = (f"{case.files:,} × {_size(case.nbytes // case.files)}")
+            gw = (
+                (
+                    f"{statistics.median(r.gateway_cpu_s for r in stage):.2f} s / "
+                    f"{statistics.median(r.gateway_cpu_s for r in peer):.2f} s"
+                )
+                if case.path == "S3"
+                else "—"
+            )
+            label = f"{case.files:,} × {_size(case.nbytes // case.files)}"
             fixed_s = statistics.median(r.seconds for r in self.fixed[case.path])
             lines.append(
                 f"| {label} | {case.path} | {_rate(case, stage)} | {peer_name}: {_rate(case, peer)} "
-                f"| **{tp / ts:.2f}×** | {tp / max(ts - fixed_s, 1e-3):.2f}× | {_cpu(stage)} | {_cpu(peer)} | {gw} |")
-        fixed = "; ".join(f"{path}: {_spread([r.seconds for r in runs])} s wall, "
-                          f"{statistics.median(r.cpu_s for r in runs):.2f} CPU-s"
-                          for path, runs in self.fixed.items())
-        return "\n".join(lines) + (f"\n\nFixed cost of one `stage in` (a tree of one 1-byte file: Python "
-                                   f"start-up, imports, state directory), median [range] of 3: {fixed}. "
-                                   "It is included in the stage in figures; \"without the fixed cost\" "
-                                   "takes it out of the stager's time.")
+                f"| **{tp / ts:.2f}×** | {tp / max(ts - fixed_s, 1e-3):.2f}× | {_cpu(stage)} | {_cpu(peer)} | {gw} |"
+            )
+        fixed = "; ".join(
+            f"{path}: {_spread([r.seconds for r in runs])} s wall, {statistics.median(r.cpu_s for r in runs):.2f} CPU-s"
+            for path, runs in self.fixed.items()
+        )
+        return "\n".join(lines) + (
+            f"\n\nFixed cost of one `stage in` (a tree of one 1-byte file: Python "
+            f"start-up, imports, state directory), median [range] of 3: {fixed}. "
+            'It is included in the stage in figures; "without the fixed cost" '
+            "takes it out of the stager's time."
+        )
 
 
 def _size(nbytes: int) -> str:
@@ -274,8 +301,7 @@ def _spread(values: list[float]) -> str:
 def _rate(case: Case, runs: list[Run]) -> str:
     seconds = [r.seconds for r in runs]
     median = statistics.median(seconds)
-    return (f"{case.nbytes / GiB / median:.2f} GiB/s, {case.files / median:,.0f} files/s"
-            f"<br>{_spread(seconds)} s")
+    return f"{case.nbytes / GiB / median:.2f} GiB/s, {case.files / median:,.0f} files/s<br>{_spread(seconds)} s"
 
 
 def _cpu(runs: list[Run]) -> str:
@@ -283,11 +309,13 @@ def _cpu(runs: list[Run]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="perf/stage_bench.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="perf/stage_bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 small files, 4 x 64 MiB, one round")
-    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
-                        help="filesystem for the trees and the copies (default /dev/shm)")
+    parser.add_argument(
+        "--dir", type=Path, default=Path("/dev/shm"), help="filesystem for the trees and the copies (default /dev/shm)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="aif-gateway worker processes (default 2)")
     parser.add_argument("--jobs", type=int, help="stage in --jobs (default: the stager's own)")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 3; --quick 1)")
@@ -310,7 +338,7 @@ def main(argv: list[str]) -> int:
     (base / "root").mkdir()
     (base / "logs").mkdir()
     bench = StageBench(base, sizes, args.workers, args.jobs, args.cprofile, shlex.split(args.rclone_args))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     measured = software()
     completed = False
     try:
@@ -327,22 +355,25 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(base / "dest", ignore_errors=True)
             log(f"stopped early: logs kept in {base / 'logs'}")
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(args.dir)], capture_output=True, text=True).stdout.strip()
-    rclone_version = subprocess.run([venv_tool("rclone"), "version"], capture_output=True,
-                                    text=True).stdout.split("\n", 1)[0]
-    report = "\n".join([
-        f"- command: `.venv/bin/python perf/stage_bench.py {shlex.join(argv)}`",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}; "
-        f"stage in --jobs {args.jobs or 'default'}; {rclone_version} copy "
-        f"{args.rclone_args or 'with its defaults'}; median of {sizes.rounds} round(s) after a warm-up, "
-        "[min–max] under each figure.",
-        machine(),
-        measured,
-        "",
-        "stage ÷ peer > 1 favours `aif-gateway stage in`. CPU: user + system seconds of the copying "
-        "process and its children, and of the gateway's processes while that copy ran.",
-        "",
-        bench.table(),
-    ])
+    rclone_version = subprocess.run([venv_tool("rclone"), "version"], capture_output=True, text=True).stdout.split(
+        "\n", 1
+    )[0]
+    report = "\n".join(
+        [
+            f"- command: `.venv/bin/python perf/stage_bench.py {shlex.join(argv)}`",
+            f"- date: {started:%Y-%m-%d %H:%M} UTC; data on {args.dir} ({fs}); aif-gateway --workers {args.workers}; "
+            f"stage in --jobs {args.jobs or 'default'}; {rclone_version} copy "
+            f"{args.rclone_args or 'with its defaults'}; median of {sizes.rounds} round(s) after a warm-up, "
+            "[min–max] under each figure.",
+            machine(),
+            measured,
+            "",
+            "stage ÷ peer > 1 favours `aif-gateway stage in`. CPU: user + system seconds of the copying "
+            "process and its children, and of the gateway's processes while that copy ran.",
+            "",
+            bench.table(),
+        ]
+    )
     return publish(report, args.report)
 
 

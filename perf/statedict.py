@@ -57,8 +57,12 @@ def check_equal(got: StateDict, want: StateDict, label: str) -> None:
     for key, value in want.items():
         other = got[key]
         if isinstance(value, torch.Tensor):
-            if not (isinstance(other, torch.Tensor) and other.dtype == value.dtype and other.shape == value.shape
-                    and torch.equal(other, value)):
+            if not (
+                isinstance(other, torch.Tensor)
+                and other.dtype == value.dtype
+                and other.shape == value.shape
+                and torch.equal(other, value)
+            ):
                 raise AssertionError(f"{label}: {key} differs from the original")
         elif other != value:
             raise AssertionError(f"{label}: {key} is {other!r}, expected {value!r}")

@@ -71,11 +71,16 @@ def main() -> None:
         started = time.perf_counter()
         call()
         seconds = time.perf_counter() - started
-        section = {"seconds": seconds, "cpu_s": time.process_time() - cpu_before,
-                   "gateway_cpu_s": group_cpu_seconds(args.gateway_pid) - gateway_before}
+        section = {
+            "seconds": seconds,
+            "cpu_s": time.process_time() - cpu_before,
+            "gateway_cpu_s": group_cpu_seconds(args.gateway_pid) - gateway_before,
+        }
         if label.endswith("direct") and section["gateway_cpu_s"] > DIRECT_GATEWAY_CPU_LIMIT_S:
-            raise SystemExit(f"tree_ckpt: {label} cost the gateway {section['gateway_cpu_s']:.2f} CPU-s: "
-                             f"the checkpoint did not go straight to {args.root} ({ROOT_ENV} not honoured?)")
+            raise SystemExit(
+                f"tree_ckpt: {label} cost the gateway {section['gateway_cpu_s']:.2f} CPU-s: "
+                f"the checkpoint did not go straight to {args.root} ({ROOT_ENV} not honoured?)"
+            )
         return section
 
     def save_and_load(state: StateDict, uri: str, results: dict[str, Any] | None = None, how: str = "") -> None:

@@ -62,7 +62,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dataset
@@ -98,14 +98,30 @@ class Sizes:
     rounds: int
 
 
-FULL = Sizes(large=GiB, get_repeats=3, small_count=5_000, list_dirs=100, list_files_per_dir=1000,
-             stage=stage_bench.Sizes(small_files=10_000, small_size=16 * KiB, small_dirs=100,
-                                     large_files=4, large_size=256 * MiB, rounds=1),
-             ckpt_mib=512, rounds=5)
-QUICK = Sizes(large=256 * MiB, get_repeats=4, small_count=1_000, list_dirs=20, list_files_per_dir=500,
-              stage=stage_bench.Sizes(small_files=2_000, small_size=16 * KiB, small_dirs=100,
-                                      large_files=4, large_size=64 * MiB, rounds=1),
-              ckpt_mib=256, rounds=3)
+FULL = Sizes(
+    large=GiB,
+    get_repeats=3,
+    small_count=5_000,
+    list_dirs=100,
+    list_files_per_dir=1000,
+    stage=stage_bench.Sizes(
+        small_files=10_000, small_size=16 * KiB, small_dirs=100, large_files=4, large_size=256 * MiB, rounds=1
+    ),
+    ckpt_mib=512,
+    rounds=5,
+)
+QUICK = Sizes(
+    large=256 * MiB,
+    get_repeats=4,
+    small_count=1_000,
+    list_dirs=20,
+    list_files_per_dir=500,
+    stage=stage_bench.Sizes(
+        small_files=2_000, small_size=16 * KiB, small_dirs=100, large_files=4, large_size=64 * MiB, rounds=1
+    ),
+    ckpt_mib=256,
+    rounds=3,
+)
 
 
 # -- the trees ---------------------------------------------------------------------------------------
@@ -136,8 +152,9 @@ class Tree:
 
     def check_imported(self, file: str, what: str) -> None:
         if not Path(file).resolve().is_relative_to(self.path):
-            raise RuntimeError(f"tree {self.name}: {what} came from {file}, not from {self.path}: "
-                               "something shadows PYTHONPATH")
+            raise RuntimeError(
+                f"tree {self.name}: {what} came from {file}, not from {self.path}: something shadows PYTHONPATH"
+            )
 
 
 def parse_tree(text: str) -> tuple[str, Path]:
@@ -153,9 +170,19 @@ def parse_tree(text: str) -> tuple[str, Path]:
 
 
 def tree_env(path: Path, pycache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE",
-                        "AIF_GATEWAY_ROOT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PYTHONPATH",
+            "PYTHONHOME",
+            "PYTHONSAFEPATH",
+            "PYTHONSTARTUP",
+            "PYTHONDONTWRITEBYTECODE",
+            "AIF_GATEWAY_ROOT",
+        )
+    }
     return {**env, "PYTHONPATH": str(path), "PYTHONPYCACHEPREFIX": str(pycache), "PYTHONNOUSERSITE": "1"}
 
 
@@ -175,8 +202,12 @@ def describe(tree: Tree, python: str) -> None:
     native = Path(probe["native"]).read_bytes()
     commit = git(tree.path, "rev-parse", "HEAD")
     tree.info = {
-        "git": (f"{git(tree.path, 'describe', '--always', '--dirty')} ({commit[:12]}, "
-                f"{git(tree.path, 'log', '-1', '--format=%cd', '--date=short')})") if commit else "not a git checkout",
+        "git": (
+            f"{git(tree.path, 'describe', '--always', '--dirty')} ({commit[:12]}, "
+            f"{git(tree.path, 'log', '-1', '--format=%cd', '--date=short')})"
+        )
+        if commit
+        else "not a git checkout",
         "imported": probe["package"],
         "native": f"{Path(probe['native']).name}, sha256 {hashlib.sha256(native).hexdigest()[:12]}",
         "engine": str(probe["engine"]),
@@ -208,14 +239,16 @@ class Row:
 @dataclass
 class Task:
     """One measurement for one tree: the rows it fills (several for the checkpoint program)."""
+
     name: str
     run: Callable[[Tree], dict[str, Sample]]
     warm_up: bool = True
 
 
 class TreesBench:
-    def __init__(self, base: Path, trees: list[Tree], sizes: Sizes, groups: list[str], workers: int,
-                 python: str) -> None:
+    def __init__(
+        self, base: Path, trees: list[Tree], sizes: Sizes, groups: list[str], workers: int, python: str
+    ) -> None:
         self.base = base
         self.seed = base / "seed"
         self.dest = base / "dest"
@@ -263,8 +296,15 @@ class TreesBench:
 
     def start(self) -> None:
         for tree in self.trees:
-            tree.server = gateway(tree.root, self.logs, self.creds, self.workers, name=f"aif-gateway-{tree.name}",
-                                  program=[self.python, "-m", "aif_gateway"], env=tree.env)
+            tree.server = gateway(
+                tree.root,
+                self.logs,
+                self.creds,
+                self.workers,
+                name=f"aif-gateway-{tree.name}",
+                program=[self.python, "-m", "aif_gateway"],
+                env=tree.env,
+            )
             log(f"starting {tree.server.name}: PYTHONPATH={tree.path} {shlex.join(tree.server.command)}")
             tree.server.start()
 
@@ -275,11 +315,16 @@ class TreesBench:
 
     def client_env(self, tree: Tree) -> dict[str, str]:
         """A tree's client programs: its code, the gateway's keys, no ~/.aws."""
-        return {**tree.env, "AWS_ACCESS_KEY_ID": self.creds.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.creds.secret_key, "AWS_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": tree.gateway.url, "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": str(self.logs / "no-aws-config"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(self.logs / "no-aws-credentials")}
+        return {
+            **tree.env,
+            "AWS_ACCESS_KEY_ID": self.creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.creds.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": tree.gateway.url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(self.logs / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.logs / "no-aws-credentials"),
+        }
 
     # -- the tasks ---------------------------------------------------------------------------------
     def row(self, label: str, unit: str, cpu_unit: str, cpu_scale: float) -> str:
@@ -303,8 +348,10 @@ class TreesBench:
 
             def large_get(t: Tree) -> dict[str, Sample]:
                 command = curl.get_command(f"{t.gateway.url}/{DATA}/big/whole")
-                return {get: self.server_timed(t, lambda: sum(run_timed(command) for _ in range(repeats)),
-                                               gib * repeats)}
+                return {
+                    get: self.server_timed(t, lambda: sum(run_timed(command) for _ in range(repeats)), gib * repeats)
+                }
+
             tasks.append(Task(get, large_get))
         if "put" in self.groups:
             put = self.row(f"PUT 1 × {size} (curl -T, one request)", "GiB/s", "s/GiB", 1)
@@ -312,9 +359,11 @@ class TreesBench:
             def large_put(t: Tree) -> dict[str, Sample]:
                 source = self.seed / DATA / "big" / "whole"
                 sample = self.server_timed(
-                    t, lambda: run_timed(curl.put_command(source, f"{t.gateway.url}/{PUT}/whole")), gib)
+                    t, lambda: run_timed(curl.put_command(source, f"{t.gateway.url}/{PUT}/whole")), gib
+                )
                 dataset.empty_bucket(t.root, PUT)
                 return {put: sample}
+
             tasks.append(Task(put, large_put))
         if "small" in self.groups:
             n = s.small_count
@@ -322,38 +371,54 @@ class TreesBench:
             puts = [f"/{PUT}/small/d{i % 100:02d}/k{i:06d}" for i in range(n)]
             body = dataset.pattern(SMALL_SIZE)
             for method, paths in (("GET", gets), ("PUT", puts), ("HEAD", gets)):
-                label = self.row(f"{method} 4 KiB × {n:,}, {CONCURRENCY} in flight (aiohttp)",
-                                 "ops/s", "µs/op", 1e6)
+                label = self.row(f"{method} 4 KiB × {n:,}, {CONCURRENCY} in flight (aiohttp)", "ops/s", "µs/op", 1e6)
                 task = self.small_task(label, method, paths, body if method == "PUT" else None)
                 tasks.append(Task(label, task))
         if "list" in self.groups:
             keys = s.list_dirs * s.list_files_per_dir
-            listed = self.row(f"ListObjectsV2 of {keys:,} keys, {s.list_dirs} dirs (s5cmd ls, full "
-                              "pagination)", "keys/s", "µs/key", 1e6)
+            listed = self.row(
+                f"ListObjectsV2 of {keys:,} keys, {s.list_dirs} dirs (s5cmd ls, full pagination)",
+                "keys/s",
+                "µs/key",
+                1e6,
+            )
             tasks.append(Task(listed, lambda t: {listed: self.listing(t, keys)}))
         if "stage" in self.groups:
             st = s.stage
-            for tree_dir, files, nbytes in (("small", st.small_files, st.small_files * st.small_size),
-                                            ("large", st.large_files, st.large_files * st.large_size)):
+            for tree_dir, files, nbytes in (
+                ("small", st.small_files, st.small_files * st.small_size),
+                ("large", st.large_files, st.large_files * st.large_size),
+            ):
                 for path in ("filesystem", "S3"):
                     small = tree_dir == "small"
-                    label = self.row(f"stage in {files:,} × {_size(nbytes // files)} "
-                                     f"{'from the filesystem' if path == 'filesystem' else 'over S3'}",
-                                     "files/s" if small else "GiB/s", "ms/file" if small else "s/GiB",
-                                     1e3 if small else 1)
+                    label = self.row(
+                        f"stage in {files:,} × {_size(nbytes // files)} "
+                        f"{'from the filesystem' if path == 'filesystem' else 'over S3'}",
+                        "files/s" if small else "GiB/s",
+                        "ms/file" if small else "s/GiB",
+                        1e3 if small else 1,
+                    )
                     tasks.append(Task(label, self.stage_task(label, tree_dir, path, files, nbytes)))
         if "ckpt" in self.groups:
-            labels = {f"{op}-{how}": self.row(f"ckpt.{op} {s.ckpt_mib:g} MiB "
-                                               f"{'direct (root=)' if how == 'direct' else 'over S3'}",
-                                               "GiB/s", "s/GiB", 1)
-                      for how in ("direct", "s3") for op in ("save", "load")}
+            labels = {
+                f"{op}-{how}": self.row(
+                    f"ckpt.{op} {s.ckpt_mib:g} MiB {'direct (root=)' if how == 'direct' else 'over S3'}",
+                    "GiB/s",
+                    "s/GiB",
+                    1,
+                )
+                for how in ("direct", "s3")
+                for op in ("save", "load")
+            }
             # No warm-up round: the program warms up itself (its imports, its first connections).
-            tasks.append(Task("ckpt save/load, direct and over S3", lambda t: self.checkpoint(t, labels),
-                              warm_up=False))
+            tasks.append(
+                Task("ckpt save/load, direct and over S3", lambda t: self.checkpoint(t, labels), warm_up=False)
+            )
         return tasks
 
-    def small_task(self, label: str, method: str, paths: list[str], body: bytes | None
-                   ) -> Callable[[Tree], dict[str, Sample]]:
+    def small_task(
+        self, label: str, method: str, paths: list[str], body: bytes | None
+    ) -> Callable[[Tree], dict[str, Sample]]:
         def run(tree: Tree) -> dict[str, Sample]:
             driver = HttpDriver(tree.gateway.url, self.creds, CONCURRENCY)
             before = tree.gateway.cpu_seconds()
@@ -362,6 +427,7 @@ class TreesBench:
             if method == "PUT":
                 dataset.empty_bucket(tree.root, PUT)
             return {label: sample}
+
         return run
 
     def listing(self, tree: Tree, expected: int) -> Sample:
@@ -372,48 +438,81 @@ class TreesBench:
             raise RuntimeError(f"tree {tree.name}: ListObjectsV2 gave {count} keys, expected {expected}")
         return Sample(seconds, count, tree.gateway.cpu_seconds() - before)
 
-    def stage_task(self, label: str, tree_dir: str, path: str, files: int, nbytes: int
-                   ) -> Callable[[Tree], dict[str, Sample]]:
+    def stage_task(
+        self, label: str, tree_dir: str, path: str, files: int, nbytes: int
+    ) -> Callable[[Tree], dict[str, Sample]]:
         def run(tree: Tree) -> dict[str, Sample]:
             self._n += 1
             dest = self.dest / f"d{self._n}"
             source = f"s3://{STAGE}/{tree_dir}/" if path == "S3" else str(tree.root / STAGE / tree_dir)
-            command = [self.python, "-m", "aif_gateway", "stage", "in", source, "--to", str(dest),
-                       "--no-progress", "--json"]
+            command = [
+                self.python,
+                "-m",
+                "aif_gateway",
+                "stage",
+                "in",
+                source,
+                "--to",
+                str(dest),
+                "--no-progress",
+                "--json",
+            ]
             if path == "S3":
                 command += ["--endpoint-url", tree.gateway.url]
             done = stage_bench.run_measured(command, self.client_env(tree), tree.gateway)
             stage_bench.check_copy(dest, files, nbytes)
             shutil.rmtree(dest)
-            return {label: Sample(done.seconds, files if tree_dir == "small" else nbytes / GiB,
-                                  done.cpu_s + done.gateway_cpu_s)}
+            return {
+                label: Sample(
+                    done.seconds, files if tree_dir == "small" else nbytes / GiB, done.cpu_s + done.gateway_cpu_s
+                )
+            }
+
         return run
 
     def checkpoint(self, tree: Tree, labels: dict[str, str]) -> dict[str, Sample]:
         self._n += 1
         prefix = f"r{self._n}"
-        command = [self.python, str(TREE_CKPT), "--root", str(tree.root), "--bucket", CKPT, "--prefix", prefix,
-                   "--mib", str(self.sizes.ckpt_mib), "--gateway-pid", str(tree.gateway.pid)]
+        command = [
+            self.python,
+            str(TREE_CKPT),
+            "--root",
+            str(tree.root),
+            "--bucket",
+            CKPT,
+            "--prefix",
+            prefix,
+            "--mib",
+            str(self.sizes.ckpt_mib),
+            "--gateway-pid",
+            str(tree.gateway.pid),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, env=self.client_env(tree))
         try:
             if done.returncode != 0:
-                raise RuntimeError(f"tree {tree.name}: {shlex.join(command)} exited {done.returncode}:\n"
-                                   f"{done.stderr[-3000:]}")
+                raise RuntimeError(
+                    f"tree {tree.name}: {shlex.join(command)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+                )
             result = json.loads(done.stdout.strip().splitlines()[-1])
         finally:
             self.drop_checkpoints(tree, prefix)
         tree.check_imported(result["aif_gateway"], "aif_gateway (in perf/tree_ckpt.py)")
         gib = result["bytes"] / GiB
-        return {label: Sample(result[key]["seconds"], gib, result[key]["cpu_s"] + result[key]["gateway_cpu_s"])
-                for key, label in labels.items()}
+        return {
+            label: Sample(result[key]["seconds"], gib, result[key]["cpu_s"] + result[key]["gateway_cpu_s"])
+            for key, label in labels.items()
+        }
 
     def drop_checkpoints(self, tree: Tree, prefix: str) -> None:
         """Delete a round's checkpoints through the gateway (its metadata with them), then check."""
         s5 = S5cmd(tree.gateway.url, self.creds, CONCURRENCY)
         if (tree.root / CKPT / prefix).exists():
             run_timed([*s5.base, "rm", f"s3://{CKPT}/{prefix}/*"], s5.env)
-        leftovers = [p for p in (tree.root / CKPT / prefix).rglob("*") if p.is_file()] \
-            if (tree.root / CKPT / prefix).exists() else []
+        leftovers = (
+            [p for p in (tree.root / CKPT / prefix).rglob("*") if p.is_file()]
+            if (tree.root / CKPT / prefix).exists()
+            else []
+        )
         if leftovers:
             raise RuntimeError(f"tree {tree.name}: the checkpoints were not all deleted: {leftovers[:5]}")
         shutil.rmtree(tree.root / CKPT / prefix, ignore_errors=True)
@@ -437,9 +536,11 @@ class TreesBench:
                     for label, sample in task.run(tree).items():
                         row = self.rows[label]
                         row.samples.setdefault(tree.name, []).append(sample)
-                        log(f"round {round_no + 1}/{rounds} {tree.name}: {label}: "
+                        log(
+                            f"round {round_no + 1}/{rounds} {tree.name}: {label}: "
                             f"{_fmt(sample.rate)} {row.unit}, CPU {_fmt(sample.cpu_s / sample.work * row.cpu_scale)} "
-                            f"{row.cpu_unit}")
+                            f"{row.cpu_unit}"
+                        )
 
     # -- the table ---------------------------------------------------------------------------------
     def table(self) -> str:
@@ -452,14 +553,21 @@ class TreesBench:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows.values():
             rates = {name: [s.rate for s in samples] for name, samples in row.samples.items()}
-            cpu = {name: statistics.median(s.cpu_s / s.work for s in samples) * row.cpu_scale
-                   for name, samples in row.samples.items()}
-            cells = [row.label] + [f"{_fmt(statistics.median(rates[t.name]))} {row.unit} "
-                                   f"[{_fmt(min(rates[t.name]))}–{_fmt(max(rates[t.name]))}]" for t in self.trees]
+            cpu = {
+                name: statistics.median(s.cpu_s / s.work for s in samples) * row.cpu_scale
+                for name, samples in row.samples.items()
+            }
+            cells = [row.label] + [
+                f"{_fmt(statistics.median(rates[t.name]))} {row.unit} "
+                f"[{_fmt(min(rates[t.name]))}–{_fmt(max(rates[t.name]))}]"
+                for t in self.trees
+            ]
             for other in others:
                 paired = [b / a for a, b in zip(rates[first], rates[other])]
-                cells += [f"**{statistics.median(rates[other]) / statistics.median(rates[first]):.2f}×**",
-                          f"{statistics.median(paired):.2f}× [{min(paired):.2f}–{max(paired):.2f}]"]
+                cells += [
+                    f"**{statistics.median(rates[other]) / statistics.median(rates[first]):.2f}×**",
+                    f"{statistics.median(paired):.2f}× [{min(paired):.2f}–{max(paired):.2f}]",
+                ]
             cells += [f"{_fmt(cpu[t.name])} {row.cpu_unit}" for t in self.trees]
             cells += [f"{cpu[other] / cpu[first]:.2f}×" if cpu[first] else "—" for other in others]
             lines.append("| " + " | ".join(cells) + " |")
@@ -470,11 +578,16 @@ class TreesBench:
         first = self.trees[0].name
         parts = []
         for tree in self.trees[1:]:
-            ratios = {label: statistics.median(s.rate for s in row.samples[tree.name])
-                      / statistics.median(s.rate for s in row.samples[first]) for label, row in self.rows.items()}
+            ratios = {
+                label: statistics.median(s.rate for s in row.samples[tree.name])
+                / statistics.median(s.rate for s in row.samples[first])
+                for label, row in self.rows.items()
+            }
             low, high = min(ratios, key=ratios.__getitem__), max(ratios, key=ratios.__getitem__)
-            parts.append(f"{tree.name} ÷ {first}: {ratios[low]:.2f}× ({low}) to {ratios[high]:.2f}× ({high}); "
-                         f"median |ratio − 1| {statistics.median(abs(r - 1) for r in ratios.values()):.1%}")
+            parts.append(
+                f"{tree.name} ÷ {first}: {ratios[low]:.2f}× ({low}) to {ratios[high]:.2f}× ({high}); "
+                f"median |ratio − 1| {statistics.median(abs(r - 1) for r in ratios.values()):.1%}"
+            )
         return "; ".join(parts)
 
 
@@ -499,29 +612,54 @@ def _groups(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="perf/trees.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tree", action="append", type=parse_tree, required=True, metavar="NAME=DIR",
-                        help="a source tree (a directory with aif_gateway/ and its compiled _native*.so); give "
-                             "two or more, the first is the one the others are compared with")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and fewer rounds (about 6 minutes for two trees on 2 busy cores; "
-                             "the full run about 18)")
-    parser.add_argument("--dir", type=Path, default=Path("/dev/shm"),
-                        help="filesystem for the data, the copies and the checkpoints: a fresh directory is "
-                             "made in it and removed at the end (default /dev/shm)")
-    parser.add_argument("--rounds", type=int,
-                        help="timed rounds after the warm-up (default: 5, --quick 3, rounded up to a multiple of "
-                             "the number of trees, so that each tree goes first equally often: 6 and 4 for two)")
-    parser.add_argument("--only", type=_groups, default=list(GROUPS), metavar="GROUPS",
-                        help=f"comma-separated row groups to run, of {','.join(GROUPS)} (default: all)")
-    parser.add_argument("--ckpt-mib", type=float,
-                        help="state dict size of the ckpt rows in MiB (default 512; --quick 256)")
+    parser = argparse.ArgumentParser(
+        prog="perf/trees.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=parse_tree,
+        required=True,
+        metavar="NAME=DIR",
+        help="a source tree (a directory with aif_gateway/ and its compiled _native*.so); give "
+        "two or more, the first is the one the others are compared with",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and fewer rounds (about 6 minutes for two trees on 2 busy cores; the full run about 18)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/dev/shm"),
+        help="filesystem for the data, the copies and the checkpoints: a fresh directory is "
+        "made in it and removed at the end (default /dev/shm)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="timed rounds after the warm-up (default: 5, --quick 3, rounded up to a multiple of "
+        "the number of trees, so that each tree goes first equally often: 6 and 4 for two)",
+    )
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=list(GROUPS),
+        metavar="GROUPS",
+        help=f"comma-separated row groups to run, of {','.join(GROUPS)} (default: all)",
+    )
+    parser.add_argument(
+        "--ckpt-mib", type=float, help="state dict size of the ckpt rows in MiB (default 512; --quick 256)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes of each gateway (default 2)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter that runs each tree's gateway, stager and checkpoints; its environment "
-                             "needs the project's dependencies, with the ckpt and test extras (default: this one, "
-                             f"{sys.executable})")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that runs each tree's gateway, stager and checkpoints; its environment "
+        "needs the project's dependencies, with the ckpt and test extras (default: this one, "
+        f"{sys.executable})",
+    )
     parser.add_argument("--report", type=Path, help="also write the Markdown report to this file")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (data, logs)")
     args = parser.parse_args(argv)
@@ -552,7 +690,7 @@ def main(argv: list[str]) -> int:
     os.chdir(base)
     trees = [Tree(name, path, tree_env(path, base / "pycache")) for name, path in args.tree]
     bench = TreesBench(base, trees, sizes, args.only, args.workers, args.python)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     load_before = os.getloadavg()
     wall_start, machine_start, ours_start = time.monotonic(), machine_busy_seconds(), own_cpu_seconds()
     completed = False
@@ -577,38 +715,44 @@ def main(argv: list[str]) -> int:
     nproc = len(os.sched_getaffinity(0))
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(args.dir)], capture_output=True, text=True).stdout.strip()
     st = sizes.stage
-    tree_lines = ["| tree | directory | git | aif_gateway imported from | native extension | data-path engine |",
-                  "|---|---|---|---|---|---|"]
-    tree_lines += [f"| {t.name} | {t.path} | {t.info['git']} | {t.info['imported']} | {t.info['native']} "
-                   f"| {t.info['engine']} |" for t in trees]
-    report = "\n".join([
-        f"- command: `{args.python} perf/trees.py {shlex.join(argv)}`",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; {wall / 60:.1f} min; data on {args.dir} ({fs}); each tree's "
-        f"aif-gateway --workers {args.workers}; median of {rounds} interleaved round(s) after a warm-up "
-        f"(groups: {','.join(args.only)})",
-        f"- sizes: large object {_size(sizes.large)} (GET {sizes.get_repeats} times a round); "
-        f"{sizes.small_count:,} small objects; "
-        f"{sizes.list_dirs * sizes.list_files_per_dir:,} keys listed; stage {st.small_files:,} × "
-        f"{_size(st.small_size)} and {st.large_files} × {_size(st.large_size)}; checkpoint {sizes.ckpt_mib:g} MiB",
-        f"- interpreter: {args.python} (Python {sys.version.split()[0]}), PYTHONPATH=<tree>",
-        machine(),
-        f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU time not spent by this run's own processes "
-        f"(other programs): {others:.0f} CPU-s, {100 * others / (wall * nproc):.0f}% of the machine",
-        "",
-        *tree_lines,
-        "",
-        f"Rates (higher is faster); ratios are each tree's over {trees[0].name}'s, > 1 faster. \"paired\" takes "
-        "each round's two measurements, taken back to back, and shows the median and range of their ratios: "
-        "its range is the noise of this run. CPU is user + system seconds per unit of work, median of rounds: "
-        "the gateway's for GET, PUT, small objects and listing (the clients are the same programs for every "
-        "tree), the stager's or the checkpointing process's plus the gateway's for stage and ckpt; a CPU ratio "
-        "> 1 means more CPU than the first tree.",
-        "",
-        bench.table(),
-        "",
-        f"Spread of the ratios of medians over all rows: {bench.spread()}.",
-    ])
+    tree_lines = [
+        "| tree | directory | git | aif_gateway imported from | native extension | data-path engine |",
+        "|---|---|---|---|---|---|",
+    ]
+    tree_lines += [
+        f"| {t.name} | {t.path} | {t.info['git']} | {t.info['imported']} | {t.info['native']} | {t.info['engine']} |"
+        for t in trees
+    ]
+    report = "\n".join(
+        [
+            f"- command: `{args.python} perf/trees.py {shlex.join(argv)}`",
+            f"- date: {started:%Y-%m-%d %H:%M} UTC; {wall / 60:.1f} min; data on {args.dir} ({fs}); each tree's "
+            f"aif-gateway --workers {args.workers}; median of {rounds} interleaved round(s) after a warm-up "
+            f"(groups: {','.join(args.only)})",
+            f"- sizes: large object {_size(sizes.large)} (GET {sizes.get_repeats} times a round); "
+            f"{sizes.small_count:,} small objects; "
+            f"{sizes.list_dirs * sizes.list_files_per_dir:,} keys listed; stage {st.small_files:,} × "
+            f"{_size(st.small_size)} and {st.large_files} × {_size(st.large_size)}; checkpoint {sizes.ckpt_mib:g} MiB",
+            f"- interpreter: {args.python} (Python {sys.version.split()[0]}), PYTHONPATH=<tree>",
+            machine(),
+            f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; after: "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU time not spent by this run's own processes "
+            f"(other programs): {others:.0f} CPU-s, {100 * others / (wall * nproc):.0f}% of the machine",
+            "",
+            *tree_lines,
+            "",
+            f"Rates (higher is faster); ratios are each tree's over {trees[0].name}'s, > 1 faster. \"paired\" takes "
+            "each round's two measurements, taken back to back, and shows the median and range of their ratios: "
+            "its range is the noise of this run. CPU is user + system seconds per unit of work, median of rounds: "
+            "the gateway's for GET, PUT, small objects and listing (the clients are the same programs for every "
+            "tree), the stager's or the checkpointing process's plus the gateway's for stage and ckpt; a CPU ratio "
+            "> 1 means more CPU than the first tree.",
+            "",
+            bench.table(),
+            "",
+            f"Spread of the ratios of medians over all rows: {bench.spread()}.",
+        ]
+    )
     return publish(report, args.report)
 
 

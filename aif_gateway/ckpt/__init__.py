@@ -14,13 +14,22 @@ from typing import Any
 from ..lazy_exports import lazy_exports
 
 _HOMES = {
-    "save": "api", "save_async": "api", "load": "api", "verify": "api", "PendingSave": "api",
-    "AifStorageWriter": "dcp", "AifStorageReader": "dcp", "SaveStats": "dcp",
-    "CheckpointNotFound": "manifest", "IntegrityError": "manifest",
-    "TargetOptions": "destination", "open_target": "destination",
-    "save_zarr": "zarrfmt", "load_zarr": "zarrfmt",
+    "save": "api",
+    "save_async": "api",
+    "load": "api",
+    "verify": "api",
+    "PendingSave": "api",
+    "AifStorageWriter": "dcp",
+    "AifStorageReader": "dcp",
+    "SaveStats": "dcp",
+    "CheckpointNotFound": "manifest",
+    "IntegrityError": "manifest",
+    "TargetOptions": "destination",
+    "open_target": "destination",
+    "save_zarr": "zarrfmt",
+    "load_zarr": "zarrfmt",
 }
-__all__ = sorted(_HOMES)
+__all__ = sorted(_HOMES)  # noqa: PLE0605 (the names load on first use, from _HOMES)
 # Names from before the rename, kept working (each use warns); not in __all__. Old name: (new
 # name, what it gives). DoorOptions also takes door=, the old name of via=.
 _DEPRECATED = {"DoorOptions": ("TargetOptions", "from_keywords"), "open_door": ("open_target", None)}

@@ -59,8 +59,9 @@ def _original_errors() -> Iterator[None]:
         raise failure[0] from exc
 
 
-def save(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
-         **options: Any) -> SaveStats:
+def save(
+    state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None, **options: Any
+) -> SaveStats:
     writer_opts, target_opts = _split_options(dict(options))
     writer = AifStorageWriter(dest, **writer_opts, **target_opts)
     try:
@@ -92,8 +93,9 @@ class PendingSave:
         return self._writer.stats
 
 
-def save_async(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None,
-               **options: Any) -> PendingSave:
+def save_async(
+    state_dict: dict[str, Any], dest: str | os.PathLike[str], *, process_group: Any = None, **options: Any
+) -> PendingSave:
     writer_opts, target_opts = _split_options(dict(options))
     writer = AifStorageWriter(dest, **writer_opts, **target_opts)
     started = time.perf_counter()
@@ -103,8 +105,14 @@ def save_async(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, proc
     return PendingSave(cast(Future[Any], future), writer, blocked)
 
 
-def load(state_dict: dict[str, Any], src: str | os.PathLike[str], *, verify: bool = False,
-         process_group: Any = None, **options: Any) -> None:
+def load(
+    state_dict: dict[str, Any],
+    src: str | os.PathLike[str],
+    *,
+    verify: bool = False,
+    process_group: Any = None,
+    **options: Any,
+) -> None:
     reader = AifStorageReader(src, verify=verify, **options)
     try:
         # dcp folds a missing .metadata into an AssertionError; say it plainly instead.

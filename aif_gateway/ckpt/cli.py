@@ -27,23 +27,42 @@ AWS_SECRET_ACCESS_KEY), or a path. exit codes: 0 ok, 1 damaged or no manifest, 2
 
 
 def add_ckpt_parser(sub: Any) -> None:
-    ckpt = sub.add_parser("ckpt", help="inspect and verify checkpoints saved by aif_gateway.ckpt",
-                          description="Inspect and verify DCP checkpoints (aif_gateway.ckpt, or stock PyTorch ones).")
+    ckpt = sub.add_parser(
+        "ckpt",
+        help="inspect and verify checkpoints saved by aif_gateway.ckpt",
+        description="Inspect and verify DCP checkpoints (aif_gateway.ckpt, or stock PyTorch ones).",
+    )
     commands = ckpt.add_subparsers(dest="ckpt_command", metavar="ACTION")
     commands.required = True
-    for name, text in (("verify", "reread every byte and check it against the checkpoint's manifest"),
-                       ("info", "say whether the checkpoint is complete, and list its files")):
-        p = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, text in (
+        ("verify", "reread every byte and check it against the checkpoint's manifest"),
+        ("info", "say whether the checkpoint is complete, and list its files"),
+    ):
+        p = commands.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("src", metavar="SRC", help="s3://BUCKET/PREFIX or a path")
         p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL)")
-        p.add_argument("--root", metavar="DIR", help="the gateway's root directory, when mounted here "
-                       "(default: AIF_GATEWAY_ROOT)")
-        p.add_argument("--via", choices=("auto", "filesystem", "s3"), default="auto",
-                       help="force one way to the checkpoint (default: the filesystem when the bucket is "
-                       "mounted here)")
-        p.add_argument("--door", dest="via", choices=("auto", "filesystem", "s3"), default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)  # the old name of --via
+        p.add_argument(
+            "--root", metavar="DIR", help="the gateway's root directory, when mounted here (default: AIF_GATEWAY_ROOT)"
+        )
+        p.add_argument(
+            "--via",
+            choices=("auto", "filesystem", "s3"),
+            default="auto",
+            help="force one way to the checkpoint (default: the filesystem when the bucket is mounted here)",
+        )
+        p.add_argument(
+            "--door",
+            dest="via",
+            choices=("auto", "filesystem", "s3"),
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )  # the old name of --via
         p.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
@@ -87,11 +106,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     elif args.ckpt_command == "info":
         state = "complete" if result["complete"] else "INCOMPLETE (no .metadata: interrupted, or still being saved)"
-        print(f"{result['location']}: {state}; {len(result['files'])} data files, {result['bytes']:,} bytes; "
-              f"manifest: {'yes' if result['manifest'] else 'no (not written by aif_gateway.ckpt)'}")
+        print(
+            f"{result['location']}: {state}; {len(result['files'])} data files, {result['bytes']:,} bytes; "
+            f"manifest: {'yes' if result['manifest'] else 'no (not written by aif_gateway.ckpt)'}"
+        )
         for name, size in result["files"].items():
             print(f"  {size:>15,}  {name}")
     else:
-        print(f"ok: {result['files']} files, {result['items']} items, {result['bytes']:,} bytes match "
-              f"the manifest at {result['location']}")
+        print(
+            f"ok: {result['files']} files, {result['items']} items, {result['bytes']:,} bytes match "
+            f"the manifest at {result['location']}"
+        )
     return 0

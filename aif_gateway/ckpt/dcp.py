@@ -40,15 +40,22 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 import xxhash
+from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.filesystem import _StorageInfo, _StoragePrefix
 from torch.distributed.checkpoint.metadata import Metadata, MetadataIndex, StorageMeta
 from torch.distributed.checkpoint.planner import (
-    LoadItemType, LoadPlan, LoadPlanner, ReadItem, SavePlan, SavePlanner, WriteItem, WriteItemType,
+    LoadItemType,
+    LoadPlan,
+    LoadPlanner,
+    ReadItem,
+    SavePlan,
+    SavePlanner,
+    WriteItem,
+    WriteItemType,
 )
 from torch.distributed.checkpoint.staging import BlockingAsyncStager
 from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
 from torch.futures import Future
-from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.utils.serialization import config as serialization_config
 
 from .destination import TargetOptions, open_target
@@ -133,8 +140,11 @@ class _RecordStream:
 
 def _plain(tensor: torch.Tensor) -> bool:
     """Its bytes are exactly its storage's, in row-major order."""
-    return (tensor.is_contiguous() and tensor.storage_offset() == 0
-            and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size())
+    return (
+        tensor.is_contiguous()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    )
 
 
 def _storage_span(tensor: torch.Tensor) -> tuple[int, int]:
@@ -149,8 +159,9 @@ def _xxh3(pieces: list[Any]) -> str:
     return hasher.hexdigest()
 
 
-def _write_item(file: FileWriter, data: Any, item: WriteItem, file_name: str,
-                hashers: ThreadPoolExecutor) -> WriteResult:
+def _write_item(
+    file: FileWriter, data: Any, item: WriteItem, file_name: str, hashers: ThreadPoolExecutor
+) -> WriteResult:
     offset = file.position
     if item.type == WriteItemType.BYTE_IO:
         stream = _RecordStream(file, None)
@@ -167,8 +178,9 @@ def _write_item(file: FileWriter, data: Any, item: WriteItem, file_name: str,
     # Carried to the coordinator with the result, moved into the manifest by finish(). Large
     # records are hashed by other threads (xxhash releases the GIL) while the next ones are
     # serialised and written: a future here, its digest once _write_file has waited for it.
-    info.xxh3 = (hashers.submit(_xxh3, stream.pieces) if stream.length >= HASH_ASIDE  # type: ignore[attr-defined]
-                 else _xxh3(stream.pieces))
+    info.xxh3 = (  # type: ignore[attr-defined]
+        hashers.submit(_xxh3, stream.pieces) if stream.length >= HASH_ASIDE else _xxh3(stream.pieces)
+    )
     if item.type != WriteItemType.BYTE_IO and stream.data_offset is not None and _plain(tensor):
         # Where the raw bytes sit in the record: a reader can land them in the state dict's tensor.
         info.raw = [stream.data_offset, str(tensor.dtype), list(tensor.shape)]  # type: ignore[attr-defined]
@@ -226,8 +238,15 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     lock, so one file holds a rank to one writer's speed whatever the threads (measured in
     perf/RESULTS.md, "Checkpoints"); parallel filesystems write a file's stripes in parallel."""
 
-    def __init__(self, dest: str | os.PathLike[str] | None = None, *, files_per_rank: int = 2,
-                 overwrite: bool = True, cache_staged_state_dict: bool = False, **target_options: Any) -> None:
+    def __init__(
+        self,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        files_per_rank: int = 2,
+        overwrite: bool = True,
+        cache_staged_state_dict: bool = False,
+        **target_options: Any,
+    ) -> None:
         StorageWriter.__init__(self)
         BlockingAsyncStager.__init__(self, cache_staged_state_dict=cache_staged_state_dict)
         self.dest = os.fspath(dest) if dest is not None else None
@@ -273,8 +292,10 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
     def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
         # The coordinator, before any rank writes: an old checkpoint here stops being loadable.
         self._retire_old_checkpoint(METADATA)
-        return [dataclasses.replace(p, storage_data=_StoragePrefix(f"__{i}_")) if p.storage_data is None else p
-                for i, p in enumerate(plans)]
+        return [
+            dataclasses.replace(p, storage_data=_StoragePrefix(f"__{i}_")) if p.storage_data is None else p
+            for i, p in enumerate(plans)
+        ]
 
     def _retire_old_checkpoint(self, metadata_name: str) -> None:
         if not self.target.exists(metadata_name):
@@ -303,7 +324,9 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         future.set_result(out)
         return future
 
-    def _write_file(self, target: CheckpointTarget, name: str, items: list[WriteItem], planner: SavePlanner) -> list[WriteResult]:
+    def _write_file(
+        self, target: CheckpointTarget, name: str, items: list[WriteItem], planner: SavePlanner
+    ) -> list[WriteResult]:
         file = target.open_file(name, sum(_nbytes(i) for i in items if i.type != WriteItemType.BYTE_IO))
         results = []
         try:
@@ -347,8 +370,10 @@ class AifStorageWriter(StorageWriter, BlockingAsyncStager):
         manifest = {"format": "aif-gateway/dcp-manifest/1", "hash": "xxh3_64", "files": files}
         target = self.target
         metadata_name = METADATA if self.use_collectives else f"__{self.rank}{METADATA}"
-        target.put_bytes(MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
-                       json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode())
+        target.put_bytes(
+            MANIFEST if self.use_collectives else f"__{self.rank}.{MANIFEST}",
+            json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode(),
+        )
         target.put_bytes(metadata_name, pickle.dumps(metadata))  # last: the checkpoint now exists
         if self.use_collectives:
             # Data files of an older checkpoint saved here with more ranks or files: unreferenced now.
@@ -382,8 +407,14 @@ class AifStorageReader(StorageReader):
     """Reads a DCP checkpoint (written here or by any stock writer) from ``src``. ``verify``:
     check every item read against the manifest's xxh3 (an error for checkpoints without one)."""
 
-    def __init__(self, src: str | os.PathLike[str] | None = None, *, verify: bool = False,
-                 read_threads: int = 8, **target_options: Any) -> None:
+    def __init__(
+        self,
+        src: str | os.PathLike[str] | None = None,
+        *,
+        verify: bool = False,
+        read_threads: int = 8,
+        **target_options: Any,
+    ) -> None:
         super().__init__()
         self.src = os.fspath(src) if src is not None else None
         self.options = TargetOptions.from_keywords(**target_options)
@@ -419,7 +450,8 @@ class AifStorageReader(StorageReader):
         except FileNotFoundError:
             raise CheckpointNotFound(
                 f"no complete checkpoint at {self.target.location}: {name} is missing (the save was interrupted, "
-                "is still running, or nothing was saved there)") from None
+                "is still running, or nothing was saved there)"
+            ) from None
         metadata = pickle.loads(data)
         if getattr(metadata, "storage_meta", None) is None:
             metadata.storage_meta = StorageMeta()
@@ -443,8 +475,13 @@ class AifStorageReader(StorageReader):
         for item in plan.items:
             info = self.storage_data[item.storage_index]
             entry = self.manifest.get((info.relative_path, info.offset))
-            if (item.type == LoadItemType.TENSOR and entry is not None and len(entry) == 6
-                    and not any(item.storage_offsets) and list(item.lengths) == entry[5]):
+            if (
+                item.type == LoadItemType.TENSOR
+                and entry is not None
+                and len(entry) == 6
+                and not any(item.storage_offsets)
+                and list(item.lengths) == entry[5]
+            ):
                 straight.append((item, entry))
             else:
                 per_file.setdefault(info.relative_path, []).append(item)
@@ -486,7 +523,7 @@ class AifStorageReader(StorageReader):
             self.target.read_into(name, start, view)
             for req in items:
                 info = self.storage_data[req.storage_index]
-                piece = view[info.offset - start:info.offset - start + info.length]
+                piece = view[info.offset - start : info.offset - start + info.length]
                 if self.verify:
                     self._check(name, info, piece)
                 if req.type == LoadItemType.BYTE_IO:
@@ -500,8 +537,10 @@ class AifStorageReader(StorageReader):
                 with lock:
                     out = planner.resolve_tensor(req).detach()
                     if out.size() != tensor.size():
-                        raise ValueError(f"{req.storage_index}: checkpoint holds {tuple(tensor.size())}, "
-                                         f"the state dict expects {tuple(out.size())}")
+                        raise ValueError(
+                            f"{req.storage_index}: checkpoint holds {tuple(tensor.size())}, "
+                            f"the state dict expects {tuple(out.size())}"
+                        )
                     out.copy_(tensor)
                     planner.commit_tensor(req, out)
             with lock:
@@ -520,8 +559,10 @@ class AifStorageReader(StorageReader):
 
     def _coalesce(self, name: str, items: list[ReadItem]) -> list[tuple[str, int, int, list[ReadItem]]]:
         """Items of one file in offset order, merged into reads of at most READ_MAX bytes."""
-        spans = sorted(((self.storage_data[i.storage_index].offset, self.storage_data[i.storage_index].length, i)
-                        for i in items), key=lambda s: s[0])
+        spans = sorted(
+            ((self.storage_data[i.storage_index].offset, self.storage_data[i.storage_index].length, i) for i in items),
+            key=lambda s: s[0],
+        )
         out: list[tuple[str, int, int, list[ReadItem]]] = []
         for offset, length, item in spans:
             if out and offset - out[-1][2] <= COALESCE_GAP and offset + length - out[-1][1] <= READ_MAX:
@@ -539,9 +580,11 @@ class AifStorageReader(StorageReader):
 
     def _compare(self, info: _StorageInfo, got: str, expected: str) -> None:
         if got != expected:
-            raise IntegrityError(f"{self.target.location}/{info.relative_path}: bytes {info.offset}-"
-                                 f"{info.offset + info.length - 1} do not match the manifest's xxh3 "
-                                 "(the file changed or is damaged)")
+            raise IntegrityError(
+                f"{self.target.location}/{info.relative_path}: bytes {info.offset}-"
+                f"{info.offset + info.length - 1} do not match the manifest's xxh3 "
+                "(the file changed or is damaged)"
+            )
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
@@ -581,7 +624,7 @@ class _ViewFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         out = memoryview(buffer).cast("B")
         n = min(len(out), len(self._view) - self._pos)
-        out[:n] = self._view[self._pos:self._pos + n]
+        out[:n] = self._view[self._pos : self._pos + n]
         self._pos += n
         return n
 

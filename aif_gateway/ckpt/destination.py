@@ -88,8 +88,10 @@ def open_target(dest: str | os.PathLike[str], options: TargetOptions | None = No
             if direct is not None:
                 return BucketTarget(direct, prefix, md5=o.md5, checksum=o.checksum, fsync=o.fsync, **sizes)
         if o.via == "filesystem":
-            raise FileNotFoundError(f"{text}: bucket {bucket!r} is not mounted here: pass root= (or set "
-                                    f"{ROOT_ENV}) to the gateway's root directory")
+            raise FileNotFoundError(
+                f"{text}: bucket {bucket!r} is not mounted here: pass root= (or set "
+                f"{ROOT_ENV}) to the gateway's root directory"
+            )
         settings = S3Settings.resolve(o.endpoint, o.access_key, o.secret_key, o.region)
         return S3Target(S3Bucket(settings, bucket, o.threads * 2), prefix, **sizes)
     if o.via == "s3":

@@ -19,8 +19,16 @@ import xxhash
 
 from .targets import CheckpointTarget
 
-__all__ = ["MANIFEST", "METADATA", "CheckpointNotFound", "IntegrityError", "describe", "load_manifest_items",
-           "read_manifest", "verify_target"]
+__all__ = [
+    "MANIFEST",
+    "METADATA",
+    "CheckpointNotFound",
+    "IntegrityError",
+    "describe",
+    "load_manifest_items",
+    "read_manifest",
+    "verify_target",
+]
 
 METADATA = ".metadata"
 MANIFEST = "aif-manifest.json"
@@ -42,15 +50,19 @@ def read_manifest(target: CheckpointTarget, name: str = MANIFEST) -> dict[str, A
         return None
 
 
-def load_manifest_items(target: CheckpointTarget, required: bool, name: str = MANIFEST) -> dict[tuple[str, int], list[Any]]:
+def load_manifest_items(
+    target: CheckpointTarget, required: bool, name: str = MANIFEST
+) -> dict[tuple[str, int], list[Any]]:
     """The manifest's items by (file, offset); {} for a checkpoint without one (a stock writer's),
     an IntegrityError instead when ``required`` (verification asked for)."""
     manifest = read_manifest(target, name)
     if manifest is None:
         if not required:
             return {}
-        raise IntegrityError(f"{target.location} has no {name} (written by another writer?): it cannot be "
-                             "verified; load it with verify=False")
+        raise IntegrityError(
+            f"{target.location} has no {name} (written by another writer?): it cannot be "
+            "verified; load it with verify=False"
+        )
     return {(file, item[0]): item for file, entry in manifest["files"].items() for item in entry["items"]}
 
 
@@ -75,7 +87,7 @@ def verify_target(target: CheckpointTarget, progress: Callable[[int, int], None]
             hasher = xxhash.xxh3_64()
             done = 0
             while done < length:
-                view = memoryview(buffer)[:min(_WINDOW, length - done)]
+                view = memoryview(buffer)[: min(_WINDOW, length - done)]
                 try:
                     target.read_into(name, offset + done, view)
                 except EOFError:
@@ -85,12 +97,15 @@ def verify_target(target: CheckpointTarget, progress: Callable[[int, int], None]
                 if progress is not None:
                     progress(total + offset + done, everything)
             if hasher.hexdigest() != digest:
-                raise IntegrityError(f"{target.location}/{name}: bytes {offset}-{offset + length - 1} do not "
-                                     "match the manifest's xxh3")
+                raise IntegrityError(
+                    f"{target.location}/{name}: bytes {offset}-{offset + length - 1} do not match the manifest's xxh3"
+                )
             expected_at = offset + length
             items += 1
         if target.size(name) != expected_at:
-            raise IntegrityError(f"{target.location}/{name} is {target.size(name)} bytes, its manifest says {expected_at}")
+            raise IntegrityError(
+                f"{target.location}/{name} is {target.size(name)} bytes, its manifest says {expected_at}"
+            )
         total += expected_at
     return {"files": len(manifest["files"]), "bytes": total, "items": items}
 

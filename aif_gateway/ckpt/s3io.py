@@ -27,8 +27,15 @@ import botocore.session
 from botocore import exceptions as bexc
 
 from ..client import (
-    UNSIGNED_PAYLOAD, Response, SignedS3, client_error, complete_upload_body, object_path, parse_list_page,
-    parse_upload_id, with_retries_sync,
+    UNSIGNED_PAYLOAD,
+    Response,
+    SignedS3,
+    client_error,
+    complete_upload_body,
+    object_path,
+    parse_list_page,
+    parse_upload_id,
+    with_retries_sync,
 )
 
 __all__ = ["RETRIES", "S3Bucket", "S3Settings"]
@@ -47,8 +54,13 @@ class S3Settings:
     region: str = "us-east-1"
 
     @classmethod
-    def resolve(cls, endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
-                region: str | None = None) -> S3Settings:
+    def resolve(
+        cls,
+        endpoint: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str | None = None,
+    ) -> S3Settings:
         env = os.environ
         endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
         if not endpoint:
@@ -59,13 +71,20 @@ class S3Settings:
             session = botocore.session.Session()
             found = session.get_credentials()
             if found is None:
-                raise ValueError("no S3 credentials: pass access_key/secret_key, or set AWS_ACCESS_KEY_ID and "
-                                 "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+                raise ValueError(
+                    "no S3 credentials: pass access_key/secret_key, or set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+                )
             frozen = found.get_frozen_credentials()
             access_key, secret_key, token = frozen.access_key, frozen.secret_key, frozen.token
             region = region or session.get_config_variable("region")
-        return cls(endpoint.rstrip("/"), access_key, secret_key, token,
-                   region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1")
+        return cls(
+            endpoint.rstrip("/"),
+            access_key,
+            secret_key,
+            token,
+            region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
 
 
 def _b64(digest: bytes) -> str:
@@ -76,19 +95,36 @@ class S3Bucket:
     def __init__(self, settings: S3Settings, bucket: str, connections: int) -> None:
         self.settings = settings
         self.bucket = bucket
-        self._s3 = SignedS3.with_keys(settings.endpoint, settings.region, settings.access_key, settings.secret_key,
-                                      settings.token, connections)
+        self._s3 = SignedS3.with_keys(
+            settings.endpoint, settings.region, settings.access_key, settings.secret_key, settings.token, connections
+        )
         self._stop = threading.Event()  # set by close(): no more backoff waits
 
-    def _send(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
-              body: Sequence[memoryview | bytes | bytearray] = ()) -> Response:
+    def _send(
+        self,
+        method: str,
+        key: str | None,
+        query: dict[str, str],
+        headers: dict[str, str],
+        operation: str,
+        body: Sequence[memoryview | bytes | bytearray] = (),
+    ) -> Response:
         if body or method in ("PUT", "POST"):
             headers = {**headers, "content-length": str(sum(len(p) for p in body))}
         path = object_path(self.bucket, key or "")
         return self._s3.send(method, path, query, headers, operation, body, UNSIGNED_PAYLOAD)
 
-    def _call(self, method: str, key: str | None, query: dict[str, str], headers: dict[str, str], operation: str,
-              body: Sequence[memoryview | bytes | bytearray] = (), *, read: bool = True) -> tuple[dict[str, str], bytes]:
+    def _call(
+        self,
+        method: str,
+        key: str | None,
+        query: dict[str, str],
+        headers: dict[str, str],
+        operation: str,
+        body: Sequence[memoryview | bytes | bytearray] = (),
+        *,
+        read: bool = True,
+    ) -> tuple[dict[str, str], bytes]:
         def once() -> tuple[dict[str, str], bytes]:
             with self._send(method, key, query, headers, operation, body) as response:
                 data = response.read_all(_SMALL_BODY_LIMIT) if read and method != "HEAD" else b""
@@ -101,8 +137,10 @@ class S3Bucket:
             return with_retries_sync(call, RETRIES, lambda: None, self._stop)
         except (ConnectionError, TimeoutError, socket.gaierror) as exc:
             # Say where, and what to check: the bare errno names neither.
-            raise ConnectionError(f"cannot reach the S3 endpoint {self.settings.endpoint} ({exc}): is the gateway "
-                                  "running there? (endpoint= or AWS_ENDPOINT_URL)") from exc
+            raise ConnectionError(
+                f"cannot reach the S3 endpoint {self.settings.endpoint} ({exc}): is the gateway "
+                "running there? (endpoint= or AWS_ENDPOINT_URL)"
+            ) from exc
 
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: str, body: Sequence[memoryview | bytes | bytearray], crc64: bytes) -> str:
@@ -110,25 +148,41 @@ class S3Bucket:
         return headers.get("etag", "").strip('"')
 
     def create_upload(self, key: str) -> str:
-        _, data = self._call("POST", key, {"uploads": ""},
-                             {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT"},
-                             "CreateMultipartUpload")
+        _, data = self._call(
+            "POST",
+            key,
+            {"uploads": ""},
+            {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT"},
+            "CreateMultipartUpload",
+        )
         upload_id = parse_upload_id(data)
         if not upload_id:
             raise OSError(f"CreateMultipartUpload for {key} returned no UploadId")
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, body: Sequence[memoryview | bytes | bytearray],
-                    crc64: bytes) -> str:
-        headers, _ = self._call("PUT", key, {"partNumber": str(number), "uploadId": upload_id},
-                                {"x-amz-checksum-crc64nvme": _b64(crc64)}, "UploadPart", body)
+    def upload_part(
+        self, key: str, upload_id: str, number: int, body: Sequence[memoryview | bytes | bytearray], crc64: bytes
+    ) -> str:
+        headers, _ = self._call(
+            "PUT",
+            key,
+            {"partNumber": str(number), "uploadId": upload_id},
+            {"x-amz-checksum-crc64nvme": _b64(crc64)},
+            "UploadPart",
+            body,
+        )
         return headers.get("etag", "").strip('"')
 
     def complete_upload(self, key: str, upload_id: str, parts: list[tuple[int, str, bytes]], full_crc64: str) -> str:
         xml = complete_upload_body((n, etag, {"ChecksumCRC64NVME": _b64(crc)}) for n, etag, crc in parts)
-        _, data = self._call("POST", key, {"uploadId": upload_id},
-                             {"x-amz-checksum-crc64nvme": full_crc64, "x-amz-checksum-type": "FULL_OBJECT"},
-                             "CompleteMultipartUpload", [xml])
+        _, data = self._call(
+            "POST",
+            key,
+            {"uploadId": upload_id},
+            {"x-amz-checksum-crc64nvme": full_crc64, "x-amz-checksum-type": "FULL_OBJECT"},
+            "CompleteMultipartUpload",
+            [xml],
+        )
         if b"<Error>" in data:  # S3 may report a failed Complete inside a 200 response
             raise client_error(500, data, "CompleteMultipartUpload failed", "CompleteMultipartUpload")
         return key
@@ -191,4 +245,3 @@ class S3Bucket:
     def close(self) -> None:
         self._stop.set()
         self._s3.close()
-

@@ -91,8 +91,11 @@ class CheckpointTarget(ABC):
 def _read_file_into(path: Path, offset: int, view: memoryview, threads: int) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        got = pread_striped(fd, view, offset, READ_STRIPE, threads) if len(view) > READ_STRIPE else \
-            pread_full(fd, view, offset)
+        got = (
+            pread_striped(fd, view, offset, READ_STRIPE, threads)
+            if len(view) > READ_STRIPE
+            else pread_full(fd, view, offset)
+        )
     finally:
         os.close(fd)
     if got != len(view):
@@ -122,8 +125,17 @@ class _BucketFileWriter(FileWriter):
 class BucketTarget(CheckpointTarget):
     kind = "filesystem"
 
-    def __init__(self, bucket: DirectBucket, prefix: str, *, threads: int = 8, part_size: int = 32 * MiB,
-                 md5: bool = False, checksum: bool = False, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        bucket: DirectBucket,
+        prefix: str,
+        *,
+        threads: int = 8,
+        part_size: int = 32 * MiB,
+        md5: bool = False,
+        checksum: bool = False,
+        fsync: bool = False,
+    ) -> None:
         super().__init__(threads, part_size)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -136,7 +148,9 @@ class BucketTarget(CheckpointTarget):
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def open_file(self, name: str, size_hint: int | None = None) -> FileWriter:
-        return _BucketFileWriter(self, self.bucket.writer(self.key(name), size_hint, md5=self.md5, checksum=self.checksum))
+        return _BucketFileWriter(
+            self, self.bucket.writer(self.key(name), size_hint, md5=self.md5, checksum=self.checksum)
+        )
 
     def read_into(self, name: str, offset: int, view: memoryview) -> None:
         _read_file_into(self.bucket.path(self.key(name)), offset, view, self.threads)
@@ -304,8 +318,12 @@ class S3Target(CheckpointTarget):
             return self._missing_as_fnf(name, self.s3.read_into, self.key(name), offset, view)
         # Large ranges: parallel ranged GETs, each straight into its slice of the buffer.
         step = self.part_size
-        futures = [self.pool.submit(self._missing_as_fnf, name, self.s3.read_into, self.key(name), offset + at,
-                                    view[at:at + step]) for at in range(0, len(view), step)]
+        futures = [
+            self.pool.submit(
+                self._missing_as_fnf, name, self.s3.read_into, self.key(name), offset + at, view[at : at + step]
+            )
+            for at in range(0, len(view), step)
+        ]
         for f in futures:
             f.result()
 

@@ -44,8 +44,8 @@ import torch
 import zarr
 import zarr.api.asynchronous as zasync
 import zarr.codecs
-from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.abc.store import Store
+from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.core.array import ShardsConfigParam
 from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
@@ -66,9 +66,20 @@ ARRAYS_AT_ONCE = 8  # arrays written or read concurrently (each one's shards are
 
 # torch dtypes numpy has no type for: stored as the unsigned integer of the same width.
 _RAW_BY_WIDTH = {1: torch.uint8, 2: torch.uint16, 4: torch.uint32}
-_RAW_DTYPES = {name: getattr(torch, name) for name in (
-    "bfloat16", "complex32", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
-    "float8_e8m0fnu", "float4_e2m1fn_x2") if hasattr(torch, name)}
+_RAW_DTYPES = {
+    name: getattr(torch, name)
+    for name in (
+        "bfloat16",
+        "complex32",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+        "float4_e2m1fn_x2",
+    )
+    if hasattr(torch, name)
+}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -113,8 +124,10 @@ def _encode(value: Any, path: list[str], flat: _Flat) -> dict[str, Any]:
             raise TypeError(f"{where}: cannot save a {value.layout} / quantized tensor; convert it to dense")
         tensor = value.detach().resolve_conj().resolve_neg().cpu().contiguous()
         if tensor.dim() == 0:
-            scalar: dict[str, Any] = {"dtype": _dtype_name(tensor.dtype),
-                                      "hex": _numpy_view(tensor.reshape(1)).tobytes().hex()}
+            scalar: dict[str, Any] = {
+                "dtype": _dtype_name(tensor.dtype),
+                "hex": _numpy_view(tensor.reshape(1)).tobytes().hex(),
+            }
             try:
                 item = tensor.item()
             except (RuntimeError, NotImplementedError):  # float4 has no Python scalar
@@ -142,8 +155,10 @@ def _encode(value: Any, path: list[str], flat: _Flat) -> dict[str, Any]:
         return {"value": value}
     if isinstance(value, float):
         return {"value": value} if math.isfinite(value) else {"float": repr(value)}
-    raise TypeError(f"{where}: cannot save a {type(value).__name__} in a zarr checkpoint "
-                    "(tensors, numbers, strings, None, lists, tuples and dicts can be saved)")
+    raise TypeError(
+        f"{where}: cannot save a {type(value).__name__} in a zarr checkpoint "
+        "(tensors, numbers, strings, None, lists, tuples and dicts can be saved)"
+    )
 
 
 def _arrays(node: dict[str, Any]) -> Iterator[str]:
@@ -172,8 +187,9 @@ def _block(shape: tuple[int, ...], unit: tuple[int, ...], unit_bytes: int, targe
     return tuple(block)
 
 
-def chunk_and_shard(shape: tuple[int, ...], itemsize: int, chunk_bytes: int,
-                    shard_bytes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def chunk_and_shard(
+    shape: tuple[int, ...], itemsize: int, chunk_bytes: int, shard_bytes: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     chunk = _block(shape, (1,) * len(shape), itemsize, chunk_bytes)
     shard = _block(shape, chunk, itemsize * math.prod(chunk), shard_bytes)
     return chunk, shard
@@ -232,8 +248,7 @@ def _old_arrays(target: CheckpointTarget) -> list[str] | None:
         return None
     tree = meta.get("attributes", {}).get(ATTR)
     if tree is None:
-        raise FileExistsError(f"{target.location} holds a zarr group that is not an aif checkpoint: "
-                              "not overwriting it")
+        raise FileExistsError(f"{target.location} holds a zarr group that is not an aif checkpoint: not overwriting it")
     return list(_arrays(tree["tree"]))
 
 
@@ -243,28 +258,51 @@ def _clear(target: CheckpointTarget, arrays: set[str]) -> None:
     doomed = []
     for name in target.list():
         parts = name.split("/")
-        if any("/".join(parts[:i]) in arrays for i in range(1, len(parts))) or \
-                (parts[-1] == ROOT_META and "/".join(parts[:-1]) in groups):
+        if any("/".join(parts[:i]) in arrays for i in range(1, len(parts))) or (
+            parts[-1] == ROOT_META and "/".join(parts[:-1]) in groups
+        ):
             doomed.append(name)
     list(target.pool.map(target.delete, doomed))
 
 
-async def _write_array(store: Store, path: str, tensor: torch.Tensor, compressor: Any, chunk_bytes: int,
-                       shard_bytes: int, gate: asyncio.Semaphore) -> None:
+async def _write_array(
+    store: Store,
+    path: str,
+    tensor: torch.Tensor,
+    compressor: Any,
+    chunk_bytes: int,
+    shard_bytes: int,
+    gate: asyncio.Semaphore,
+) -> None:
     async with gate:
         data = _numpy_view(tensor)
         chunk, shard = chunk_and_shard(data.shape, data.itemsize, chunk_bytes, shard_bytes)
         shards: ShardsConfigParam = {"shape": shard, "index_location": ShardingCodecIndexLocation.start}
         array = await zasync.create_array(
-            store=store, name=path, shape=data.shape, dtype=data.dtype, chunks=chunk,
-            shards=shards, compressors=[compressor],
-            attributes={"torch_dtype": _dtype_name(tensor.dtype)}, zarr_format=3)
+            store=store,
+            name=path,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=chunk,
+            shards=shards,
+            compressors=[compressor],
+            attributes={"torch_dtype": _dtype_name(tensor.dtype)},
+            zarr_format=3,
+        )
         if data.size:
             await array.setitem(Ellipsis, data)
 
 
-def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec: str = "zstd", level: int = 3,
-              shard_mib: float = 64, chunk_mib: float = 4, **target_options: Any) -> dict[str, Any]:
+def save_zarr(
+    state_dict: dict[str, Any],
+    dest: str | os.PathLike[str],
+    *,
+    codec: str = "zstd",
+    level: int = 3,
+    shard_mib: float = 64,
+    chunk_mib: float = 4,
+    **target_options: Any,
+) -> dict[str, Any]:
     """Write ``state_dict`` to ``dest``; a summary: location, via (the target's kind; ``door``
     is its old name), arrays, tensor bytes, stored bytes, codec, seconds."""
     compressor = _compressor(codec, level)
@@ -282,16 +320,26 @@ def save_zarr(state_dict: dict[str, Any], dest: str | os.PathLike[str], *, codec
         gate = asyncio.Semaphore(ARRAYS_AT_ONCE)
 
         async def write_all() -> None:
-            await _all(_write_array(store, path, tensor, compressor, int(chunk_mib * MiB), int(shard_mib * MiB),
-                                    gate) for path, tensor in flat.arrays.items())
+            await _all(
+                _write_array(store, path, tensor, compressor, int(chunk_mib * MiB), int(shard_mib * MiB), gate)
+                for path, tensor in flat.arrays.items()
+            )
             # last: the root group, which makes the checkpoint visible
-            await zasync.create_group(store=AifZarrStore(target), zarr_format=3, attributes={
-                ATTR: {"version": FORMAT_VERSION, "tree": tree}})
+            await zasync.create_group(
+                store=AifZarrStore(target), zarr_format=3, attributes={ATTR: {"version": FORMAT_VERSION, "tree": tree}}
+            )
 
         sync(write_all())
-        return {"location": target.location, "via": target.kind, "door": target.kind, "arrays": len(flat.arrays),
-                "tensor_bytes": flat.nbytes, "stored_bytes": store.stored_bytes, "codec": codec,
-                "seconds": time.perf_counter() - started}
+        return {
+            "location": target.location,
+            "via": target.kind,
+            "door": target.kind,
+            "arrays": len(flat.arrays),
+            "tensor_bytes": flat.nbytes,
+            "stored_bytes": store.stored_bytes,
+            "codec": codec,
+            "seconds": time.perf_counter() - started,
+        }
     finally:
         target.close()
 
@@ -302,15 +350,19 @@ def _read_tree(target: CheckpointTarget) -> dict[str, Any]:
         meta = json.loads(target.read_bytes(ROOT_META))
     except FileNotFoundError:
         found = next(iter(target.list()), None)
-        why = ("files are there but not the root group's zarr.json: the save did not finish"
-               if found is not None else "nothing is there")
+        why = (
+            "files are there but not the root group's zarr.json: the save did not finish"
+            if found is not None
+            else "nothing is there"
+        )
         raise CheckpointNotFound(f"no zarr checkpoint at {target.location}: {why}") from None
     tree = meta.get("attributes", {}).get(ATTR)
     if tree is None:
         raise ValueError(f"{target.location} is a zarr group, not an aif checkpoint (no {ATTR!r} attribute)")
     if tree.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{target.location}: checkpoint format {tree.get('version')}, this code reads "
-                         f"{FORMAT_VERSION}")
+        raise ValueError(
+            f"{target.location}: checkpoint format {tree.get('version')}, this code reads {FORMAT_VERSION}"
+        )
     return tree["tree"]
 
 
@@ -327,8 +379,10 @@ async def _read_array(store: Store, path: str, into: torch.Tensor | None, gate: 
         dtype = _torch_dtype(str(array.attrs.get("torch_dtype", "")))
         shape = tuple(array.shape)
         if into is not None and (tuple(into.shape) != shape or into.dtype != dtype):
-            raise ValueError(f"{path}: the checkpoint has {_dtype_name(dtype)}{list(shape)}, the tensor to "
-                             f"load into is {_dtype_name(into.dtype)}{list(into.shape)}")
+            raise ValueError(
+                f"{path}: the checkpoint has {_dtype_name(dtype)}{list(shape)}, the tensor to "
+                f"load into is {_dtype_name(into.dtype)}{list(into.shape)}"
+            )
         direct = into is not None and into.device.type == "cpu" and into.is_contiguous()
         tensor = into if direct else torch.empty(shape, dtype=dtype)
         assert tensor is not None
@@ -338,7 +392,8 @@ async def _read_array(store: Store, path: str, into: torch.Tensor | None, gate: 
         if out.size:
             # straight into the tensor's memory: no second copy of a large tensor
             await array.get_orthogonal_selection(
-                Ellipsis, out=default_buffer_prototype().nd_buffer.from_numpy_array(out))
+                Ellipsis, out=default_buffer_prototype().nd_buffer.from_numpy_array(out)
+            )
         if into is not None and not direct:
             with torch.no_grad():
                 into.copy_(tensor)
@@ -378,15 +433,18 @@ def _decode(node: dict[str, Any], into: Any, loaded: dict[str, torch.Tensor], wh
         value = _scalar(node["scalar"])
         if isinstance(into, torch.Tensor):
             if into.shape != value.shape or into.dtype != value.dtype:
-                raise ValueError(f"{where}: the checkpoint has a 0-d {_dtype_name(value.dtype)}, the tensor to "
-                                 f"load into is {_dtype_name(into.dtype)}{list(into.shape)}")
+                raise ValueError(
+                    f"{where}: the checkpoint has a 0-d {_dtype_name(value.dtype)}, the tensor to "
+                    f"load into is {_dtype_name(into.dtype)}{list(into.shape)}"
+                )
             with torch.no_grad():
                 into.copy_(value)
             return into
         return value
     if "dict" in node:
-        values = {key: _decode(child, sub, loaded, f"{where}/{key}")
-                  for key, child, sub in _children(node, into, where)}
+        values = {
+            key: _decode(child, sub, loaded, f"{where}/{key}") for key, child, sub in _children(node, into, where)
+        }
         if isinstance(into, dict):
             into.update(values)
             return into

@@ -95,8 +95,9 @@ def _write(target: CheckpointTarget, name: str, data: Any) -> None:
 
 
 def _reopen(dest: str, read_only: bool, options: TargetOptions) -> AifZarrStore:
-    return AifZarrStore(dest, read_only=read_only, **{f.name: getattr(options, f.name)
-                                                    for f in dataclasses.fields(options)})
+    return AifZarrStore(
+        dest, read_only=read_only, **{f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    )
 
 
 class AifZarrStore(Store):
@@ -111,8 +112,9 @@ class AifZarrStore(Store):
     supports_deletes: bool = True
     supports_listing: bool = True
 
-    def __init__(self, target: CheckpointTarget | str | os.PathLike[str], *, read_only: bool = False,
-                 **target_options: Any) -> None:
+    def __init__(
+        self, target: CheckpointTarget | str | os.PathLike[str], *, read_only: bool = False, **target_options: Any
+    ) -> None:
         super().__init__(read_only=read_only)
         self._target: CheckpointTarget | None = None
         self._closer: weakref.finalize[..., Any] | None = None
@@ -150,8 +152,10 @@ class AifZarrStore(Store):
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._dest is None:
-            raise TypeError("an AifZarrStore over an open CheckpointTarget cannot be pickled: build it from a destination "
-                            "(AifZarrStore('s3://bucket/prefix', endpoint=...)) to send it to another process")
+            raise TypeError(
+                "an AifZarrStore over an open CheckpointTarget cannot be pickled: build it from a destination "
+                "(AifZarrStore('s3://bucket/prefix', endpoint=...)) to send it to another process"
+            )
         return _reopen, (self._dest, self.read_only, self._options)
 
     def with_read_only(self, read_only: bool = False) -> AifZarrStore:
@@ -172,8 +176,9 @@ class AifZarrStore(Store):
             self._closer, self._target = None, None
 
     # -- reads ------------------------------------------------------------------------------
-    def get_sync(self, key: str, *, prototype: BufferPrototype | None = None,
-                 byte_range: ByteRequest | None = None) -> Buffer | None:
+    def get_sync(
+        self, key: str, *, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
         _check_range(byte_range)
         try:
             data = _read(self.target, key, byte_range)
@@ -181,13 +186,15 @@ class AifZarrStore(Store):
             return None
         return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
 
-    async def get(self, key: str, prototype: BufferPrototype | None = None,
-                  byte_range: ByteRequest | None = None) -> Buffer | None:
+    async def get(
+        self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
         _check_range(byte_range)
         return await asyncio.to_thread(self.get_sync, key, prototype=prototype, byte_range=byte_range)
 
-    async def get_partial_values(self, prototype: BufferPrototype,
-                                 key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> list[Buffer | None]:
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> list[Buffer | None]:
         return list(await asyncio.gather(*(self.get(key, prototype, rng) for key, rng in key_ranges)))
 
     async def exists(self, key: str) -> bool:
@@ -244,7 +251,7 @@ class AifZarrStore(Store):
         seen: set[str] = set()
         for name in await self._names():
             if name.startswith(prefix):
-                child = name[len(prefix):].split("/", 1)[0]
+                child = name[len(prefix) :].split("/", 1)[0]
                 if child not in seen:
                     seen.add(child)
                     yield child

@@ -34,7 +34,8 @@ async def open_client(options: S3Options, connections: int) -> AsyncIterator[Any
     # botocore before 1.36 has neither these options nor default checksums.
     no_client_checksums = (
         {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
-        if "request_checksum_calculation" in Config.OPTION_DEFAULTS else {}
+        if "request_checksum_calculation" in Config.OPTION_DEFAULTS
+        else {}
     )
     config = AioConfig(
         s3={"addressing_style": "path"},
@@ -48,19 +49,30 @@ async def open_client(options: S3Options, connections: int) -> AsyncIterator[Any
     async with AsyncExitStack() as stack:
         try:
             session = AioSession(profile=options.profile)
-            region = (options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-                      or session.get_config_variable("region") or "us-east-1")
-            client = await stack.enter_async_context(session.create_client(
-                "s3", endpoint_url=configured_endpoint(options), region_name=region,
-                aws_access_key_id=options.access_key, aws_secret_access_key=options.secret_key, config=config,
-            ))
+            region = (
+                options.region
+                or os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or session.get_config_variable("region")
+                or "us-east-1"
+            )
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "s3",
+                    endpoint_url=configured_endpoint(options),
+                    region_name=region,
+                    aws_access_key_id=options.access_key,
+                    aws_secret_access_key=options.secret_key,
+                    config=config,
+                )
+            )
         except bexc.ProfileNotFound as exc:
             raise UnknownProfile(str(exc)) from None
         yield client
 
 
 async def list_objects(
-    client: Any, bucket: str, prefix: str, retries: int, on_retry: Callable[[], None],
+    client: Any, bucket: str, prefix: str, retries: int, on_retry: Callable[[], None]
 ) -> AsyncIterator[dict[str, Any]]:
     """Each object under ``prefix`` (ListObjectsV2 pages; a page is retried, not the listing)."""
     token: str | None = None
@@ -68,7 +80,7 @@ async def list_objects(
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token:
             kwargs["ContinuationToken"] = token
-        page = await with_retries(lambda: client.list_objects_v2(**kwargs), retries, on_retry)
+        page = await with_retries(lambda: client.list_objects_v2(**kwargs), retries, on_retry)  # noqa: B023 (awaited here)
         for obj in page.get("Contents", ()):
             yield obj
         token = page.get("NextContinuationToken")

@@ -12,14 +12,29 @@ from botocore import exceptions as bexc
 from .xml import parse_error
 
 __all__ = [
-    "NoCredentials", "SetupError", "TruncatedBody", "UnknownProfile", "classify", "client_error", "error_code",
-    "error_message", "http_status",
+    "NoCredentials",
+    "SetupError",
+    "TruncatedBody",
+    "UnknownProfile",
+    "classify",
+    "client_error",
+    "error_code",
+    "error_message",
+    "http_status",
 ]
 
 _CLASSES = {
     "transient": {
-        "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-        "Throttling", "ThrottlingException", "RequestLimitExceeded", "BadGateway", "GatewayTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "BadGateway",
+        "GatewayTimeout",
     },
     "missing": {"NoSuchBucket", "NoSuchKey", "404", "NotFound"},
     "denied": {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem"},
@@ -50,8 +65,13 @@ class UnknownProfile(SetupError):
 def client_error(status: int, body: bytes, reason: str, operation: str) -> bexc.ClientError:
     """The ClientError botocore would raise for this error answer."""
     code, message = parse_error(body)
-    return bexc.ClientError({"Error": {"Code": code or str(status), "Message": message or reason},
-                             "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+    return bexc.ClientError(
+        {
+            "Error": {"Code": code or str(status), "Message": message or reason},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        operation,
+    )
 
 
 def error_code(exc: bexc.ClientError) -> str:
@@ -68,6 +88,6 @@ def http_status(exc: bexc.ClientError) -> int:
 
 
 def classify(exc: bexc.ClientError) -> str | None:
-    """"transient", "missing", "denied", "bad_keys" (credentials refused) or "changed" (a
+    """ "transient", "missing", "denied", "bad_keys" (credentials refused) or "changed" (a
     precondition failed) by the error's code; None for other codes."""
     return _CLASS_OF.get(error_code(exc))

@@ -85,11 +85,11 @@ class _Connection:
         """Receive more into the buffer (compacting it first); 0 at the peer's end of stream."""
         if self.start:
             pending = self.end - self.start
-            self.buffer[:pending] = self.buffer[self.start:self.end]
+            self.buffer[:pending] = self.buffer[self.start : self.end]
             self.start, self.end = 0, pending
         if self.end == len(self.buffer):
             raise ConnectionError("an HTTP response head or chunk header longer than 64 KiB")
-        n = self.sock.recv_into(memoryview(self.buffer)[self.end:])
+        n = self.sock.recv_into(memoryview(self.buffer)[self.end :])
         self.end += n
         return n
 
@@ -97,7 +97,7 @@ class _Connection:
         while True:
             found = self.buffer.find(b"\r\n", self.start, self.end)
             if found >= 0:
-                line = bytes(self.buffer[self.start:found])
+                line = bytes(self.buffer[self.start : found])
                 self.start = found + 2
                 return line
             if not self._fill():
@@ -106,7 +106,7 @@ class _Connection:
     def read_into(self, view: memoryview) -> None:
         """Exactly len(view) bytes: what the buffer holds first, then straight from the socket."""
         got = min(len(view), self.end - self.start)
-        view[:got] = memoryview(self.buffer)[self.start:self.start + got]
+        view[:got] = memoryview(self.buffer)[self.start : self.start + got]
         self.start += got
         while got < len(view):
             n = self.sock.recv_into(view[got:])
@@ -116,8 +116,9 @@ class _Connection:
 
 
 class Response:
-    def __init__(self, pool: Pool, conn: _Connection, status: int, reason: str, headers: dict[str, str],
-                 head_only: bool) -> None:
+    def __init__(
+        self, pool: Pool, conn: _Connection, status: int, reason: str, headers: dict[str, str], head_only: bool
+    ) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
         self.status = status
@@ -152,7 +153,7 @@ class Response:
             conn = self._c
             while True:
                 if conn.start < conn.end:
-                    parts.append(bytes(conn.buffer[conn.start:conn.end]))
+                    parts.append(bytes(conn.buffer[conn.start : conn.end]))
                     total += conn.end - conn.start
                     conn.start = conn.end
                 if total > limit:
@@ -183,8 +184,9 @@ class Response:
                 raise ConnectionError("a malformed chunked body")
             yield bytes(piece)
 
-    def to_file(self, fd: int, offset: int, count: int, buffer: memoryview,
-                hasher: Callable[[memoryview], None] | None) -> None:
+    def to_file(
+        self, fd: int, offset: int, count: int, buffer: memoryview, hasher: Callable[[memoryview], None] | None
+    ) -> None:
         """The next ``count`` body bytes, written at ``offset`` of ``fd`` through ``buffer``
         and fed to ``hasher`` in order on the way. A failure of the file raises FileError."""
         if self._left is None or count > self._left:
@@ -192,7 +194,7 @@ class Response:
         conn = self._c
         done = 0
         while done < count:
-            piece = buffer[:min(len(buffer), count - done)]
+            piece = buffer[: min(len(buffer), count - done)]
             conn.read_into(piece)
             self._left -= len(piece)
             if hasher is not None:
@@ -224,8 +226,9 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 class Pool:
-    def __init__(self, endpoint: Endpoint, size: int, connect_timeout_s: float = 20.0,
-                 read_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, endpoint: Endpoint, size: int, connect_timeout_s: float = 20.0, read_timeout_s: float = 120.0
+    ) -> None:
         self.endpoint = endpoint
         self._size = size
         self._connect_timeout = connect_timeout_s
@@ -261,12 +264,14 @@ class Pool:
             self._open.discard(conn)
         conn.close()
 
-    def request(self, method: str, target: str, headers: dict[str, str],
-                body: Sequence[memoryview | bytes | bytearray] = ()) -> Response:
+    def request(
+        self, method: str, target: str, headers: dict[str, str], body: Sequence[memoryview | bytes | bytearray] = ()
+    ) -> Response:
         """Send ``method target`` with ``headers`` (Host among them; Content-Length too when
         there is a ``body``, given as pieces sent as they are) and read the response head."""
-        data = (f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                + "\r\n").encode("latin-1")
+        data = (
+            f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        ).encode("latin-1")
         while True:
             conn = self._take()
             try:

@@ -28,7 +28,7 @@ class S3Url:
         """``s3://BUCKET/KEY``; ValueError (saying what is wrong) for anything else."""
         if not is_s3_url(text):
             raise ValueError(f"not an s3:// URL: {text}")
-        bucket, _, key = text[len(_SCHEME):].partition("/")
+        bucket, _, key = text[len(_SCHEME) :].partition("/")
         if not bucket:
             raise ValueError(f"no bucket in {text} (expected s3://BUCKET/PREFIX)")
         return cls(bucket, key)

@@ -43,19 +43,26 @@ def is_transient(exc: BaseException) -> bool:
     aiohttp = sys.modules.get("aiohttp")
     if aiohttp is not None and isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError)):
         return True
-    return isinstance(exc, (
-        bexc.HTTPClientError, bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.IncompleteReadError,
-        asyncio.TimeoutError, ConnectionError, TruncatedBody,
-    ))
+    return isinstance(
+        exc,
+        (
+            bexc.HTTPClientError,
+            bexc.EndpointConnectionError,
+            bexc.ConnectTimeoutError,
+            bexc.IncompleteReadError,
+            asyncio.TimeoutError,
+            ConnectionError,
+            TruncatedBody,
+        ),
+    )
 
 
 def backoff_s(attempt: int) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(max, base * 2^attempt))."""
-    return random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * (2 ** attempt)))
+    return random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * (2**attempt)))
 
 
-def with_retries_sync(call: Callable[[], T], retries: int, on_retry: Callable[[], None],
-                      stop: threading.Event) -> T:
+def with_retries_sync(call: Callable[[], T], retries: int, on_retry: Callable[[], None], stop: threading.Event) -> T:
     """``with_retries`` for a worker thread: the backoff ends early (with the last error) once
     ``stop`` is set, so a stopping caller does not wait for it."""
     attempt = 0

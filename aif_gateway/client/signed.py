@@ -106,21 +106,39 @@ class SignedS3:
         self._frozen = await self._credentials.get_frozen_credentials()
 
     @classmethod
-    def with_keys(cls, endpoint: str, region: str, access_key: str, secret_key: str, token: str | None,
-                  connections: int) -> SignedS3:
+    def with_keys(
+        cls, endpoint: str, region: str, access_key: str, secret_key: str, token: str | None, connections: int
+    ) -> SignedS3:
         """A client for fixed keys, usable at once (no event loop needed)."""
         client = cls(endpoint, region, _Static(access_key, secret_key, token), connections)
         client._frozen = client._credentials._frozen
         return client
 
-    def send(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], operation: str,
-             body: Sequence[memoryview | bytes | bytearray] = (), payload_hash: str = EMPTY_SHA256) -> Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        operation: str,
+        body: Sequence[memoryview | bytes | bytearray] = (),
+        payload_hash: str = EMPTY_SHA256,
+    ) -> Response:
         """One signed request (``path`` from ``names.object_path``); a 2xx response, else ClientError."""
         frozen = self._frozen
-        signed = sign(method=method, access_key=frozen.access_key, secret_key=frozen.secret_key,
-                      token=frozen.token, region=self._region, host=self._endpoint.netloc, path=path,
-                      query=query, headers=headers, amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-                      payload_hash=payload_hash)
+        signed = sign(
+            method=method,
+            access_key=frozen.access_key,
+            secret_key=frozen.secret_key,
+            token=frozen.token,
+            region=self._region,
+            host=self._endpoint.netloc,
+            path=path,
+            query=query,
+            headers=headers,
+            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            payload_hash=payload_hash,
+        )
         target = path + ("?" + canonical_query(query) if query else "")
         response = self._pool.request(method, target, signed, body)
         if response.status >= 300:
@@ -129,8 +147,7 @@ class SignedS3:
             raise client_error(response.status, error_body, response.reason, operation)
         return response
 
-    def get(self, bucket: str, key: str, *, range_header: str | None = None,
-            if_match: str | None = None) -> Response:
+    def get(self, bucket: str, key: str, *, range_header: str | None = None, if_match: str | None = None) -> Response:
         headers = {}
         if range_header:
             headers["range"] = range_header

@@ -17,9 +17,20 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
-def sign(*, method: str, access_key: str, secret_key: str, token: str | None, region: str, host: str, path: str,
-         query: dict[str, str], headers: dict[str, str], amz_date: str,
-         payload_hash: str = EMPTY_SHA256) -> dict[str, str]:
+def sign(
+    *,
+    method: str,
+    access_key: str,
+    secret_key: str,
+    token: str | None,
+    region: str,
+    host: str,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    amz_date: str,
+    payload_hash: str = EMPTY_SHA256,
+) -> dict[str, str]:
     """The headers that sign ``method path?query`` (path already URI-encoded; query values raw)
     with ``headers`` (lower-case names; all of them are signed), plus the signing headers.
     ``payload_hash``: the body's SHA-256, or ``UNSIGNED_PAYLOAD``."""
@@ -30,17 +41,23 @@ def sign(*, method: str, access_key: str, secret_key: str, token: str | None, re
     if token:
         signed["x-amz-security-token"] = token
     names = sorted(signed)
-    canonical = "\n".join([
-        method, path, canonical_query(query),
-        "".join(f"{name}:{' '.join(signed[name].split())}\n" for name in names),
-        ";".join(names), payload_hash,
-    ])
+    canonical = "\n".join(
+        [
+            method,
+            path,
+            canonical_query(query),
+            "".join(f"{name}:{' '.join(signed[name].split())}\n" for name in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
     day = amz_date[:8]
     scope = credential_scope(day, region)
     to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     signature = hmac.new(derive_signing_key(secret_key, day, region), to_sign.encode(), hashlib.sha256).hexdigest()
-    signed["authorization"] = (f"{ALGORITHM} Credential={access_key}/{scope}, "
-                               f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    signed["authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
     return signed
 
 
@@ -48,8 +65,27 @@ def canonical_query(query: dict[str, str]) -> str:
     return "&".join(f"{uri_encode(k)}={uri_encode(v)}" for k, v in sorted(query.items()))
 
 
-def sign_get(*, access_key: str, secret_key: str, token: str | None, region: str, host: str, path: str,
-             headers: dict[str, str], amz_date: str) -> dict[str, str]:
+def sign_get(
+    *,
+    access_key: str,
+    secret_key: str,
+    token: str | None,
+    region: str,
+    host: str,
+    path: str,
+    headers: dict[str, str],
+    amz_date: str,
+) -> dict[str, str]:
     """``sign`` for a GET without a query."""
-    return sign(method="GET", access_key=access_key, secret_key=secret_key, token=token, region=region, host=host,
-                path=path, query={}, headers=headers, amz_date=amz_date)
+    return sign(
+        method="GET",
+        access_key=access_key,
+        secret_key=secret_key,
+        token=token,
+        region=region,
+        host=host,
+        path=path,
+        query={},
+        headers=headers,
+        amz_date=amz_date,
+    )

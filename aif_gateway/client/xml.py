@@ -26,12 +26,16 @@ def parse_list_page(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
     objects = []
     for item in root.iterfind(f"{ns}Contents"):
         key = item.findtext(f"{ns}Key") or ""
-        objects.append({
-            "Key": unquote_plus(key) if url_encoded else key,  # as botocore decodes it
-            "Size": int(item.findtext(f"{ns}Size") or 0),
-            "ETag": item.findtext(f"{ns}ETag"),
-            "LastModified": datetime.fromisoformat((item.findtext(f"{ns}LastModified") or "").replace("Z", "+00:00")),
-        })
+        objects.append(
+            {
+                "Key": unquote_plus(key) if url_encoded else key,  # as botocore decodes it
+                "Size": int(item.findtext(f"{ns}Size") or 0),
+                "ETag": item.findtext(f"{ns}ETag"),
+                "LastModified": datetime.fromisoformat(
+                    (item.findtext(f"{ns}LastModified") or "").replace("Z", "+00:00")
+                ),
+            }
+        )
     truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
     token = root.findtext(f"{ns}NextContinuationToken")
     return objects, token if truncated and token else None
@@ -45,11 +49,16 @@ def parse_upload_id(body: bytes) -> str | None:
 def complete_upload_body(parts: Iterable[tuple[int, str, Mapping[str, str]]]) -> bytes:
     """CompleteMultipartUpload's request body: (part number, ETag without quotes, checksum
     elements such as ``{"ChecksumCRC64NVME": base64}``) per part, in order."""
-    return ("<CompleteMultipartUpload>" + "".join(
-        f"<Part><PartNumber>{number}</PartNumber><ETag>\"{escape(etag)}\"</ETag>"
-        + "".join(f"<{name}>{value}</{name}>" for name, value in checksums.items()) + "</Part>"
-        for number, etag, checksums in parts
-    ) + "</CompleteMultipartUpload>").encode()
+    return (
+        "<CompleteMultipartUpload>"
+        + "".join(
+            f'<Part><PartNumber>{number}</PartNumber><ETag>"{escape(etag)}"</ETag>'
+            + "".join(f"<{name}>{value}</{name}>" for name, value in checksums.items())
+            + "</Part>"
+            for number, etag, checksums in parts
+        )
+        + "</CompleteMultipartUpload>"
+    ).encode()
 
 
 def parse_error(body: bytes) -> tuple[str | None, str | None]:

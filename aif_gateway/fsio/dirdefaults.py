@@ -40,13 +40,13 @@ _NO_ACLS = {errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 def _acl_for_new_file(default_acl: bytes, mode: int) -> bytes | None:
     """The access ACL a file created with ``mode`` gets from ``default_acl`` (None: malformed)."""
-    body = default_acl[_HEADER.size:]
+    body = default_acl[_HEADER.size :]
     if len(default_acl) < _HEADER.size or len(body) % _ENTRY.size:
         return None
     entries = [_ENTRY.unpack_from(body, i) for i in range(0, len(body), _ENTRY.size)]
     has_mask = any(tag == _MASK for tag, _, _ in entries)
     limits = {_USER_OBJ: (mode >> 6) & 7, _OTHER: mode & 7, _MASK if has_mask else _GROUP_OBJ: (mode >> 3) & 7}
-    out = [default_acl[:_HEADER.size]]
+    out = [default_acl[: _HEADER.size]]
     for tag, perm, ident in entries:
         out.append(_ENTRY.pack(tag, perm & limits.get(tag, 7), ident))
     return b"".join(out)

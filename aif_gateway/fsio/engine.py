@@ -13,10 +13,29 @@ from types import ModuleType
 
 # The contract of both engines (aif_gateway/_native.pyi), plus which one runs.
 __all__ = [
-    "ENGINE", "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "ChunkedDecoder",
-    "ChunkedError", "Hasher", "aligned_buffer", "copy_range", "copy_small_files", "engine_info", "fallocate",
-    "open_beneath", "pread_striped", "pwrite_striped", "recv_hashed", "reflink", "restore_thread_creds",
-    "set_thread_creds", "stat_entries", "thread_creds", "write_hashed",
+    "ENGINE",
+    "RESOLVE_BENEATH",
+    "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
+    "RESOLVE_NO_XDEV",
+    "ChunkedDecoder",
+    "ChunkedError",
+    "Hasher",
+    "aligned_buffer",
+    "copy_range",
+    "copy_small_files",
+    "engine_info",
+    "fallocate",
+    "open_beneath",
+    "pread_striped",
+    "pwrite_striped",
+    "recv_hashed",
+    "reflink",
+    "restore_thread_creds",
+    "set_thread_creds",
+    "stat_entries",
+    "thread_creds",
+    "write_hashed",
 ]
 
 

@@ -37,9 +37,20 @@ MAGIC_KINDS = {
 }
 # mountinfo's filesystem type names for the same kinds.
 MOUNT_KINDS = {
-    "lustre": "lustre", "gpfs": "gpfs", "xfs": "xfs", "ext2": "ext4", "ext3": "ext4", "ext4": "ext4",
-    "tmpfs": "tmpfs", "nfs": "nfs", "nfs4": "nfs", "btrfs": "btrfs", "overlay": "overlay",
-    "zfs": "zfs", "cifs": "cifs", "smb3": "cifs",
+    "lustre": "lustre",
+    "gpfs": "gpfs",
+    "xfs": "xfs",
+    "ext2": "ext4",
+    "ext3": "ext4",
+    "ext4": "ext4",
+    "tmpfs": "tmpfs",
+    "nfs": "nfs",
+    "nfs4": "nfs",
+    "btrfs": "btrfs",
+    "overlay": "overlay",
+    "zfs": "zfs",
+    "cifs": "cifs",
+    "smb3": "cifs",
 }
 # Filesystems that can share extents between files (FICLONE); others are never probed.
 _REFLINK_CANDIDATES = {"xfs", "btrfs"}

@@ -30,7 +30,16 @@ from .fsinfo import FsInfo
 from .lustre import Component, Layout
 
 __all__ = [
-    "GiB", "IO_MAX", "IO_MIN", "KiB", "MiB", "WritePlan", "io_size", "lustre_layout", "plan_write", "preallocation",
+    "GiB",
+    "IO_MAX",
+    "IO_MIN",
+    "KiB",
+    "MiB",
+    "WritePlan",
+    "io_size",
+    "lustre_layout",
+    "plan_write",
+    "preallocation",
 ]
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -88,10 +97,12 @@ def lustre_layout(fs: FsInfo, size: int | None) -> Layout | None:
     if fs.kind != "lustre" or fs.ost_count == 1:
         return None  # one OST: there is nothing to spread over
     if size is None:
-        return Layout(tuple(
-            Component(end, count if count == -1 else _stripe_count(fs, count), fs.stripe_size)
-            for end, count in UNKNOWN_SIZE_PFL
-        ))
+        return Layout(
+            tuple(
+                Component(end, count if count == -1 else _stripe_count(fs, count), fs.stripe_size)
+                for end, count in UNKNOWN_SIZE_PFL
+            )
+        )
     if size < SINGLE_STRIPE_BELOW:
         if fs.stripe_count is None or fs.stripe_count == 1:
             return None  # already one stripe, or a default we could not read: leave it be

@@ -19,8 +19,15 @@ from dataclasses import dataclass
 from .creds import GATEWAY, current_ids
 
 __all__ = [
-    "Component", "Defaults", "Layout", "LayoutError", "create_with_layout", "default_layout", "parse_getstripe",
-    "parse_osts", "setstripe_args",
+    "Component",
+    "Defaults",
+    "Layout",
+    "LayoutError",
+    "create_with_layout",
+    "default_layout",
+    "parse_getstripe",
+    "parse_osts",
+    "setstripe_args",
 ]
 
 LFS = "lfs"
@@ -89,8 +96,14 @@ def _run_lfs(args: list[str]) -> subprocess.CompletedProcess[str]:
     ids = current_ids()
     acting = ids != GATEWAY
     return subprocess.run(
-        [LFS, *args], capture_output=True, text=True, timeout=_LFS_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
-        user=ids.uid if acting else None, group=ids.gid if acting else None,
+        [LFS, *args],
+        capture_output=True,
+        text=True,
+        timeout=_LFS_TIMEOUT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        user=ids.uid if acting else None,
+        group=ids.gid if acting else None,
         extra_groups=list(ids.groups) if acting else None,
     )
 
@@ -122,10 +135,7 @@ def parse_getstripe(text: str) -> tuple[int | None, int | None]:
     (for a PFL default that is the component a new file's first bytes land in)."""
     size = _STRIPE_SIZE.search(text)
     count = _STRIPE_COUNT.search(text)
-    return (
-        int(size.group(1)) * _UNIT[size.group(2).lower()] if size else None,
-        int(count.group(1)) if count else None,
-    )
+    return (int(size.group(1)) * _UNIT[size.group(2).lower()] if size else None, int(count.group(1)) if count else None)
 
 
 def parse_osts(text: str) -> int | None:

@@ -28,7 +28,9 @@ _warned: set[str] = set()
 def _warn(what: str, path: Path, exc: Exception) -> None:
     level = logging.DEBUG if what in _warned else logging.WARNING
     _warned.add(what)
-    log.log(level, f"{what} failed; writing with the filesystem's defaults", extra={"path": str(path), "error": str(exc)})
+    log.log(
+        level, f"{what} failed; writing with the filesystem's defaults", extra={"path": str(path), "error": str(exc)}
+    )
 
 
 def create_new_file(path: Path, expected_size: int | None) -> int:

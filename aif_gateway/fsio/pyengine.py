@@ -121,7 +121,12 @@ _RECV_POLL_SLICE_MS = 500
 
 
 def recv_hashed(
-    sock_fd: int, file_fd: int, offset: int, count: int, hasher: Hasher, stall_timeout_ms: int,
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    count: int,
+    hasher: Hasher,
+    stall_timeout_ms: int,
     decoder: ChunkedDecoder | None = None,
 ) -> int:
     """Reads exactly ``count`` bytes from a non-blocking socket and writes them (with a

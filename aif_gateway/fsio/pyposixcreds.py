@@ -22,8 +22,15 @@ import stat
 from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "open_beneath",
-    "open_beneath_mode", "restore_thread_creds", "set_thread_creds", "thread_creds",
+    "RESOLVE_BENEATH",
+    "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
+    "RESOLVE_NO_XDEV",
+    "open_beneath",
+    "open_beneath_mode",
+    "restore_thread_creds",
+    "set_thread_creds",
+    "thread_creds",
 ]
 
 RESOLVE_NO_XDEV = 0x01
@@ -34,10 +41,7 @@ _RESOLVE_KNOWN = RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS |
 
 # (setfsuid, setfsgid, setgroups, getgroups): the 32-bit-id calls on both (x86_64 numbers its
 # own; aarch64 uses the generic table of asm-generic/unistd.h).
-_SYSCALLS = {
-    "x86_64": (122, 123, 116, 115),
-    "aarch64": (151, 152, 159, 158),
-}
+_SYSCALLS = {"x86_64": (122, 123, 116, 115), "aarch64": (151, 152, 159, 158)}
 _THIS_MACHINE = platform.machine()
 _SYS_OPENAT2 = 437  # the same on every architecture but alpha
 _MAX_ID = 0xFFFF_FFFE  # (uid_t)-1 means "no change" to the kernel
@@ -178,8 +182,9 @@ def _creates(flags: int) -> bool:
 def _open_with_openat2(dir_fd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
     """An fd, or -errno."""
     how = _OpenHow((flags | os.O_CLOEXEC) & 0xFFFF_FFFF, mode if _creates(flags) else 0, resolve)
-    fd: int = _syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dir_fd), path, ctypes.byref(how),
-                       ctypes.c_long(ctypes.sizeof(how)))
+    fd: int = _syscall(
+        ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(dir_fd), path, ctypes.byref(how), ctypes.c_long(ctypes.sizeof(how))
+    )
     return -ctypes.get_errno() if fd < 0 else fd
 
 
@@ -246,14 +251,20 @@ def _walk(dir_fd: int, path: bytes, flags: int, mode: int, resolve: int) -> int:
             os.close(current)
 
 
-def open_beneath(dir_fd: int, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], flags: int,
-                 mode: int = 0o666, resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) -> int:
+def open_beneath(
+    dir_fd: int,
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    flags: int,
+    mode: int = 0o666,
+    resolve: int = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+) -> int:
     global _kernel_has_openat2
     if not 0 <= mode <= 0o7777:
         raise ValueError("mode must be between 0 and 0o7777")
     if resolve & ~_RESOLVE_KNOWN:
-        raise ValueError("resolve takes RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_MAGICLINKS and "
-                         "RESOLVE_NO_XDEV only")
+        raise ValueError(
+            "resolve takes RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_MAGICLINKS and RESOLVE_NO_XDEV only"
+        )
     encoded = os.fsencode(path)
     if b"\0" in encoded:
         raise ValueError("embedded null byte")

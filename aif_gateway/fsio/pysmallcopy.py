@@ -82,8 +82,9 @@ def _copy_one(src: str, dst: str, size: int, mtime_ns: int, buffer: memoryview) 
     return digest, dest_mtime
 
 
-def copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int],
-                        mtimes_ns: Sequence[int]) -> Result:
+def copy_small_files(
+    sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int], mtimes_ns: Sequence[int]
+) -> Result:
     if not len(sources) == len(dests) == len(sizes) == len(mtimes_ns):
         raise ValueError("sources, dests, sizes and mtimes_ns must have the same length")
     if any(not 0 <= size <= _MAX_SIZE for size in sizes):
@@ -99,4 +100,3 @@ def copy_small_files(sources: Sequence[str], dests: Sequence[str], sizes: Sequen
         hashes.append(digest)
         mtimes.append(dest_mtime)
     return hashes, mtimes, None
-

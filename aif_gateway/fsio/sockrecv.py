@@ -48,6 +48,7 @@ async def receive_in_thread(sock_fd: int, receive: Callable[[int], int]) -> int:
     If the caller is cancelled the socket is shut down, which ends the thread's recv at once (the
     connection is lost to that request anyway).
     """
+
     def run(own_sock: int, cancelled: threading.Event) -> int:
         return receive(own_sock)
 

@@ -30,10 +30,7 @@ class ThreadSlots:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
     async def run(
-        self,
-        fn: Callable[..., int],
-        fds: Sequence[int],
-        on_cancel: Callable[[list[int]], None] | None = None,
+        self, fn: Callable[..., int], fds: Sequence[int], on_cancel: Callable[[list[int]], None] | None = None
     ) -> int:
         """Call ``fn(*private_fds, cancelled)`` in a slot's thread; its result.
 
@@ -55,6 +52,7 @@ class ThreadSlots:
             own.close()
             self._free.release()
             raise
+
         def release(_: object) -> None:
             own.close()
             self._free.release()
@@ -78,7 +76,6 @@ class ThreadSlots:
             self._free.release()
             return True
         return False
-
 
 
 class _PrivateFds:

@@ -96,6 +96,7 @@ def _senders() -> ThreadSlots:
 async def send_file_in_thread(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
     """``send_file`` in one of this process's sender threads; ``SendfileUnavailable`` too when
     every sender thread is busy."""
+
     def send(own_sock: int, own_file: int, cancelled: threading.Event) -> int:
         return send_file(own_sock, own_file, offset, count, cancelled)
 

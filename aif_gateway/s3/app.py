@@ -72,7 +72,10 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         return response
     finally:
         access_log.info(
-            "%s %s %s", request.method, request.get(RESOURCE, request.path), status,
+            "%s %s %s",
+            request.method,
+            request.get(RESOURCE, request.path),
+            status,
             extra={
                 "request_id": request.get(REQUEST_ID),
                 "action": request.get(ACTION),
@@ -141,8 +144,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     bucket, key = locate(path, request.headers.get("Host"), app[DOMAIN_KEY] or None)
     request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
     query = parse_query(raw_query)
-    auth = sigv4.authenticate(request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup,
-                              region=app[REGION_KEY])
+    auth = sigv4.authenticate(
+        request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup, region=app[REGION_KEY]
+    )
     request[USER] = auth.identity.name
     # From here on, the request's filesystem work runs with this user's ids (store.base.CALLER).
     ids = app[POSIX_IDS_KEY].ids_for(auth.identity)
@@ -165,8 +169,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    store: Store, identities: IdentityTable, *, domain: str | None = None, region: str = DEFAULT_REGION,
-    limits: Limits = Limits(), posix_ids: PosixIdMap | None = None,
+    store: Store,
+    identities: IdentityTable,
+    *,
+    domain: str | None = None,
+    region: str = DEFAULT_REGION,
+    limits: Limits = Limits(),
+    posix_ids: PosixIdMap | None = None,
 ) -> web.Application:
     """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway)."""
     app = web.Application(

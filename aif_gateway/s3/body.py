@@ -56,20 +56,26 @@ def parse_length(value: str | None, header: str) -> int | None:
         return None
     number = decimal(value)
     if number is None:
-        raise S3Error(
-            "InvalidArgument", f"{header} must be a non-negative integer.", extra={"ArgumentName": header}
-        )
+        raise S3Error("InvalidArgument", f"{header} must be a non-negative integer.", extra={"ArgumentName": header})
     return number
 
 
 def _build(
-    req: S3Request, *, require_length: bool, if_match: str | None, if_none_match: bool, checksum_headers: bool = True,
-    direct: bool = False, max_size: int | None = None,
+    req: S3Request,
+    *,
+    require_length: bool,
+    if_match: str | None,
+    if_none_match: bool,
+    checksum_headers: bool = True,
+    direct: bool = False,
+    max_size: int | None = None,
 ) -> UploadBody:
     headers = req.http.headers
     streaming = req.auth.payload in STREAMING_MODES
     declared = declared_checksums(
-        headers, streaming=streaming, checksum_headers=checksum_headers,
+        headers,
+        streaming=streaming,
+        checksum_headers=checksum_headers,
         content_sha256=req.auth.content_sha256 if req.auth.payload == SIGNED_PAYLOAD else None,
     )
     decoder: AwsChunkedDecoder | None = None
@@ -89,8 +95,11 @@ def _build(
             raise S3Error("MissingContentLength")
         if max_size is not None:
             check_upload_size(length, max_size)
-        stream = request_body(req.http, length, None, stall_timeout) if direct else content_chunks(
-            req.http.content, stall_timeout)
+        stream = (
+            request_body(req.http, length, None, stall_timeout)
+            if direct
+            else content_chunks(req.http.content, stall_timeout)
+        )
 
     def verify(digests: Digests) -> None:
         # The trailers are known once the body ended, which is when the store calls this.
@@ -131,9 +140,7 @@ async def read_body_bytes(req: S3Request, *, limit: int, checksum_headers: bool 
     ``checksum_headers=False`` leaves the ``x-amz-checksum-*`` headers out of that check:
     CompleteMultipartUpload's describe the object it builds, not the part list.
     """
-    upload = _build(
-        req, require_length=False, if_match=None, if_none_match=False, checksum_headers=checksum_headers
-    )
+    upload = _build(req, require_length=False, if_match=None, if_none_match=False, checksum_headers=checksum_headers)
     if upload.options.expected_size is not None and upload.options.expected_size > limit:
         raise S3Error("MaxMessageLengthExceeded")
     hasher = MultiHasher(upload.options.computed_algorithms)

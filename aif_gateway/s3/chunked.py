@@ -42,21 +42,30 @@ class AwsChunkedDecoder:
     trailers must arrive. ``decoded_length`` is ``x-amz-decoded-content-length`` (None when the
     client sent none); the data must add up to it."""
 
-    def __init__(self, reader: Readable, auth: AuthContext, decoded_length: int | None, trailer_names: list[str],
-                 stall_timeout: float = DEFAULT_BODY_STALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        reader: Readable,
+        auth: AuthContext,
+        decoded_length: int | None,
+        trailer_names: list[str],
+        stall_timeout: float = DEFAULT_BODY_STALL_TIMEOUT_S,
+    ) -> None:
         if auth.payload not in STREAMING_MODES:
             raise ValueError(f"{auth.payload} is not an aws-chunked payload mode")
         with_trailers = auth.payload in (STREAMING_UNSIGNED_TRAILER, STREAMING_SIGNED_TRAILER)
         if trailer_names and not with_trailers:
-            raise S3Error(
-                "InvalidRequest", f"x-amz-trailer is not allowed with x-amz-content-sha256: {auth.payload}"
-            )
+            raise S3Error("InvalidRequest", f"x-amz-trailer is not allowed with x-amz-content-sha256: {auth.payload}")
         self._reader = reader
         self._stall_timeout = stall_timeout
         try:
             self.engine = ChunkedDecoder(
-                auth.payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER), with_trailers,
-                auth.signing_key, auth.amz_date, auth.scope, auth.seed_signature, decoded_length,
+                auth.payload in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER),
+                with_trailers,
+                auth.signing_key,
+                auth.amz_date,
+                auth.scope,
+                auth.seed_signature,
+                decoded_length,
                 [name.lower() for name in trailer_names],
             )
         except ChunkedError as exc:

@@ -55,11 +55,7 @@ KiB = 1024
 MAX_REQUEST_LINE_BYTES = 16 * KiB
 MAX_FIELD_BYTES = 16 * KiB
 MAX_HEADERS = 128
-PARSER_LIMITS = {
-    "max_line_size": MAX_REQUEST_LINE_BYTES,
-    "max_field_size": MAX_FIELD_BYTES,
-    "max_headers": MAX_HEADERS,
-}
+PARSER_LIMITS = {"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_FIELD_BYTES, "max_headers": MAX_HEADERS}
 # All the bytes of one request line and header section held before the section is complete:
 # room for the longest request line and for header sections the application still answers.
 MAX_REQUEST_HEAD_BYTES = 64 * KiB
@@ -84,14 +80,17 @@ def _s3_error_for(exc: BaseException | None, request_line_done: bool) -> tuple[S
     (its class, never the input it quotes)."""
     if isinstance(exc, HeadTimedOut):
         return S3Error("RequestTimeout"), "header timeout"
-    if isinstance(exc, HeadTooLarge) or (isinstance(exc, LineTooLong) and request_line_done) or (
-        isinstance(exc, BadHttpMessage) and exc.message == "Too many headers received"
+    if (
+        isinstance(exc, HeadTooLarge)
+        or (isinstance(exc, LineTooLong) and request_line_done)
+        or (isinstance(exc, BadHttpMessage) and exc.message == "Too many headers received")
     ):
         limit = MAX_REQUEST_HEAD_BYTES if isinstance(exc, HeadTooLarge) else MAX_FIELD_BYTES
         return S3Error("RequestHeaderSectionTooLarge", extra={"MaxSizeAllowed": str(limit)}), "header section too large"
     if isinstance(exc, LineTooLong):
-        return S3Error("InvalidURI", f"The request line is longer than {MAX_REQUEST_LINE_BYTES} bytes."), \
-            "request line too long"
+        return S3Error(
+            "InvalidURI", f"The request line is longer than {MAX_REQUEST_LINE_BYTES} bytes."
+        ), "request line too long"
     return S3Error("InvalidRequest", "The request is not valid HTTP/1.1."), type(exc).__name__
 
 
@@ -112,8 +111,7 @@ class _GuardedParser:
 
 
 class GatewayRequestHandler(RequestHandler):
-    __slots__ = ("_header_timeout", "_head_bytes", "_line_end", "_head_timer", "_last_payload", "_refused",
-                 "_refusal")
+    __slots__ = ("_header_timeout", "_head_bytes", "_line_end", "_head_timer", "_last_payload", "_refused", "_refusal")
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -199,8 +197,7 @@ class GatewayRequestHandler(RequestHandler):
 
     # -- answering what aiohttp refused ---------------------------------------------------------
     def handle_error(
-        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-        message: str | None = None,
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
         """aiohttp's answer to a request it could not parse (400), or to a handler that failed
         outside the application's own error handling (500, 504): an S3 error document."""
@@ -210,10 +207,16 @@ class GatewayRequestHandler(RequestHandler):
         if status == 400:
             request_line_done = self._line_end is not None and self._line_end <= MAX_REQUEST_LINE_BYTES
             err, reason = _s3_error_for(exc, request_line_done)
-            log.info("request refused", extra={
-                "request_id": request_id, "status": err.status, "error": err.code, "reason": reason,
-                "remote": request.remote,
-            })
+            log.info(
+                "request refused",
+                extra={
+                    "request_id": request_id,
+                    "status": err.status,
+                    "error": err.code,
+                    "reason": reason,
+                    "remote": request.remote,
+                },
+            )
         else:
             err = S3Error("InternalError")
             server_log.error("request failed (request id %s)", request_id, exc_info=exc)
@@ -235,8 +238,14 @@ class _GatewayServer(web.Server):
 class GatewayRunner(web.AppRunner):
     """An AppRunner whose connections are ``GatewayRequestHandler``s."""
 
-    def __init__(self, app: web.Application, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
-                 keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, keepalive_timeout=keepalive_timeout, **kwargs)
         self._header_timeout = header_timeout
 
@@ -244,7 +253,10 @@ class GatewayRunner(web.AppRunner):
         plain = await super()._make_server()
         # The application's server, with the same handler, request factory and settings.
         return _GatewayServer(
-            plain.request_handler, request_factory=plain.request_factory,
-            handler_cancellation=plain.handler_cancellation, loop=plain._loop,
-            header_timeout=self._header_timeout, **plain._kwargs,
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            header_timeout=self._header_timeout,
+            **plain._kwargs,
         )

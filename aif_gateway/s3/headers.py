@@ -15,8 +15,12 @@ from ..store.tags import validate_tags as check_tag_limits
 from .responses import http_date
 
 __all__ = [
-    "apply_response_overrides", "attrs_from_headers", "checksum_mode_enabled", "object_headers",
-    "parse_tagging_header", "validate_tags",
+    "apply_response_overrides",
+    "attrs_from_headers",
+    "checksum_mode_enabled",
+    "object_headers",
+    "parse_tagging_header",
+    "validate_tags",
 ]
 
 META_PREFIX = "x-amz-meta-"
@@ -89,14 +93,12 @@ def attrs_from_headers(headers: Mapping[str, str]) -> ObjectAttrs:
         lower = name.lower()
         if not lower.startswith(META_PREFIX):
             continue
-        meta_name = lower[len(META_PREFIX):]
+        meta_name = lower[len(META_PREFIX) :]
         # A repeated x-amz-meta header is joined, as HTTP folds repeated fields.
         user_meta[meta_name] = f"{user_meta[meta_name]},{value}" if meta_name in user_meta else value
     meta_bytes = sum(_utf8_size(name) + _utf8_size(value) for name, value in user_meta.items())
     if meta_bytes > MAX_USER_META_BYTES:
-        raise S3Error(
-            "MetadataTooLarge", extra={"Size": str(meta_bytes), "MaxSizeAllowed": str(MAX_USER_META_BYTES)}
-        )
+        raise S3Error("MetadataTooLarge", extra={"Size": str(meta_bytes), "MaxSizeAllowed": str(MAX_USER_META_BYTES)})
     tagging = headers.get("x-amz-tagging")
     return ObjectAttrs(
         content_type=headers.get("Content-Type"),

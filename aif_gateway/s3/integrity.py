@@ -26,8 +26,13 @@ from ..errors import S3Error
 from ..store.base import Digests
 
 __all__ = [
-    "CHECKSUM_PREFIX", "DeclaredChecksums", "check_digests", "checksum_header", "declared_checksums",
-    "has_integrity_header", "trailer_names",
+    "CHECKSUM_PREFIX",
+    "DeclaredChecksums",
+    "check_digests",
+    "checksum_header",
+    "declared_checksums",
+    "has_integrity_header",
+    "trailer_names",
 ]
 
 CHECKSUM_PREFIX = "x-amz-checksum-"
@@ -63,7 +68,7 @@ def _algorithm_of(name: str) -> str | None:
     """``x-amz-checksum-crc32`` -> ``CRC32``; None for anything else (``-mode``, ``-type``...)."""
     if not name.lower().startswith(CHECKSUM_PREFIX):
         return None
-    algorithm = name[len(CHECKSUM_PREFIX):].upper()
+    algorithm = name[len(CHECKSUM_PREFIX) :].upper()
     return algorithm if algorithm in ALGORITHMS else None
 
 
@@ -99,8 +104,7 @@ def declared_checksums(
     trailer: str | None = None
     if len(in_headers) > 1:
         raise S3Error(
-            "InvalidRequest",
-            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
         )
     if trailers:
         if not streaming:
@@ -156,8 +160,7 @@ def check_digests(declared: DeclaredChecksums, digests: Digests, trailers: Mappi
     expected = declared.checksum if declared.trailer is None else _trailer_checksum(declared, trailers)
     if expected is not None and algorithm is not None and digests[algorithm] != expected:
         raise S3Error(
-            "BadDigest",
-            f"The {checksum_header(algorithm)} you specified did not match the calculated checksum.",
+            "BadDigest", f"The {checksum_header(algorithm)} you specified did not match the calculated checksum."
         )
 
 

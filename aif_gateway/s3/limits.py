@@ -16,8 +16,12 @@ from ..store.base import MAX_PARTS
 from .numbers import decimal
 
 __all__ = [
-    "DEFAULT_BODY_STALL_TIMEOUT_S", "DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_KEEPALIVE_TIMEOUT_S", "Limits",
-    "check_upload_size", "part_number",
+    "DEFAULT_BODY_STALL_TIMEOUT_S",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_KEEPALIVE_TIMEOUT_S",
+    "Limits",
+    "check_upload_size",
+    "part_number",
 ]
 
 GiB = 1 << 30
@@ -46,9 +50,7 @@ def check_upload_size(declared: int | None, allowed: int) -> None:
     """``EntityTooLarge`` with ``ProposedSize`` and ``MaxSizeAllowed``, as AWS answers, when
     ``declared`` (None: unknown) exceeds ``allowed``."""
     if declared is not None and declared > allowed:
-        raise S3Error(
-            "EntityTooLarge", extra={"ProposedSize": str(declared), "MaxSizeAllowed": str(allowed)}
-        )
+        raise S3Error("EntityTooLarge", extra={"ProposedSize": str(declared), "MaxSizeAllowed": str(allowed)})
 
 
 def part_number(value: str | None, max_parts: int) -> int:

@@ -17,7 +17,12 @@ from ..errors import NotModified, S3Error
 from .xmlio import XmlChildren, to_xml
 
 __all__ = [
-    "error_response", "http_date", "iso8601", "new_request_id", "not_modified_response", "stamp_request_id",
+    "error_response",
+    "http_date",
+    "iso8601",
+    "new_request_id",
+    "not_modified_response",
+    "stamp_request_id",
     "xml_response",
 ]
 
@@ -100,6 +105,4 @@ def iso8601(mtime_ns: int) -> str:
 
 def not_modified_response(exc: NotModified) -> web.Response:
     """The 304 for ``errors.NotModified``, with the ETag and Last-Modified RFC 7232 asks for."""
-    return web.Response(
-        status=304, headers={"ETag": f'"{exc.etag}"', "Last-Modified": http_date(exc.last_modified_ns)}
-    )
+    return web.Response(status=304, headers={"ETag": f'"{exc.etag}"', "Last-Modified": http_date(exc.last_modified_ns)})

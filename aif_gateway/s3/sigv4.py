@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
 from ..awsv4 import ALGORITHM, credential_scope, derive_signing_key, uri_encode
@@ -30,9 +30,18 @@ from ..errors import S3Error
 from ..identity import Identity
 
 __all__ = [
-    "AuthContext", "EMPTY_SHA256", "SIGNED_PAYLOAD", "STREAMING_MODES", "STREAMING_SIGNED",
-    "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER", "UNSIGNED_PAYLOAD", "authenticate", "canonical_query",
-    "canonical_uri", "signatures_equal",
+    "AuthContext",
+    "EMPTY_SHA256",
+    "SIGNED_PAYLOAD",
+    "STREAMING_MODES",
+    "STREAMING_SIGNED",
+    "STREAMING_SIGNED_TRAILER",
+    "STREAMING_UNSIGNED_TRAILER",
+    "UNSIGNED_PAYLOAD",
+    "authenticate",
+    "canonical_query",
+    "canonical_uri",
+    "signatures_equal",
 ]
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -51,9 +60,7 @@ MAX_PRESIGN_EXPIRES_S = 7 * 24 * 3600
 
 _AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", re.ASCII)
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_UNSUPPORTED_MECHANISM = (
-    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
-)
+_UNSUPPORTED_MECHANISM = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 # x-amz-* headers a request may carry outside SignedHeaders. x-amz-content-sha256 is the
 # payload hash line of the canonical request, so the signature covers its value anyway; AWS
 # accepts it unsigned and some clients send it so (botocore's presigner never lists it).
@@ -102,6 +109,7 @@ def signatures_equal(expected: str, provided: str) -> bool:
 
 
 # -- canonical request ------------------------------------------------------------------------
+
 
 def _unquote(raw: str) -> bytes:
     # The bytes as sent: aiohttp decodes a byte that is not UTF-8 as a lone surrogate, which
@@ -161,20 +169,14 @@ def string_to_sign(
 ) -> tuple[str, str]:
     """(canonical request, string to sign); both go into SignatureDoesNotMatch for debugging."""
     canonical_request = "\n".join(
-        [
-            method,
-            uri,
-            query,
-            canonical_headers(headers, signed_headers.split(";")),
-            signed_headers,
-            payload_hash,
-        ]
+        [method, uri, query, canonical_headers(headers, signed_headers.split(";")), signed_headers, payload_hash]
     )
     digest = hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()
     return canonical_request, f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
 # -- parsing helpers --------------------------------------------------------------------------
+
 
 def _parse_credential(value: str) -> _Credential | None:
     parts = value.rsplit("/", 4)
@@ -196,7 +198,7 @@ def _parse_amz_date(value: str) -> float | None:
         return None
     try:
         year, month, day, hour, minute, second = map(int, match.groups())
-        when = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+        when = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
     return when.timestamp()
@@ -264,8 +266,7 @@ def _verify(
     X-Amz-Signature.
     """
     canonical_request, sts = string_to_sign(
-        method, canonical_uri(raw_path), query, headers, signed_headers, content_sha256, amz_date,
-        credential.scope,
+        method, canonical_uri(raw_path), query, headers, signed_headers, content_sha256, amz_date, credential.scope
     )
     key = derive_signing_key(identity.secret_key, credential.date, credential.region, credential.service)
     expected = hmac.new(key, sts.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -290,6 +291,7 @@ def _lookup(lookup: Callable[[str], Identity | None], access_key: str) -> Identi
 
 
 # -- entry point ------------------------------------------------------------------------------
+
 
 def authenticate(
     method: str,
@@ -346,8 +348,7 @@ def _authenticate_header(
     if not all(fields.get(k) for k in ("Credential", "SignedHeaders", "Signature")):
         raise S3Error(
             "AuthorizationHeaderMalformed",
-            "The authorization header is malformed; it must contain Credential, SignedHeaders "
-            "and Signature.",
+            "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.",
         )
     credential = _parse_credential(fields["Credential"])
     if credential is None:
@@ -383,8 +384,7 @@ def _authenticate_header(
     if credential.date != amz_date[:8]:
         raise S3Error(
             "AuthorizationHeaderMalformed",
-            "The authorization header is malformed; Invalid credential date. Date is not the "
-            "same as X-Amz-Date.",
+            "The authorization header is malformed; Invalid credential date. Date is not the same as X-Amz-Date.",
         )
     identity = _lookup(lookup, credential.access_key)
     if abs(now - request_time) > MAX_CLOCK_SKEW_S:
@@ -397,8 +397,18 @@ def _authenticate_header(
             },
         )
     signature = fields["Signature"]
-    key = _verify(identity, credential, signature, method, raw_path, canonical_query(pairs), headers,
-                  signed_headers, content_sha256, amz_date)
+    key = _verify(
+        identity,
+        credential,
+        signature,
+        method,
+        raw_path,
+        canonical_query(pairs),
+        headers,
+        signed_headers,
+        content_sha256,
+        amz_date,
+    )
     _refuse_unsigned_amz_headers(headers, signed_headers)
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)
 
@@ -433,12 +443,13 @@ def _authenticate_presigned(
     credential = _parse_credential(params["X-Amz-Credential"])
     if credential is None:
         raise _query_error(
-            "Error parsing the X-Amz-Credential parameter; expecting "
-            '"<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".'
+            'Error parsing the X-Amz-Credential parameter; expecting "<YOUR-AKID>/YYYYMMDD/REGION/s3/aws4_request".'
         )
     if credential.region != region:
-        raise _query_error(f"Error parsing the X-Amz-Credential parameter; {_wrong_region(credential, region)}",
-                           extra={"Region": region})
+        raise _query_error(
+            f"Error parsing the X-Amz-Credential parameter; {_wrong_region(credential, region)}",
+            extra={"Region": region},
+        )
     expires_text = params["X-Amz-Expires"]
     # ASCII digits only ("²" is a digit to isdigit, not to int), and no more than int() takes
     # (4,300 digits): both were a 500 (found by tests/unit/s3/test_sigv4_fuzz.py).
@@ -456,8 +467,7 @@ def _authenticate_presigned(
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     if credential.date != amz_date[:8]:
         raise _query_error(
-            "Error parsing the X-Amz-Credential parameter; Invalid credential date. Date is not "
-            "the same as X-Amz-Date."
+            "Error parsing the X-Amz-Credential parameter; Invalid credential date. Date is not the same as X-Amz-Date."
         )
     signed_headers = params["X-Amz-SignedHeaders"]
     if not _valid_signed_headers(signed_headers):
@@ -480,9 +490,18 @@ def _authenticate_presigned(
     content_sha256 = content_sha256.strip() if content_sha256 else UNSIGNED_PAYLOAD
     payload, digest = _payload_mode(content_sha256)
     signature = params["X-Amz-Signature"]
-    key = _verify(identity, credential, signature, method, raw_path,
-                  canonical_query(pairs, exclude=b"X-Amz-Signature"), headers, signed_headers,
-                  content_sha256, amz_date)
+    key = _verify(
+        identity,
+        credential,
+        signature,
+        method,
+        raw_path,
+        canonical_query(pairs, exclude=b"X-Amz-Signature"),
+        headers,
+        signed_headers,
+        content_sha256,
+        amz_date,
+    )
     _refuse_unsigned_amz_headers(headers, signed_headers)
     if payload == UNSIGNED_PAYLOAD:
         payload = PRESIGNED

@@ -57,9 +57,21 @@ from ..store.base import BodyOnSocket, ObjectReader, SendfileUnavailable
 from .limits import DEFAULT_BODY_STALL_TIMEOUT_S
 
 __all__ = [
-    "BYTES_AROUND_PARSER", "CLOSE_AFTER_RESPONSE", "READ_SIZE", "BodyDecoder", "Readable", "RECV_DIRECT_ENV", "RECV_DIRECT_MIN_BYTES",
-    "SENDFILE_ENV", "SENDFILE_MIN_BYTES", "content_chunks", "plain_socket_fd", "recv_direct_enabled",
-    "request_body", "send_zero_copy", "sendfile_enabled",
+    "BYTES_AROUND_PARSER",
+    "CLOSE_AFTER_RESPONSE",
+    "READ_SIZE",
+    "BodyDecoder",
+    "Readable",
+    "RECV_DIRECT_ENV",
+    "RECV_DIRECT_MIN_BYTES",
+    "SENDFILE_ENV",
+    "SENDFILE_MIN_BYTES",
+    "content_chunks",
+    "plain_socket_fd",
+    "recv_direct_enabled",
+    "request_body",
+    "send_zero_copy",
+    "sendfile_enabled",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,7 +201,9 @@ class BodyDecoder(Protocol):
 
 
 async def request_body(
-    http: web.BaseRequest, raw_length: int | None, decoder: BodyDecoder | None = None,
+    http: web.BaseRequest,
+    raw_length: int | None,
+    decoder: BodyDecoder | None = None,
     stall_timeout: float = DEFAULT_BODY_STALL_TIMEOUT_S,
 ) -> AsyncIterator[bytes | memoryview | BodyOnSocket]:
     """The body's data as chunks, perhaps ending in a ``BodyOnSocket``; ``raw_length`` is

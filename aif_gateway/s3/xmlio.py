@@ -21,7 +21,14 @@ from ..awsv4 import S3_NAMESPACE
 from ..errors import S3Error
 
 __all__ = [
-    "Fragment", "MAX_XML_SIZE", "XmlChildren", "child_text", "escape_text", "parse_items", "parse_xml", "render",
+    "Fragment",
+    "MAX_XML_SIZE",
+    "XmlChildren",
+    "child_text",
+    "escape_text",
+    "parse_items",
+    "parse_xml",
+    "render",
     "to_xml",
 ]
 

@@ -17,11 +17,18 @@ from ..lazy_exports import lazy_exports
 # Names load on first use (PEP 562), so ``aif-gateway serve`` and the CLI's parser do not
 # import aiobotocore.
 _HOMES = {
-    "StageError": "errors", "stage_status": "state.completion", "StageOptions": "options", "parse_size": "options",
-    "Report": "progress", "Entry": "sources", "alist_sources": "sources",
-    "fingerprint": "sources", "list_sources": "sources", "stage_in": "engine.transfer",
+    "StageError": "errors",
+    "stage_status": "state.completion",
+    "StageOptions": "options",
+    "parse_size": "options",
+    "Report": "progress",
+    "Entry": "sources",
+    "alist_sources": "sources",
+    "fingerprint": "sources",
+    "list_sources": "sources",
+    "stage_in": "engine.transfer",
     "stage_out": "out.upload",
 }
-__all__ = sorted(_HOMES)
+__all__ = sorted(_HOMES)  # noqa: PLE0605 (the names load on first use, from _HOMES)
 
 __getattr__, _ = lazy_exports(__name__, _HOMES)

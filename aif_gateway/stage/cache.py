@@ -56,7 +56,13 @@ from .sources import Entry, alist_sources, fingerprint, parse_source
 from .state.completion import stage_status
 
 __all__ = [
-    "DEFAULT_LEASE_MAX_AGE_S", "cache_entries", "default_holder", "entry_key", "evict", "release", "stage_in_cached",
+    "DEFAULT_LEASE_MAX_AGE_S",
+    "cache_entries",
+    "default_holder",
+    "entry_key",
+    "evict",
+    "release",
+    "stage_in_cached",
 ]
 
 log = logging.getLogger("aif_gateway.stage")
@@ -78,6 +84,7 @@ Stager = Callable[..., Awaitable[Any]]
 
 
 # ---- keys, holders ----------------------------------------------------------------------
+
 
 def default_holder(pid: int | None = None) -> str:
     """The ``pid-<pid>@<host>`` holder of this process (or of ``pid``): live while it exists."""
@@ -105,11 +112,14 @@ def entry_key(specs: Sequence[str], entries: Sequence[Entry], options: StageOpti
 
 def _check_holder(holder: str) -> None:
     if not _HOLDER_RE.match(holder):
-        raise StageError("usage", f"bad lease holder {holder!r}: use letters, digits and "
-                         ". _ @ : + = - (a Slurm job id, or pid-<pid>@<host>)")
+        raise StageError(
+            "usage",
+            f"bad lease holder {holder!r}: use letters, digits and . _ @ : + = - (a Slurm job id, or pid-<pid>@<host>)",
+        )
 
 
 # ---- locks ----------------------------------------------------------------------------------
+
 
 @contextmanager
 def _cache_lock(cache_dir: Path) -> Iterator[None]:
@@ -180,6 +190,7 @@ async def _acquire_entry_lock(path: Path) -> int:
 
 # ---- meta.json, sizes -----------------------------------------------------------------------
 
+
 def _read_meta(entry: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads((entry / "meta.json").read_text())
@@ -239,6 +250,7 @@ def _entry_dirs(cache_dir: Path) -> list[Path]:
 
 
 # ---- leases ---------------------------------------------------------------------------------
+
 
 def _pid_start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
@@ -340,6 +352,7 @@ def release(cache_dir: Path, holder: str) -> int:
 
 # ---- eviction -------------------------------------------------------------------------------
 
+
 def _remove_trash(cache_dir: Path) -> None:
     try:
         names = os.listdir(cache_dir)
@@ -350,8 +363,9 @@ def _remove_trash(cache_dir: Path) -> None:
             shutil.rmtree(cache_dir / name, ignore_errors=True)
 
 
-def _evict_locked(cache_dir: Path, need_bytes: int, cache_size: int, *, keep: str | None,
-                  max_age: float) -> tuple[list[str], int, int]:
+def _evict_locked(
+    cache_dir: Path, need_bytes: int, cache_size: int, *, keep: str | None, max_age: float
+) -> tuple[list[str], int, int]:
     """Under the cache lock: evict LRU entries without live leases until ``need_bytes`` fit.
 
     Returns (keys evicted, bytes used by the remaining entries other than ``keep``, bytes of
@@ -381,54 +395,55 @@ def _evict_locked(cache_dir: Path, need_bytes: int, cache_size: int, *, keep: st
         try:
             os.rename(cache_dir / key, cache_dir / f".evicted-{key}-{secrets.token_hex(4)}")
         except OSError as exc:
-            log.warning("cannot evict a cache entry", extra={"entry": str(cache_dir / key),
-                                                            "error": exc.strerror})
+            log.warning("cannot evict a cache entry", extra={"entry": str(cache_dir / key), "error": exc.strerror})
             continue
         evicted.append(key)
         used -= size
     return evicted, used, pinned
 
 
-def evict(cache_dir: Path, need_bytes: int, cache_size: int, *,
-          lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[str]:
+def evict(
+    cache_dir: Path, need_bytes: int, cache_size: int, *, lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S
+) -> list[str]:
     """Make room for ``need_bytes`` more under ``cache_size``, evicting least recently used,
     unleased entries as far as they allow; returns the keys evicted."""
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return []
     with _cache_lock(cache_dir):
-        evicted, _used, _pinned = _evict_locked(cache_dir, need_bytes, cache_size, keep=None,
-                                                max_age=lease_max_age)
+        evicted, _used, _pinned = _evict_locked(cache_dir, need_bytes, cache_size, keep=None, max_age=lease_max_age)
     _remove_trash(cache_dir)
     return evicted
 
 
-def _reserve(cache_dir: Path, key: str, need_bytes: int, cache_size: int | None,
-             meta: dict[str, Any], max_age: float) -> list[str]:
+def _reserve(
+    cache_dir: Path, key: str, need_bytes: int, cache_size: int | None, meta: dict[str, Any], max_age: float
+) -> list[str]:
     """Evict for a new entry and record its planned size, in one locked step, so that two
     stage-ins of different datasets each count the other's bytes."""
     entry = cache_dir / key
     with _cache_lock(cache_dir):
         evicted: list[str] = []
         if cache_size is not None:
-            evicted, used, pinned = _evict_locked(cache_dir, need_bytes, cache_size, keep=key,
-                                                  max_age=max_age)
+            evicted, used, pinned = _evict_locked(cache_dir, need_bytes, cache_size, keep=key, max_age=max_age)
             if used + need_bytes > cache_size:
                 raise StageError(
-                    "no_space", f"cache {cache_dir} has no room for {format_size(need_bytes)} ({need_bytes} bytes): "
+                    "no_space",
+                    f"cache {cache_dir} has no room for {format_size(need_bytes)} ({need_bytes} bytes): "
                     f"{format_size(used)} of its {format_size(cache_size)} cap are held by other entries, "
                     f"{format_size(pinned)} of them leased by jobs or being staged; wait for those jobs, "
                     "release stale leases (aif-gateway stage release) or raise --cache-size",
-                    str(cache_dir))
+                    str(cache_dir),
+                )
         previous = _read_meta(entry) or {}
-        meta = {**meta, "created": previous.get("created", time.time()), "last_used": time.time(),
-                "complete": False}
+        meta = {**meta, "created": previous.get("created", time.time()), "last_used": time.time(), "complete": False}
         _write_meta(entry, meta)
     _remove_trash(cache_dir)
     return evicted
 
 
 # ---- listing ---------------------------------------------------------------------------------
+
 
 def cache_entries(cache_dir: Path, *, lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> list[dict[str, Any]]:
     """Every entry, least recently used first (the order eviction takes them in), with its size,
@@ -439,28 +454,30 @@ def cache_entries(cache_dir: Path, *, lease_max_age: float = DEFAULT_LEASE_MAX_A
     for entry in _entry_dirs(cache_dir):
         meta = _read_meta(entry) or {}
         status = stage_status(entry / "data")
-        out.append({
-            "key": entry.name,
-            "path": str(entry / "data"),
-            "sources": meta.get("sources", []),
-            "size": _entry_size(entry, meta or None),
-            "files": meta.get("files"),
-            "created": meta.get("created"),
-            "last_used": _last_used(entry, meta or None),
-            "complete": status is not None and status.get("fingerprint") == meta.get("fingerprint"),
-            "leases": _leases(entry, now, lease_max_age),
-        })
+        out.append(
+            {
+                "key": entry.name,
+                "path": str(entry / "data"),
+                "sources": meta.get("sources", []),
+                "size": _entry_size(entry, meta or None),
+                "files": meta.get("files"),
+                "created": meta.get("created"),
+                "last_used": _last_used(entry, meta or None),
+                "complete": status is not None and status.get("fingerprint") == meta.get("fingerprint"),
+                "leases": _leases(entry, now, lease_max_age),
+            }
+        )
     out.sort(key=lambda e: (e["last_used"], e["key"]))
     return out
 
 
 # ---- stage-in ---------------------------------------------------------------------------------
 
+
 def _link_atomically(link: Path, target: Path) -> None:
     """Point ``link`` at ``target``, replacing an older link without a moment of absence."""
     if link.is_dir() and not link.is_symlink():
-        raise StageError("usage", f"{link} is a directory; --link-to needs a path that is free or "
-                         "a symlink", str(link))
+        raise StageError("usage", f"{link} is a directory; --link-to needs a path that is free or a symlink", str(link))
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.{secrets.token_hex(4)}")
     os.symlink(target, tmp)
@@ -476,17 +493,24 @@ def _is_complete(data: Path, fp: str) -> dict[str, Any] | None:
     return status if status is not None and status.get("fingerprint") == fp else None
 
 
-async def stage_in_cached(specs: Sequence[str], cache_dir: Path, options: StageOptions, *, holder: str,
-                          cache_size: int | None, link_to: Path | None,
-                          stager: Stager = stage_in,
-                          lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S) -> Report:
+async def stage_in_cached(
+    specs: Sequence[str],
+    cache_dir: Path,
+    options: StageOptions,
+    *,
+    holder: str,
+    cache_size: int | None,
+    link_to: Path | None,
+    stager: Stager = stage_in,
+    lease_max_age: float = DEFAULT_LEASE_MAX_AGE_S,
+) -> Report:
     """Stage ``specs`` into their cache entry (or reuse it) and pin it for ``holder``.
 
     ``report.cache`` is ``{"hit", "key", "path", "evicted"}`` and ``path`` is the entry's data
     dir.
     """
     _check_holder(holder)
-    cache_dir = Path(os.path.abspath(cache_dir))  # the paths it hands out outlive the cwd
+    cache_dir = Path(os.path.abspath(cache_dir))  # noqa: ASYNC240 (no I/O) the paths it hands out outlive the cwd
     specs = list(specs)
     started = time.monotonic()
     entries = await alist_sources(specs, options)
@@ -495,9 +519,12 @@ async def stage_in_cached(specs: Sequence[str], cache_dir: Path, options: StageO
     size = sum(e.size for e in entries)
     if cache_size is not None and size > cache_size:
         raise StageError(
-            "no_space", f"{' '.join(specs)} is {format_size(size)} ({size} bytes), more than the whole cache "
+            "no_space",
+            f"{' '.join(specs)} is {format_size(size)} ({size} bytes), more than the whole cache "
             f"{cache_dir} may hold ({format_size(cache_size)}, --cache-size); raise --cache-size or "
-            "stage without --cache", str(cache_dir))
+            "stage without --cache",
+            str(cache_dir),
+        )
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -506,8 +533,9 @@ async def stage_in_cached(specs: Sequence[str], cache_dir: Path, options: StageO
     data = entry / "data"
     new_lease = await asyncio.to_thread(_take_lease, cache_dir, key, holder)
     try:
-        report = await _fill_entry(specs, cache_dir, key, options, entries, fp, size, cache_size,
-                                   stager, lease_max_age, started)
+        report = await _fill_entry(
+            specs, cache_dir, key, options, entries, fp, size, cache_size, stager, lease_max_age, started
+        )
     except BaseException as exc:
         # A lease this call took would otherwise pin a failed entry until max age (a job id)
         # or until this process exits (a pid holder in a long-lived library user).
@@ -521,9 +549,19 @@ async def stage_in_cached(specs: Sequence[str], cache_dir: Path, options: StageO
     return report
 
 
-async def _fill_entry(specs: list[str], cache_dir: Path, key: str, options: StageOptions,
-                      entries: list[Entry], fp: str, size: int, cache_size: int | None,
-                      stager: Stager, lease_max_age: float, started: float) -> Report:
+async def _fill_entry(
+    specs: list[str],
+    cache_dir: Path,
+    key: str,
+    options: StageOptions,
+    entries: list[Entry],
+    fp: str,
+    size: int,
+    cache_size: int | None,
+    stager: Stager,
+    lease_max_age: float,
+    started: float,
+) -> Report:
     """Under the entry lock: the entry as it is when complete, else staged now."""
     entry = cache_dir / key
     data = entry / "data"
@@ -532,17 +570,27 @@ async def _fill_entry(specs: list[str], cache_dir: Path, key: str, options: Stag
         status = await asyncio.to_thread(_is_complete, data, fp)
         if status is not None:
             await asyncio.to_thread(_touch_last_used, cache_dir, entry)
-            report = Report("in", specs, str(data), ok=True, path=str(data),
-                            skipped_files=int(status.get("files", 0)),
-                            skipped_bytes=int(status.get("bytes", 0)))
+            report = Report(
+                "in",
+                specs,
+                str(data),
+                ok=True,
+                path=str(data),
+                skipped_files=int(status.get("files", 0)),
+                skipped_bytes=int(status.get("bytes", 0)),
+            )
             report.finish(started)
             report.cache = {"hit": True, "key": key, "path": str(data), "evicted": []}
             return report
-        meta = {"key": key, "sources": specs,
-                "canonical_sources": sorted(_canonical_source(s, options) for s in specs),
-                "fingerprint": fp, "size": size, "files": len(entries)}
-        evicted = await asyncio.to_thread(_reserve, cache_dir, key, size, cache_size, meta,
-                                          lease_max_age)
+        meta = {
+            "key": key,
+            "sources": specs,
+            "canonical_sources": sorted(_canonical_source(s, options) for s in specs),
+            "fingerprint": fp,
+            "size": size,
+            "files": len(entries),
+        }
+        evicted = await asyncio.to_thread(_reserve, cache_dir, key, size, cache_size, meta, lease_max_age)
         report = await stager(specs, data, options, entries=entries)
         await asyncio.to_thread(_touch_last_used, cache_dir, entry, complete=True)
         report.path = str(data)

@@ -61,8 +61,9 @@ class Progress:
     at most 5 times a second on a terminal, else one JSON log line every ``progress_interval_s``;
     ``close()`` ends the bar's line."""
 
-    def __init__(self, total_files: int, total_bytes: int, options: StageOptions, direction: str,
-                 stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total_files: int, total_bytes: int, options: StageOptions, direction: str, stream: TextIO | None = None
+    ) -> None:
         self.total_files = total_files
         self.total_bytes = total_bytes
         self.files = 0
@@ -88,18 +89,27 @@ class Progress:
         rate, eta = self._rate_eta()
         frac = self.bytes / self.total_bytes if self.total_bytes else 1.0
         filled = int(frac * _BAR_WIDTH)
-        return (f"{self.direction} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {frac * 100:5.1f}%  "
-                f"{format_size(self.bytes)} / {format_size(self.total_bytes)}  "
-                f"{self.files}/{self.total_files} files  {format_size(rate)}/s  "
-                f"ETA {_duration(eta) if eta is not None else '?'}")
+        return (
+            f"{self.direction} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {frac * 100:5.1f}%  "
+            f"{format_size(self.bytes)} / {format_size(self.total_bytes)}  "
+            f"{self.files}/{self.total_files} files  {format_size(rate)}/s  "
+            f"ETA {_duration(eta) if eta is not None else '?'}"
+        )
 
     def log_line(self) -> None:
         rate, eta = self._rate_eta()
-        log.info("stage progress", extra={
-            "direction": self.direction, "bytes": self.bytes, "total_bytes": self.total_bytes,
-            "files": self.files, "total_files": self.total_files, "gib_per_s": round(rate / GiB, 3),
-            "eta_s": round(eta, 1) if eta is not None else None,
-        })
+        log.info(
+            "stage progress",
+            extra={
+                "direction": self.direction,
+                "bytes": self.bytes,
+                "total_bytes": self.total_bytes,
+                "files": self.files,
+                "total_files": self.total_files,
+                "gib_per_s": round(rate / GiB, 3),
+                "eta_s": round(eta, 1) if eta is not None else None,
+            },
+        )
 
     async def run(self) -> None:
         if self._bar:

@@ -55,16 +55,28 @@ def s3_error(exc: BaseException, url: str, doing: str) -> StageError:
             what = "bucket does not exist" if code == "NoSuchBucket" else "object not found"
             return StageError("source_missing", f"{what}: {url} ({code}, while {doing})", url)
         if kind == "denied":
-            return StageError("permission", f"access denied to {url} (while {doing}): check the "
-                              "credentials' permissions on this bucket", url)
+            return StageError(
+                "permission",
+                f"access denied to {url} (while {doing}): check the credentials' permissions on this bucket",
+                url,
+            )
         if kind == "bad_keys":
-            return StageError("permission", f"the S3 endpoint refused the credentials for {url} ({code}): "
-                              "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / --profile", url)
+            return StageError(
+                "permission",
+                f"the S3 endpoint refused the credentials for {url} ({code}): "
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / --profile",
+                url,
+            )
         if kind == "changed":
-            return StageError("verify", f"{url} changed during the stage (its ETag no longer matches the "
-                              "listing): re-run to stage the new version", url)
+            return StageError(
+                "verify",
+                f"{url} changed during the stage (its ETag no longer matches the "
+                "listing): re-run to stage the new version",
+                url,
+            )
         return StageError("transfer", f"{url}: {code or http_status(exc)} {error_message(exc)} (while {doing})", url)
     if isinstance(exc, bexc.EndpointConnectionError):
-        return StageError("transfer", f"cannot reach the S3 endpoint for {url}: {exc} (check "
-                          "--endpoint-url / AWS_ENDPOINT_URL)", url)
+        return StageError(
+            "transfer", f"cannot reach the S3 endpoint for {url}: {exc} (check --endpoint-url / AWS_ENDPOINT_URL)", url
+        )
     return StageError("transfer", f"{url}: {type(exc).__name__}: {exc} (while {doing})", url)

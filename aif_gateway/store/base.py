@@ -21,13 +21,33 @@ from typing import Any, Protocol
 
 from ..errors import S3Error
 from ..fsio.creds import PosixIds
+
 # What ObjectReader.send_to raises when it sent nothing (named here for the protocol layer).
 from ..fsio.zerocopy import SendfileUnavailable as SendfileUnavailable
 
 __all__ = [
-    "BodyOnSocket", "BucketInfo", "ByteStream", "CALLER", "CHECKSUM_ALGORITHMS", "CompletedPart", "Digests",
-    "ExpectedObject", "ListPage", "MAX_PARTS", "MAX_TAGS", "ObjectAttrs", "ObjectInfo", "ObjectReader", "PartInfo",
-    "PartsPage", "STORED_HEADERS", "SendfileUnavailable", "Store", "UploadInfo", "UploadsPage", "WriteOptions",
+    "BodyOnSocket",
+    "BucketInfo",
+    "ByteStream",
+    "CALLER",
+    "CHECKSUM_ALGORITHMS",
+    "CompletedPart",
+    "Digests",
+    "ExpectedObject",
+    "ListPage",
+    "MAX_PARTS",
+    "MAX_TAGS",
+    "ObjectAttrs",
+    "ObjectInfo",
+    "ObjectReader",
+    "PartInfo",
+    "PartsPage",
+    "STORED_HEADERS",
+    "SendfileUnavailable",
+    "Store",
+    "UploadInfo",
+    "UploadsPage",
+    "WriteOptions",
 ]
 
 # Whose rights a request's storage work runs with: the protocol layer sets it once the request
@@ -122,9 +142,9 @@ class WriteOptions:
     Content-MD5, x-amz-content-sha256, x-amz-checksum-* headers or aws-chunked trailers.
 
     ``hash_algorithms`` are the object's checksums: computed, verified and stored (the write's
-    ObjectInfo or PartInfo carries them, and GET with checksum mode returns them). ``verify_algorithms`` are computed for ``verify`` only and
-    never stored: the SHA-256 of a signed payload checks the transfer, it is not a checksum the
-    client asked the object to carry.
+    ObjectInfo or PartInfo carries them, and GET with checksum mode returns them).
+    ``verify_algorithms`` are computed for ``verify`` only and never stored: the SHA-256 of a
+    signed payload checks the transfer, it is not a checksum the client asked the object to carry.
     """
 
     hash_algorithms: frozenset[str] = frozenset()  # beyond MD5, which is always computed
@@ -296,13 +316,7 @@ class Store(ABC):
 
     @abstractmethod
     async def list_objects(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        delimiter: str = "",
-        start_after: str = "",
-        max_keys: int = 1000,
+        self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "", max_keys: int = 1000
     ) -> ListPage:
         """Keys > start_after in binary UTF-8 order, grouped by delimiter."""
 
@@ -321,8 +335,7 @@ class Store(ABC):
 
     @abstractmethod
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream,
-        options: WriteOptions,
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions
     ) -> PartInfo: ...
 
     @abstractmethod
@@ -341,8 +354,13 @@ class Store(ABC):
 
     @abstractmethod
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart],
-        options: WriteOptions, expected: ExpectedObject = ExpectedObject(),
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        options: WriteOptions,
+        expected: ExpectedObject = ExpectedObject(),
     ) -> ObjectInfo:
         """Only ``options``' write conditions apply (the request body is the part list, not
         object bytes); ``expected`` is checked before anything is published."""
@@ -352,8 +370,7 @@ class Store(ABC):
 
     @abstractmethod
     async def list_parts(
-        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0,
-        max_parts: int = 1000,
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = 1000
     ) -> PartsPage: ...
 
     @abstractmethod

@@ -67,11 +67,16 @@ def _replace_metadata(
         check_conditions(bucket, meta, key, path, options)
         current = object_info(bucket, meta, key, path)
         record = ObjectRecord(
-            etag=current.etag, size=current.size, mtime_ns=current.mtime_ns,
+            etag=current.etag,
+            size=current.size,
+            mtime_ns=current.mtime_ns,
             content_type=attrs.content_type or "application/octet-stream",
-            headers=dict(attrs.headers), user_meta=dict(attrs.user_meta),
-            checksums=current.checksums, checksum_type=current.checksum_type,
-            part_sizes=current.part_sizes, dir_marker=current.is_dir_marker,
+            headers=dict(attrs.headers),
+            user_meta=dict(attrs.user_meta),
+            checksums=current.checksums,
+            checksum_type=current.checksum_type,
+            part_sizes=current.part_sizes,
+            dir_marker=current.is_dir_marker,
         )
         meta.write(path, mkey, record)
         if attrs.tags is not None:
@@ -80,8 +85,15 @@ def _replace_metadata(
 
 
 def _publish_copy(
-    reader: FileReader, bucket: BucketPaths, meta: MetaStore, key: str, attrs: ObjectAttrs | None,
-    tags: dict[str, str], options: WriteOptions, *, fsync: bool,
+    reader: FileReader,
+    bucket: BucketPaths,
+    meta: MetaStore,
+    key: str,
+    attrs: ObjectAttrs | None,
+    tags: dict[str, str],
+    options: WriteOptions,
+    *,
+    fsync: bool,
 ) -> ObjectInfo:
     source = reader.info
     # The bytes are the source's, so its ETag and checksums stay true without reading them,
@@ -97,10 +109,14 @@ def _publish_copy(
             record = record_for(temp, described, stored)
         else:
             record = ObjectRecord(
-                etag=source.etag, size=temp.size, mtime_ns=temp.mtime_ns,
+                etag=source.etag,
+                size=temp.size,
+                mtime_ns=temp.mtime_ns,
                 content_type=described.content_type or "application/octet-stream",
-                headers=dict(described.headers), user_meta=dict(described.user_meta),
-                checksums=dict(source.checksums), checksum_type=source.checksum_type,
+                headers=dict(described.headers),
+                user_meta=dict(described.user_meta),
+                checksums=dict(source.checksums),
+                checksum_type=source.checksum_type,
                 part_sizes=source.part_sizes,
             )
         if is_dir_key(key):

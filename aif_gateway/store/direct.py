@@ -51,9 +51,9 @@ from ..fsio.engine import Hasher, write_hashed
 from ..fsio.fullio import pwrite_all
 from ..fsio.newfile import create_new_file, space_reservation
 from .base import WriteOptions
-from .meta import BUCKET_XATTR, MetaStore, ObjectRecord, bucket_record_file, meta_store_for
-from .locks import key_lock
 from .internal import bucket_state_dir, prepare_state
+from .locks import key_lock
+from .meta import BUCKET_XATTR, MetaStore, ObjectRecord, bucket_record_file, meta_store_for
 from .paths import INTERNAL_DIR, BucketPaths, validate_bucket_name
 from .publish import TEMP_PREFIX, discard, publish_file, remove_empty_parents
 
@@ -76,8 +76,9 @@ class DirectBucket:
     meta: MetaStore
 
     @classmethod
-    def open(cls, root: Path, bucket: str, bucket_map: dict[str, Path] | None = None,
-             meta_backend: str | None = None) -> DirectBucket:
+    def open(
+        cls, root: Path, bucket: str, bucket_map: dict[str, Path] | None = None, meta_backend: str | None = None
+    ) -> DirectBucket:
         """``meta_backend``: as the gateway's (``AIF_META_BACKEND`` when it forces one; probed
         otherwise, as the gateway probes)."""
         if bucket_map and bucket in bucket_map:
@@ -92,8 +93,9 @@ class DirectBucket:
         return cls(paths, meta_store_for(paths, meta_backend))
 
     @classmethod
-    def enclosing(cls, path: str | os.PathLike[str], meta_backend: str | None = None
-                  ) -> tuple[DirectBucket, str] | None:
+    def enclosing(
+        cls, path: str | os.PathLike[str], meta_backend: str | None = None
+    ) -> tuple[DirectBucket, str] | None:
         """The bucket directory above ``path`` (itself included), opened, and the key prefix of
         ``path`` in it; None when no directory above it is a bucket."""
         real = Path(os.path.realpath(path))
@@ -115,8 +117,9 @@ class DirectBucket:
     def path(self, key: str) -> Path:
         return self.paths.resolve(key)
 
-    def writer(self, key: str, expected_size: int | None = None, *, md5: bool = False,
-               checksum: bool = False) -> DirectWriter:
+    def writer(
+        self, key: str, expected_size: int | None = None, *, md5: bool = False, checksum: bool = False
+    ) -> DirectWriter:
         self.paths.resolve(key)  # refuse a bad key before any byte is written
         self._state_ready()
         temp = self.paths.tmp / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
@@ -174,7 +177,9 @@ class DirectBucket:
 def _is_bucket_dir(directory: Path) -> bool:
     # A bucket the gateway made carries its record (an xattr, or a file in the root's internal
     # directory); one it has written to has a state directory (``internal``).
-    if (directory / INTERNAL_DIR / "tmp").is_dir() or bucket_state_dir(directory.parent, directory.name, directory).is_dir():
+    if (directory / INTERNAL_DIR / "tmp").is_dir() or bucket_state_dir(
+        directory.parent, directory.name, directory
+    ).is_dir():
         return True
     if directory.parent == directory or not directory.is_dir():
         return False
@@ -212,8 +217,14 @@ class DirectWriter:
             return
         pwrite_all(self.fd, view, offset)  # nothing to hash: plain pwrite, the GIL released
 
-    def commit(self, part_sizes: list[int], content_type: str = "application/octet-stream",
-               *, fsync: bool = False, content_digest: bytes | None = None) -> ObjectRecord:
+    def commit(
+        self,
+        part_sizes: list[int],
+        content_type: str = "application/octet-stream",
+        *,
+        fsync: bool = False,
+        content_digest: bytes | None = None,
+    ) -> ObjectRecord:
         """Publish the file as the object ``key`` (replacing what was there). ``content_digest``:
         a digest of the content the caller computed anyway (the ETag is made from it when no MD5
         is computed here; else the ETag is unique to this write)."""
@@ -241,13 +252,18 @@ class DirectWriter:
             # body against it. From the caller's digest, else unique to this write.
             etag = f"{(content_digest or secrets.token_bytes(16)).hex()[:32]}-{max(1, len(part_sizes))}"
         record = ObjectRecord(
-            etag=etag, size=size, mtime_ns=st.st_mtime_ns, content_type=content_type,
-            checksums=checksums, checksum_type="FULL_OBJECT" if checksums else None,
+            etag=etag,
+            size=size,
+            mtime_ns=st.st_mtime_ns,
+            content_type=content_type,
+            checksums=checksums,
+            checksum_type="FULL_OBJECT" if checksums else None,
             part_sizes=tuple(part_sizes) if self.md5 and len(part_sizes) > 1 else None,
         )
         try:
-            publish_file(self.bucket.paths, self.bucket.meta, self.temp, self.key, record, None, WriteOptions(),
-                         fsync=fsync)
+            publish_file(
+                self.bucket.paths, self.bucket.meta, self.temp, self.key, record, None, WriteOptions(), fsync=fsync
+            )
         except BaseException:
             discard(self.temp)
             raise

@@ -26,19 +26,42 @@ from ..errors import S3Error
 from ..fsio.creds import as_gateway
 from . import copy, listing
 from .base import (
-    CALLER, BucketInfo, ByteStream, CompletedPart, ExpectedObject, ListPage, ObjectAttrs, ObjectInfo, PartInfo,
-    PartsPage, Store, UploadsPage, WriteOptions,
+    CALLER,
+    BucketInfo,
+    ByteStream,
+    CompletedPart,
+    ExpectedObject,
+    ListPage,
+    ObjectAttrs,
+    ObjectInfo,
+    PartInfo,
+    PartsPage,
+    Store,
+    UploadsPage,
+    WriteOptions,
 )
 from .internal import STATE_LAYOUT, bucket_state_dir, check_dir, prepare_state
 from .locks import key_lock
 from .meta import (
-    SIDECAR, MetaStore, bucket_record_file, info_for, meta_store_for, read_bucket_record, write_bucket_record,
+    SIDECAR,
+    MetaStore,
+    bucket_record_file,
+    info_for,
+    meta_store_for,
+    read_bucket_record,
+    write_bucket_record,
 )
 from .multipart import MultipartUploads
 from .oserrors import in_thread, s3_errors
 from .paths import INTERNAL_DIR, BucketPaths, is_dir_key, open_parent_checked, validate_bucket_name
 from .publish import (
-    check_body, cleanup_stale_temp, discard, publish_dir_marker, publish_file, receive_body, record_for,
+    check_body,
+    cleanup_stale_temp,
+    discard,
+    publish_dir_marker,
+    publish_file,
+    receive_body,
+    record_for,
     remove_empty_parents,
 )
 from .reader import FileReader, meta_key, object_info, open_object
@@ -59,7 +82,11 @@ class FsStore(Store):
     """``base.Store`` over the directory tree at ``root``; ``bucket_map`` names the mapped buckets."""
 
     def __init__(
-        self, root: Path, bucket_map: dict[str, Path] | None = None, *, fsync: bool = False,
+        self,
+        root: Path,
+        bucket_map: dict[str, Path] | None = None,
+        *,
+        fsync: bool = False,
         meta_backend: str | None = None,
     ) -> None:
         """``meta_backend`` forces ``"xattr"`` or ``"sidecar"``; by default each bucket is probed."""
@@ -221,8 +248,9 @@ class FsStore(Store):
 
         b, meta = await in_thread(prepare)
         with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
-            temp = await receive_body(b, body, sorted(options.computed_algorithms), fsync=self.fsync,
-                                      expected_size=options.expected_size)
+            temp = await receive_body(
+                b, body, sorted(options.computed_algorithms), fsync=self.fsync, expected_size=options.expected_size
+            )
         try:
             check_body(temp, options)
             record = record_for(temp, attrs, sorted(options.hash_algorithms))
@@ -232,9 +260,7 @@ class FsStore(Store):
                 record = replace(record, dir_marker=True)
                 await in_thread(publish_dir_marker, b, meta, key, record, attrs.tags, options)
             else:
-                await in_thread(
-                    publish_file, b, meta, temp.path, key, record, attrs.tags, options, fsync=self.fsync
-                )
+                await in_thread(publish_file, b, meta, temp.path, key, record, attrs.tags, options, fsync=self.fsync)
         finally:
             await in_thread(discard, temp.path)
         return record.info(key, len(attrs.tags or {}))
@@ -277,8 +303,14 @@ class FsStore(Store):
         await in_thread(self._delete_object, bucket, key)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, attrs: ObjectAttrs | None,
-        options: WriteOptions, check_source: Callable[[ObjectInfo], None] | None = None,
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        attrs: ObjectAttrs | None,
+        options: WriteOptions,
+        check_source: Callable[[ObjectInfo], None] | None = None,
     ) -> ObjectInfo:
         if attrs is not None and attrs.tags:
             validate_tags(attrs.tags)
@@ -287,7 +319,15 @@ class FsStore(Store):
             src_b = self._bucket(src_bucket)
             dst_b, dst_meta = self._writable(dst_bucket)
             return copy.copy_object(
-                src_b, self._meta(src_b), src_key, dst_b, dst_meta, dst_key, attrs, options, check_source,
+                src_b,
+                self._meta(src_b),
+                src_key,
+                dst_b,
+                dst_meta,
+                dst_key,
+                attrs,
+                options,
+                check_source,
                 fsync=self.fsync,
             )
 
@@ -329,7 +369,12 @@ class FsStore(Store):
             return info_for(key, st, meta.read(path, mkey))
 
         return listing.list_objects(
-            b.dir, prefix=prefix, delimiter=delimiter, start_after=start_after, max_keys=max_keys, info_for=info,
+            b.dir,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            max_keys=max_keys,
+            info_for=info,
             describe_files=meta.describe_listed,
         )
 
@@ -347,8 +392,13 @@ class FsStore(Store):
         return await in_thread(uploads)
 
     async def create_multipart(
-        self, bucket: str, key: str, attrs: ObjectAttrs, checksum_algorithm: str | None = None,
-        checksum_type: str | None = None, owner: str | None = None,
+        self,
+        bucket: str,
+        key: str,
+        attrs: ObjectAttrs,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+        owner: str | None = None,
     ) -> str:
         if attrs.tags:
             validate_tags(attrs.tags)
@@ -372,14 +422,21 @@ class FsStore(Store):
                 CALLER.reset(token)
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions,
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions
     ) -> PartInfo:
         async with self._upload(bucket, upload_id) as uploads:
             return await uploads.upload_part(key, upload_id, part_number, body, options)
 
     async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, part_number: int, src_bucket: str, src_key: str,
-        src_range: tuple[int, int] | None, check_source: Callable[[ObjectInfo], None] | None = None,
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        src_range: tuple[int, int] | None,
+        check_source: Callable[[ObjectInfo], None] | None = None,
     ) -> PartInfo:
         async with self._upload(bucket, upload_id) as uploads:
             source = await self.open_object(src_bucket, src_key)
@@ -389,7 +446,12 @@ class FsStore(Store):
                 await source.close()
 
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], options: WriteOptions,
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        options: WriteOptions,
         expected: ExpectedObject = ExpectedObject(),
     ) -> ObjectInfo:
         async with self._upload(bucket, upload_id) as uploads:
@@ -400,17 +462,26 @@ class FsStore(Store):
             await uploads.abort(key, upload_id)
 
     async def list_parts(
-        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = 1000,
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int = 0, max_parts: int = 1000
     ) -> PartsPage:
         async with self._upload(bucket, upload_id) as uploads:
             return await uploads.list_parts(key, upload_id, part_number_marker, max_parts)
 
     async def list_uploads(
-        self, bucket: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
-        upload_id_marker: str = "", max_uploads: int = 1000,
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
     ) -> UploadsPage:
         uploads = await self._uploads(bucket)
         return await uploads.list_uploads(
-            prefix=prefix, delimiter=delimiter, key_marker=key_marker, upload_id_marker=upload_id_marker,
+            prefix=prefix,
+            delimiter=delimiter,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
             max_uploads=max_uploads,
         )

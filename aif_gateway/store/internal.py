@@ -56,9 +56,14 @@ class StateTampered(S3Error):
     """A directory the gateway keeps its state in is not what the gateway made."""
 
     def __init__(self, path: Path, why: str) -> None:
-        log.error("internal state directory refused", extra={
-            "path": str(path), "problem": why,
-            "remedy": "move it aside (it may hold another user's files); the gateway recreates it"})
+        log.error(
+            "internal state directory refused",
+            extra={
+                "path": str(path),
+                "problem": why,
+                "remedy": "move it aside (it may hold another user's files); the gateway recreates it",
+            },
+        )
         super().__init__("InternalError", "The bucket's internal state is damaged; the gateway's log says where.")
 
 
@@ -102,8 +107,11 @@ def prepare_root(root: Path) -> None:
     check_dir(internal, ROOT_STATE_MODE)
     st = os.stat(root)
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        log.warning("the root directory is writable by other users, who could rename the gateway's "
-                    "internal state; make it the gateway's alone (chmod go-w)", extra={"root": str(root)})
+        log.warning(
+            "the root directory is writable by other users, who could rename the gateway's "
+            "internal state; make it the gateway's alone (chmod go-w)",
+            extra={"root": str(root)},
+        )
 
 
 def prepare_state(state: Path) -> None:

@@ -200,7 +200,7 @@ class _KeyWalker:
         return self._frame(path, base)
 
     def _frame(self, path: str, base: str) -> _Frame:
-        after = self._after[len(base):] if self._after.startswith(base) else ""
+        after = self._after[len(base) :] if self._after.startswith(base) else ""
         return _Frame(path, base, _read_kinds(path, top=not base, after=after))
 
     def __iter__(self) -> Iterator[_Candidate]:
@@ -225,8 +225,10 @@ class _KeyWalker:
             if kind != _DIR:
                 key = frame.base + sort_name
                 # _wants_key, inlined: this line runs once per entry of every directory read.
-                if key > self._after and key.startswith(self._prefix) and not (
-                    self._skip_prefix and key.startswith(self._skip_prefix)
+                if (
+                    key > self._after
+                    and key.startswith(self._prefix)
+                    and not (self._skip_prefix and key.startswith(self._skip_prefix))
                 ):
                     if kind == _FILE and self.room:
                         yield frame.base, _RUN, frame.path, self._run(frame, sort_name, self.room)
@@ -255,10 +257,10 @@ class _KeyWalker:
         run = [first]
         names, kinds, at = frame.sort_names, frame.kinds, frame.next
         stop = min(len(names), at + room - 1)
-        rest = self._prefix[len(frame.base):]  # what the names must start with; often ""
+        rest = self._prefix[len(frame.base) :]  # what the names must start with; often ""
         while at < stop and kinds[names[at]] == _FILE and names[at].startswith(rest):
             at += 1
-        run.extend(names[frame.next:at])
+        run.extend(names[frame.next : at])
         frame.next = at
         return run
 
@@ -422,12 +424,7 @@ def list_objects(
 
 
 def page_uploads(
-    uploads: list[UploadInfo],
-    prefix: str,
-    delimiter: str,
-    key_marker: str,
-    upload_id_marker: str,
-    max_uploads: int,
+    uploads: list[UploadInfo], prefix: str, delimiter: str, key_marker: str, upload_id_marker: str, max_uploads: int
 ) -> UploadsPage:
     """ListMultipartUploads paging: by key (binary order), then upload id (= initiation order).
 

@@ -35,16 +35,31 @@ from typing import Any
 import xxhash
 
 from ..errors import S3Error
-from ..fsio.engine import stat_entries
 from ..fsio.creds import as_gateway
+from ..fsio.engine import stat_entries
 from .base import ObjectInfo
 from .paths import INTERNAL_DIR, MAX_SEGMENT_BYTES, BucketPaths
 from .record_checks import MAX_RECORD_BYTES, valid_blob_name, valid_object_record, valid_tags
 
 __all__ = [
-    "BACKEND_ENV", "BUCKET_XATTR", "EMPTY_MD5", "META_XATTR", "MetaStore", "ObjectRecord", "SIDECAR", "XATTR",
-    "bucket_record_file", "decode_tags", "foreign_etag", "guess_content_type", "info_for", "listed_info",
-    "listed_object", "meta_store_for", "read_bucket_record", "write_bucket_record",
+    "BACKEND_ENV",
+    "BUCKET_XATTR",
+    "EMPTY_MD5",
+    "META_XATTR",
+    "MetaStore",
+    "ObjectRecord",
+    "SIDECAR",
+    "XATTR",
+    "bucket_record_file",
+    "decode_tags",
+    "foreign_etag",
+    "guess_content_type",
+    "info_for",
+    "listed_info",
+    "listed_object",
+    "meta_store_for",
+    "read_bucket_record",
+    "write_bucket_record",
 ]
 
 META_XATTR = "user.aifgw.meta"
@@ -200,8 +215,13 @@ _INFO_DEFAULTS = {f.name: f.default for f in fields(ObjectInfo) if f.default is 
 
 
 def listed_object(
-    key: str, size: int, mtime_ns: int, etag: str,
-    checksums: dict[str, str] | None = None, checksum_type: str | None = None, is_dir_marker: bool = False,
+    key: str,
+    size: int,
+    mtime_ns: int,
+    etag: str,
+    checksums: dict[str, str] | None = None,
+    checksum_type: str | None = None,
+    is_dir_marker: bool = False,
 ) -> ObjectInfo:
     """``ObjectInfo(key=..., ...)`` with these fields and every other at its default, in about
     a third of the time.
@@ -213,8 +233,16 @@ def listed_object(
     """
     info = _new_object(ObjectInfo)
     info.__dict__.update(
-        _INFO_DEFAULTS, headers={}, user_meta={}, key=key, size=size, mtime_ns=mtime_ns, etag=etag,
-        checksums=checksums or {}, checksum_type=checksum_type, is_dir_marker=is_dir_marker,
+        _INFO_DEFAULTS,
+        headers={},
+        user_meta={},
+        key=key,
+        size=size,
+        mtime_ns=mtime_ns,
+        etag=etag,
+        checksums=checksums or {},
+        checksum_type=checksum_type,
+        is_dir_marker=is_dir_marker,
     )
     return info
 
@@ -230,8 +258,13 @@ def listed_info(key: str, size: int, mtime_ns: int, data: bytes | None) -> Objec
     raw = _checked_record(data) if data else None
     if raw is not None and (raw.get("dir_marker") or (raw["size"] == size and raw["mtime_ns"] == mtime_ns)):
         return listed_object(
-            key, raw["size"], raw["mtime_ns"], raw["etag"],
-            raw.get("checksums"), raw.get("checksum_type"), raw.get("dir_marker", False),
+            key,
+            raw["size"],
+            raw["mtime_ns"],
+            raw["etag"],
+            raw.get("checksums"),
+            raw.get("checksum_type"),
+            raw.get("dir_marker", False),
         )
     return listed_object(key, size, mtime_ns, _foreign_etag(key, size, mtime_ns))
 
@@ -335,7 +368,9 @@ class MetaStore:
             elif data is None:  # a foreign file: listed_info's last line, without the call
                 append(listed_object(key, size, mtime_ns, _foreign_etag(key, size, mtime_ns)))
             else:
-                append(listed_info(key, size, mtime_ns, self._read_blob(data) if data.startswith(_BLOB_POINTER) else data))
+                append(
+                    listed_info(key, size, mtime_ns, self._read_blob(data) if data.startswith(_BLOB_POINTER) else data)
+                )
         return infos
 
     def write(self, target: Target, key: str, record: ObjectRecord) -> None:
@@ -380,7 +415,7 @@ class MetaStore:
         return data
 
     def _read_blob(self, pointer: bytes) -> bytes | None:
-        name = pointer[len(_BLOB_POINTER):].decode("ascii", "replace")
+        name = pointer[len(_BLOB_POINTER) :].decode("ascii", "replace")
         if not valid_blob_name(name):
             return None  # not a pointer the gateway wrote (a forged "../../etc/shadow")
         return self._read_sidecar(self.bucket.state / "blobs" / name)
@@ -507,8 +542,10 @@ def read_bucket_record(root: Path, name: str, path: Path) -> tuple[str | None, i
     if type(record) is not dict:
         record = {}
     owner, created_ns = record.get("owner"), record.get("created_ns")
-    return (owner if type(owner) is str else None,
-            created_ns if type(created_ns) is int and created_ns > 0 else os.stat(path).st_mtime_ns)
+    return (
+        owner if type(owner) is str else None,
+        created_ns if type(created_ns) is int and created_ns > 0 else os.stat(path).st_mtime_ns,
+    )
 
 
 def write_bucket_record(root: Path, name: str, path: Path, owner: str, *, sidecar: bool) -> None:

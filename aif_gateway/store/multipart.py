@@ -143,24 +143,28 @@ class MultipartUploads:
         try:
             with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
                 temp = await receive_body(
-                    self.bucket, body, hashed, fsync=self.fsync, expected_size=options.expected_size,
+                    self.bucket,
+                    body,
+                    hashed,
+                    fsync=self.fsync,
+                    expected_size=options.expected_size,
                     writer=slot.writer(hashed),
                 )
             check_body(temp, options)
-            return await in_thread(
-                self.state.store_part, key, upload_id, part_number, temp, kept, offset=slot.offset
-            )
+            return await in_thread(self.state.store_part, key, upload_id, part_number, temp, kept, offset=slot.offset)
         finally:
             await in_thread(slot.release)
 
     async def _upload_part_file(
-        self, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions,
-        kept: frozenset[str],
+        self, key: str, upload_id: str, part_number: int, body: ByteStream, options: WriteOptions, kept: frozenset[str]
     ) -> PartInfo:
         """The part into a file of its own."""
         with s3_errors():  # the disk's errors (ENOSPC...); a client's own pass through
             temp = await receive_body(
-                self.bucket, body, kept | options.verify_algorithms, fsync=self.fsync,
+                self.bucket,
+                body,
+                kept | options.verify_algorithms,
+                fsync=self.fsync,
                 expected_size=options.expected_size,
             )
         try:
@@ -303,8 +307,7 @@ class MultipartUploads:
                 raise
             tag_count = len(attrs.tags or {})
             self.state.write_done(
-                upload_id,
-                {"key": key, "parts": requested, "record": record.encode().decode(), "tag_count": tag_count},
+                upload_id, {"key": key, "parts": requested, "record": record.encode().decode(), "tag_count": tag_count}
             )
             self.state.remove(upload_id)
         return record.info(key, tag_count)
@@ -386,13 +389,11 @@ def _check_expected(expected: ExpectedObject, checksums: dict[str, str], checksu
     """``expected`` against the object Complete builds (or built: a retry is checked too)."""
     if expected.size is not None and expected.size != size:
         raise S3Error(
-            "InvalidRequest",
-            f"The expected object size {expected.size} does not match the size of the parts, {size}.",
+            "InvalidRequest", f"The expected object size {expected.size} does not match the size of the parts, {size}."
         )
     if expected.checksum_type is not None and expected.checksum_type != checksum_type:
         raise S3Error(
-            "BadDigest",
-            f"The upload's checksum type is {checksum_type or 'none'}, not {expected.checksum_type}.",
+            "BadDigest", f"The upload's checksum type is {checksum_type or 'none'}, not {expected.checksum_type}."
         )
     algorithm = expected.checksum_algorithm
     if algorithm is None or expected.checksum is None:

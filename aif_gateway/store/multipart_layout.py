@@ -35,15 +35,21 @@ from typing import Any
 
 from ..errors import S3Error
 from ..fsio import gpfs
+from ..fsio.dirdefaults import TEMP_FILE_MODE
 from ..fsio.reserve import Reservation
 from . import multipart_slots
 from .multipart_state import DATA_FILE, PartRecord, UploadState, no_upload
-from ..fsio.dirdefaults import TEMP_FILE_MODE
 from .paths import BucketPaths
 from .publish import WRITE_BATCH, HashingWriter, TempObject, copy_range, discard
 
 __all__ = [
-    "MIN_PART_SIZE", "assemble", "clone_range", "copy_into", "in_place_plan", "move_into_place", "place_part",
+    "MIN_PART_SIZE",
+    "assemble",
+    "clone_range",
+    "copy_into",
+    "in_place_plan",
+    "move_into_place",
+    "place_part",
     "truncate_in_place",
 ]
 
@@ -88,8 +94,14 @@ class PartSlot:
         # Discarding keeps the file: the range keeps what was written, and no record names it
         # (``forget_data_part``).
         reservation = Reservation(fd, self.offset, self.size, gpfs.reserve_keeping_size, "part preallocation")
-        return HashingWriter(self.state.data_file(self.upload_id), fd, algorithms,
-                             offset=self.offset, unlink_on_discard=False, reservation=reservation)
+        return HashingWriter(
+            self.state.data_file(self.upload_id),
+            fd,
+            algorithms,
+            offset=self.offset,
+            unlink_on_discard=False,
+            reservation=reservation,
+        )
 
     def release(self) -> None:
         """Let other writers and Complete have the range again."""

@@ -50,9 +50,9 @@ import json
 import os
 import pwd
 import re
-import stat
 import secrets
 import shutil
+import stat
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -61,13 +61,13 @@ from typing import Any
 from ..checksums import b64
 from ..errors import S3Error
 from ..fsio.creds import GATEWAY, PosixIds, as_gateway
+from ..fsio.dirdefaults import TEMP_FILE_MODE
+from ..fsio.newfile import create_new_file
 from .base import CHECKSUM_ALGORITHMS, ObjectAttrs, PartInfo, UploadInfo
 from .locks import key_lock
 from .paths import INTERNAL_DIR, BucketPaths
-from .record_checks import valid_part_record
-from ..fsio.dirdefaults import TEMP_FILE_MODE
-from ..fsio.newfile import create_new_file
 from .publish import TempObject, discard, remove_older_than
+from .record_checks import valid_part_record
 
 __all__ = ["DATA_FILE", "DONE_RECORD_TTL_S", "PartRecord", "UploadState", "check_id", "new_upload_id", "no_upload"]
 
@@ -315,7 +315,9 @@ class UploadState:
         directory = self._dir(upload_id)
         # The data file exists before the layout names it, so whoever reads one finds the other
         # (create() made it; this is for uploads created before it did).
-        os.close(os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, TEMP_FILE_MODE))
+        os.close(
+            os.open(directory / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, TEMP_FILE_MODE)
+        )
         proposal = directory / f".{_LAYOUT_FILE}.{secrets.token_hex(6)}"
         try:
             proposal.write_text(json.dumps({"part_size": part_size, "separate": False}))

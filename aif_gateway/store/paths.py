@@ -6,8 +6,9 @@ inside the bucket is followed and one that points outside (or into ``.aifgw``) i
 race (someone with write access to the tree could swap a directory for a symlink between the
 check and the use), so every open is resolved again beneath a descriptor of the bucket directory,
 refusing any symlink on the way (``open_checked``), its descriptor is re-checked through
-``/proc/self/fd``, and publishes rename relative to a verified parent-directory descriptor. What remains: ``os.makedirs`` for a new key's parents may create empty directories
-through a symlink swapped in at that instant; the publish then refuses (the parent fd fails the
+``/proc/self/fd``, and publishes rename relative to a verified parent-directory descriptor. What
+remains: ``os.makedirs`` for a new key's parents may create empty directories through a symlink
+swapped in at that instant; the publish then refuses (the parent fd fails the
 check), so no data lands outside, at worst an empty directory does.
 """
 
@@ -24,8 +25,17 @@ from ..errors import S3Error
 from ..fsio.engine import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, open_beneath
 
 __all__ = [
-    "BucketPaths", "INTERNAL_DIR", "MAX_KEY_BYTES", "MAX_SEGMENT_BYTES", "check_inside", "conflict_error",
-    "is_dir_key", "open_checked", "open_parent_checked", "validate_bucket_name", "validate_key",
+    "BucketPaths",
+    "INTERNAL_DIR",
+    "MAX_KEY_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "check_inside",
+    "conflict_error",
+    "is_dir_key",
+    "open_checked",
+    "open_parent_checked",
+    "validate_bucket_name",
+    "validate_key",
 ]
 
 # The gateway's hidden state directory, in the root (and in a mapped bucket on another
@@ -39,6 +49,7 @@ _BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 
 def validate_bucket_name(name: str) -> None:
     """S3's naming rules for buckets, else ``InvalidBucketName``."""
+
     def bad(why: str) -> S3Error:
         return S3Error("InvalidBucketName", f"The specified bucket is not valid: {why}.", resource=name)
 
@@ -65,6 +76,7 @@ def is_dir_key(key: str) -> bool:
 def validate_key(key: str) -> list[str]:
     """The key's path segments (a trailing ``/`` yields no empty last segment), else
     ``InvalidArgument`` / ``KeyTooLongError``."""
+
     def bad(why: str) -> S3Error:
         return S3Error("InvalidArgument", f"Invalid object key: {why}.", resource=key)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from ..checksums import MultiHasher, b64
 from ..errors import S3Error, chunked_body_error
-from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
 from ..fsio.dirdefaults import take_directory_defaults
+from ..fsio.engine import ChunkedError, recv_hashed, write_hashed
 from ..fsio.newfile import create_new_file, space_reservation
 from ..fsio.reserve import Reservation
 from ..fsio.sockrecv import ReceiveUnavailable, receive_in_thread
@@ -34,9 +34,22 @@ from .oserrors import as_caller
 from .paths import BucketPaths, conflict_error, is_dir_key, open_parent_checked
 
 __all__ = [
-    "HashingWriter", "TEMP_PREFIX", "TempObject", "WRITE_BATCH", "check_body", "check_conditions",
-    "cleanup_stale_temp", "copy_range", "copy_to_temp", "discard", "publish_dir_marker", "publish_file",
-    "receive_body", "record_for", "remove_empty_parents", "remove_older_than",
+    "HashingWriter",
+    "TEMP_PREFIX",
+    "TempObject",
+    "WRITE_BATCH",
+    "check_body",
+    "check_conditions",
+    "cleanup_stale_temp",
+    "copy_range",
+    "copy_to_temp",
+    "discard",
+    "publish_dir_marker",
+    "publish_file",
+    "receive_body",
+    "record_for",
+    "remove_empty_parents",
+    "remove_older_than",
 ]
 
 WRITE_BATCH = 1 << 20  # bytes handed to a worker thread at a time
@@ -61,8 +74,16 @@ class HashingWriter:
     ``to_thread`` does not stop its thread), so the descriptor is never closed under it.
     """
 
-    def __init__(self, path: Path, fd: int, algorithms: Iterable[str], *, offset: int = 0,
-                 unlink_on_discard: bool = True, reservation: Reservation | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fd: int,
+        algorithms: Iterable[str],
+        *,
+        offset: int = 0,
+        unlink_on_discard: bool = True,
+        reservation: Reservation | None = None,
+    ) -> None:
         self.path = path
         self.fd: int | None = fd
         self.offset = offset
@@ -149,8 +170,13 @@ def discard(path: Path) -> None:
 
 
 async def receive_body(
-    bucket: BucketPaths, body: ByteStream, algorithms: Iterable[str], *, fsync: bool = False,
-    expected_size: int | None = None, writer: HashingWriter | None = None,
+    bucket: BucketPaths,
+    body: ByteStream,
+    algorithms: Iterable[str],
+    *,
+    fsync: bool = False,
+    expected_size: int | None = None,
+    writer: HashingWriter | None = None,
 ) -> TempObject:
     """Stream ``body`` into a new temp file in the bucket's tmp/ from a worker thread, hashing MD5
     plus ``algorithms`` on the way. On any failure the temp file is removed.
@@ -235,8 +261,7 @@ def check_body(temp: TempObject, options: WriteOptions) -> None:
     (the S3Error it raises)."""
     if options.expected_size is not None and temp.size != options.expected_size:
         raise S3Error(
-            "IncompleteBody",
-            f"Received {temp.size} bytes where the request declared {options.expected_size}.",
+            "IncompleteBody", f"Received {temp.size} bytes where the request declared {options.expected_size}."
         )
     if options.verify is not None:
         options.verify(temp.digests)
@@ -311,7 +336,7 @@ def _clear_directory_in_the_way(meta: MetaStore, key: str, path: Path) -> None:
 
 
 def _rename_into_place(bucket: BucketPaths, key: str, src: Path, path: Path, exclusive: bool, fsync: bool) -> None:
-    for attempt in range(_RENAME_RETRIES):
+    for _attempt in range(_RENAME_RETRIES):
         _make_dirs(key, path.parent)
         try:
             parent_fd = open_parent_checked(str(bucket.dir), str(path))
@@ -328,7 +353,9 @@ def _rename_into_place(bucket: BucketPaths, key: str, src: Path, path: Path, exc
                 os.fsync(parent_fd)
             return
         except FileExistsError:
-            raise S3Error("PreconditionFailed", "If-None-Match: * failed: the object already exists.", resource=key) from None
+            raise S3Error(
+                "PreconditionFailed", "If-None-Match: * failed: the object already exists.", resource=key
+            ) from None
         except IsADirectoryError:
             raise conflict_error(key) from None
         except FileNotFoundError:
@@ -452,13 +479,7 @@ _KERNEL_COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call, so each
 
 
 def copy_to_temp(
-    bucket: BucketPaths,
-    src_fd: int,
-    offset: int,
-    length: int,
-    algorithms: Iterable[str] | None,
-    *,
-    fsync: bool = False,
+    bucket: BucketPaths, src_fd: int, offset: int, length: int, algorithms: Iterable[str] | None, *, fsync: bool = False
 ) -> TempObject:
     """Copy ``length`` bytes of ``src_fd`` from ``offset`` into a new temp file (blocking).
 

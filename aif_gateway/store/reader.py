@@ -101,7 +101,7 @@ class FileReader:
         fd = self.fileno()
         if self.prefetched is not None and end < len(self.prefetched):
             for position in range(start, end + 1, chunk_size):
-                yield self.prefetched[position:min(position + chunk_size, end + 1)]
+                yield self.prefetched[position : min(position + chunk_size, end + 1)]
             return
         position = start
         while position <= end:

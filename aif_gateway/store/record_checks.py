@@ -121,8 +121,10 @@ def valid_object_record(raw: dict[str, Any]) -> bool:
 
 def valid_tags(raw: Any) -> bool:
     """A stored tag set: a dict of at most ``MAX_TAGS`` str -> str."""
-    return type(raw) is dict and len(raw) <= MAX_TAGS and all(
-        type(name) is str and type(value) is str for name, value in raw.items()
+    return (
+        type(raw) is dict
+        and len(raw) <= MAX_TAGS
+        and all(type(name) is str and type(value) is str for name, value in raw.items())
     )
 
 

@@ -34,14 +34,14 @@ def validate_tags(tags: dict[str, str]) -> None:
         if not 1 <= len(tag_key) <= MAX_TAG_KEY:
             raise S3Error("InvalidTag", f"The TagKey you have provided is invalid: 1 to {MAX_TAG_KEY} characters.")
         if len(value) > MAX_TAG_VALUE:
-            raise S3Error("InvalidTag", f"The TagValue you have provided is invalid: at most {MAX_TAG_VALUE} characters.")
+            raise S3Error(
+                "InvalidTag", f"The TagValue you have provided is invalid: at most {MAX_TAG_VALUE} characters."
+            )
         if tag_key.startswith("aws:"):
             raise S3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:")
 
 
-def _on_object(
-    bucket: BucketPaths, meta: MetaStore, key: str, action: Callable[[Path, str], T], *, lock: bool
-) -> T:
+def _on_object(bucket: BucketPaths, meta: MetaStore, key: str, action: Callable[[Path, str], T], *, lock: bool) -> T:
     path = bucket.resolve(key)
     with key_lock(bucket.state, key) if lock else nullcontext():
         object_info(bucket, meta, key, path)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
-
 from integration.clients import boto3_client
 from integration.gateway import Credentials, GatewayProcess
 
@@ -23,7 +22,7 @@ BUCKET = "xfs"
 
 
 @pytest.fixture(scope="module")
-def gateway(xfs_mount: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:  # noqa: F811
+def gateway(xfs_mount: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     root = xfs_mount / "root"
     root.mkdir()
     credentials = Credentials("AKXFS" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
@@ -124,7 +123,7 @@ def test_boto3_managed_upload_round_trips(s3, gateway: GatewayProcess) -> None:
     assert list((gateway.root / ".aifgw" / "state" / BUCKET / "uploads").iterdir()) == []
 
 
-def test_clone_range_shares_aligned_ranges_and_leaves_the_rest_to_copying(xfs_mount: Path) -> None:  # noqa: F811
+def test_clone_range_shares_aligned_ranges_and_leaves_the_rest_to_copying(xfs_mount: Path) -> None:
     from aif_gateway.store.multipart_layout import clone_range
 
     src_path, dst_path = xfs_mount / "clone-src", xfs_mount / "clone-dst"

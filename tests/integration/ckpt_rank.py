@@ -45,10 +45,13 @@ def main() -> None:
         ckpt.load(state, dest, verify=True, **options)
         local = state["weight"].to_local()
         rows = ROWS // world
-        expected = full_weight()[rank * rows:(rank + 1) * rows]
-        out = {"rank": rank, "weight_ok": bool(torch.equal(local, expected)),
-               "bias_ok": bool(torch.equal(state["bias"], torch.linspace(0, 1, COLS).to(torch.bfloat16))),
-               "step": state["step"]}
+        expected = full_weight()[rank * rows : (rank + 1) * rows]
+        out = {
+            "rank": rank,
+            "weight_ok": bool(torch.equal(local, expected)),
+            "bias_ok": bool(torch.equal(state["bias"], torch.linspace(0, 1, COLS).to(torch.bfloat16))),
+            "step": state["step"],
+        }
     dist.barrier()
     dist.destroy_process_group()
     print(json.dumps(out), flush=True)

@@ -29,8 +29,12 @@ def client_config(checksums: str = "when_supported", *, region: str = "us-east-1
 
 
 def boto3_client(
-    endpoint: str, credentials: Credentials, *, checksums: str = "when_supported", region: str = "us-east-1",
-    **s3_options
+    endpoint: str,
+    credentials: Credentials,
+    *,
+    checksums: str = "when_supported",
+    region: str = "us-east-1",
+    **s3_options,
 ):
     return boto3.session.Session().client(
         "s3",

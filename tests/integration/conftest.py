@@ -23,10 +23,7 @@ SESSION_WORKERS = 3
 
 @pytest.fixture(scope="session")
 def credentials() -> Credentials:
-    return Credentials(
-        access_key="AKTEST" + secrets.token_hex(7).upper(),
-        secret_key=secrets.token_urlsafe(30),
-    )
+    return Credentials(access_key="AKTEST" + secrets.token_hex(7).upper(), secret_key=secrets.token_urlsafe(30))
 
 
 @pytest.fixture(scope="session")
@@ -64,12 +61,8 @@ def _stop_and_check(gateways: list[GatewayProcess]) -> None:
 
 
 @pytest.fixture(scope="session")
-def gateway(
-    gateway_root: Path, gateway_logs: Path, credentials: Credentials
-) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(
-        gateway_root, gateway_logs, credentials=credentials, workers=SESSION_WORKERS
-    ).start()
+def gateway(gateway_root: Path, gateway_logs: Path, credentials: Credentials) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(gateway_root, gateway_logs, credentials=credentials, workers=SESSION_WORKERS).start()
     yield gw
     _stop_and_check([gw])
 
@@ -78,9 +71,7 @@ StartGateway = Callable[..., GatewayProcess]
 
 
 @pytest.fixture
-def start_gateway(
-    gateway_root: Path, gateway_logs: Path, credentials: Credentials
-) -> Iterator[StartGateway]:
+def start_gateway(gateway_root: Path, gateway_logs: Path, credentials: Credentials) -> Iterator[StartGateway]:
     """Start extra gateways (default: on the session's root, with the session's keys).
 
     Keyword arguments go to :class:`GatewayProcess`; all are stopped and checked at test end.

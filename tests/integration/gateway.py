@@ -76,10 +76,16 @@ class GatewayProcess:
     @property
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "aif_gateway", "serve",
-            "--root", str(self.root),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers),
+            sys.executable,
+            "-m",
+            "aif_gateway",
+            "serve",
+            "--root",
+            str(self.root),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
             *(("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)) if self.tls else ()),
             *self.extra_args,
         ]
@@ -92,9 +98,7 @@ class GatewayProcess:
             env["AIF_ACCESS_KEY"] = self.credentials.access_key
             env["AIF_SECRET_KEY"] = self.credentials.secret_key
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self._proc = subprocess.Popen(
-                self.command, stdout=out, stderr=err, env=env, start_new_session=True
-            )
+            self._proc = subprocess.Popen(self.command, stdout=out, stderr=err, env=env, start_new_session=True)
         self._wait_healthy()
         return self
 
@@ -117,7 +121,8 @@ class GatewayProcess:
         if self.tls:
             context = ssl.create_default_context(cafile=str(self.tls.ca))
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                "127.0.0.1", self.port, timeout=2, context=context)
+                "127.0.0.1", self.port, timeout=2, context=context
+            )
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
@@ -147,7 +152,7 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                raise RuntimeError(f"gateway on port {self.port} ignored SIGTERM")
+                raise RuntimeError(f"gateway on port {self.port} ignored SIGTERM") from None
         if _process_group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             raise RuntimeError(f"gateway workers on port {self.port} outlived their master")

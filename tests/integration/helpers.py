@@ -67,12 +67,9 @@ def snapshot(top: Path) -> dict[str, str]:
 def run_tool(name: str, *args: str, env: dict[str, str], cwd: Path | None = None) -> str:
     """Run a client from the venv's bin directory; fail with its output when it fails."""
     cmd = [str(VENV_BIN / name), *args]
-    proc = subprocess.run(
-        cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S
-    )
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
     assert proc.returncode == 0, (
-        f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n"
-        f"stderr:\n{proc.stderr[-3000:]}"
+        f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     )
     return proc.stdout
 

@@ -53,9 +53,7 @@ class _Signer(S3SigV4Auth):
     """botocore's S3 signer with a chosen clock and a chosen x-amz-content-sha256 value."""
 
     def __init__(self, credentials: Credentials, when: dt.datetime, content_sha256: str | None, region: str):
-        super().__init__(
-            BotoCredentials(credentials.access_key, credentials.secret_key), "s3", region
-        )
+        super().__init__(BotoCredentials(credentials.access_key, credentials.secret_key), "s3", region)
         self._when = when
         self._content_sha256 = content_sha256
 
@@ -82,8 +80,7 @@ class SignedHeaders:
 def canonical_path(raw_path: str) -> str:
     """The SigV4 canonical URI of a path as sent: each segment decoded, then encoded once."""
     return "/".join(
-        urllib.parse.quote(urllib.parse.unquote_to_bytes(segment), safe="-_.~")
-        for segment in raw_path.split("/")
+        urllib.parse.quote(urllib.parse.unquote_to_bytes(segment), safe="-_.~") for segment in raw_path.split("/")
     )
 
 
@@ -99,7 +96,7 @@ def sign(
     region: str = REGION,
 ) -> SignedHeaders:
     """SigV4 headers for ``url`` (already percent-encoded, signed exactly as written)."""
-    when = when or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    when = when or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     request = AWSRequest(method=method, url=url, headers=dict(headers or {}), data=body)
     signer = _Signer(credentials, when, content_sha256, region)
     signer.add_auth(request)
@@ -121,9 +118,7 @@ def _signing_key(secret: str, day: str, region: str) -> bytes:
     return key
 
 
-def send(
-    port: int, method: str, target: str, headers: dict[str, str], body: bytes = b""
-) -> RawResponse:
+def send(port: int, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> RawResponse:
     """One HTTP/1.1 request with exactly these headers (plus Content-Length)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -162,8 +157,14 @@ def signed_request(
     target = path + (f"?{query}" if query else "")
     signed_url = f"http://{host}{canonical_path(path)}" + (f"?{query}" if query else "")
     signed = sign(
-        credentials, method, signed_url, {"Host": host, **(headers or {})}, body,
-        content_sha256=content_sha256, when=when, region=region,
+        credentials,
+        method,
+        signed_url,
+        {"Host": host, **(headers or {})},
+        body,
+        content_sha256=content_sha256,
+        when=when,
+        region=region,
     )
     return send(port, method, target, signed.headers, body)
 
@@ -199,22 +200,31 @@ def signed_chunked_body(
     out = bytearray()
     previous = signed.seed_signature
     for chunk in chunks_of(data, chunk_size):
-        string_to_sign = "\n".join([
-            "AWS4-HMAC-SHA256-PAYLOAD", signed.timestamp, signed.scope, previous,
-            EMPTY_SHA256, hashlib.sha256(chunk).hexdigest(),
-        ])
+        string_to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-PAYLOAD",
+                signed.timestamp,
+                signed.scope,
+                previous,
+                EMPTY_SHA256,
+                hashlib.sha256(chunk).hexdigest(),
+            ]
+        )
         previous = hmac.new(signed.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         out += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
     if trailer is not None:
         trailer_text = "".join(f"{name}:{value}\n" for name, value in trailer.items())
-        string_to_sign = "\n".join([
-            "AWS4-HMAC-SHA256-TRAILER", signed.timestamp, signed.scope, previous,
-            hashlib.sha256(trailer_text.encode()).hexdigest(),
-        ])
-        trailer_sig = hmac.new(
-            signed.signing_key, string_to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        out = out[: -2]  # the final 0-size chunk is followed by the trailer, not a blank line
+        string_to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-TRAILER",
+                signed.timestamp,
+                signed.scope,
+                previous,
+                hashlib.sha256(trailer_text.encode()).hexdigest(),
+            ]
+        )
+        trailer_sig = hmac.new(signed.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        out = out[:-2]  # the final 0-size chunk is followed by the trailer, not a blank line
         out += trailer_text.replace("\n", "\r\n").encode()
         out += f"x-amz-trailer-signature:{trailer_sig}\r\n\r\n".encode()
     return bytes(out)

@@ -22,18 +22,22 @@ STATE_DIR = ".aifstage"
 
 def s3_env(gateway: GatewayProcess, credentials: Credentials) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "AWS_ACCESS_KEY_ID": credentials.access_key,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-        "AWS_ENDPOINT_URL": gateway.url,
-    })
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+            "AWS_ENDPOINT_URL": gateway.url,
+        }
+    )
     return env
 
 
-def stage(*args: str | Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, *CLI, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=CLI_TIMEOUT_S)
+def stage(
+    *args: str | Path, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *CLI, *map(str, args)], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+    )
 
 
 def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -21,9 +21,7 @@ def test_virtual_host_style_reaches_the_bucket_in_the_host(
     s3.create_bucket(Bucket=bucket)  # same root, through the session gateway
     host = f"{bucket}.localhost:{domain_gateway.port}"
 
-    put = signed_request(
-        domain_gateway.port, credentials, "PUT", "/dir/vhost.txt", body=b"virtual", host=host
-    )
+    put = signed_request(domain_gateway.port, credentials, "PUT", "/dir/vhost.txt", body=b"virtual", host=host)
     assert put.status == 200, put.body
     assert s3.get_object(Bucket=bucket, Key="dir/vhost.txt")["Body"].read() == b"virtual"
 
@@ -65,9 +63,7 @@ def test_every_response_carries_a_request_id(
     assert responses["no such bucket"].error()["Code"] == "NoSuchBucket"
 
 
-def test_unsupported_action_is_not_implemented(
-    gateway: GatewayProcess, credentials: Credentials, bucket: str
-) -> None:
+def test_unsupported_action_is_not_implemented(gateway: GatewayProcess, credentials: Credentials, bucket: str) -> None:
     # Bucket website configuration is out of scope; it must never answer a false success.
     resp = signed_request(gateway.port, credentials, "GET", f"/{bucket}", query="website=")
     assert resp.status == 501, resp.body

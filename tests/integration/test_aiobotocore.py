@@ -32,8 +32,7 @@ def _client(gateway: GatewayProcess, credentials: Credentials, checksums: str):
 
 
 def test_put_get_list_delete_roundtrip(
-    gateway: GatewayProcess, credentials: Credentials, checksums: str,
-    request: pytest.FixtureRequest,
+    gateway: GatewayProcess, credentials: Credentials, checksums: str, request: pytest.FixtureRequest
 ) -> None:
     bucket = unique_bucket_name(request)
     data = random_bytes(300_000)
@@ -56,8 +55,7 @@ def test_put_get_list_delete_roundtrip(
 
 
 def test_multipart_upload_reads_back_byte_exact(
-    gateway: GatewayProcess, credentials: Credentials, checksums: str,
-    request: pytest.FixtureRequest,
+    gateway: GatewayProcess, credentials: Credentials, checksums: str, request: pytest.FixtureRequest
 ) -> None:
     # aiobotocore has no transfer manager: parts are sent explicitly, uploaded concurrently.
     bucket = unique_bucket_name(request)
@@ -69,17 +67,17 @@ def test_multipart_upload_reads_back_byte_exact(
             await s3.create_bucket(Bucket=bucket)
             upload = await s3.create_multipart_upload(Bucket=bucket, Key="mp.bin")
             upload_id = upload["UploadId"]
-            answers = await asyncio.gather(*(
-                s3.upload_part(
-                    Bucket=bucket, Key="mp.bin", UploadId=upload_id, PartNumber=n, Body=body
+            answers = await asyncio.gather(
+                *(
+                    s3.upload_part(Bucket=bucket, Key="mp.bin", UploadId=upload_id, PartNumber=n, Body=body)
+                    for n, body in enumerate(parts, 1)
                 )
-                for n, body in enumerate(parts, 1)
-            ))
+            )
             completed = await s3.complete_multipart_upload(
-                Bucket=bucket, Key="mp.bin", UploadId=upload_id,
-                MultipartUpload={"Parts": [
-                    {"PartNumber": n, "ETag": a["ETag"]} for n, a in enumerate(answers, 1)
-                ]},
+                Bucket=bucket,
+                Key="mp.bin",
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": a["ETag"]} for n, a in enumerate(answers, 1)]},
             )
             md5s = b"".join(hashlib.md5(p).digest() for p in parts)
             assert completed["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-3"'

@@ -58,28 +58,27 @@ def test_anonymous_request_is_access_denied(isolated_gateway, isolated_s3, victi
     ],
     ids=["garbage", "short-credential", "no-signed-headers", "basic", "empty"],
 )
-def test_malformed_authorization_is_refused(
-    isolated_gateway, isolated_s3, victim: str, authorization: str
-) -> None:
+def test_malformed_authorization_is_refused(isolated_gateway, isolated_s3, victim: str, authorization: str) -> None:
     before = snapshot(isolated_gateway.root)
-    resp = _put(isolated_gateway, victim, {
-        "Authorization": authorization, "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-        "x-amz-date": dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
-    })
+    resp = _put(
+        isolated_gateway,
+        victim,
+        {
+            "Authorization": authorization,
+            "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+            "x-amz-date": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"),
+        },
+    )
     assert resp.status in (400, 403), (resp.status, resp.body)
     # AWS answers InvalidRequest for an authorization mechanism other than AWS4-HMAC-SHA256.
-    assert resp.error()["Code"] in {
-        "AuthorizationHeaderMalformed", "InvalidArgument", "InvalidRequest", "AccessDenied",
-    }
+    assert resp.error()["Code"] in {"AuthorizationHeaderMalformed", "InvalidArgument", "InvalidRequest", "AccessDenied"}
     assert snapshot(isolated_gateway.root) == before
     _assert_untouched(isolated_s3, victim)
 
 
 def test_unknown_access_key_is_invalid_access_key_id(isolated_gateway, isolated_s3, victim: str) -> None:
     stranger = Credentials("AKUNKNOWNUNKNOWN0000", "not-a-secret")
-    resp = signed_request(
-        isolated_gateway.port, stranger, "PUT", f"/{victim}/obj", body=b"evil"
-    )
+    resp = signed_request(isolated_gateway.port, stranger, "PUT", f"/{victim}/obj", body=b"evil")
     assert resp.status == 403
     assert resp.error()["Code"] == "InvalidAccessKeyId"
     _assert_untouched(isolated_s3, victim)
@@ -100,8 +99,7 @@ def test_header_changed_after_signing_is_signature_does_not_match(
 ) -> None:
     host = f"127.0.0.1:{isolated_gateway.port}"
     signed = sign(
-        credentials, "PUT", f"http://{host}/{victim}/obj",
-        {"Host": host, "x-amz-meta-owner": "alice"}, b"evil",
+        credentials, "PUT", f"http://{host}/{victim}/obj", {"Host": host, "x-amz-meta-owner": "alice"}, b"evil"
     )
     signed.headers["x-amz-meta-owner"] = "mallory"
     resp = send(isolated_gateway.port, "PUT", f"/{victim}/obj", signed.headers, b"evil")
@@ -114,7 +112,11 @@ def test_body_not_matching_signed_payload_hash_is_refused(
     isolated_gateway, credentials: Credentials, isolated_s3, victim: str
 ) -> None:
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{victim}/obj",
+        body=b"evil",
         content_sha256=hashlib.sha256(b"something else").hexdigest(),
     )
     assert resp.status == 400
@@ -126,10 +128,8 @@ def test_body_not_matching_signed_payload_hash_is_refused(
 def test_skewed_clock_is_request_time_too_skewed(
     isolated_gateway, credentials: Credentials, isolated_s3, victim: str, minutes: int
 ) -> None:
-    when = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(minutes=minutes)
-    resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil", when=when
-    )
+    when = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=minutes)
+    resp = signed_request(isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil", when=when)
     assert resp.status == 403
     assert resp.error()["Code"] == "RequestTimeTooSkewed"
     _assert_untouched(isolated_s3, victim)
@@ -138,7 +138,7 @@ def test_skewed_clock_is_request_time_too_skewed(
 def test_clock_within_fifteen_minutes_is_accepted(
     isolated_gateway, credentials: Credentials, isolated_s3, victim: str
 ) -> None:
-    when = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=10)
+    when = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=10)
     resp = signed_request(isolated_gateway.port, credentials, "GET", f"/{victim}/obj", when=when)
     assert resp.status == 200
     assert resp.body == b"original"
@@ -147,9 +147,7 @@ def test_clock_within_fifteen_minutes_is_accepted(
 def test_expired_presigned_url_is_access_denied(
     isolated_gateway, credentials: Credentials, isolated_s3, victim: str
 ) -> None:
-    url = isolated_s3.generate_presigned_url(
-        "put_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=1
-    )
+    url = isolated_s3.generate_presigned_url("put_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=1)
     time.sleep(2.5)
     request = urllib.request.Request(url, data=b"evil", method="PUT")
     with pytest.raises(urllib.error.HTTPError) as exc:
@@ -163,9 +161,7 @@ def test_expired_presigned_url_is_access_denied(
 def test_presigned_url_with_tampered_signature_is_refused(
     isolated_gateway, credentials: Credentials, isolated_s3, victim: str
 ) -> None:
-    url = isolated_s3.generate_presigned_url(
-        "get_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=300
-    )
+    url = isolated_s3.generate_presigned_url("get_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=300)
     tampered = url[:-1] + ("0" if url[-1] != "0" else "1")
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(tampered, timeout=30)
@@ -173,13 +169,9 @@ def test_presigned_url_with_tampered_signature_is_refused(
     assert b"<Code>SignatureDoesNotMatch</Code>" in exc.value.read()
 
 
-def test_presigned_url_for_unknown_key_is_invalid_access_key_id(
-    isolated_gateway, isolated_s3, victim: str
-) -> None:
+def test_presigned_url_for_unknown_key_is_invalid_access_key_id(isolated_gateway, isolated_s3, victim: str) -> None:
     stranger = boto3_client(isolated_gateway.url, Credentials("AKUNKNOWNUNKNOWN0000", "x"))
-    url = stranger.generate_presigned_url(
-        "get_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=300
-    )
+    url = stranger.generate_presigned_url("get_object", Params={"Bucket": victim, "Key": "obj"}, ExpiresIn=300)
     stranger.close()
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(url, timeout=30)

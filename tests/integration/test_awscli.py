@@ -27,9 +27,7 @@ def test_cp_ls_rm(gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: P
     assert list_keys(s3, bucket) == []
 
 
-def test_multipart_cp_above_threshold(
-    gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path
-) -> None:
+def test_multipart_cp_above_threshold(gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path) -> None:
     digest = write_random_file(tmp_path / "big.bin", 20 * MiB)
     aws(gateway, cli_env, "s3", "cp", str(tmp_path / "big.bin"), f"s3://{bucket}/big.bin")
     assert s3.head_object(Bucket=bucket, Key="big.bin")["ETag"].endswith('-3"')
@@ -37,9 +35,7 @@ def test_multipart_cp_above_threshold(
     assert file_sha256(tmp_path / "back.bin") == digest
 
 
-def test_sync_uploads_then_mirrors_deletions(
-    gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path
-) -> None:
+def test_sync_uploads_then_mirrors_deletions(gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path) -> None:
     src = tmp_path / "src"
     for rel in ("a.txt", "sub/b.txt", "sub/deeper/c.txt"):
         write_random_file(src / rel, 2048)
@@ -66,8 +62,20 @@ def test_s3api_object_calls(gateway: GatewayProcess, cli_env, bucket: str, tmp_p
     body = tmp_path / "body.json"
     body.write_text('{"hello": "world"}')
     aws(
-        gateway, cli_env, "s3api", "put-object", "--bucket", bucket, "--key", "j/o.json",
-        "--body", str(body), "--content-type", "application/json", "--metadata", "k=v",
+        gateway,
+        cli_env,
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "j/o.json",
+        "--body",
+        str(body),
+        "--content-type",
+        "application/json",
+        "--metadata",
+        "k=v",
     )
     head = json.loads(aws(gateway, cli_env, "s3api", "head-object", "--bucket", bucket, "--key", "j/o.json"))
     assert head["ContentLength"] == body.stat().st_size

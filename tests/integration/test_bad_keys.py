@@ -48,7 +48,11 @@ def test_put_of_unmappable_key_is_refused_and_writes_nothing(
     bucket, root = roots
     before = snapshot(root)
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{bucket}/{raw_key}", body=b"payload",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{bucket}/{raw_key}",
+        body=b"payload",
         content_sha256="UNSIGNED-PAYLOAD",
     )
     assert resp.status == 400, (resp.status, resp.body)
@@ -68,15 +72,12 @@ def test_get_of_unmappable_key_reads_nothing(
     assert SECRET not in resp.body
 
 
-def test_key_over_1024_bytes_is_too_long(
-    isolated_gateway: GatewayProcess, credentials: Credentials, roots
-) -> None:
+def test_key_over_1024_bytes_is_too_long(isolated_gateway: GatewayProcess, credentials: Credentials, roots) -> None:
     bucket, root = roots
     before = snapshot(root)
     key = "/".join(["d" * 100] * 11)  # 1110 bytes, every segment legal
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{bucket}/{key}", body=b"x",
-        content_sha256="UNSIGNED-PAYLOAD",
+        isolated_gateway.port, credentials, "PUT", f"/{bucket}/{key}", body=b"x", content_sha256="UNSIGNED-PAYLOAD"
     )
     assert resp.status == 400
     assert resp.error()["Code"] == "KeyTooLongError"
@@ -90,7 +91,11 @@ def test_key_below_an_existing_file_is_refused(
     isolated_s3.put_object(Bucket=bucket, Key="plain", Body=b"i am a file")
     before = snapshot(root)
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{bucket}/plain/child", body=b"x",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{bucket}/plain/child",
+        body=b"x",
         content_sha256="UNSIGNED-PAYLOAD",
     )
     assert resp.status == 400, (resp.status, resp.body)
@@ -132,7 +137,11 @@ def test_put_through_escaping_directory_symlink_is_refused(
     bucket, root, outside = escape_links
     before = snapshot(root), snapshot(outside)
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{bucket}/{key}", body=b"planted",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{bucket}/{key}",
+        body=b"planted",
         content_sha256="UNSIGNED-PAYLOAD",
     )
     assert resp.status in (400, 403), (resp.status, resp.body)
@@ -147,7 +156,11 @@ def test_put_over_a_symlink_to_an_outside_file_never_writes_through_it(
     # Refusing, or replacing the link itself with a plain file, are both safe answers.
     bucket, _root, outside = escape_links
     signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{bucket}/victim", body=b"planted",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{bucket}/victim",
+        body=b"planted",
         content_sha256="UNSIGNED-PAYLOAD",
     )
     assert (outside / "victim.txt").read_bytes() == b"outside data"

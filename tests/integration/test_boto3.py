@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from .helpers import (
-    MiB,
-    file_sha256,
-    list_keys,
-    random_bytes,
-    unique_bucket_name,
-    write_random_file,
-)
+from .helpers import MiB, file_sha256, list_keys, random_bytes, unique_bucket_name, write_random_file
 
 
 @pytest.fixture
@@ -28,7 +21,10 @@ def bucket_for(any_s3, request: pytest.FixtureRequest) -> str:
 def test_put_get_list_delete_roundtrip(any_s3, bucket_for: str) -> None:
     data = random_bytes(100_000)
     put = any_s3.put_object(
-        Bucket=bucket_for, Key="dir/obj.bin", Body=data, ContentType="application/x-test",
+        Bucket=bucket_for,
+        Key="dir/obj.bin",
+        Body=data,
+        ContentType="application/x-test",
         Metadata={"purpose": "roundtrip"},
     )
     assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
@@ -47,9 +43,7 @@ def test_put_get_list_delete_roundtrip(any_s3, bucket_for: str) -> None:
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
-def test_multipart_upload_above_threshold_reads_back_byte_exact(
-    any_s3, bucket_for: str, tmp_path: Path
-) -> None:
+def test_multipart_upload_above_threshold_reads_back_byte_exact(any_s3, bucket_for: str, tmp_path: Path) -> None:
     # 20 MiB with the default 8 MiB threshold and part size: three parts, the last one short.
     source = tmp_path / "big.bin"
     digest = write_random_file(source, 20 * MiB)

@@ -17,20 +17,27 @@ from aif_gateway import ckpt
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 
 # The CLI runs in a child that fails if anything imported torch: checking needs no PyTorch.
-RUN = ("import sys; from aif_gateway.cli import main; rc = main(sys.argv[1:]); "
-       "assert 'torch' not in sys.modules, 'the ckpt CLI imported torch'; sys.exit(rc)")
+RUN = (
+    "import sys; from aif_gateway.cli import main; rc = main(sys.argv[1:]); "
+    "assert 'torch' not in sys.modules, 'the ckpt CLI imported torch'; sys.exit(rc)"
+)
 
 
 @pytest.fixture
 def cli(gateway, credentials):
     def run(*args: str, root_env: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIF_GATEWAY"))}
-        env.update(AWS_ENDPOINT_URL=gateway.url, AWS_ACCESS_KEY_ID=credentials.access_key,
-                   AWS_SECRET_ACCESS_KEY=credentials.secret_key)
+        env.update(
+            AWS_ENDPOINT_URL=gateway.url,
+            AWS_ACCESS_KEY_ID=credentials.access_key,
+            AWS_SECRET_ACCESS_KEY=credentials.secret_key,
+        )
         if root_env is not None:
             env["AIF_GATEWAY_ROOT"] = str(root_env)
-        return subprocess.run([sys.executable, "-c", RUN, "ckpt", *args], env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", RUN, "ckpt", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
     return run
 
 

@@ -40,8 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:Us
 
 
 @pytest.fixture
-def crt_env(monkeypatch: pytest.MonkeyPatch, gateway: GatewayProcess, credentials: Credentials,
-            tmp_path: Path) -> None:
+def crt_env(monkeypatch: pytest.MonkeyPatch, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path) -> None:
     """Keys and endpoint the way the CRT client's default chain finds them: the environment.
 
     The DCP writer and reader build their own client without an ``endpoint`` argument, so the
@@ -151,19 +150,26 @@ HEADER_ALLOWANCE = 1024
 def _dataset_table() -> pa.Table:
     rng = np.random.default_rng(5)
     ids = np.arange(ROWS, dtype=np.int64)
-    return pa.table({
-        "id": ids,
-        "value": rng.standard_normal(ROWS),
-        "payload": pa.array([rng.bytes(PAYLOAD_BYTES) for _ in range(ROWS)], pa.binary()),
-        "category": np.array(CATEGORIES)[ids % len(CATEGORIES)],
-    })
+    return pa.table(
+        {
+            "id": ids,
+            "value": rng.standard_normal(ROWS),
+            "payload": pa.array([rng.bytes(PAYLOAD_BYTES) for _ in range(ROWS)], pa.binary()),
+            "category": np.array(CATEGORIES)[ids % len(CATEGORIES)],
+        }
+    )
 
 
 def _write_hive(table: pa.Table, base: str, filesystem: pafs.FileSystem | None = None) -> None:
     ds.write_dataset(
-        table, base, filesystem=filesystem, format="parquet",
-        partitioning=["category"], partitioning_flavor="hive",
-        max_rows_per_file=ROWS_PER_FILE, min_rows_per_group=ROWS_PER_GROUP,
+        table,
+        base,
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=["category"],
+        partitioning_flavor="hive",
+        max_rows_per_file=ROWS_PER_FILE,
+        min_rows_per_group=ROWS_PER_GROUP,
         max_rows_per_group=ROWS_PER_GROUP,
         preserve_order=True,  # ids ascending in each file: row-group statistics can prune
     )
@@ -171,8 +177,11 @@ def _write_hive(table: pa.Table, base: str, filesystem: pafs.FileSystem | None =
 
 def _arrow_s3(gateway: GatewayProcess, credentials: Credentials) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(
-        endpoint_override=gateway.url.removeprefix("http://"), scheme="http",
-        access_key=credentials.access_key, secret_key=credentials.secret_key, region=REGION,
+        endpoint_override=gateway.url.removeprefix("http://"),
+        scheme="http",
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        region=REGION,
     )
 
 
@@ -209,8 +218,9 @@ def test_pyarrow_reads_hive_parquet_from_the_tree_with_row_group_ranges(
 ) -> None:
     table = _dataset_table()
     _write_hive(table, str(bucket_dir / "events"))
-    files = {str(p.relative_to(bucket_dir / "events")): p.stat().st_size
-             for p in (bucket_dir / "events").rglob("*.parquet")}
+    files = {
+        str(p.relative_to(bucket_dir / "events")): p.stat().st_size for p in (bucket_dir / "events").rglob("*.parquet")
+    }
     assert len(files) == ROWS // ROWS_PER_FILE == 6
     for name in files:
         assert pq.ParquetFile(bucket_dir / "events" / name).num_row_groups == 4
@@ -218,8 +228,7 @@ def test_pyarrow_reads_hive_parquet_from_the_tree_with_row_group_ranges(
     prefix = f"/{bucket}/events/"
 
     mark = len(gateway.stderr())
-    over_s3 = ds.dataset(f"{bucket}/events", filesystem=s3fs, format="parquet",
-                         partitioning="hive").to_table()
+    over_s3 = ds.dataset(f"{bucket}/events", filesystem=s3fs, format="parquet", partitioning="hive").to_table()
     full_gets = _gets_since(gateway, mark, prefix)
     on_fs = ds.dataset(str(bucket_dir / "events"), format="parquet", partitioning="hive").to_table()
     assert over_s3.schema == on_fs.schema
@@ -232,8 +241,9 @@ def test_pyarrow_reads_hive_parquet_from_the_tree_with_row_group_ranges(
     # The schema is known now, so opening the dataset again reads no file to infer it.
     where = (pc.field("category") == "b") & (pc.field("id") >= 4500)
     mark = len(gateway.stderr())
-    picked = ds.dataset(f"{bucket}/events", filesystem=s3fs, format="parquet", schema=on_fs.schema,
-                        partitioning="hive").to_table(columns=["id", "value"], filter=where)
+    picked = ds.dataset(
+        f"{bucket}/events", filesystem=s3fs, format="parquet", schema=on_fs.schema, partitioning="hive"
+    ).to_table(columns=["id", "value"], filter=where)
     gets = _gets_since(gateway, mark, prefix)
     expected = table.filter(where).select(["id", "value"])
     assert picked.num_rows == expected.num_rows == 500
@@ -253,8 +263,7 @@ def test_pyarrow_reads_hive_parquet_from_the_tree_with_row_group_ranges(
     assert len(sizes0) == 1 and len(sizes1) == 3, gets
     meta = pq.ParquetFile(bucket_dir / "events" / b1).metadata
     assert meta.schema.names[:2] == ["id", "value"]
-    chunks = sorted(sum(meta.row_group(rg).column(c).total_compressed_size for c in (0, 1))
-                    for rg in (2, 3))
+    chunks = sorted(sum(meta.row_group(rg).column(c).total_compressed_size for c in (0, 1)) for rg in (2, 3))
     for sent, chunk in zip(sizes1[:2], chunks):
         assert chunk <= sent < chunk + HEADER_ALLOWANCE, (sizes1, chunks)
     payload_chunk = meta.row_group(2).column(2).total_compressed_size

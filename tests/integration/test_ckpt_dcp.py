@@ -1,4 +1,5 @@
-"""aif_gateway.ckpt's DCP storage against a real gateway: on the filesystem and over S3, stock interop, failure cases."""
+"""aif_gateway.ckpt's DCP storage against a real gateway: on the filesystem and over S3, stock interop,
+failure cases."""
 
 from __future__ import annotations
 
@@ -65,8 +66,13 @@ def assert_same(a: dict, b: dict) -> None:
 
 @pytest.fixture
 def s3_options(gateway: GatewayProcess, credentials: Credentials) -> dict:
-    return {"endpoint": gateway.url, "access_key": credentials.access_key, "secret_key": credentials.secret_key,
-            "via": "s3", "part_size": 5 * MiB}
+    return {
+        "endpoint": gateway.url,
+        "access_key": credentials.access_key,
+        "secret_key": credentials.secret_key,
+        "via": "s3",
+        "part_size": 5 * MiB,
+    }
 
 
 def test_s3_save_is_a_stock_checkpoint_in_the_tree(s3, bucket, bucket_dir, s3_options):
@@ -128,7 +134,7 @@ def test_direct_md5_etags_match_what_s3_uploads_give(s3, bucket, bucket_dir, gat
     sd = state(3)
     ckpt.save(sd, f"s3://{bucket}/md5", root=gateway_root, part_size=4 * MiB, md5=True)
     data = (bucket_dir / "md5/__0_0.distcp").read_bytes()
-    parts = [data[i:i + 4 * MiB] for i in range(0, len(data), 4 * MiB)]
+    parts = [data[i : i + 4 * MiB] for i in range(0, len(data), 4 * MiB)]
     expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + f"-{len(parts)}"
     assert s3.head_object(Bucket=bucket, Key="md5/__0_0.distcp")["ETag"] == f'"{expected}"'
     # A one-stripe file gets the plain MD5, as a single PutObject would.
@@ -225,7 +231,9 @@ def test_killed_save_leaves_no_checkpoint_and_no_partial_object(bucket, bucket_d
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait for the upload to be under way
         uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-        if uploads and s3.list_parts(Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]).get("Parts"):
+        if uploads and s3.list_parts(Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]).get(
+            "Parts"
+        ):
             break
         time.sleep(0.02)
     else:
@@ -266,10 +274,24 @@ def run_ranks(action: str, dest: str, options: dict, world: int = 2) -> list[dic
     port = free_port()
     procs = []
     for rank in range(world):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), AIF_CKPT_OPTIONS=json.dumps(options))
-        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).with_name("ckpt_rank.py")), action, dest],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            AIF_CKPT_OPTIONS=json.dumps(options),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("ckpt_rank.py")), action, dest],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=240)
@@ -295,8 +317,10 @@ def test_two_ranks_with_gloo(bucket, bucket_dir, gateway_root, s3_options, via):
     # A single process reshards: the full tensor, through S3 and with stock FileSystemReader.
     from .ckpt_rank import COLS, ROWS, full_weight
 
-    for reader in (ckpt.AifStorageReader(dest, verify=True, **s3_options),
-                   dcp.FileSystemReader(bucket_dir / f"ranks-{via}")):
+    for reader in (
+        ckpt.AifStorageReader(dest, verify=True, **s3_options),
+        dcp.FileSystemReader(bucket_dir / f"ranks-{via}"),
+    ):
         out = {"weight": torch.zeros(ROWS, COLS), "bias": torch.zeros(COLS, dtype=torch.bfloat16), "step": 0}
         dcp.load(out, storage_reader=reader)
         assert torch.equal(out["weight"], full_weight()) and out["step"] == 42
@@ -307,7 +331,10 @@ def test_saving_over_a_bigger_checkpoint_drops_its_extra_files(bucket, bucket_di
     ckpt.save(state(11), dest, root=gateway_root, files_per_rank=3)
     ckpt.save(state(11), f"{dest}/nested", root=gateway_root)  # another checkpoint below this one
     assert sorted(p.name for p in (bucket_dir / "shrinks").glob("*.distcp")) == [
-        "__0_0.distcp", "__0_1.distcp", "__0_2.distcp"]
+        "__0_0.distcp",
+        "__0_1.distcp",
+        "__0_2.distcp",
+    ]
     ckpt.save(state(12), dest, root=gateway_root, files_per_rank=1)
     assert sorted(p.name for p in (bucket_dir / "shrinks").glob("*.distcp")) == ["__0_0.distcp"]
     assert len(list((bucket_dir / "shrinks/nested").glob("*.distcp"))) == 2  # not this checkpoint's
@@ -318,7 +345,9 @@ def test_saving_over_a_bigger_checkpoint_drops_its_extra_files(bucket, bucket_di
 
 def test_errors_name_what_to_fix(credentials, s3_options):
     keys = {"access_key": credentials.access_key, "secret_key": credentials.secret_key}
-    with pytest.raises(ConnectionError, match=r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ .*gateway running"):
+    with pytest.raises(
+        ConnectionError, match=r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ .*gateway running"
+    ):
         ckpt.save(state(), "s3://some-bucket/x", endpoint=f"http://127.0.0.1:{free_port()}", via="s3", **keys)
     with pytest.raises(Exception, match="NoSuchBucket"):
         ckpt.save(state(), "s3://no-such-bucket-here/x", **s3_options)

@@ -19,10 +19,10 @@ from botocore.exceptions import ClientError
 from zarr.core.buffer import Buffer, cpu
 from zarr.storage import FsspecStore, LocalStore
 from zarr.testing.store import StoreTests
+from zarr_store_suite import SyncStoreFixtures, synchronous
 
 from aif_gateway import ckpt
 from aif_gateway.ckpt.zarrstore import AifZarrStore
-from zarr_store_suite import SyncStoreFixtures, synchronous
 
 from .gateway import Credentials, GatewayProcess
 
@@ -94,12 +94,17 @@ def s3_options(gateway: GatewayProcess, credentials: Credentials) -> dict[str, A
 def fsspec_options(gateway: GatewayProcess, credentials: Credentials) -> dict[str, Any]:
     # Path-style requests without configuration: botocore addresses an IP endpoint by path (checked: the
     # requests go to http://127.0.0.1:port/bucket/key).
-    return {"endpoint_url": gateway.url, "key": credentials.access_key, "secret": credentials.secret_key,
-            "client_kwargs": {"region_name": REGION}}
+    return {
+        "endpoint_url": gateway.url,
+        "key": credentials.access_key,
+        "secret": credentials.secret_key,
+        "client_kwargs": {"region_name": REGION},
+    }
 
 
-def through(target: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_options: dict[str, Any]
-            ) -> tuple[str, dict[str, Any]]:
+def through(
+    target: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_options: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     if target == "path":
         return str(tmp_path / "ckpt"), {}
     if target == "bucket-tree":
@@ -109,8 +114,9 @@ def through(target: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_opt
 
 # -- round trips ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["path", "bucket-tree", "s3"])
-def test_state_round_trips_bit_exact(target: str, tmp_path: Path, bucket: str, gateway_root: Path,
-                                     s3_options: dict[str, Any]) -> None:
+def test_state_round_trips_bit_exact(
+    target: str, tmp_path: Path, bucket: str, gateway_root: Path, s3_options: dict[str, Any]
+) -> None:
     dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     want = state()
     summary = ckpt.save_zarr(want, dest, **SMALL, **options)
@@ -139,21 +145,31 @@ def test_loading_into_a_state_dict_that_does_not_match_fails_clearly(tmp_path: P
 # -- plain zarr reads what ckpt wrote ------------------------------------------------------------
 @pytest.mark.parametrize("target", ["bucket-tree", "s3"])
 def test_plain_zarr_reads_the_checkpoint_from_the_tree_and_over_s3(
-        target: str, tmp_path: Path, bucket: str, bucket_dir: Path, gateway_root: Path,
-        s3_options: dict[str, Any], fsspec_options: dict[str, Any]) -> None:
+    target: str,
+    tmp_path: Path,
+    bucket: str,
+    bucket_dir: Path,
+    gateway_root: Path,
+    s3_options: dict[str, Any],
+    fsspec_options: dict[str, Any],
+) -> None:
     dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     want = state()
     ckpt.save_zarr(want, dest, **SMALL, **options)
 
     on_tree = zarr.open_group(LocalStore(bucket_dir / "run" / "ckpt", read_only=True), mode="r")
-    over_s3 = zarr.open_group(FsspecStore.from_url(f"s3://{bucket}/run/ckpt", storage_options=fsspec_options,
-                                                   read_only=True), mode="r")
+    over_s3 = zarr.open_group(
+        FsspecStore.from_url(f"s3://{bucket}/run/ckpt", storage_options=fsspec_options, read_only=True), mode="r"
+    )
     assert dict(on_tree.attrs) == dict(over_s3.attrs)
     top = dict(on_tree.attrs["aif_checkpoint"]["tree"]["dict"])  # 0-d tensors and plain values: JSON
     assert top["step"] == {"value": 12}
     assert top["scale"] == {"scalar": {"dtype": "bfloat16", "hex": "c03f", "value": 1.5}}
-    assert sorted(name for name, _ in on_tree.members()) == sorted(name for name, _ in over_s3.members()) == \
-        ["model", "optim"]
+    assert (
+        sorted(name for name, _ in on_tree.members())
+        == sorted(name for name, _ in over_s3.members())
+        == ["model", "optim"]
+    )
     for path, tensor in tensors(want):
         a, b = on_tree[path], over_s3[path]
         assert a.attrs["torch_dtype"] == b.attrs["torch_dtype"] == str(tensor.dtype).removeprefix("torch.")
@@ -192,8 +208,9 @@ def test_codec_is_applied_inside_shards(codec: str, tmp_path: Path) -> None:
 
 # -- complete or invisible -----------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["path", "s3"])
-def test_an_interrupted_save_is_not_loadable(target: str, tmp_path: Path, bucket: str, bucket_dir: Path,
-                                             gateway_root: Path, s3_options: dict[str, Any]) -> None:
+def test_an_interrupted_save_is_not_loadable(
+    target: str, tmp_path: Path, bucket: str, bucket_dir: Path, gateway_root: Path, s3_options: dict[str, Any]
+) -> None:
     dest, options = through(target, tmp_path, bucket, gateway_root, s3_options)
     ckpt.save_zarr(state(), dest, **options)
     # A file where an array's directory must go: writing that array fails mid-save.
@@ -225,8 +242,11 @@ def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path: Path) -> None:
     ckpt.save_zarr({"a": torch.ones(5), "b": {"c": torch.zeros(7)}}, dest)
     ckpt.save_zarr({"a": torch.arange(3)}, dest)
     assert_identical(ckpt.load_zarr(dest), {"a": torch.arange(3)})
-    assert sorted(p.relative_to(dest).as_posix() for p in Path(dest).rglob("*") if p.is_file()) == \
-        ["a/c/0", "a/zarr.json", "zarr.json"]
+    assert sorted(p.relative_to(dest).as_posix() for p in Path(dest).rglob("*") if p.is_file()) == [
+        "a/c/0",
+        "a/zarr.json",
+        "zarr.json",
+    ]
 
 
 def test_a_foreign_zarr_group_is_not_overwritten(tmp_path: Path) -> None:
@@ -238,15 +258,25 @@ def test_a_foreign_zarr_group_is_not_overwritten(tmp_path: Path) -> None:
 
 # -- datasets: one zarr array, read over S3 and from the filesystem ---------------------------------
 def test_a_zarr_array_reads_the_same_over_s3_and_from_the_tree(
-        bucket: str, bucket_dir: Path, fsspec_options: dict[str, Any], s3_options: dict[str, Any]) -> None:
+    bucket: str, bucket_dir: Path, fsspec_options: dict[str, Any], s3_options: dict[str, Any]
+) -> None:
     data = np.random.default_rng(7).normal(size=(1000, 37)).astype(np.float32)
-    written = zarr.create_array(LocalStore(bucket_dir / "datasets"), name="temps", shape=data.shape,
-                                dtype=data.dtype, chunks=(50, 37), shards=(200, 37))  # zarr's defaults: index at end
+    written = zarr.create_array(
+        LocalStore(bucket_dir / "datasets"),
+        name="temps",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(50, 37),
+        shards=(200, 37),
+    )  # zarr's defaults: index at end
     written[:] = data
 
     on_tree = zarr.open_array(LocalStore(bucket_dir / "datasets", read_only=True), path="temps", mode="r")
-    over_s3 = zarr.open_array(FsspecStore.from_url(f"s3://{bucket}/datasets", storage_options=fsspec_options,
-                                                   read_only=True), path="temps", mode="r")
+    over_s3 = zarr.open_array(
+        FsspecStore.from_url(f"s3://{bucket}/datasets", storage_options=fsspec_options, read_only=True),
+        path="temps",
+        mode="r",
+    )
     aif_store = AifZarrStore(f"s3://{bucket}/datasets", read_only=True, via="s3", **s3_options)
     try:
         over_aif = zarr.open_array(aif_store, path="temps", mode="r")

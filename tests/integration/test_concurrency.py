@@ -74,12 +74,13 @@ def test_if_match_put_replaces_only_the_named_version(s3, bucket: str) -> None:
 def test_if_none_match_applies_to_complete_multipart(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="taken", Body=b"original")
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="taken")["UploadId"]
-    etag = s3.upload_part(
-        Bucket=bucket, Key="taken", UploadId=upload_id, PartNumber=1, Body=b"new"
-    )["ETag"]
+    etag = s3.upload_part(Bucket=bucket, Key="taken", UploadId=upload_id, PartNumber=1, Body=b"new")["ETag"]
     with pytest.raises(ClientError) as exc:
         s3.complete_multipart_upload(
-            Bucket=bucket, Key="taken", UploadId=upload_id, IfNoneMatch="*",
+            Bucket=bucket,
+            Key="taken",
+            UploadId=upload_id,
+            IfNoneMatch="*",
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
         )
     assert exc.value.response["Error"]["Code"] == "PreconditionFailed"
@@ -92,7 +93,9 @@ def _parts() -> list[bytes]:
 
 def _complete(client, bucket: str, key: str, upload_id: str, etags: list[str]) -> dict:
     return client.complete_multipart_upload(
-        Bucket=bucket, Key=key, UploadId=upload_id,
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
     )
 
@@ -106,9 +109,7 @@ def test_multipart_started_on_one_gateway_completes_on_another(
     try:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key="moved.bin")["UploadId"]
         etags = [
-            client.upload_part(
-                Bucket=bucket, Key="moved.bin", UploadId=upload_id, PartNumber=n, Body=body
-            )["ETag"]
+            client.upload_part(Bucket=bucket, Key="moved.bin", UploadId=upload_id, PartNumber=n, Body=body)["ETag"]
             for n, (client, body) in enumerate([(s3, parts[0]), (s3_other, parts[1])], 1)
         ]
         listed = s3_other.list_parts(Bucket=bucket, Key="moved.bin", UploadId=upload_id)["Parts"]
@@ -119,25 +120,23 @@ def test_multipart_started_on_one_gateway_completes_on_another(
     assert s3.get_object(Bucket=bucket, Key="moved.bin")["Body"].read() == b"".join(parts)
 
 
-def test_multipart_upload_survives_a_gateway_restart(
-    start_gateway, credentials: Credentials, s3, bucket: str
-) -> None:
+def test_multipart_upload_survives_a_gateway_restart(start_gateway, credentials: Credentials, s3, bucket: str) -> None:
     parts = _parts()
     before = start_gateway()
     client = boto3_client(before.url, credentials)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key="restart.bin")["UploadId"]
-    first = client.upload_part(
-        Bucket=bucket, Key="restart.bin", UploadId=upload_id, PartNumber=1, Body=parts[0]
-    )["ETag"]
+    first = client.upload_part(Bucket=bucket, Key="restart.bin", UploadId=upload_id, PartNumber=1, Body=parts[0])[
+        "ETag"
+    ]
     client.close()
     before.stop()
 
     after = start_gateway()
     client = boto3_client(after.url, credentials)
     try:
-        second = client.upload_part(
-            Bucket=bucket, Key="restart.bin", UploadId=upload_id, PartNumber=2, Body=parts[1]
-        )["ETag"]
+        second = client.upload_part(Bucket=bucket, Key="restart.bin", UploadId=upload_id, PartNumber=2, Body=parts[1])[
+            "ETag"
+        ]
         _complete(client, bucket, "restart.bin", upload_id, [first, second])
     finally:
         client.close()

@@ -68,7 +68,9 @@ def objects(gw: GatewayProcess, credentials: Credentials) -> dict[str, bytes | s
         for n, body in enumerate(parts, 1)
     ]
     s3.complete_multipart_upload(
-        Bucket=BUCKET, Key="multi", UploadId=upload,
+        Bucket=BUCKET,
+        Key="multi",
+        UploadId=upload,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
     )
     s3.close()
@@ -264,16 +266,20 @@ def test_tls_connections_fall_back_to_copying(
         gw.start()
     try:
         s3 = boto3.session.Session().client(
-            "s3", endpoint_url=gw.url, aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key, verify=str(tls.ca), config=client_config(),
+            "s3",
+            endpoint_url=gw.url,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            verify=str(tls.ca),
+            config=client_config(),
         )
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key="medium", Body=MEDIUM)
-        url = urllib.parse.urlsplit(
-            s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "medium"}))
+        url = urllib.parse.urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "medium"}))
         s3.close()
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", gw.port, timeout=60, context=ssl.create_default_context(cafile=str(tls.ca)))
+            "127.0.0.1", gw.port, timeout=60, context=ssl.create_default_context(cafile=str(tls.ca))
+        )
         for _ in range(2):  # twice: the connection stays usable
             conn.request("GET", f"{url.path}?{url.query}")
             resp = conn.getresponse()

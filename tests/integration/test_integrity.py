@@ -30,26 +30,29 @@ def victim(isolated_s3, request: pytest.FixtureRequest) -> str:
 
 
 def _chunked_headers(decoded_length: int, trailer: str | None) -> dict[str, str]:
-    headers = {
-        "Content-Encoding": "aws-chunked",
-        "x-amz-decoded-content-length": str(decoded_length),
-    }
+    headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(decoded_length)}
     if trailer:
         headers["x-amz-trailer"] = trailer
     return headers
 
 
-def _put_unsigned_chunked(gw: GatewayProcess, creds: Credentials, bucket: str, body: bytes,
-                          decoded_length: int = len(DATA), extra: dict[str, str] | None = None):
+def _put_unsigned_chunked(
+    gw: GatewayProcess,
+    creds: Credentials,
+    bucket: str,
+    body: bytes,
+    decoded_length: int = len(DATA),
+    extra: dict[str, str] | None = None,
+):
     headers = {**_chunked_headers(decoded_length, "x-amz-checksum-crc32"), **(extra or {})}
     return signed_request(
-        gw.port, creds, "PUT", f"/{bucket}/obj", headers=headers, body=body,
-        content_sha256=UNSIGNED_TRAILER,
+        gw.port, creds, "PUT", f"/{bucket}/obj", headers=headers, body=body, content_sha256=UNSIGNED_TRAILER
     )
 
 
-def _put_signed_chunked(gw: GatewayProcess, creds: Credentials, bucket: str, data: bytes,
-                        trailer: dict[str, str] | None, tamper=None):
+def _put_signed_chunked(
+    gw: GatewayProcess, creds: Credentials, bucket: str, data: bytes, trailer: dict[str, str] | None, tamper=None
+):
     return put_signed_chunked(gw.port, creds, f"/{bucket}/obj", data, CHUNK, trailer, tamper)
 
 
@@ -82,9 +85,7 @@ def test_signed_streaming_upload_stores_exactly_the_decoded_bytes(
 def test_signed_streaming_upload_with_trailer_stores_exactly_the_decoded_bytes(
     isolated_gateway, credentials, isolated_s3, victim: str
 ) -> None:
-    resp = _put_signed_chunked(
-        isolated_gateway, credentials, victim, DATA, {"x-amz-checksum-crc32": crc32_b64(DATA)}
-    )
+    resp = _put_signed_chunked(isolated_gateway, credentials, victim, DATA, {"x-amz-checksum-crc32": crc32_b64(DATA)})
     assert resp.status == 200, resp.body
     assert isolated_s3.get_object(Bucket=victim, Key="obj")["Body"].read() == DATA
 
@@ -115,9 +116,7 @@ def _drop_crlf_after_first_chunk(good: bytes) -> bytes:
 
 
 BAD_FRAMINGS = {
-    "size larger than data": lambda good: good.replace(
-        f"{CHUNK:x}\r\n".encode(), f"{CHUNK + 5:x}\r\n".encode(), 1
-    ),
+    "size larger than data": lambda good: good.replace(f"{CHUNK:x}\r\n".encode(), f"{CHUNK + 5:x}\r\n".encode(), 1),
     "non-hex size": lambda good: b"zz" + good[good.index(b"\r\n") :],
     "missing CRLF after data": _drop_crlf_after_first_chunk,
     "no final chunk": lambda good: good[: good.rindex(b"\r\n0\r\n") + 2],
@@ -126,9 +125,7 @@ BAD_FRAMINGS = {
 
 
 @pytest.mark.parametrize("damage", BAD_FRAMINGS.values(), ids=BAD_FRAMINGS.keys())
-def test_bad_aws_chunked_framing_is_refused(
-    isolated_gateway, credentials, isolated_s3, victim: str, damage
-) -> None:
+def test_bad_aws_chunked_framing_is_refused(isolated_gateway, credentials, isolated_s3, victim: str, damage) -> None:
     before = snapshot(isolated_gateway.root)
     good = unsigned_chunked_body(DATA, CHUNK, {"x-amz-checksum-crc32": crc32_b64(DATA)})
     resp = _put_unsigned_chunked(isolated_gateway, credentials, victim, damage(good))
@@ -146,9 +143,7 @@ def test_decoded_length_mismatch_is_refused(isolated_gateway, credentials, isola
     _assert_unchanged(isolated_s3, victim)
 
 
-def test_wrong_trailer_checksum_is_bad_digest(
-    isolated_gateway, credentials, isolated_s3, victim: str
-) -> None:
+def test_wrong_trailer_checksum_is_bad_digest(isolated_gateway, credentials, isolated_s3, victim: str) -> None:
     before = snapshot(isolated_gateway.root)
     body = unsigned_chunked_body(DATA, CHUNK, {"x-amz-checksum-crc32": crc32_b64(b"other")})
     resp = _put_unsigned_chunked(isolated_gateway, credentials, victim, body)
@@ -192,8 +187,7 @@ def test_wrong_digest_header_is_refused_and_old_object_survives(
 ) -> None:
     before = snapshot(isolated_gateway.root)
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=DATA,
-        headers={header: value},
+        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=DATA, headers={header: value}
     )
     assert resp.status == 400, resp.body
     assert resp.error()["Code"] == code
@@ -217,8 +211,7 @@ def test_oversized_header_section_is_refused(
 ) -> None:
     before = snapshot(isolated_gateway.root)
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil",
-        headers={"x-padding": "p" * size},
+        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil", headers={"x-padding": "p" * size}
     )
     assert resp.status == 400, (resp.status, resp.body[:300])
     assert resp.error()["Code"] == "RequestHeaderSectionTooLarge"
@@ -231,7 +224,11 @@ def test_user_metadata_over_2_kib_is_metadata_too_large(
     isolated_gateway, credentials, isolated_s3, victim: str
 ) -> None:
     resp = signed_request(
-        isolated_gateway.port, credentials, "PUT", f"/{victim}/obj", body=b"evil",
+        isolated_gateway.port,
+        credentials,
+        "PUT",
+        f"/{victim}/obj",
+        body=b"evil",
         headers={"x-amz-meta-big": "m" * 3000},
     )
     assert resp.status == 400, resp.body

@@ -39,13 +39,15 @@ body_stall_timeout = 2
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, gateway_logs: Path, credentials: Credentials
-       ) -> Iterator[GatewayProcess]:
+def gw(
+    tmp_path_factory: pytest.TempPathFactory, gateway_logs: Path, credentials: Credentials
+) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("limits-root")
     config = tmp_path_factory.mktemp("limits-config") / "gateway.toml"
     config.write_text(CONFIG)
-    gateway = GatewayProcess(root, gateway_logs, credentials=credentials, workers=1,
-                             extra_args=("--config", str(config))).start()
+    gateway = GatewayProcess(
+        root, gateway_logs, credentials=credentials, workers=1, extra_args=("--config", str(config))
+    ).start()
     yield gateway
     _stop_and_check([gateway])
 
@@ -94,8 +96,9 @@ def closed_by_server(sock: socket.socket) -> bool:
 def signed_head(credentials: Credentials, port: int, method: str, path: str, headers: dict[str, str]) -> bytes:
     """The request line and header section of a signed request, ready for a raw socket."""
     host = f"127.0.0.1:{port}"
-    signed = sign(credentials, method, f"http://{host}{path}", {"Host": host, **headers},
-                  content_sha256="UNSIGNED-PAYLOAD")
+    signed = sign(
+        credentials, method, f"http://{host}{path}", {"Host": host, **headers}, content_sha256="UNSIGNED-PAYLOAD"
+    )
     lines = [f"{method} {path} HTTP/1.1", *(f"{name}: {value}" for name, value in signed.headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -196,7 +199,8 @@ def test_a_malformed_header_gets_an_s3_error(gw: GatewayProcess) -> None:
 
 # -- sizes ------------------------------------------------------------------------------------
 def test_a_put_declaring_250_mb_and_sending_10_bytes_reserves_nothing(
-        gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, bucket: str
+) -> None:
     tmp = gw.root / ".aifgw" / "state" / bucket / "tmp"
     with connect(gw) as sock:
         sock.sendall(signed_head(credentials, gw.port, "PUT", f"/{bucket}/claim", {"Content-Length": str(250_000_000)}))
@@ -212,7 +216,8 @@ def test_a_put_declaring_250_mb_and_sending_10_bytes_reserves_nothing(
 
 
 def test_a_declared_5_tib_put_is_entity_too_large_before_its_body(
-        gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, bucket: str
+) -> None:
     with connect(gw) as sock:
         sock.sendall(signed_head(credentials, gw.port, "PUT", f"/{bucket}/huge", {"Content-Length": str(5 * TiB)}))
         status, _, body = read_response(sock)  # not a byte of the body sent
@@ -222,21 +227,34 @@ def test_a_declared_5_tib_put_is_entity_too_large_before_its_body(
 
 
 def test_a_declared_aws_chunked_length_over_the_limit_is_entity_too_large(
-        gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
-    headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(5 * GiB + 1),
-               "Content-Length": str(6 * GiB)}
+    gw: GatewayProcess, credentials: Credentials, bucket: str
+) -> None:
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(5 * GiB + 1),
+        "Content-Length": str(6 * GiB),
+    }
     host = f"127.0.0.1:{gw.port}"
-    signed = sign(credentials, "PUT", f"http://{host}/{bucket}/chunked", {"Host": host, **headers},
-                  content_sha256=UNSIGNED_TRAILER)
+    signed = sign(
+        credentials,
+        "PUT",
+        f"http://{host}/{bucket}/chunked",
+        {"Host": host, **headers},
+        content_sha256=UNSIGNED_TRAILER,
+    )
     with connect(gw) as sock:
-        sock.sendall(f"PUT /{bucket}/chunked HTTP/1.1\r\n".encode()
-                     + "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items()).encode() + b"\r\n")
+        sock.sendall(
+            f"PUT /{bucket}/chunked HTTP/1.1\r\n".encode()
+            + "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items()).encode()
+            + b"\r\n"
+        )
         status, _, body = read_response(sock)
     assert (status, error_code(body)) == (400, "EntityTooLarge")
 
 
 def test_an_upload_part_over_the_part_limit_is_entity_too_large(
-        gw: GatewayProcess, credentials: Credentials, s3, bucket: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, s3, bucket: str
+) -> None:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     path = f"/{bucket}/mp?partNumber=1&uploadId={upload_id}"
     with connect(gw) as sock:
@@ -247,10 +265,12 @@ def test_an_upload_part_over_the_part_limit_is_entity_too_large(
 
 @pytest.mark.parametrize("number", ["0", "101", "10001"])
 def test_part_numbers_outside_the_configured_range_are_invalid_argument(
-        gw: GatewayProcess, credentials: Credentials, s3, bucket: str, number: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, s3, bucket: str, number: str
+) -> None:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    response = signed_request(gw.port, credentials, "PUT", f"/{bucket}/mp",
-                              query=f"partNumber={number}&uploadId={upload_id}", body=b"x")
+    response = signed_request(
+        gw.port, credentials, "PUT", f"/{bucket}/mp", query=f"partNumber={number}&uploadId={upload_id}", body=b"x"
+    )
     fields = response.error()
     assert (response.status, fields["Code"]) == (400, "InvalidArgument")
     assert fields["Message"] == "Part number must be an integer between 1 and 100, inclusive"
@@ -258,9 +278,10 @@ def test_part_numbers_outside_the_configured_range_are_invalid_argument(
 
 
 def test_complete_listing_more_parts_than_allowed_is_refused(
-        gw: GatewayProcess, credentials: Credentials, s3, bucket: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, s3, bucket: str
+) -> None:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    parts = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"e\"</ETag></Part>" for n in range(1, 102))
+    parts = "".join(f'<Part><PartNumber>{n}</PartNumber><ETag>"e"</ETag></Part>' for n in range(1, 102))
     body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
     response = signed_request(gw.port, credentials, "POST", f"/{bucket}/mp", query=f"uploadId={upload_id}", body=body)
     assert (response.status, response.error()["Code"]) == (400, "MalformedXML")
@@ -290,7 +311,8 @@ FORGED = {
 
 @pytest.mark.parametrize("name", sorted(FORGED))
 def test_a_forged_record_is_served_as_a_foreign_file(
-        gw: GatewayProcess, credentials: Credentials, s3, bucket: str, name: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, s3, bucket: str, name: str
+) -> None:
     forge(gw, bucket, "forged.bin", **FORGED[name])
     for method in ("HEAD", "GET"):
         response = signed_request(gw.port, credentials, method, f"/{bucket}/forged.bin")
@@ -305,13 +327,17 @@ def test_a_forged_record_is_served_as_a_foreign_file(
 
 
 def test_a_forged_blob_pointer_reads_nothing_outside_the_blobs(
-        gw: GatewayProcess, credentials: Credentials, bucket: str) -> None:
+    gw: GatewayProcess, credentials: Credentials, bucket: str
+) -> None:
     path = forge(gw, bucket, "pointed.bin")
     planted = gw.root / bucket / "planted.json"
     (gw.root / ".aifgw" / "state" / bucket / "blobs").mkdir(parents=True, exist_ok=True)  # as after one large record
     st = os.stat(path)
-    planted.write_bytes(json.dumps({"etag": "0" * 32, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                    "user_meta": {"planted": "yes"}}).encode())
+    planted.write_bytes(
+        json.dumps(
+            {"etag": "0" * 32, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "user_meta": {"planted": "yes"}}
+        ).encode()
+    )
     # From the state's blobs/ up to the root, then into the bucket: where the planted record lies.
     os.setxattr(path, "user.aifgw.meta", f"@blob:../../../../{bucket}/planted.json".encode())
     response = signed_request(gw.port, credentials, "HEAD", f"/{bucket}/pointed.bin")
@@ -319,13 +345,16 @@ def test_a_forged_blob_pointer_reads_nothing_outside_the_blobs(
 
 
 def test_clients_still_work_within_the_limits(gw: GatewayProcess, s3, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key="small", Body=b"x" * 1000, Metadata={"who": "me"},
-                  CacheControl="no-cache")
+    s3.put_object(Bucket=bucket, Key="small", Body=b"x" * 1000, Metadata={"who": "me"}, CacheControl="no-cache")
     head = s3.head_object(Bucket=bucket, Key="small")
     assert head["Metadata"] == {"who": "me"} and head["CacheControl"] == "no-cache"
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=100, Body=b"y" * 10)
-    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload_id,
-                                 MultipartUpload={"Parts": [{"PartNumber": 100, "ETag": part["ETag"]}]})
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 100, "ETag": part["ETag"]}]},
+    )
     assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"y" * 10
     assert send(gw.port, "GET", "/_aif/health", {"Host": "x"}).status == 200

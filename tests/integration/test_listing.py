@@ -79,9 +79,7 @@ def test_start_after_is_echoed_and_may_name_a_missing_key(s3, bucket: str) -> No
 def test_continuation_token_wins_over_start_after(s3, bucket: str) -> None:
     _put_all(s3, bucket, ["a", "b", "c", "d"])
     first = s3.list_objects_v2(Bucket=bucket, MaxKeys=2)
-    rest = s3.list_objects_v2(
-        Bucket=bucket, ContinuationToken=first["NextContinuationToken"], StartAfter="a"
-    )
+    rest = s3.list_objects_v2(Bucket=bucket, ContinuationToken=first["NextContinuationToken"], StartAfter="a")
     assert [o["Key"] for o in rest["Contents"]] == ["c", "d"]
 
 
@@ -106,9 +104,9 @@ def test_encoding_type_url_encodes_keys_and_prefixes(
     gateway: GatewayProcess, credentials: Credentials, s3, bucket: str
 ) -> None:
     _put_all(s3, bucket, ["sp ace+plus/x", "sp ace+plus/y", "top key+"])
-    doc = _raw_list(gateway, credentials, bucket, {
-        "list-type": "2", "encoding-type": "url", "delimiter": "/", "start-after": "a b",
-    })
+    doc = _raw_list(
+        gateway, credentials, bucket, {"list-type": "2", "encoding-type": "url", "delimiter": "/", "start-after": "a b"}
+    )
     assert doc.findtext(f"{NS}EncodingType") == "url"
     assert [e.text for e in doc.iter(f"{NS}Key")] == ["top%20key%2B"]
     assert [e.text for e in doc.iter(f"{NS}Prefix") if e.text] == ["sp%20ace%2Bplus/"]
@@ -126,9 +124,7 @@ def test_key_with_newline_lists_and_reads_back(
     assert [e.text for e in doc.iter(f"{NS}Key")] == ["line\nbreak"]
 
 
-@pytest.mark.parametrize(
-    "key", ["q?uery", "hash#tag", "percent%41", "amp&er", "ünïcode/ß", "tilde~x", "quote\"s"]
-)
+@pytest.mark.parametrize("key", ["q?uery", "hash#tag", "percent%41", "amp&er", "ünïcode/ß", "tilde~x", 'quote"s'])
 def test_awkward_but_valid_keys_round_trip(s3, bucket: str, key: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     assert list_keys(s3, bucket) == [key]

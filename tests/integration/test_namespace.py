@@ -33,8 +33,7 @@ def test_foreign_file_etag_is_stable_across_workers_and_changes_with_content(
     path.write_bytes(random_bytes(50_000))
     # A fresh connection per request, so the three workers all get asked.
     etags = {
-        signed_request(gateway.port, credentials, "HEAD", f"/{bucket}/model.safetensors")
-        .headers["ETag"]
+        signed_request(gateway.port, credentials, "HEAD", f"/{bucket}/model.safetensors").headers["ETag"]
         for _ in range(12)
     }
     assert len(etags) == 1
@@ -88,8 +87,11 @@ def test_listings_hide_a_put_whose_body_is_still_arriving(
     path = f"/{bucket}/arriving.bin"
     host = f"127.0.0.1:{gateway.port}"
     signed = sign(
-        credentials, "PUT", f"http://{host}{path}",
-        {"Host": host, "Content-Length": str(len(data))}, content_sha256="UNSIGNED-PAYLOAD",
+        credentials,
+        "PUT",
+        f"http://{host}{path}",
+        {"Host": host, "Content-Length": str(len(data))},
+        content_sha256="UNSIGNED-PAYLOAD",
     )
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=60)
     try:
@@ -118,8 +120,7 @@ def test_internal_directory_is_not_addressable(
     s3.put_object(Bucket=bucket, Key="x", Body=b"x")
     before = snapshot(bucket_dir)
     put = signed_request(
-        gateway.port, credentials, "PUT", f"/{bucket}/.aifgw/planted", body=b"evil",
-        content_sha256="UNSIGNED-PAYLOAD",
+        gateway.port, credentials, "PUT", f"/{bucket}/.aifgw/planted", body=b"evil", content_sha256="UNSIGNED-PAYLOAD"
     )
     assert put.status == 400, put.body
     assert put.error()["Code"] == "InvalidArgument"

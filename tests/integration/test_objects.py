@@ -41,8 +41,12 @@ def test_copy_object_keeps_metadata_with_copy_directive(s3, bucket: str) -> None
 def test_copy_object_replaces_metadata_with_replace_directive(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="src", Body=b"payload", Metadata={"m": "1"})
     s3.copy_object(
-        Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
-        MetadataDirective="REPLACE", ContentType="application/x-new", Metadata={"n": "2"},
+        Bucket=bucket,
+        Key="dst",
+        CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        ContentType="application/x-new",
+        Metadata={"n": "2"},
     )
     head = s3.head_object(Bucket=bucket, Key="dst")
     assert head["ContentType"] == "application/x-new"
@@ -54,8 +58,11 @@ def test_copy_onto_itself_replaces_metadata_in_place(s3, bucket: str, bucket_dir
     s3.put_object(Bucket=bucket, Key="self", Body=b"same bytes", Metadata={"v": "old"})
     inode = (bucket_dir / "self").stat().st_ino
     s3.copy_object(
-        Bucket=bucket, Key="self", CopySource={"Bucket": bucket, "Key": "self"},
-        MetadataDirective="REPLACE", Metadata={"v": "new"},
+        Bucket=bucket,
+        Key="self",
+        CopySource={"Bucket": bucket, "Key": "self"},
+        MetadataDirective="REPLACE",
+        Metadata={"v": "new"},
     )
     got = s3.get_object(Bucket=bucket, Key="self")
     assert got["Metadata"] == {"v": "new"}
@@ -74,13 +81,13 @@ def test_copy_source_conditions(s3, bucket: str) -> None:
     etag = s3.put_object(Bucket=bucket, Key="src", Body=b"x")["ETag"]
     with pytest.raises(ClientError) as exc:
         s3.copy_object(
-            Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"},
+            Bucket=bucket,
+            Key="dst",
+            CopySource={"Bucket": bucket, "Key": "src"},
             CopySourceIfMatch='"00000000000000000000000000000000"',
         )
     assert exc.value.response["Error"]["Code"] == "PreconditionFailed"
-    s3.copy_object(
-        Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=etag
-    )
+    s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=etag)
     assert list_keys(s3, bucket) == ["dst", "src"]
 
 
@@ -110,7 +117,9 @@ def test_presigned_put_then_presigned_get(s3, bucket: str) -> None:
 
 def _complete(s3, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]):
     return s3.complete_multipart_upload(
-        Bucket=bucket, Key=key, UploadId=upload_id,
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
     )
 
@@ -120,12 +129,14 @@ def test_upload_part_copy_with_range(s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="source", Body=source)
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
     first = s3.upload_part_copy(
-        Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=1,
-        CopySource={"Bucket": bucket, "Key": "source"}, CopySourceRange=f"bytes=0-{5 * MiB - 1}",
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=upload_id,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "source"},
+        CopySourceRange=f"bytes=0-{5 * MiB - 1}",
     )["CopyPartResult"]["ETag"]
-    second = s3.upload_part(
-        Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=2, Body=b"tail"
-    )["ETag"]
+    second = s3.upload_part(Bucket=bucket, Key="assembled", UploadId=upload_id, PartNumber=2, Body=b"tail")["ETag"]
     _complete(s3, bucket, "assembled", upload_id, [(1, first), (2, second)])
     assert s3.get_object(Bucket=bucket, Key="assembled")["Body"].read() == source[: 5 * MiB] + b"tail"
 

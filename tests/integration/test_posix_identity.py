@@ -62,8 +62,7 @@ def gateway(root: Path, tmp_path_factory: pytest.TempPathFactory, credentials: C
     users = config / "users.toml"
     users.write_text(users_toml())
     users.chmod(0o600)
-    gw = GatewayProcess(root, config, credentials=credentials, workers=3,
-                        extra_args=("--users", str(users))).start()
+    gw = GatewayProcess(root, config, credentials=credentials, workers=3, extra_args=("--users", str(users))).start()
     yield gw
     gw.stop()
     assert not gw.tracebacks(), gw.tracebacks()
@@ -95,8 +94,12 @@ def code_of(call, *args, **kwargs) -> str:
 def as_user(uid: int, *command: str, groups: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run ``command`` as a local user (the attacker, or a user checking by hand)."""
     group_args = [f"--groups={','.join(map(str, groups))}"] if groups else ["--clear-groups"]
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", *group_args, *command],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", *group_args, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def owner(path: Path) -> tuple[int, int]:
@@ -105,6 +108,7 @@ def owner(path: Path) -> tuple[int, int]:
 
 
 # -- files belong to who wrote them -----------------------------------------------------------
+
 
 def test_a_created_bucket_and_its_objects_belong_to_the_user(clients: dict, root: Path, bucket: str) -> None:
     clients["alice"].put_object(Bucket=bucket, Key="dir/k", Body=b"mine")
@@ -147,9 +151,7 @@ def test_an_unreadable_bucket_directory_is_access_denied(clients: dict, root: Pa
     assert clients["alice"].list_objects_v2(Bucket=bucket)["KeyCount"] == 1
 
 
-def test_a_group_shared_directory_works_through_supplementary_groups(
-    clients: dict, root: Path, bucket: str
-) -> None:
+def test_a_group_shared_directory_works_through_supplementary_groups(clients: dict, root: Path, bucket: str) -> None:
     shared = root / bucket / "team"
     shared.mkdir()
     os.chown(shared, ALICE, TEAM)
@@ -189,10 +191,21 @@ def aws(gateway: GatewayProcess, name: str, tmp_path: Path, *args: str) -> subpr
     """awscli as S3 user ``name``."""
     cred = USERS[name][0]
     (tmp_path / "home").mkdir(exist_ok=True)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": cred.access_key, "AWS_SECRET_ACCESS_KEY": cred.secret_key,
-           "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path / "home")}
-    return subprocess.run([str(VENV_BIN / "aws"), "--endpoint-url", gateway.url, *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": cred.access_key,
+        "AWS_SECRET_ACCESS_KEY": cred.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "HOME": str(tmp_path / "home"),
+    }
+    return subprocess.run(
+        [str(VENV_BIN / "aws"), "--endpoint-url", gateway.url, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_awscli_users_get_their_own_rights(gateway: GatewayProcess, root: Path, bucket: str, tmp_path: Path) -> None:
@@ -212,16 +225,22 @@ def test_awscli_users_get_their_own_rights(gateway: GatewayProcess, root: Path, 
 
 # -- multipart uploads are their initiator's ---------------------------------------------------
 
+
 def test_another_user_can_neither_read_nor_complete_an_upload(clients: dict, root: Path, bucket: str) -> None:
     as_user(ALICE, "chmod", "777", str(root / bucket))  # bob may write the bucket, not alice's upload
     alice, bob = clients["alice"], clients["bob"]
     upload_id = alice.create_multipart_upload(Bucket=bucket, Key="big")["UploadId"]
     part = alice.upload_part(Bucket=bucket, Key="big", UploadId=upload_id, PartNumber=1, Body=b"a" * 1000)
     parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
-    assert code_of(bob.upload_part, Bucket=bucket, Key="big", UploadId=upload_id, PartNumber=2, Body=b"b") == "AccessDenied"
+    assert (
+        code_of(bob.upload_part, Bucket=bucket, Key="big", UploadId=upload_id, PartNumber=2, Body=b"b")
+        == "AccessDenied"
+    )
     assert code_of(bob.list_parts, Bucket=bucket, Key="big", UploadId=upload_id) == "AccessDenied"
-    assert code_of(bob.complete_multipart_upload, Bucket=bucket, Key="big", UploadId=upload_id,
-                   MultipartUpload=parts) == "AccessDenied"
+    assert (
+        code_of(bob.complete_multipart_upload, Bucket=bucket, Key="big", UploadId=upload_id, MultipartUpload=parts)
+        == "AccessDenied"
+    )
     assert code_of(bob.abort_multipart_upload, Bucket=bucket, Key="big", UploadId=upload_id) == "AccessDenied"
     assert bob.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert [u["UploadId"] for u in alice.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [upload_id]
@@ -247,13 +266,22 @@ def test_a_user_without_ids_acts_on_anothers_upload_with_the_owners_rights(
     assert {p.stat().st_uid for p in upload_dir.iterdir()} == {BOB}
     parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
     # bob may not write alice's directory: neither may admin, on bob's behalf.
-    assert code_of(admin.complete_multipart_upload, Bucket=bucket, Key="alice-only/by-bob", UploadId=upload_id,
-                   MultipartUpload=parts) == "AccessDenied"
+    assert (
+        code_of(
+            admin.complete_multipart_upload,
+            Bucket=bucket,
+            Key="alice-only/by-bob",
+            UploadId=upload_id,
+            MultipartUpload=parts,
+        )
+        == "AccessDenied"
+    )
     assert not (root / bucket / "alice-only" / "by-bob").exists()
     bob.abort_multipart_upload(Bucket=bucket, Key="alice-only/by-bob", UploadId=upload_id)
 
 
 # -- root squash and the gateway's own ids -----------------------------------------------------
+
 
 def test_uid_0_is_squashed_to_nobody_unless_allowed(clients: dict, root: Path, bucket: str) -> None:
     root_only = root / bucket / "rootonly"
@@ -272,6 +300,7 @@ def test_a_user_without_posix_ids_acts_as_the_gateway(clients: dict, root: Path,
 
 
 # -- no credentials leak between requests sharing threads and workers ---------------------------
+
 
 def test_concurrent_users_each_write_as_themselves(clients: dict, root: Path, bucket: str) -> None:
     writers = [("alice", ALICE), ("bob", BOB), ("carol", CAROL), ("admin", 0)]
@@ -323,38 +352,50 @@ def user_python_env() -> dict[str, str]:
 
 def python_as(uid: int, code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with this checkout's package as a local user (a job on a compute node)."""
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", USER_PYTHON, "-c", code],
-                          capture_output=True, text=True, check=False, env=user_python_env())
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", USER_PYTHON, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=user_python_env(),
+    )
 
 
 def test_a_job_writing_the_tree_directly_publishes_as_itself(clients: dict, root: Path, bucket: str) -> None:
     # aif_gateway.ckpt's filesystem door, run by alice's job: no lock file of the gateway's is
     # hers to open, the temp file and the object are hers, and the gateway serves it at once.
-    done = python_as(ALICE, f"""
+    done = python_as(
+        ALICE,
+        f"""
 from pathlib import Path
 from aif_gateway.store.direct import DirectBucket
 bucket = DirectBucket.open(Path({str(root)!r}), {bucket!r})
 writer = bucket.writer("job/out.bin", 11)
 writer.write_at(memoryview(b"from a job!"), 0, 0)
 writer.commit([11], "application/octet-stream")
-""")
+""",
+    )
     assert done.returncode == 0, done.stderr
     assert owner(root / bucket / "job" / "out.bin") == (ALICE, ALICE)
     assert clients["alice"].get_object(Bucket=bucket, Key="job/out.bin")["Body"].read() == b"from a job!"
     # Bob's job may not write alice's bucket, directly either.
-    done = python_as(BOB, f"""
+    done = python_as(
+        BOB,
+        f"""
 from pathlib import Path
 from aif_gateway.store.direct import DirectBucket
 bucket = DirectBucket.open(Path({str(root)!r}), {bucket!r})
 writer = bucket.writer("job/bob.bin", 3)
 writer.write_at(memoryview(b"bob"), 0, 0)
 writer.commit([3], "application/octet-stream")
-""")
+""",
+    )
     assert done.returncode != 0 and "Permission denied" in done.stderr
     assert not (root / bucket / "job" / "bob.bin").exists()
 
 
 # -- a local user cannot make the gateway touch what they could not -------------------------
+
 
 @pytest.fixture
 def victim(root: Path) -> Iterator[Path]:
@@ -377,14 +418,14 @@ def test_a_symlinked_upload_data_file_writes_nothing_outside(
     assert as_user(BOB, "sh", "-c", f"rm -f {upload_dir}/data && ln -s {victim} {upload_dir}/data").returncode == 0
     part = b"p" * (5 << 20)  # a full-size part: it goes into the data file
     for who in ("bob", "admin"):  # bob himself, and a user acting with the gateway's ids
-        assert code_of(clients[who].upload_part, Bucket=bucket, Key="evil", UploadId=upload_id, PartNumber=1,
-                       Body=part) == "AccessDenied"
+        assert (
+            code_of(clients[who].upload_part, Bucket=bucket, Key="evil", UploadId=upload_id, PartNumber=1, Body=part)
+            == "AccessDenied"
+        )
     assert victim.read_bytes() == b"root's data\n"
 
 
-def test_a_forged_part_record_cannot_publish_another_file(
-    clients: dict, root: Path, bucket: str, victim: Path
-) -> None:
+def test_a_forged_part_record_cannot_publish_another_file(clients: dict, root: Path, bucket: str, victim: Path) -> None:
     as_user(ALICE, "chmod", "777", str(root / bucket))
     bob = clients["bob"]
     upload_id = bob.create_multipart_upload(Bucket=bucket, Key="stolen")["UploadId"]
@@ -392,11 +433,21 @@ def test_a_forged_part_record_cannot_publish_another_file(
     record = root / ".aifgw" / "state" / bucket / "uploads" / upload_id / "part-00001.json"
     forged = record.read_text().replace('"file": "data"', f'"file": "../../../../../..{victim}"')
     forged = forged.replace('"file": "part-00001.', '"file": "../../../../../..' + str(victim) + '", "x": "')
-    assert as_user(BOB, "sh", "-c", f"cat > {record}.new <<'EOF'\n{forged}\nEOF\nmv {record}.new {record}").returncode == 0
+    assert (
+        as_user(BOB, "sh", "-c", f"cat > {record}.new <<'EOF'\n{forged}\nEOF\nmv {record}.new {record}").returncode == 0
+    )
     parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
     for who in ("bob", "admin"):  # bob himself, and a user acting with the gateway's ids
-        assert code_of(clients[who].complete_multipart_upload, Bucket=bucket, Key="stolen", UploadId=upload_id,
-                       MultipartUpload=parts) == "InvalidPart"
+        assert (
+            code_of(
+                clients[who].complete_multipart_upload,
+                Bucket=bucket,
+                Key="stolen",
+                UploadId=upload_id,
+                MultipartUpload=parts,
+            )
+            == "InvalidPart"
+        )
     assert not (root / bucket / "stolen").exists()
     assert victim.read_bytes() == b"root's data\n"
 
@@ -407,14 +458,21 @@ def test_the_state_directories_are_out_of_local_users_reach(clients: dict, root:
     # Nothing of the gateway's is inside the bucket any more, and what is outside cannot be
     # renamed, listed or replaced by a user.
     assert sorted(p.name for p in (root / bucket).iterdir()) == ["k"]
-    for command in (["mv", str(state / "tmp"), str(state / "tmp2")], ["ls", str(state / "tmp")],
-                    ["ls", str(state / "uploads")], ["mv", str(state), str(root / bucket / "stolen")],
-                    ["touch", str(state / "locks")]):
+    for command in (
+        ["mv", str(state / "tmp"), str(state / "tmp2")],
+        ["ls", str(state / "tmp")],
+        ["ls", str(state / "uploads")],
+        ["mv", str(state), str(root / bucket / "stolen")],
+        ["touch", str(state / "locks")],
+    ):
         assert as_user(ALICE, *command).returncode != 0, command
     assert stat.S_IMODE(state.stat().st_mode) == 0o711 and state.stat().st_uid == 0
     # An .aifgw planted in the bucket (the old layout's place) is ignored: a PUT goes on
     # through the gateway's own tmp/, not through the planted link.
-    assert as_user(ALICE, "sh", "-c", f"mkdir {root / bucket}/.aifgw && ln -s /etc {root / bucket}/.aifgw/tmp").returncode == 0
+    assert (
+        as_user(ALICE, "sh", "-c", f"mkdir {root / bucket}/.aifgw && ln -s /etc {root / bucket}/.aifgw/tmp").returncode
+        == 0
+    )
     clients["alice"].put_object(Bucket=bucket, Key="after", Body=b"safe")
     assert (root / bucket / "after").read_bytes() == b"safe"
     assert not any(p.name.startswith("put.") for p in Path("/etc").iterdir())
@@ -436,8 +494,12 @@ def test_a_mapped_bucket_refuses_a_planted_state_directory(
         internal = mapped / ".aifgw"
         assert internal.is_dir() and internal.stat().st_uid == 0
         # A user who may write the bucket renames the gateway's directory away and plants theirs.
-        assert as_user(BOB, "sh", "-c", f"mv {internal} {mapped}/moved && mkdir -p {internal}/tmp && "
-                                        f"chmod -R 777 {internal}").returncode == 0
+        assert (
+            as_user(
+                BOB, "sh", "-c", f"mv {internal} {mapped}/moved && mkdir -p {internal}/tmp && chmod -R 777 {internal}"
+            ).returncode
+            == 0
+        )
         assert code_of(admin.put_object, Bucket="scratch", Key="second", Body=b"2") == "InternalError"
         assert list((internal / "tmp").iterdir()) == []
         assert not (mapped / "second").exists()
@@ -449,26 +511,49 @@ def test_a_mapped_bucket_refuses_a_planted_state_directory(
 
 # -- how users get their ids ---------------------------------------------------------------------
 
+
 def serve_refusal(tmp_path: Path, users: str, config: str = "") -> subprocess.CompletedProcess[str]:
     (tmp_path / "users.toml").write_text(users)
     (tmp_path / "users.toml").chmod(0o600)
     (tmp_path / "gw.toml").write_text(config)
     return subprocess.run(
-        [sys.executable, "-m", "aif_gateway", "serve", "--root", str(tmp_path / "root"), "--listen", "127.0.0.1:1",
-         "--users", str(tmp_path / "users.toml"), "--config", str(tmp_path / "gw.toml")],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "aif_gateway",
+            "serve",
+            "--root",
+            str(tmp_path / "root"),
+            "--listen",
+            "127.0.0.1:1",
+            "--users",
+            str(tmp_path / "users.toml"),
+            "--config",
+            str(tmp_path / "gw.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_require_posix_ids_refuses_a_user_without_ids(tmp_path: Path) -> None:
-    done = serve_refusal(tmp_path, '[[users]]\nname = "x"\naccess_key = "AKX0000000000000001"\nsecret_key = "s"\n',
-                         "[server]\nrequire_posix_ids = true\n")
+    done = serve_refusal(
+        tmp_path,
+        '[[users]]\nname = "x"\naccess_key = "AKX0000000000000001"\nsecret_key = "s"\n',
+        "[server]\nrequire_posix_ids = true\n",
+    )
     assert done.returncode == 2
     assert "user 'x' has no POSIX ids" in done.stderr and "posix_user" in done.stderr
 
 
 def test_an_unknown_posix_user_is_refused_at_start(tmp_path: Path) -> None:
-    done = serve_refusal(tmp_path, '[[users]]\nname = "x"\naccess_key = "AKX0000000000000001"\nsecret_key = "s"\n'
-                                   'posix_user = "no-such-user-aif"\n')
+    done = serve_refusal(
+        tmp_path,
+        '[[users]]\nname = "x"\naccess_key = "AKX0000000000000001"\nsecret_key = "s"\n'
+        'posix_user = "no-such-user-aif"\n',
+    )
     assert done.returncode == 2
     assert "getent passwd no-such-user-aif" in done.stderr
 
@@ -491,8 +576,9 @@ def test_posix_user_is_resolved_through_nss(
 ) -> None:
     name, uid, group = nss_user
     users = tmp_path / "users.toml"
-    users.write_text(f'[[users]]\nname = "n"\naccess_key = "AKNSS00000000000001"\nsecret_key = "nss"\n'
-                     f'posix_user = "{name}"\n')
+    users.write_text(
+        f'[[users]]\nname = "n"\naccess_key = "AKNSS00000000000001"\nsecret_key = "nss"\nposix_user = "{name}"\n'
+    )
     users.chmod(0o600)
     gw = start_gateway(root=reachable_dir, extra_args=("--users", str(users)))
     client = boto3_client(gw.url, Credentials("AKNSS00000000000001", "nss"))
@@ -517,12 +603,29 @@ def test_a_personal_gateway_acts_as_its_own_user_for_every_key(reachable_dir: Pa
     os.chown(users, ALICE, ALICE)
     port = free_port()
     log = reachable_dir / "gateway.log"
-    command = [USER_PYTHON, "-m", "aif_gateway", "serve", "--root", str(reachable_dir / "root"),
-               "--listen", f"127.0.0.1:{port}", "--workers", "1", "--users", str(users)]
+    command = [
+        USER_PYTHON,
+        "-m",
+        "aif_gateway",
+        "serve",
+        "--root",
+        str(reachable_dir / "root"),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--users",
+        str(users),
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}", "--clear-groups", *command],
-                                stdout=out, stderr=out, start_new_session=True, env=user_python_env(),
-                                cwd=reachable_dir)
+        proc = subprocess.Popen(
+            ["setpriv", f"--reuid={ALICE}", f"--regid={ALICE}", "--clear-groups", *command],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            env=user_python_env(),
+            cwd=reachable_dir,
+        )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:

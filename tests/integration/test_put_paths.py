@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 import http.client
+import json
 import socket
 import time
 import urllib.parse
@@ -88,8 +88,11 @@ def test_large_put_arrives_intact_with_its_etag(s3, gw: GatewayProcess, direct_o
     expected = before + 1 if direct_on else before
     assert _wait_for_direct_reads(gw, expected) == expected
     # The access log counts every body byte, also those read around aiohttp's parser.
-    puts = [json.loads(line) for line in gw.stderr().splitlines()
-            if line.startswith("{") and '"aif_gateway.access"' in line and f"PUT /{BUCKET}/big " in line]
+    puts = [
+        json.loads(line)
+        for line in gw.stderr().splitlines()
+        if line.startswith("{") and '"aif_gateway.access"' in line and f"PUT /{BUCKET}/big " in line
+    ]
     assert puts and puts[-1]["bytes_in"] == len(BIG)
 
 
@@ -128,9 +131,12 @@ def test_connection_after_a_large_put(gw: GatewayProcess, s3, direct_on: bool) -
         closes = resp.headers.get("Connection", "").lower() == "close"
         assert closes is direct_on
         # The next request works either way (http.client reconnects after a close).
-        conn.request("GET", urllib.parse.urlsplit(
-            s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "six"})
-        )._replace(scheme="", netloc="").geturl())
+        conn.request(
+            "GET",
+            urllib.parse.urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "six"}))
+            ._replace(scheme="", netloc="")
+            .geturl(),
+        )
         resp = conn.getresponse()
         assert (resp.status, resp.read()) == (200, body)
     finally:
@@ -162,8 +168,15 @@ def test_wrong_content_md5_on_a_large_body_is_refused(gw: GatewayProcess, s3, cr
     s3.put_object(Bucket=BUCKET, Key="guarded", Body=b"keep me")
     body = random_bytes(7 * MiB)
     wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
-    resp = signed_request(gw.port, credentials, "PUT", f"/{BUCKET}/guarded",
-                          headers={"Content-MD5": wrong}, body=body, content_sha256="UNSIGNED-PAYLOAD")
+    resp = signed_request(
+        gw.port,
+        credentials,
+        "PUT",
+        f"/{BUCKET}/guarded",
+        headers={"Content-MD5": wrong},
+        body=body,
+        content_sha256="UNSIGNED-PAYLOAD",
+    )
     assert resp.status == 400
     assert resp.error()["Code"] == "BadDigest"
     assert s3.get_object(Bucket=BUCKET, Key="guarded")["Body"].read() == b"keep me"
@@ -188,7 +201,9 @@ def test_multipart_parts_take_the_same_path(s3, gw: GatewayProcess, direct_on: b
         for n, body in enumerate(parts, 1)
     ]
     s3.complete_multipart_upload(
-        Bucket=BUCKET, Key="multi", UploadId=upload,
+        Bucket=BUCKET,
+        Key="multi",
+        UploadId=upload,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
     )
     assert s3.get_object(Bucket=BUCKET, Key="multi")["Body"].read() == b"".join(parts)
@@ -208,8 +223,14 @@ def test_gzip_content_encoding_is_stored_as_sent(s3) -> None:
 # -- aws-chunked bodies: decoded (and chunk signatures checked) by the same receive loop --------
 
 
-def _put_signed_chunked(gw: GatewayProcess, credentials: Credentials, key: str, data: bytes,
-                        trailer: dict[str, str] | None = None, tamper=None):
+def _put_signed_chunked(
+    gw: GatewayProcess,
+    credentials: Credentials,
+    key: str,
+    data: bytes,
+    trailer: dict[str, str] | None = None,
+    tamper=None,
+):
     return put_signed_chunked(gw.port, credentials, f"/{BUCKET}/{key}", data, CHUNK, trailer, tamper)
 
 
@@ -238,7 +259,7 @@ def test_tampered_chunk_of_a_large_signed_body_is_refused(gw: GatewayProcess, cr
     at = 1000 if where == "early" else 5 * MiB
 
     def flip(body: bytes) -> bytes:
-        return body[:at] + bytes([body[at] ^ 1]) + body[at + 1:]
+        return body[:at] + bytes([body[at] ^ 1]) + body[at + 1 :]
 
     resp = _put_signed_chunked(gw, credentials, "chunked-victim", data, tamper=flip)
     assert resp.status in (400, 403), resp.body

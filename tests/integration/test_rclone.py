@@ -21,7 +21,9 @@ def test_copy_lsf_and_check_download(cli_env, bucket: str, s3, tmp_path: Path) -
     rclone(cli_env, "copy", str(src), f"aif:{bucket}/data")
 
     assert sorted(rclone(cli_env, "lsf", "-R", f"aif:{bucket}/data").split()) == [
-        "nested/", "nested/two.bin", "one.bin",
+        "nested/",
+        "nested/two.bin",
+        "one.bin",
     ]
     # --download compares the bytes themselves, not just hashes.
     rclone(cli_env, "check", "--download", str(src), f"aif:{bucket}/data")

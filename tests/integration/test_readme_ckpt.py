@@ -27,16 +27,24 @@ def test_readme_training_loop(gateway, gateway_root, credentials, tmp_path, via)
     script = tmp_path / "train.py"
     script.write_text(example())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIF_GATEWAY"))}
-    env.update(AWS_ENDPOINT_URL=gateway.url, AWS_ACCESS_KEY_ID=credentials.access_key,
-               AWS_SECRET_ACCESS_KEY=credentials.secret_key)
+    env.update(
+        AWS_ENDPOINT_URL=gateway.url,
+        AWS_ACCESS_KEY_ID=credentials.access_key,
+        AWS_SECRET_ACCESS_KEY=credentials.secret_key,
+    )
     if via == "filesystem":
         env["AIF_GATEWAY_ROOT"] = str(gateway_root)
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240,
-                          cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:4]] == ["step 50", "step 100", "step 150", "step 200"]
     assert f"via {via} to" in lines[4]
     assert lines[-1] == "resumed at step 200"
     assert sorted(p.name for p in (bucket / "demo/step-200").iterdir()) == [
-        ".metadata", "__0_0.distcp", "__0_1.distcp", "aif-manifest.json"]
+        ".metadata",
+        "__0_0.distcp",
+        "__0_1.distcp",
+        "aif-manifest.json",
+    ]

@@ -33,9 +33,7 @@ def hundred(s3, bucket: str) -> str:
         ("bytes=-500", 0, 99),
     ],
 )
-def test_range_forms_answer_206_with_content_range(
-    s3, hundred: str, header: str, first: int, last: int
-) -> None:
+def test_range_forms_answer_206_with_content_range(s3, hundred: str, header: str, first: int, last: int) -> None:
     got = s3.get_object(Bucket=hundred, Key="hundred", Range=header)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
     assert got["ContentRange"] == f"bytes {first}-{last}/100"
@@ -67,9 +65,7 @@ def _status(gw: GatewayProcess, creds: Credentials, bucket: str, headers: dict[s
 def test_conditional_gets(gateway: GatewayProcess, credentials: Credentials, s3, hundred: str) -> None:
     etag = s3.head_object(Bucket=hundred, Key="hundred")["ETag"]
     past = "Mon, 01 Jan 2001 00:00:00 GMT"
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).strftime(
-        "%a, %d %b %Y %H:%M:%S GMT"
-    )
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     expectations = [
         ({"If-Match": etag}, 200),
         ({"If-Match": '"00000000000000000000000000000000"'}, 412),
@@ -106,7 +102,10 @@ def test_ranged_get_does_not_claim_the_whole_objects_checksum(
     data = random_bytes(10_000)
     s3.put_object(Bucket=bucket, Key="obj", Body=data, ChecksumAlgorithm="CRC32")
     resp = signed_request(
-        gateway.port, credentials, "GET", f"/{bucket}/obj",
+        gateway.port,
+        credentials,
+        "GET",
+        f"/{bucket}/obj",
         headers={"Range": "bytes=0-99", "x-amz-checksum-mode": "ENABLED"},
     )
     assert resp.status == 206
@@ -118,8 +117,11 @@ def test_ranged_get_does_not_claim_the_whole_objects_checksum(
 
 def test_response_header_overrides(s3, hundred: str) -> None:
     got = s3.get_object(
-        Bucket=hundred, Key="hundred", ResponseContentType="text/plain",
-        ResponseContentDisposition='attachment; filename="h.bin"', ResponseCacheControl="no-cache",
+        Bucket=hundred,
+        Key="hundred",
+        ResponseContentType="text/plain",
+        ResponseContentDisposition='attachment; filename="h.bin"',
+        ResponseCacheControl="no-cache",
     )
     assert got["ContentType"] == "text/plain"
     assert got["ContentDisposition"] == 'attachment; filename="h.bin"'
@@ -134,7 +136,9 @@ def test_part_number_reads_one_part_of_a_multipart_object(s3, bucket: str) -> No
         for n, p in enumerate(parts, 1)
     ]
     s3.complete_multipart_upload(
-        Bucket=bucket, Key="mp", UploadId=upload_id,
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
     )
     second = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)

@@ -33,9 +33,7 @@ def test_wildcard_cp_ls_cat_rm(gateway: GatewayProcess, cli_env, bucket: str, s3
     assert list_keys(s3, bucket) == []
 
 
-def test_multipart_cp_reads_back_byte_exact(
-    gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path
-) -> None:
+def test_multipart_cp_reads_back_byte_exact(gateway: GatewayProcess, cli_env, bucket: str, s3, tmp_path: Path) -> None:
     digest = write_random_file(tmp_path / "big.bin", 12 * MiB)
     # --part-size is in MiB: 5 MiB parts make three of a 12 MiB file.
     s5cmd(gateway, cli_env, "cp", "--part-size", "5", str(tmp_path / "big.bin"), f"s3://{bucket}/big.bin")

@@ -36,8 +36,11 @@ def test_workers_log_the_native_engine_at_start(gateway: GatewayProcess) -> None
     # A worker may answer the health check a moment before it logs "worker ready".
     deadline = time.monotonic() + 30
     while True:
-        ready = [entry for entry in map(json.loads, filter(str.strip, gateway.stderr().splitlines()))
-                 if entry["msg"] == "worker ready"]
+        ready = [
+            entry
+            for entry in map(json.loads, filter(str.strip, gateway.stderr().splitlines()))
+            if entry["msg"] == "worker ready"
+        ]
         if ready or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -46,8 +49,10 @@ def test_workers_log_the_native_engine_at_start(gateway: GatewayProcess) -> None
 
 
 def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
-    for cmd in ([str(VENV_BIN / "aif-gateway"), "serve", "--help"],
-                [sys.executable, "-m", "aif_gateway", "serve", "--help"]):
+    for cmd in (
+        [str(VENV_BIN / "aif-gateway"), "serve", "--help"],
+        [sys.executable, "-m", "aif_gateway", "serve", "--help"],
+    ):
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         for flag in ("--root", "--listen", "--workers", "--users", "--config", "--domain"):
@@ -62,9 +67,7 @@ def _printed_keys(gw: GatewayProcess) -> Credentials:
     return Credentials(access[-1], secret[-1])
 
 
-def test_first_start_generates_keys_shows_the_secret_once_and_reuses_them(
-    start_gateway, tmp_path: Path
-) -> None:
+def test_first_start_generates_keys_shows_the_secret_once_and_reuses_them(start_gateway, tmp_path: Path) -> None:
     root = tmp_path / "fresh-root"
     first = start_gateway(root=root, credentials=None)
     keys = _printed_keys(first)
@@ -92,8 +95,7 @@ def test_the_banners_awscli_lines_work_when_pasted(start_gateway, tmp_path: Path
     workdir = tmp_path / "shell"
     (workdir / "home").mkdir(parents=True)
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(workdir / "home")}
-    out = subprocess.run(["bash", "-euc", banner], cwd=workdir, env=env, capture_output=True, text=True,
-                         timeout=180)
+    out = subprocess.run(["bash", "-euc", banner], cwd=workdir, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, f"{banner}\n{out.stderr}"
     assert "hello.txt" in out.stdout
     assert (tmp_path / "banner-root" / "demo" / "hello.txt").read_text() == "hello\n"

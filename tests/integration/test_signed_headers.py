@@ -88,8 +88,9 @@ def test_replayed_signed_copy_cannot_change_its_metadata_directive(
 ) -> None:
     s3.put_object(Bucket=bucket, Key="src", Body=b"x", Metadata={"owner": "alice"})
     host = f"127.0.0.1:{gateway.port}"
-    captured = sign(credentials, "PUT", f"http://{host}/{bucket}/dst",
-                    {"Host": host, "x-amz-copy-source": f"{bucket}/src"})
+    captured = sign(
+        credentials, "PUT", f"http://{host}/{bucket}/dst", {"Host": host, "x-amz-copy-source": f"{bucket}/src"}
+    )
     extended = {**captured.headers, "x-amz-metadata-directive": "REPLACE", "x-amz-meta-owner": "mallory"}
     resp = send(gateway.port, "PUT", f"/{bucket}/dst", extended)
     _assert_headers_not_signed(resp, "x-amz-metadata-directive, x-amz-meta-owner")
@@ -97,6 +98,7 @@ def test_replayed_signed_copy_cannot_change_its_metadata_directive(
 
 
 # -- the gateway's region ----------------------------------------------------------------------
+
 
 @pytest.fixture
 def eu_gateway(start_gateway) -> GatewayProcess:

@@ -204,8 +204,12 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(src: Path, tmp_
     assert lines and '"total_files": 35' in lines[-1] and "\r" not in proc.stderr
 
     leader, follower = pty.openpty()
-    child = subprocess.Popen([*CLI, "in", str(src), "--to", str(tmp_path / "tty")], stdin=follower,
-                             stdout=subprocess.DEVNULL, stderr=follower)
+    child = subprocess.Popen(
+        [*CLI, "in", str(src), "--to", str(tmp_path / "tty")],
+        stdin=follower,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
     os.close(follower)
     out = b""
     while True:
@@ -229,7 +233,7 @@ def test_links_at_the_destination_are_replaced_not_written_through(tmp_path: Pat
     dest = tmp_path / "dest"
     dest.mkdir()
     keep = {name: tmp_path / f"keep-{name}" for name in ("small.txt", "large.bin")}
-    for name, outside in keep.items():
+    for outside in keep.values():
         outside.write_bytes(b"must not change")
     os.link(keep["small.txt"], dest / "small.txt")  # a hard link, e.g. from a `cp -al` snapshot
     os.symlink(keep["large.bin"], dest / "large.bin")

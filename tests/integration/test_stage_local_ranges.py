@@ -59,8 +59,9 @@ def _journal_first_range(src: Path, dest: Path, data: bytes, content: bytes) -> 
     journal = Journal(sd.journal_path, dest)
     journal.open()
     st = (src / "big.bin").stat()
-    journal.add_range("big.bin", f"mtime:{st.st_mtime_ns}", len(data), PART, 0, PART,
-                      xxhash.xxh3_64_hexdigest(data[:PART]))
+    journal.add_range(
+        "big.bin", f"mtime:{st.st_mtime_ns}", len(data), PART, 0, PART, xxhash.xxh3_64_hexdigest(data[:PART])
+    )
     journal.flush()
     journal.close()
 

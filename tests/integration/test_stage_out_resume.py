@@ -29,16 +29,28 @@ def _killed_after_parts(s3, bucket: str, src: Path, url: str, env: dict[str, str
     """Start a stage out, SIGKILL it once ``at_least`` parts of its upload are on the gateway,
     and return how many parts the gateway then holds."""
     # One part at a time, so the kill lands mid-upload rather than after the last part.
-    proc = subprocess.Popen([*CLI, "out", str(src), "--to", url, "--part-size", "5M", "--jobs", "1", "--json"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "out", str(src), "--to", url, "--part-size", "5M", "--jobs", "1", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, f"the stage ended (rc={proc.returncode}) before it was killed"
             assert time.monotonic() < deadline, "no parts landed"
             uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-            if uploads and len(s3.list_parts(Bucket=bucket, Key=uploads[0]["Key"],
-                                             UploadId=uploads[0]["UploadId"]).get("Parts", [])) >= at_least:
+            if (
+                uploads
+                and len(
+                    s3.list_parts(Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]).get(
+                        "Parts", []
+                    )
+                )
+                >= at_least
+            ):
                 break
             time.sleep(0.002)
     finally:
@@ -75,7 +87,8 @@ def test_a_killed_stage_out_sends_only_the_missing_parts(s3, bucket: str, env, t
 
 
 def test_a_file_changed_since_the_kill_is_uploaded_anew_and_the_old_upload_aborted(
-        s3, bucket: str, env, tmp_path: Path) -> None:
+    s3, bucket: str, env, tmp_path: Path
+) -> None:
     src = tmp_path / "results"
     write_random_file(src / "ckpt.pt", SIZE)
     url = f"s3://{bucket}/run1"

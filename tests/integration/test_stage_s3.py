@@ -18,7 +18,16 @@ from aif_gateway.stage import StageError, StageOptions, list_sources, stage_in, 
 from .gateway import Credentials, GatewayProcess
 from .helpers import MiB, random_bytes, write_random_file
 from .stage_support import (
-    CLI, complete_marker, file_digest, journal_ranges, ok, report_of, s3_env, stage, tree, wait_for_ranges,
+    CLI,
+    complete_marker,
+    file_digest,
+    journal_ranges,
+    ok,
+    report_of,
+    s3_env,
+    stage,
+    tree,
+    wait_for_ranges,
 )
 
 
@@ -34,12 +43,19 @@ def any_get_env(request: pytest.FixtureRequest, env: dict[str, str]) -> dict[str
 
 
 def options_for(gateway: GatewayProcess, credentials: Credentials, **kwargs) -> StageOptions:
-    return StageOptions(endpoint_url=gateway.url, access_key=credentials.access_key,
-                        secret_key=credentials.secret_key, progress=False, progress_interval_s=0, **kwargs)
+    return StageOptions(
+        endpoint_url=gateway.url,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        progress=False,
+        progress_interval_s=0,
+        **kwargs,
+    )
 
 
 def test_a_prefix_is_staged_verified_and_not_fetched_twice(
-        s3, bucket: str, bucket_dir: Path, any_get_env, tmp_path: Path) -> None:
+    s3, bucket: str, bucket_dir: Path, any_get_env, tmp_path: Path
+) -> None:
     env = any_get_env
     objects = {f"ds/train/{i:02d}.bin": random_bytes(i * 1000) for i in range(12)}
     objects["ds/empty"] = b""
@@ -48,13 +64,32 @@ def test_a_prefix_is_staged_verified_and_not_fetched_twice(
         s3.put_object(Bucket=bucket, Key=key, Body=data)
     parts = [random_bytes(5 * MiB), random_bytes(5 * MiB), random_bytes(2 * MiB)]
     # A multipart object with a full-object CRC32C: what a range-split file is checked against.
-    upload = s3.create_multipart_upload(Bucket=bucket, Key="ds/multi.bin", ChecksumAlgorithm="CRC32C",
-                                        ChecksumType="FULL_OBJECT")
-    answers = [s3.upload_part(Bucket=bucket, Key="ds/multi.bin", UploadId=upload["UploadId"], PartNumber=n,
-                              Body=body, ChecksumAlgorithm="CRC32C") for n, body in enumerate(parts, 1)]
-    s3.complete_multipart_upload(Bucket=bucket, Key="ds/multi.bin", UploadId=upload["UploadId"], MultipartUpload={
-        "Parts": [{"ETag": a["ETag"], "PartNumber": n, "ChecksumCRC32C": a["ChecksumCRC32C"]}
-                  for n, a in enumerate(answers, 1)]}, ChecksumType="FULL_OBJECT")
+    upload = s3.create_multipart_upload(
+        Bucket=bucket, Key="ds/multi.bin", ChecksumAlgorithm="CRC32C", ChecksumType="FULL_OBJECT"
+    )
+    answers = [
+        s3.upload_part(
+            Bucket=bucket,
+            Key="ds/multi.bin",
+            UploadId=upload["UploadId"],
+            PartNumber=n,
+            Body=body,
+            ChecksumAlgorithm="CRC32C",
+        )
+        for n, body in enumerate(parts, 1)
+    ]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="ds/multi.bin",
+        UploadId=upload["UploadId"],
+        MultipartUpload={
+            "Parts": [
+                {"ETag": a["ETag"], "PartNumber": n, "ChecksumCRC32C": a["ChecksumCRC32C"]}
+                for n, a in enumerate(answers, 1)
+            ]
+        },
+        ChecksumType="FULL_OBJECT",
+    )
     objects["ds/multi.bin"] = b"".join(parts)
     job_file = bucket_dir / "ds/hpc/written-by-a-job.bin"  # a plain file: an ETag that is no MD5
     job_file.parent.mkdir(parents=True)
@@ -83,13 +118,15 @@ def test_a_prefix_is_staged_verified_and_not_fetched_twice(
 
 
 def test_endpoint_and_keys_can_come_from_an_aws_profile(
-        s3, bucket: str, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path) -> None:
+    s3, bucket: str, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=bucket, Key="p/x.bin", Body=b"profiled")
     config = tmp_path / "aws-config"
     config.write_text(f"[profile staging]\nendpoint_url = {gateway.url}\nregion = us-east-1\n")
     keys = tmp_path / "aws-credentials"
-    keys.write_text(f"[staging]\naws_access_key_id = {credentials.access_key}\n"
-                    f"aws_secret_access_key = {credentials.secret_key}\n")
+    keys.write_text(
+        f"[staging]\naws_access_key_id = {credentials.access_key}\naws_secret_access_key = {credentials.secret_key}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.update({"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(keys), "AWS_PROFILE": "staging"})
     dest = tmp_path / "dest"
@@ -102,7 +139,8 @@ def test_endpoint_and_keys_can_come_from_an_aws_profile(
 
 
 def test_missing_bucket_prefix_or_wrong_keys_are_named_with_their_exit_codes(
-        s3, bucket: str, env, tmp_path: Path) -> None:
+    s3, bucket: str, env, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=bucket, Key="data/x", Body=b"1")
     proc = stage("in", "s3://no-such-bucket-for-stage/x", "--to", tmp_path / "d1", env=env)
     assert proc.returncode == 3 and "bucket does not exist: s3://no-such-bucket-for-stage/x" in proc.stderr
@@ -116,12 +154,14 @@ def test_missing_bucket_prefix_or_wrong_keys_are_named_with_their_exit_codes(
 
 
 @pytest.fixture(scope="module")
-def interrupted_gateway(tmp_path_factory: pytest.TempPathFactory, gateway_logs: Path,
-                        credentials: Credentials) -> Iterator[GatewayProcess]:
+def interrupted_gateway(
+    tmp_path_factory: pytest.TempPathFactory, gateway_logs: Path, credentials: Credentials
+) -> Iterator[GatewayProcess]:
     """A gateway of their own for the tests that kill stages mid-transfer: clients vanishing
     mid-request must leave no traceback in its log."""
-    gw = GatewayProcess(tmp_path_factory.mktemp("stage-interrupt-root"), gateway_logs, credentials=credentials,
-                        workers=2).start()
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("stage-interrupt-root"), gateway_logs, credentials=credentials, workers=2
+    ).start()
     yield gw
     gw.stop()
     assert not gw.tracebacks(), gw.tracebacks()[-6000:]
@@ -143,13 +183,18 @@ def _start(url: str, dest: Path, env: dict[str, str]) -> subprocess.Popen:
     # Through botocore: the fast path can fetch all 160 MiB before the journal's first flush
     # (a syncfs of the whole destination filesystem) returns, leaving nothing to interrupt.
     # The runs that resume use the fast path.
-    return subprocess.Popen([*CLI, "in", url, "--to", str(dest), "--part-size", "5M", "--jobs", "2", "--json"],
-                            env={**env, "AIF_STAGE_S3_GET": "botocore"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, "in", url, "--to", str(dest), "--part-size", "5M", "--jobs", "2", "--json"],
+        env={**env, "AIF_STAGE_S3_GET": "botocore"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_killed_stage_resumes_where_it_stopped(
-        big_object, interrupted_gateway: GatewayProcess, credentials: Credentials, tmp_path: Path) -> None:
+    big_object, interrupted_gateway: GatewayProcess, credentials: Credentials, tmp_path: Path
+) -> None:
     url, source = big_object
     env = s3_env(interrupted_gateway, credentials)
     dest = tmp_path / "dest"
@@ -170,8 +215,8 @@ def test_a_killed_stage_resumes_where_it_stopped(
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_stop_cleanly_keeping_the_journal(
-        big_object, interrupted_gateway: GatewayProcess, credentials: Credentials, tmp_path: Path,
-        signum: int, code: int) -> None:
+    big_object, interrupted_gateway: GatewayProcess, credentials: Credentials, tmp_path: Path, signum: int, code: int
+) -> None:
     url, _ = big_object
     dest = tmp_path / "dest"
     proc = _start(url, dest, s3_env(interrupted_gateway, credentials))
@@ -186,7 +231,8 @@ def test_sigint_and_sigterm_stop_cleanly_keeping_the_journal(
 
 
 def test_an_object_changed_after_listing_fails_the_stage(
-        s3, bucket: str, bucket_dir: Path, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path) -> None:
+    s3, bucket: str, bucket_dir: Path, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=bucket, Key="d/small.bin", Body=random_bytes(1000))
     write_random_file(bucket_dir / "d" / "large.bin", 11 * MiB)
     options = options_for(gateway, credentials, part_size=5 * MiB)
@@ -204,8 +250,7 @@ def test_an_object_changed_after_listing_fails_the_stage(
         assert not (dest / name).exists() and stage_status(dest) is None
 
 
-def test_stage_out_uploads_only_new_or_changed_files_multipart_when_large(
-        s3, bucket: str, env, tmp_path: Path) -> None:
+def test_stage_out_uploads_only_new_or_changed_files_multipart_when_large(s3, bucket: str, env, tmp_path: Path) -> None:
     src = tmp_path / "results"
     for i in range(5):
         write_random_file(src / "logs" / f"{i}.txt", 100 + i)
@@ -246,17 +291,37 @@ def _corrupt_keeping_mtime(path: Path) -> None:
 
 
 def test_wrong_bytes_under_the_listed_etag_fail_verification(
-        s3, bucket: str, bucket_dir: Path, any_get_env, tmp_path: Path) -> None:
+    s3, bucket: str, bucket_dir: Path, any_get_env, tmp_path: Path
+) -> None:
     env = any_get_env
     s3.put_object(Bucket=bucket, Key="single/obj.bin", Body=random_bytes(3 * MiB))
     parts = [random_bytes(5 * MiB), random_bytes(1 * MiB)]
-    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi/obj.bin", ChecksumAlgorithm="CRC32C",
-                                        ChecksumType="FULL_OBJECT")
-    answers = [s3.upload_part(Bucket=bucket, Key="multi/obj.bin", UploadId=upload["UploadId"], PartNumber=n,
-                              Body=body, ChecksumAlgorithm="CRC32C") for n, body in enumerate(parts, 1)]
-    s3.complete_multipart_upload(Bucket=bucket, Key="multi/obj.bin", UploadId=upload["UploadId"], MultipartUpload={
-        "Parts": [{"ETag": a["ETag"], "PartNumber": n, "ChecksumCRC32C": a["ChecksumCRC32C"]}
-                  for n, a in enumerate(answers, 1)]}, ChecksumType="FULL_OBJECT")
+    upload = s3.create_multipart_upload(
+        Bucket=bucket, Key="multi/obj.bin", ChecksumAlgorithm="CRC32C", ChecksumType="FULL_OBJECT"
+    )
+    answers = [
+        s3.upload_part(
+            Bucket=bucket,
+            Key="multi/obj.bin",
+            UploadId=upload["UploadId"],
+            PartNumber=n,
+            Body=body,
+            ChecksumAlgorithm="CRC32C",
+        )
+        for n, body in enumerate(parts, 1)
+    ]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="multi/obj.bin",
+        UploadId=upload["UploadId"],
+        MultipartUpload={
+            "Parts": [
+                {"ETag": a["ETag"], "PartNumber": n, "ChecksumCRC32C": a["ChecksumCRC32C"]}
+                for n, a in enumerate(answers, 1)
+            ]
+        },
+        ChecksumType="FULL_OBJECT",
+    )
     for prefix, what in (("single", "its ETag (MD5)"), ("multi", "its x-amz-checksum-crc32c")):
         etag = s3.head_object(Bucket=bucket, Key=f"{prefix}/obj.bin")["ETag"]
         _corrupt_keeping_mtime(bucket_dir / prefix / "obj.bin")

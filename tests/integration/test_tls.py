@@ -39,8 +39,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture(scope="module")
 def tls_gateway(tmp_path_factory, gateway_logs: Path, credentials: Credentials, tls_files: TlsFiles):
-    gw = GatewayProcess(tmp_path_factory.mktemp("tls-root"), gateway_logs, credentials=credentials,
-                        workers=2, tls=tls_files).start()
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("tls-root"), gateway_logs, credentials=credentials, workers=2, tls=tls_files
+    ).start()
     yield gw
     gw.stop()
     assert not gw.tracebacks(), gw.tracebacks()[-4000:]
@@ -49,8 +50,11 @@ def tls_gateway(tmp_path_factory, gateway_logs: Path, credentials: Credentials, 
 @pytest.fixture
 def tls_s3(tls_gateway: GatewayProcess, credentials: Credentials, tls_files: TlsFiles):
     client = boto3.session.Session().client(
-        "s3", endpoint_url=tls_gateway.url, aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key, verify=str(tls_files.ca),
+        "s3",
+        endpoint_url=tls_gateway.url,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        verify=str(tls_files.ca),
         config=client_config("when_supported"),
     )
     yield client
@@ -62,8 +66,7 @@ def _record_upload_encodings(client) -> list[dict[str, str]]:
     seen: list[dict[str, str]] = []
 
     def record(request, **_):
-        seen.append({k.lower(): (v.decode() if isinstance(v, bytes) else v)
-                     for k, v in request.headers.items()})
+        seen.append({k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()})
 
     client.meta.events.register("before-send.s3.PutObject", record)
     client.meta.events.register("before-send.s3.UploadPart", record)
@@ -109,8 +112,11 @@ def test_aiobotocore_default_put_and_get(tls_gateway, credentials, tls_files):
 
     async def scenario() -> None:
         async with get_session().create_client(
-            "s3", endpoint_url=tls_gateway.url, aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key, verify=str(tls_files.ca),
+            "s3",
+            endpoint_url=tls_gateway.url,
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            verify=str(tls_files.ca),
             config=client_config("when_supported"),
         ) as client:
             await client.create_bucket(Bucket="tls-aio")
@@ -125,10 +131,14 @@ def test_aiobotocore_default_put_and_get(tls_gateway, credentials, tls_files):
 
 def test_awscli_cp_large_file_over_https(tls_gateway, credentials, tls_files, tmp_path):
     env = {
-        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-        "AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_CA_BUNDLE": str(tls_files.ca),
-        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CA_BUNDLE": str(tls_files.ca),
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     ep = ("--endpoint-url", tls_gateway.url)

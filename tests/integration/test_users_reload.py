@@ -24,8 +24,12 @@ NOT_RELOADED = "users not reloaded"
 
 
 def users_cli(users_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aif_gateway", "users", *args, "--users", str(users_file)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "aif_gateway", "users", *args, "--users", str(users_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def add_user(users_file: Path, name: str, *flags: str) -> Credentials:
@@ -67,12 +71,12 @@ def alice(users_file: Path) -> Credentials:
 
 @pytest.fixture
 def gateway_with_users(start_gateway, tmp_path: Path, users_file: Path, alice: Credentials) -> GatewayProcess:
-    return start_gateway(root=tmp_path / "root", credentials=None, workers=3,
-                         extra_args=("--users", str(users_file)))
+    return start_gateway(root=tmp_path / "root", credentials=None, workers=3, extra_args=("--users", str(users_file)))
 
 
 def test_a_user_added_while_running_works_in_every_worker_after_sighup(
-        gateway_with_users: GatewayProcess, users_file: Path) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path
+) -> None:
     gw = gateway_with_users
     bob = add_user(users_file, "bob")
     assert not can_list_buckets(gw, bob)  # the file alone changes nothing until the reload
@@ -87,7 +91,8 @@ def test_a_user_added_while_running_works_in_every_worker_after_sighup(
 
 
 def test_a_removed_user_stops_working_after_sighup(
-        gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials
+) -> None:
     gw = gateway_with_users
     bob = add_user(users_file, "bob")
     reload_and_wait(gw)
@@ -101,7 +106,8 @@ def test_a_removed_user_stops_working_after_sighup(
 
 
 def test_a_rotated_secret_replaces_the_old_one_after_sighup(
-        gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials
+) -> None:
     gw = gateway_with_users
     out = users_cli(users_file, "rotate", "alice")
     assert out.returncode == 0, out.stderr
@@ -126,7 +132,8 @@ def _signed_list_buckets(conn: http.client.HTTPConnection, gw: GatewayProcess, k
 
 
 def test_a_keep_alive_connection_opened_before_the_reload_keeps_working(
-        gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials
+) -> None:
     gw = gateway_with_users
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
@@ -141,7 +148,8 @@ def test_a_keep_alive_connection_opened_before_the_reload_keeps_working(
 
 
 def test_an_upload_in_flight_finishes_with_the_user_it_authenticated_as(
-        gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials
+) -> None:
     gw = gateway_with_users
     admin = boto3_client(gw.url, alice)
     admin.create_bucket(Bucket="inflight")
@@ -150,8 +158,9 @@ def test_an_upload_in_flight_finishes_with_the_user_it_authenticated_as(
 
     body = b"x" * 1000
     host = f"127.0.0.1:{gw.port}"
-    signed = sign(bob, "PUT", f"http://{host}/inflight/k", {"Host": host}, body,
-                  content_sha256=hashlib.sha256(body).hexdigest())
+    signed = sign(
+        bob, "PUT", f"http://{host}/inflight/k", {"Host": host}, body, content_sha256=hashlib.sha256(body).hexdigest()
+    )
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     try:
         conn.putrequest("PUT", "/inflight/k", skip_host=True, skip_accept_encoding=True)
@@ -171,7 +180,8 @@ def test_an_upload_in_flight_finishes_with_the_user_it_authenticated_as(
 
 @pytest.mark.parametrize("damage", ["not toml", "readable by others"])
 def test_a_bad_users_file_at_reload_keeps_the_old_users_and_logs_why(
-        gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials, damage: str) -> None:
+    gateway_with_users: GatewayProcess, users_file: Path, alice: Credentials, damage: str
+) -> None:
     gw = gateway_with_users
     if damage == "not toml":
         users_file.write_text(users_file.read_text() + "[[users]\n")
@@ -191,9 +201,11 @@ def test_a_bad_users_file_at_reload_keeps_the_old_users_and_logs_why(
 
 
 def test_sighup_to_a_starting_worker_neither_kills_it_nor_is_lost(
-        tmp_path: Path, gateway_logs: Path, users_file: Path, alice: Credentials) -> None:
-    gw = GatewayProcess(tmp_path / "root", gateway_logs, credentials=None, workers=1,
-                        extra_args=("--users", str(users_file)))
+    tmp_path: Path, gateway_logs: Path, users_file: Path, alice: Credentials
+) -> None:
+    gw = GatewayProcess(
+        tmp_path / "root", gateway_logs, credentials=None, workers=1, extra_args=("--users", str(users_file))
+    )
     with open(gw.stderr_path, "wb") as stderr:
         proc = subprocess.Popen(gw.command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
@@ -229,15 +241,15 @@ def test_sighup_without_a_users_file_keeps_the_gateway_running(start_gateway) ->
 
 @pytest.mark.parametrize("problem", ["mode 0644", "owned by another user"])
 def test_serve_refuses_a_users_file_others_could_read_or_change(
-        tmp_path: Path, users_file: Path, alice: Credentials, problem: str) -> None:
+    tmp_path: Path, users_file: Path, alice: Credentials, problem: str
+) -> None:
     if problem == "mode 0644":
         users_file.chmod(0o644)
         hint = f"chmod 600 {users_file}"
     else:
         os.chown(users_file, 12345, 12345)
         hint = f"chown {os.geteuid()} {users_file}"
-    gw = GatewayProcess(tmp_path / "root", tmp_path / "logs", credentials=None,
-                        extra_args=("--users", str(users_file)))
+    gw = GatewayProcess(tmp_path / "root", tmp_path / "logs", credentials=None, extra_args=("--users", str(users_file)))
     out = subprocess.run(gw.command, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert hint in out.stderr, out.stderr

@@ -70,8 +70,7 @@ def ensure_test_user(name: str = TEST_USER) -> pwd.struct_passwd:
     except KeyError:
         pass
     result = subprocess.run(
-        ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name],
-        capture_output=True, text=True,
+        ["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name], capture_output=True, text=True
     )
     # 9: the name was taken meanwhile (another test process created it): that is success too.
     if result.returncode not in (0, 9):
@@ -222,8 +221,16 @@ class SlurmCluster:
     # ----- configuration
 
     def _write_files(self, account: pwd.struct_passwd) -> None:
-        for directory in (self.etc, self.log_dir, self.run_dir, self.munge_dir, self.dev_dir,
-                          self.state_dir, self.spool_dir, self.jobs_dir):
+        for directory in (
+            self.etc,
+            self.log_dir,
+            self.run_dir,
+            self.munge_dir,
+            self.dev_dir,
+            self.state_dir,
+            self.spool_dir,
+            self.jobs_dir,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o755)
         os.chown(self.jobs_dir, account.pw_uid, account.pw_gid)
@@ -241,8 +248,7 @@ class SlurmCluster:
             devices.append(device)
         self.conf.write_text(self._slurm_conf())
         (self.etc / "gres.conf").write_text(
-            "AutoDetect=off\n"
-            + "".join(f"NodeName={NODE_NAME} Name=gpu File={device}\n" for device in devices)
+            "AutoDetect=off\n" + "".join(f"NodeName={NODE_NAME} Name=gpu File={device}\n" for device in devices)
         )
         if self.burst_buffer_lua is not None:
             # 22.05 has no PollInterval here (23.02 added it) and rejects the file if it is set.
@@ -319,22 +325,33 @@ class SlurmCluster:
         if not key.exists():
             key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
-        self._start("munged", [
-            # --force: munged refuses to run as root without it.
-            "munged", "--foreground", "--force",
-            f"--socket={self.munge_socket}",
-            f"--key-file={key}",
-            f"--pid-file={self.run_dir / 'munged.pid'}",
-            f"--log-file={self.log_dir / 'munged.log'}",
-            f"--seed-file={self.munge_dir / 'munged.seed'}",
-        ])
+        self._start(
+            "munged",
+            [
+                # --force: munged refuses to run as root without it.
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={key}",
+                f"--pid-file={self.run_dir / 'munged.pid'}",
+                f"--log-file={self.log_dir / 'munged.log'}",
+                f"--seed-file={self.munge_dir / 'munged.seed'}",
+            ],
+        )
         self._wait(self.munge_socket.is_socket, "munged", "socket")
 
     def _start(self, name: str, command: list[str]) -> None:
         with open(self.log_dir / f"{name}.stdout", "ab") as out:
             self._procs[name] = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env(), cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=self.root,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
 
     def _wait(self, ready: Callable[[], bool], name: str, what: str) -> None:
@@ -365,15 +382,17 @@ class SlurmCluster:
         env["SLURM_CONF"] = str(self.conf)
         return env
 
-    def run(self, *command: str, user: str | None = None, check: bool = True,
-            timeout: float = CLIENT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *command: str, user: str | None = None, check: bool = True, timeout: float = CLIENT_TIMEOUT_S
+    ) -> subprocess.CompletedProcess[str]:
         """A Slurm client command against this cluster, as root or as ``user``."""
         argv = list(command)
         if user is not None:
             # runuser resets HOME/SHELL/USER/LOGNAME only; env states SLURM_CONF all the same.
             argv = ["runuser", "-u", user, "--", "env", f"SLURM_CONF={self.conf}", *argv]
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env(),
-                                cwd=self.jobs_dir, timeout=timeout)
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env=self.env(), cwd=self.jobs_dir, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"`{' '.join(argv)}` failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
@@ -387,12 +406,18 @@ class SlurmCluster:
     def sbatch(self, script: str, *args: str, user: str | None = None) -> int:
         """Submit ``script`` (its text) as ``user`` (the test user by default); the job id."""
         account = pwd.getpwnam(user or self.user)
-        with tempfile.NamedTemporaryFile("w", dir=self.jobs_dir, prefix="job-", suffix=".sh",
-                                         delete=False) as f:
+        with tempfile.NamedTemporaryFile("w", dir=self.jobs_dir, prefix="job-", suffix=".sh", delete=False) as f:
             f.write(script)
         os.chown(f.name, account.pw_uid, account.pw_gid)
-        result = self.run("sbatch", "--parsable", f"--chdir={self.jobs_dir}",
-                          f"--output={self.jobs_dir}/slurm-%j.out", *args, f.name, user=account.pw_name)
+        result = self.run(
+            "sbatch",
+            "--parsable",
+            f"--chdir={self.jobs_dir}",
+            f"--output={self.jobs_dir}/slurm-%j.out",
+            *args,
+            f.name,
+            user=account.pw_name,
+        )
         return int(result.stdout.strip().split(";")[0])
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -415,8 +440,7 @@ class SlurmCluster:
         record = self.job(job_id)
         return record["job_state"], record["state_description"] or record["state_reason"]
 
-    def wait_for(self, job_id: int, *states: str, reason: str | None = None,
-                 timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for(self, job_id: int, *states: str, reason: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
         """Poll until the job is in one of ``states`` (with ``state_reason == reason`` if given)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -22,7 +22,9 @@ RECORDING_LUA = Path(__file__).with_name("recording_bb.lua")
 
 
 @contextmanager
-def module_cluster(request: pytest.FixtureRequest, root: Path, lua: Path | None, **options: Any) -> Iterator[SlurmCluster]:
+def module_cluster(
+    request: pytest.FixtureRequest, root: Path, lua: Path | None, **options: Any
+) -> Iterator[SlurmCluster]:
     """A module's private Slurm in ``root``: removed after a clean run, kept (path printed) after
     a failure. Not as root it fails: a skip would pass off the Slurm integration as tested, and
     CI runs the suite as root."""

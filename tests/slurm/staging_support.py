@@ -39,6 +39,7 @@ from integration.gateway import Credentials, GatewayProcess
 
 from .cluster import NODE_NAME, TEST_USER, SlurmCluster, make_root
 
+
 def env_lines(output: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
@@ -79,29 +80,34 @@ def job_user_cli(workdir: Path) -> Path:
     interpreter of the same Python version.
     """
     venv_cli = Path(sys.executable).with_name("aif-gateway")
-    probe = subprocess.run(["runuser", "-u", TEST_USER, "--", str(venv_cli), "stage", "--help"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["runuser", "-u", TEST_USER, "--", str(venv_cli), "stage", "--help"], capture_output=True, text=True
+    )
     if probe.returncode == 0:
         return venv_cli
     system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     assert system_python.exists(), (
-        f"the job user cannot run {venv_cli} ({probe.stderr.strip()}) and there is no {system_python}")
+        f"the job user cannot run {venv_cli} ({probe.stderr.strip()}) and there is no {system_python}"
+    )
     site_packages = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
     launcher = workdir / "aif-gateway"
     launcher.write_text(
         "#!/bin/sh\n"
         f"exec {system_python} -c 'import site, sys; site.addsitedir(sys.argv.pop(1)); "
-        "sys.argv[0] = \"aif-gateway\"; from aif_gateway.cli import main; sys.exit(main())' "
-        f"{site_packages} \"$@\"\n")
+        'sys.argv[0] = "aif-gateway"; from aif_gateway.cli import main; sys.exit(main())\' '
+        f'{site_packages} "$@"\n'
+    )
     launcher.chmod(0o755)
     # The editable install points into this checkout: the job user must reach it too. Under a
     # 0700 directory (``mktemp -d``) every stage-out would fail after a timeout; say so now.
-    probe = subprocess.run(["runuser", "-u", TEST_USER, "--", str(launcher), "stage", "--help"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["runuser", "-u", TEST_USER, "--", str(launcher), "stage", "--help"], capture_output=True, text=True
+    )
     assert probe.returncode == 0, (
         f"the job user {TEST_USER!r} cannot run aif-gateway from this checkout "
         f"({(probe.stderr.strip().splitlines() or ['exit ' + str(probe.returncode)])[-1]}): run the suite from "
-        "a checkout every directory above which others may traverse (not under a 0700 directory)")
+        "a checkout every directory above which others may traverse (not under a 0700 directory)"
+    )
     return launcher
 
 
@@ -154,8 +160,9 @@ class StagingSite:
         self.credentials = Credentials("AKSTAGE" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
         # The gateway gets a root of its own: the cluster kills whatever names its root.
         self.gateway_root = make_root("aifgw-s3-")
-        self.gateway = GatewayProcess(self.gateway_root / "data", self.gateway_root / "logs",
-                                      credentials=self.credentials, workers=2)
+        self.gateway = GatewayProcess(
+            self.gateway_root / "data", self.gateway_root / "logs", credentials=self.credentials, workers=2
+        )
         self.s3: Any = None
         self.cli = root / "aif-gateway"
 
@@ -180,8 +187,10 @@ class StagingSite:
         return self
 
     def _ini(self) -> str:
-        return (f"[default]\naws_access_key_id = {self.credentials.access_key}\n"
-                f"aws_secret_access_key = {self.credentials.secret_key}\n")
+        return (
+            f"[default]\naws_access_key_id = {self.credentials.access_key}\n"
+            f"aws_secret_access_key = {self.credentials.secret_key}\n"
+        )
 
     def close(self) -> None:
         try:
@@ -208,7 +217,8 @@ class StagingSite:
             settings["AWS_SHARED_CREDENTIALS_FILE"] = str(self.site_keys)
         settings.update(extra)
         text = "# written by tests/slurm/staging_support.py\n" + "".join(
-            f"{key}={value}\n" for key, value in settings.items())
+            f"{key}={value}\n" for key, value in settings.items()
+        )
         tmp = self.settings.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.chmod(mode)
@@ -234,7 +244,7 @@ class StagingSite:
         for page in pages:
             for item in page.get("Contents", []):
                 body = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                found[item["Key"][len(prefix) + 1:]] = body
+                found[item["Key"][len(prefix) + 1 :]] = body
         return found
 
     def log(self, job: int) -> str:
@@ -243,10 +253,13 @@ class StagingSite:
 
     def leases(self) -> dict[str, list[str]]:
         """cache key -> holders with a live lease, from ``stage status --cache``."""
-        out = subprocess.run([str(self.cli), "stage", "status", "--cache", str(self.cache)],
-                             capture_output=True, text=True, check=True).stdout
-        return {entry["key"]: [lease["holder"] for lease in entry["leases"] if lease["live"]]
-                for entry in map(json.loads, out.splitlines())}
+        out = subprocess.run(
+            [str(self.cli), "stage", "status", "--cache", str(self.cache)], capture_output=True, text=True, check=True
+        ).stdout
+        return {
+            entry["key"]: [lease["holder"] for lease in entry["leases"] if lease["live"]]
+            for entry in map(json.loads, out.splitlines())
+        }
 
 
 def sums_file(directory: Path, files: dict[str, bytes], name: str) -> Path:

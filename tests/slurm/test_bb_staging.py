@@ -24,12 +24,12 @@ from .conftest import module_cluster
 from .staging_support import (
     StagingSite,
     buffers_left,
+    cache_entries,
     env_lines,
     eventually,
     gres_used,
-    reports,
-    cache_entries,
     journaled_files,
+    reports,
     staged_files,
     sums_file,
 )
@@ -51,8 +51,7 @@ def site(cluster: SlurmCluster) -> Iterator[StagingSite]:
     try:
         # The site's keys inline: the settings file is then root's alone (the hooks run as root).
         # --jobs 2 keeps the many-small-files stage-in below long enough to watch.
-        started.write_settings(keys_inline=True, mode=0o600,
-                               AIF_STAGE_EXTRA_ARGS="--jobs 2 --progress-interval 1")
+        started.write_settings(keys_inline=True, mode=0o600, AIF_STAGE_EXTRA_ARGS="--jobs 2 --progress-interval 1")
         yield started
     finally:
         started.close()
@@ -100,7 +99,8 @@ def finished(cluster: SlurmCluster, site: StagingSite, job: int, timeout: float 
 
 
 def test_job_pends_without_gpu_while_its_dataset_moves_then_reads_it_verified(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     files = {f"train/{i:05d}.bin": os.urandom(4 * KiB) for i in range(1500)}
     files.update({"labels.csv": os.urandom(3 * MiB + 17), "val/big.bin": os.urandom(5 * MiB)})
@@ -110,11 +110,11 @@ def test_job_pends_without_gpu_while_its_dataset_moves_then_reads_it_verified(
     job = cluster.sbatch(
         f"#!/bin/sh\n#SBATCH --job-name=train\n#BB_LUA stage_in s3://{bucket}/imagenet\n\n"
         "echo STARTED=$(date +%s.%N)\n"
-        f"cd \"$AIF_DATASET\" && sha256sum --quiet --strict -c {sums} && echo CHECKSUMS=ok\n"
+        f'cd "$AIF_DATASET" && sha256sum --quiet --strict -c {sums} && echo CHECKSUMS=ok\n'
         f"echo FILES=$(find . -path ./.aifstage -prune -o -type f -print | wc -l)\n"
-        f"{site.cli} stage status \"$AIF_DATASET\" >/dev/null && echo COMPLETE=yes\n"
+        f'{site.cli} stage status "$AIF_DATASET" >/dev/null && echo COMPLETE=yes\n'
         "echo AIF_DATASET=$AIF_DATASET\necho AIF_STAGE_LOG=$AIF_STAGE_LOG\n"
-        "grep -q '\"ok\": true' \"$AIF_STAGE_LOG\" && echo LOG_READABLE=yes\n"
+        'grep -q \'"ok": true\' "$AIF_STAGE_LOG" && echo LOG_READABLE=yes\n'
         "echo CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\n",
         "--gres=gpu:1",
     )
@@ -158,15 +158,16 @@ def test_job_pends_without_gpu_while_its_dataset_moves_then_reads_it_verified(
     assert sum(report["verified"].values()) == len(files)
 
 
-def test_a_second_job_with_the_same_dataset_reuses_the_cache(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+def test_a_second_job_with_the_same_dataset_reuses_the_cache(cluster: SlurmCluster, site: StagingSite) -> None:
     bucket = site.new_bucket()
     files = {f"shard-{i}.tar": os.urandom(200 * KiB + i) for i in range(5)}
     for rel, body in files.items():
         site.s3.put_object(Bucket=bucket, Key=f"tokens/{rel}", Body=body)
     # A directive continued on the next #BB_LUA line, as slurmctld joins them.
-    script = (f"#!/bin/sh\n#BB_LUA stage_in s3://{bucket}/tokens \\\n#BB_LUA   as tokens\n"
-              "echo AIF_DATASET=$AIF_DATASET\necho AIF_DATASET_TOKENS=$AIF_DATASET_TOKENS\n")
+    script = (
+        f"#!/bin/sh\n#BB_LUA stage_in s3://{bucket}/tokens \\\n#BB_LUA   as tokens\n"
+        "echo AIF_DATASET=$AIF_DATASET\necho AIF_DATASET_TOKENS=$AIF_DATASET_TOKENS\n"
+    )
     first = cluster.sbatch(script, "--gres=gpu:1")
     first_seen = env_lines(finished(cluster, site, first))
     second = cluster.sbatch(script, "--gres=gpu:1")
@@ -186,7 +187,8 @@ def test_a_second_job_with_the_same_dataset_reuses_the_cache(
 
 
 def test_a_stage_in_killed_midway_holds_the_job_and_a_resubmission_resumes_it(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     files = {f"{i:05d}.bin": os.urandom(KiB + i) for i in range(2000)}
     site.put_tree(bucket, "shards", files)
@@ -203,7 +205,8 @@ def test_a_stage_in_killed_midway_holds_the_job_and_a_resubmission_resumes_it(
     assert record["priority"] == 0
     assert record["state_description"] == (
         f"burst_buffer/lua: slurm_bb_data_in: stage_in s3://{bucket}/shards failed: killed by signal 9 "
-        f"(log: {site.state}/logs/{job}.log)")
+        f"(log: {site.state}/logs/{job}.log)"
+    )
     journaled = journaled_files(site.cache, earlier)
     assert 0 < journaled < len(files)
 
@@ -221,7 +224,8 @@ def test_a_stage_in_killed_midway_holds_the_job_and_a_resubmission_resumes_it(
 
 
 def test_stage_out_copies_what_the_job_wrote_to_a_bucket_after_it_ends(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     results = cluster.jobs_dir / f"results-{uuid.uuid4().hex}"
     job = cluster.sbatch(
@@ -241,17 +245,18 @@ def test_stage_out_copies_what_the_job_wrote_to_a_bucket_after_it_ends(
 
 
 def test_stage_out_reads_as_the_job_user_and_a_failure_shows_in_the_reason(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     private = cluster.root / f"root-only-{uuid.uuid4().hex}"
     private.mkdir(mode=0o700)
     (private / "secret.bin").write_bytes(b"root's")
-    job = cluster.sbatch(f"#!/bin/sh\n#BB_LUA stage_out {private} s3://{bucket}/stolen\ntrue\n",
-                         "--gres=gpu:1")
+    job = cluster.sbatch(f"#!/bin/sh\n#BB_LUA stage_out {private} s3://{bucket}/stolen\ntrue\n", "--gres=gpu:1")
     record = cluster.wait_for(job, "STAGE_OUT", reason="BurstBufferOperation", timeout=60)
     reason = record["state_description"]
-    assert reason.startswith(f"burst_buffer/lua: slurm_bb_data_out: stage_out {private} to s3://{bucket}/stolen "
-                             "failed: permission denied"), reason
+    assert reason.startswith(
+        f"burst_buffer/lua: slurm_bb_data_out: stage_out {private} to s3://{bucket}/stolen failed: permission denied"
+    ), reason
     assert f"(log: {site.state}/logs/{job}.log)" in reason
     assert site.objects(bucket, "stolen") == {}
     # Slurm keeps such a job in STAGE_OUT (its files stay where they are); `scancel --hurry`
@@ -264,16 +269,17 @@ def test_stage_out_reads_as_the_job_user_and_a_failure_shows_in_the_reason(
     eventually(lambda: not (site.state / "jobs" / f"{job}.state").exists(), what="job state removed")
 
 
-def test_a_missing_source_holds_the_job_with_the_url_in_its_reason(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+def test_a_missing_source_holds_the_job_with_the_url_in_its_reason(cluster: SlurmCluster, site: StagingSite) -> None:
     bucket = site.new_bucket()
     missing = f"s3://{bucket}/no-such-dataset-{uuid.uuid4().hex[:8]}"
     job = cluster.sbatch(f"#!/bin/sh\n#BB_LUA stage_in {missing}\necho ran\n", "--gres=gpu:1")
     record = cluster.wait_for(job, "PENDING", reason="BurstBufferOperation", timeout=60)
     assert record["priority"] == 0  # held
     reason = record["state_description"]
-    assert reason == (f"burst_buffer/lua: slurm_bb_data_in: stage_in {missing} failed: no objects at "
-                      f"{missing}: check the bucket and prefix (log: {site.state}/logs/{job}.log)")
+    assert reason == (
+        f"burst_buffer/lua: slurm_bb_data_in: stage_in {missing} failed: no objects at "
+        f"{missing}: check the bucket and prefix (log: {site.state}/logs/{job}.log)"
+    )
     assert f"no objects at {missing}" in site.log(job)
     time.sleep(1.5)  # several scheduling passes: held, never started
     assert (cluster.job(job)["job_state"], cluster.job(job)["nodes"]) == ("PENDING", "")
@@ -309,8 +315,14 @@ def test_shell_metacharacters_in_directives_stay_text(cluster: SlurmCluster, sit
     # first is reported missing, verbatim.
     bucket = site.new_bucket()
     touch = f"touch${{IFS}}/tmp/pwned-{tag}"
-    attempts = [f"s3://{bucket}/x;{touch}", f"s3://{bucket}/$({touch})", f"s3://{bucket}/`{touch}`",
-                f"s3://{bucket}/'$({touch})'", f"s3://{bucket}/\"|{touch}\"", f"s3://{bucket}/a&&{touch}"]
+    attempts = [
+        f"s3://{bucket}/x;{touch}",
+        f"s3://{bucket}/$({touch})",
+        f"s3://{bucket}/`{touch}`",
+        f"s3://{bucket}/'$({touch})'",
+        f's3://{bucket}/"|{touch}"',
+        f"s3://{bucket}/a&&{touch}",
+    ]
     job = cluster.sbatch(f"#!/bin/sh\n#BB_LUA stage_in {' '.join(attempts)}\ntrue\n", "--gres=gpu:1")
     record = cluster.wait_for(job, "PENDING", reason="BurstBufferOperation", timeout=60)
     reason = record["state_description"]

@@ -32,8 +32,14 @@ HOOK_ARGS_22_05 = {
 }
 # The order a successful burst buffer job goes through them.
 HOOK_ORDER = (
-    "slurm_bb_job_process", "slurm_bb_setup", "slurm_bb_data_in", "slurm_bb_paths",
-    "slurm_bb_pre_run", "slurm_bb_post_run", "slurm_bb_data_out", "slurm_bb_job_teardown",
+    "slurm_bb_job_process",
+    "slurm_bb_setup",
+    "slurm_bb_data_in",
+    "slurm_bb_paths",
+    "slurm_bb_pre_run",
+    "slurm_bb_post_run",
+    "slurm_bb_data_out",
+    "slurm_bb_job_teardown",
 )
 
 
@@ -148,9 +154,13 @@ def test_hooks_get_the_22_05_arguments(cluster: SlurmCluster) -> None:
     # The script Slurm hands the hooks is its own copy in StateSaveLocation (owned by root).
     script = f"{cluster.state_dir}/hash.{job % 10}/job.{job}/script"
     values = {
-        "job_id": f"string:{job}", "job_script": f"string:{script}",
-        "uid": f"string:{account.pw_uid}", "gid": f"string:{account.pw_gid}",
-        "pool": "string:(null)", "bb_size": "string:0", "hurry": "string:false",
+        "job_id": f"string:{job}",
+        "job_script": f"string:{script}",
+        "uid": f"string:{account.pw_uid}",
+        "gid": f"string:{account.pw_gid}",
+        "pool": "string:(null)",
+        "bb_size": "string:0",
+        "hurry": "string:false",
     }
     exact = slurm_version(cluster).startswith("22.05.")
     for name, args in calls:
@@ -177,4 +187,3 @@ def _no_burst_buffer_left(cluster: SlurmCluster) -> None:
     """Each test starts with no job and no buffer left by the one before."""
     cluster.run("scancel", "--user", TEST_USER, check=False)
     eventually(lambda: "JobID=" not in cluster.scontrol("show", "burst"))
-

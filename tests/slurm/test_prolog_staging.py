@@ -38,8 +38,12 @@ def hooks() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, hooks: Path) -> Iterator[SlurmCluster]:
-    extra = [f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",
-             f"TaskProlog={hooks}/task_prolog.sh", "PrologFlags=Alloc"]
+    extra = [
+        f"Prolog={hooks}/prolog.sh",
+        f"Epilog={hooks}/epilog.sh",
+        f"TaskProlog={hooks}/task_prolog.sh",
+        "PrologFlags=Alloc",
+    ]
     with module_cluster(request, hooks.parent, None, extra_conf=extra) as started:
         yield started
 
@@ -63,7 +67,8 @@ def _no_job_left(cluster: SlurmCluster) -> Iterator[None]:
 
 
 def test_prolog_stages_in_task_prolog_points_the_job_at_it_epilog_stages_out(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     files = {f"part-{i:03d}.parquet": os.urandom(20_000 + i) for i in range(40)}
     site.put_tree(bucket, "tables", files)
@@ -72,7 +77,7 @@ def test_prolog_stages_in_task_prolog_points_the_job_at_it_epilog_stages_out(
     job = cluster.sbatch(
         f"#!/bin/sh\n#BB_LUA stage_in s3://{bucket}/tables as tables\n"
         f"#BB_LUA stage_out {results} s3://{bucket}/out\n"
-        f"cd \"$AIF_DATASET\" && sha256sum --quiet --strict -c {sums} && echo CHECKSUMS=ok\n"
+        f'cd "$AIF_DATASET" && sha256sum --quiet --strict -c {sums} && echo CHECKSUMS=ok\n'
         "echo AIF_DATASET=$AIF_DATASET\necho AIF_DATASET_TABLES=$AIF_DATASET_TABLES\n"
         "echo AIF_STAGE_LOG=$AIF_STAGE_LOG\necho CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\n"
         f"mkdir -p {results} && echo 'epoch 1' > {results}/metrics.txt\n",
@@ -93,8 +98,7 @@ def test_prolog_stages_in_task_prolog_points_the_job_at_it_epilog_stages_out(
     assert record["start_time"] <= marker.stat().st_mtime
 
     # The Epilog runs after the job: stage-out as the user, then the lease is released.
-    eventually(lambda: site.objects(bucket, "out") == {"metrics.txt": b"epoch 1\n"},
-               what="results staged out")
+    eventually(lambda: site.objects(bucket, "out") == {"metrics.txt": b"epoch 1\n"}, what="results staged out")
     stage_in, stage_out = reports(site.log(job))
     assert stage_in["cache"]["hit"] is False and stage_in["files"] == len(files)
     assert stage_out["direction"] == "out" and stage_out["files"] == 1
@@ -104,14 +108,17 @@ def test_prolog_stages_in_task_prolog_points_the_job_at_it_epilog_stages_out(
 
 
 def test_prolog_failure_cancels_the_job_with_the_reason_and_keeps_the_node(
-        cluster: SlurmCluster, site: StagingSite) -> None:
+    cluster: SlurmCluster, site: StagingSite
+) -> None:
     bucket = site.new_bucket()
     missing = f"s3://{bucket}/absent-{uuid.uuid4().hex[:8]}"
     job = cluster.sbatch(f"#!/bin/sh\n#BB_LUA stage_in {missing}\necho ran\n", "--gres=gpu:1")
     cluster.wait_for(job, "CANCELLED", timeout=60)
     comment = cluster.job(job)["comment"]
-    assert comment == (f"aif-stage: stage_in {missing} failed: no objects at {missing}: check the bucket "
-                       f"and prefix (log: {site.state}/logs/{job}.log)")
+    assert comment == (
+        f"aif-stage: stage_in {missing} failed: no objects at {missing}: check the bucket "
+        f"and prefix (log: {site.state}/logs/{job}.log)"
+    )
     assert not (cluster.jobs_dir / f"slurm-{job}.out").exists()
     # Not drained: the Prolog exited 0 after cancelling.
     state = cluster.run("sinfo", "-h", "-N", "-n", NODE_NAME, "-o", "%T").stdout.strip()

@@ -75,13 +75,7 @@ class ReferenceDecoder:
     client sent none); the data must add up to it.
     """
 
-    def __init__(
-        self,
-        reader: Reader,
-        auth: AuthContext,
-        decoded_length: int | None,
-        trailer_names: list[str],
-    ) -> None:
+    def __init__(self, reader: Reader, auth: AuthContext, decoded_length: int | None, trailer_names: list[str]) -> None:
         if auth.payload not in STREAMING_MODES:
             raise ValueError(f"{auth.payload} is not an aws-chunked payload mode")
         self._reader = reader
@@ -93,9 +87,7 @@ class ReferenceDecoder:
         self._previous_signature = auth.seed_signature
         self.trailers: dict[str, str] = {}
         if self._trailer_names and not self._with_trailers:
-            raise S3Error(
-                "InvalidRequest", f"x-amz-trailer is not allowed with x-amz-content-sha256: {auth.payload}"
-            )
+            raise S3Error("InvalidRequest", f"x-amz-trailer is not allowed with x-amz-content-sha256: {auth.payload}")
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._decode()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from .store_support import bucket_paths
 from aif_gateway.store.meta import meta_store_for
 from aif_gateway.store.multipart import MultipartUploads
-from aif_gateway.store.paths import BucketPaths
+
+from .store_support import bucket_paths
 
 BUCKET = "bkt"
 

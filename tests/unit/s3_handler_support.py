@@ -15,10 +15,10 @@ from xml.etree import ElementTree as ET
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.identity import Identity
 from aif_gateway.s3.context import S3Request
 from aif_gateway.s3.sigv4 import AuthContext
-from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.store.base import Store
 
 ALICE = Identity(name="alice", access_key="AKALICE", secret_key="secret")
@@ -75,9 +75,7 @@ def s3_request(
         scope="20250101/us-east-1/s3/aws4_request",
         seed_signature="",
     )
-    return S3Request(
-        http=http, bucket=bucket, key=key, query=http.query, auth=auth, store=store, request_id="REQ"
-    )
+    return S3Request(http=http, bucket=bucket, key=key, query=http.query, auth=auth, store=store, request_id="REQ")
 
 
 def call(handler: Callable[[S3Request], Coroutine[Any, Any, web.StreamResponse]], req: S3Request) -> web.Response:

@@ -50,8 +50,12 @@ def new_store(root: Path, backend: str | None = None, **kwargs: Any) -> FsStore:
 
 
 def put(
-    store: FsStore, key: str, data: bytes, attrs: ObjectAttrs | None = None,
-    options: WriteOptions | None = None, bucket: str = "bkt",
+    store: FsStore,
+    key: str,
+    data: bytes,
+    attrs: ObjectAttrs | None = None,
+    options: WriteOptions | None = None,
+    bucket: str = "bkt",
 ) -> ObjectInfo:
     return run(store.put_object(bucket, key, stream(data), attrs or ObjectAttrs(), options or WriteOptions()))
 

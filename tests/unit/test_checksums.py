@@ -44,8 +44,7 @@ def test_stdlib_algorithms_match_stdlib():
 
 
 @pytest.mark.parametrize(
-    "algorithm, check_value",
-    [("CRC32", 0xCBF43926), ("CRC32C", 0xE3069283), ("CRC64NVME", 0xAE8B14860A799888)],
+    "algorithm, check_value", [("CRC32", 0xCBF43926), ("CRC32C", 0xE3069283), ("CRC64NVME", 0xAE8B14860A799888)]
 )
 def test_crc_check_values(algorithm, check_value):
     digest = digest_of(algorithm, CHECK_INPUT)

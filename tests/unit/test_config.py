@@ -24,8 +24,9 @@ def test_flags_override_config_file(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     cfg = tmp_path / "gw.toml"
-    cfg.write_text(f'[server]\nroot = "/nowhere"\nworkers = 3\nlisten = "0.0.0.0:9100"\n'
-                   f'[buckets]\ndatasets = "{data}"\n')
+    cfg.write_text(
+        f'[server]\nroot = "/nowhere"\nworkers = 3\nlisten = "0.0.0.0:9100"\n[buckets]\ndatasets = "{data}"\n'
+    )
     s = load_settings(config_file=cfg, root=tmp_path, workers=None, listen="127.0.0.1:9200")
     assert s.root == tmp_path
     assert s.workers == 3
@@ -55,7 +56,7 @@ def test_bucket_map_must_name_an_existing_absolute_directory(tmp_path):
 
 def test_unknown_config_keys_are_reported(tmp_path):
     cfg = tmp_path / "gw.toml"
-    cfg.write_text('[server]\nport = 9000\n')
+    cfg.write_text("[server]\nport = 9000\n")
     with pytest.raises(ConfigError, match="port"):
         load_settings(config_file=cfg)
 
@@ -67,9 +68,11 @@ def private_file(path, text):
 
 
 def test_users_file_round_trip(tmp_path):
-    f = private_file(tmp_path / "users.toml",
-                     '[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\nuid=1001\ngid=100\n'
-                     '[[users]]\nname="b"\naccess_key="K2"\nsecret_key="S2"\nadmin=true\n')
+    f = private_file(
+        tmp_path / "users.toml",
+        '[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\nuid=1001\ngid=100\n'
+        '[[users]]\nname="b"\naccess_key="K2"\nsecret_key="S2"\nadmin=true\n',
+    )
     users = load_users_file(f)
     assert [(u.name, u.uid, u.gid, u.admin) for u in users] == [("a", 1001, 100, False), ("b", None, None, True)]
 
@@ -131,24 +134,29 @@ def test_limits_and_timeouts_default_to_aws_and_nginx_values(tmp_path):
 
 def test_limits_and_timeouts_come_from_the_config_file(tmp_path):
     cfg = tmp_path / "gw.toml"
-    cfg.write_text('[server]\nheader_timeout = 5\nkeepalive_timeout = 30.5\n'
-                   '[limits]\nmax_object_size = "100MiB"\nmax_part_size = 1048576\nmax_parts = 500\n'
-                   'body_stall_timeout = 10\n')
+    cfg.write_text(
+        "[server]\nheader_timeout = 5\nkeepalive_timeout = 30.5\n"
+        '[limits]\nmax_object_size = "100MiB"\nmax_part_size = 1048576\nmax_parts = 500\n'
+        "body_stall_timeout = 10\n"
+    )
     s = load_settings(config_file=cfg)
     assert (s.header_timeout, s.keepalive_timeout) == (5.0, 30.5)
     assert (s.limits.max_object_size, s.limits.max_part_size) == (100 << 20, 1 << 20)
     assert (s.limits.max_parts, s.limits.body_stall_timeout) == (500, 10.0)
 
 
-@pytest.mark.parametrize(("section", "line", "message"), [
-    ("limits", "max_parts = 10001", "max_parts must be an integer from 1 to 10000"),
-    ("limits", "max_parts = 0", "max_parts must be"),
-    ("limits", 'max_object_size = "5 furlongs"', "max_object_size must be a positive number of bytes"),
-    ("limits", "max_part_size = -1", "max_part_size must be"),
-    ("limits", "colour = 1", r"unknown \[limits\] key"),
-    ("server", "header_timeout = 0", "header_timeout must be a positive number of seconds"),
-    ("server", 'keepalive_timeout = "long"', "keepalive_timeout must be"),
-])
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ("limits", "max_parts = 10001", "max_parts must be an integer from 1 to 10000"),
+        ("limits", "max_parts = 0", "max_parts must be"),
+        ("limits", 'max_object_size = "5 furlongs"', "max_object_size must be a positive number of bytes"),
+        ("limits", "max_part_size = -1", "max_part_size must be"),
+        ("limits", "colour = 1", r"unknown \[limits\] key"),
+        ("server", "header_timeout = 0", "header_timeout must be a positive number of seconds"),
+        ("server", 'keepalive_timeout = "long"', "keepalive_timeout must be"),
+    ],
+)
 def test_bad_limits_are_reported(tmp_path, section, line, message):
     cfg = tmp_path / "gw.toml"
     cfg.write_text(f"[{section}]\n{line}\n")

@@ -117,7 +117,9 @@ def test_the_layering_table_names_every_part() -> None:
 
 def _exports(name: str) -> list[str] | None:
     for node in ast.parse(MODULES[name].read_text()).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
             if isinstance(node.value, (ast.List, ast.Tuple)):
                 return [ast.literal_eval(e) for e in node.value.elts]
@@ -126,8 +128,11 @@ def _exports(name: str) -> list[str] | None:
 
 
 def test_every_module_says_what_it_is_for() -> None:
-    missing = [name for name, path in MODULES.items() if path.name != "__main__.py" and
-               ast.get_docstring(ast.parse(path.read_text())) is None]
+    missing = [
+        name
+        for name, path in MODULES.items()
+        if path.name != "__main__.py" and ast.get_docstring(ast.parse(path.read_text())) is None
+    ]
     assert not missing, missing
 
 
@@ -146,7 +151,9 @@ def test_modules_import_from_each_other_only_what_is_exported() -> None:
 
 def test_no_module_keeps_a_hand_written_export_list() -> None:
     # `__all__` says what a module exports; a "Public API" paragraph in its docstring drifts.
-    stale = [name for name, path in MODULES.items() if "Public API" in (ast.get_docstring(ast.parse(path.read_text())) or "")]
+    stale = [
+        name for name, path in MODULES.items() if "Public API" in (ast.get_docstring(ast.parse(path.read_text())) or "")
+    ]
     assert not stale, stale
 
 
@@ -167,6 +174,9 @@ def _tested_module(test: Path) -> str:
 
 
 def test_each_unit_test_sits_at_the_path_of_the_module_it_tests() -> None:
-    misplaced = [str(t.relative_to(TESTS)) for t in sorted(TESTS.rglob("test_*.py"))
-                 if t != Path(__file__) and not _tested_module(t)]
+    misplaced = [
+        str(t.relative_to(TESTS))
+        for t in sorted(TESTS.rglob("test_*.py"))
+        if t != Path(__file__) and not _tested_module(t)
+    ]
     assert not misplaced, f"no module at these tests' paths: {misplaced}"

@@ -73,7 +73,8 @@ def test_a_default_acl_becomes_the_access_acl_limited_by_the_creation_mode() -> 
     default = _acl((USER_OBJ, 7, ANY), (USER, 7, 1002), (GROUP_OBJ, 5, ANY), (MASK, 7, ANY), (OTHER, 5, ANY))
     # Created with 0640: the mask takes the group bits, other loses everything.
     assert _acl_for_new_file(default, 0o640) == _acl(
-        (USER_OBJ, 6, ANY), (USER, 7, 1002), (GROUP_OBJ, 5, ANY), (MASK, 4, ANY), (OTHER, 0, ANY))
+        (USER_OBJ, 6, ANY), (USER, 7, 1002), (GROUP_OBJ, 5, ANY), (MASK, 4, ANY), (OTHER, 0, ANY)
+    )
 
 
 def test_without_a_mask_the_group_entry_takes_the_group_bits() -> None:

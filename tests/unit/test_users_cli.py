@@ -55,10 +55,16 @@ def test_add_creates_a_private_file_and_prints_the_keys_once_ready_to_paste(caps
 
 
 def test_add_stores_posix_ids_and_roles(capsys, users_file):
-    assert users(capsys, users_file, "add", "alice", "--uid", "1001", "--gid", "100", "--groups", "2000,2001",
-                 "--admin")[0] == 0
-    assert users(capsys, users_file, "add", "bob", "--posix-user", "bob", "--allow-root",
-                 "--access-key", "AKBOBCHOSEN")[0] == 0
+    assert (
+        users(capsys, users_file, "add", "alice", "--uid", "1001", "--gid", "100", "--groups", "2000,2001", "--admin")[
+            0
+        ]
+        == 0
+    )
+    assert (
+        users(capsys, users_file, "add", "bob", "--posix-user", "bob", "--allow-root", "--access-key", "AKBOBCHOSEN")[0]
+        == 0
+    )
     alice, bob = by_name(users_file)["alice"], by_name(users_file)["bob"]
     assert (alice.uid, alice.gid, alice.groups, alice.admin) == (1001, 100, (2000, 2001), True)
     assert (bob.posix_user, bob.allow_root, bob.access_key, bob.admin) == ("bob", True, "AKBOBCHOSEN", False)
@@ -87,15 +93,19 @@ def test_list_and_show_never_print_secrets(capsys, users_file):
 
 
 def test_remove_deletes_the_user_and_keeps_the_others_text(capsys, users_file):
-    users_file.write_text('# site users\n\n# alice: project lead\n[[users]]\nname = "alice"  # the lead\n'
-                          'access_key = "AKALICE1"\nsecret_key = "s-alice"\n\n'
-                          '# bob: intern\n[[users]]\nname = "bob"\naccess_key = "AKBOB1"\nsecret_key = "s-bob"\n')
+    users_file.write_text(
+        '# site users\n\n# alice: project lead\n[[users]]\nname = "alice"  # the lead\n'
+        'access_key = "AKALICE1"\nsecret_key = "s-alice"\n\n'
+        '# bob: intern\n[[users]]\nname = "bob"\naccess_key = "AKBOB1"\nsecret_key = "s-bob"\n'
+    )
     users_file.chmod(0o600)
     rc, _, err = users(capsys, users_file, "remove", "bob")
     assert rc == 0, err
     assert list(by_name(users_file)) == ["alice"]
-    assert users_file.read_text() == ('# site users\n\n# alice: project lead\n[[users]]\nname = "alice"  # the lead\n'
-                                      'access_key = "AKALICE1"\nsecret_key = "s-alice"\n\n')
+    assert users_file.read_text() == (
+        '# site users\n\n# alice: project lead\n[[users]]\nname = "alice"  # the lead\n'
+        'access_key = "AKALICE1"\nsecret_key = "s-alice"\n\n'
+    )
 
 
 def test_rotate_gives_a_new_secret_and_keeps_the_key(capsys, users_file):
@@ -119,31 +129,37 @@ def test_rotate_with_new_access_key_replaces_both(capsys, users_file):
 
 
 def test_edits_keep_comments_of_the_tables_they_leave_alone(capsys, users_file):
-    users_file.write_text('# who may use the gateway\n[[users]]\nname = "alice"\n# alice: ids from LDAP\n'
-                          'posix_user = "alice"\naccess_key = "AKALICE1"\nsecret_key = "s-alice"\n')
+    users_file.write_text(
+        '# who may use the gateway\n[[users]]\nname = "alice"\n# alice: ids from LDAP\n'
+        'posix_user = "alice"\naccess_key = "AKALICE1"\nsecret_key = "s-alice"\n'
+    )
     users_file.chmod(0o600)
     users(capsys, users_file, "add", "bob")
     users(capsys, users_file, "rotate", "bob")
-    assert users_file.read_text().startswith('# who may use the gateway\n[[users]]\nname = "alice"\n'
-                                             '# alice: ids from LDAP\n')
+    assert users_file.read_text().startswith(
+        '# who may use the gateway\n[[users]]\nname = "alice"\n# alice: ids from LDAP\n'
+    )
     assert list(by_name(users_file)) == ["alice", "bob"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["add", "alice"],                                 # the name is taken
-    ["add", "carol", "--access-key", "AKALICE1"],     # the key is taken
-    ["add", "carol", "--uid", "1001"],                # uid without gid
-    ["add", "carol", "--groups", "100"],              # groups without uid
-    ["add", "carol", "--posix-user", "c", "--uid", "1", "--gid", "1"],
-    ["add", "carol", "--uid", "-1", "--gid", "1"],
-    ["add", "carol", "--groups", "wheel"],
-    ["add", "carol", "--access-key", "has/slash"],
-    ["add", "two words"],
-    ["show", "nobody"],
-    ["rotate", "nobody"],
-    ["remove", "nobody"],
-    ["remove", "alice"],                              # the last user
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["add", "alice"],  # the name is taken
+        ["add", "carol", "--access-key", "AKALICE1"],  # the key is taken
+        ["add", "carol", "--uid", "1001"],  # uid without gid
+        ["add", "carol", "--groups", "100"],  # groups without uid
+        ["add", "carol", "--posix-user", "c", "--uid", "1", "--gid", "1"],
+        ["add", "carol", "--uid", "-1", "--gid", "1"],
+        ["add", "carol", "--groups", "wheel"],
+        ["add", "carol", "--access-key", "has/slash"],
+        ["add", "two words"],
+        ["show", "nobody"],
+        ["rotate", "nobody"],
+        ["remove", "nobody"],
+        ["remove", "alice"],  # the last user
+    ],
+)
 def test_bad_input_is_refused_with_exit_2_and_the_file_unchanged(capsys, users_file, argv):
     users(capsys, users_file, "add", "alice", "--access-key", "AKALICE1")
     before = users_file.read_text()
@@ -198,8 +214,9 @@ def test_root_edits_keep_the_files_owner(capsys, users_file):
 
 def test_users_file_duplicate_names_are_refused(tmp_path):
     f = tmp_path / "users.toml"
-    f.write_text('[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\n'
-                 '[[users]]\nname="a"\naccess_key="K2"\nsecret_key="S2"\n')
+    f.write_text(
+        '[[users]]\nname="a"\naccess_key="K1"\nsecret_key="S1"\n[[users]]\nname="a"\naccess_key="K2"\nsecret_key="S2"\n'
+    )
     f.chmod(0o600)
     with pytest.raises(IdentityError, match="name 'a' is already used by"):
         load_users_file(f)

@@ -30,7 +30,11 @@ from ..responses import iso8601, xml_response
 from ..xmlio import XmlChildren, to_xml
 
 __all__ = [
-    "COPY_SOURCE", "checksum_fields", "copy_object", "directive", "parse_copy_source",
+    "COPY_SOURCE",
+    "checksum_fields",
+    "copy_object",
+    "directive",
+    "parse_copy_source",
     "requested_checksum_algorithm",
 ]
 
@@ -106,9 +110,7 @@ def _attrs_from_source(info: ObjectInfo) -> ObjectAttrs:
     return ObjectAttrs(content_type=info.content_type, headers=dict(info.headers), user_meta=dict(info.user_meta))
 
 
-async def _destination_attrs(
-    req: S3Request, metadata: str, src_bucket: str, src_key: str
-) -> ObjectAttrs | None:
+async def _destination_attrs(req: S3Request, metadata: str, src_bucket: str, src_key: str) -> ObjectAttrs | None:
     headers = req.http.headers
     tagging = directive(headers, "x-amz-tagging-directive", "tagging")
     tagging_header = headers.get("x-amz-tagging")
@@ -136,9 +138,7 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
     if_match, if_none_match = write_conditions(headers)
     algorithm = requested_checksum_algorithm(headers)
     options = WriteOptions(
-        hash_algorithms=frozenset([algorithm] if algorithm else []),
-        if_match=if_match,
-        if_none_match=if_none_match,
+        hash_algorithms=frozenset([algorithm] if algorithm else []), if_match=if_match, if_none_match=if_none_match
     )
     info = await req.store.copy_object(
         src_bucket, src_key, req.bucket, req.key, attrs, options, check_source=source_check(headers)

@@ -30,9 +30,20 @@ from ..responses import iso8601, xml_response
 from ..xmlio import Fragment, XmlChildren, escape_text, render, to_xml
 
 __all__ = [
-    "MAX_LIST", "STORAGE_CLASS", "contents", "decode_continuation_token", "encode_continuation_token", "int_param",
-    "last_modified", "list_multipart_uploads", "list_objects_v1", "list_objects_v2", "make_encoder", "owner_xml",
-    "url_encode", "url_encoding_requested",
+    "MAX_LIST",
+    "STORAGE_CLASS",
+    "contents",
+    "decode_continuation_token",
+    "encode_continuation_token",
+    "int_param",
+    "last_modified",
+    "list_multipart_uploads",
+    "list_objects_v1",
+    "list_objects_v2",
+    "make_encoder",
+    "owner_xml",
+    "url_encode",
+    "url_encoding_requested",
 ]
 
 MAX_LIST = 1000
@@ -57,9 +68,7 @@ def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int
         ) from None
     if not minimum <= value <= _MAX_INT_PARAM:
         raise S3Error(
-            "InvalidArgument",
-            f"Argument {name} must be an integer between {minimum} and {_MAX_INT_PARAM}",
-            extra=extra,
+            "InvalidArgument", f"Argument {name} must be an integer between {minimum} and {_MAX_INT_PARAM}", extra=extra
         )
     return value
 

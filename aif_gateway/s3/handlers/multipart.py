@@ -35,8 +35,15 @@ from .copy import COPY_SOURCE, checksum_fields, parse_copy_source, requested_che
 from .listing import MAX_LIST, STORAGE_CLASS, int_param, owner_xml
 
 __all__ = [
-    "abort_multipart_upload", "check_range_within", "checksum_settings", "complete_multipart_upload",
-    "create_multipart_upload", "list_parts", "parse_complete", "parse_copy_source_range", "upload_part",
+    "abort_multipart_upload",
+    "check_range_within",
+    "checksum_settings",
+    "complete_multipart_upload",
+    "create_multipart_upload",
+    "list_parts",
+    "parse_complete",
+    "parse_copy_source_range",
+    "upload_part",
     "upload_part_copy",
 ]
 
@@ -146,8 +153,7 @@ def expected_object(headers: Mapping[str, str]) -> ExpectedObject:
     algorithms = [a for a in ALGORITHMS if checksum_header(a) in headers]
     if len(algorithms) > 1:
         raise S3Error(
-            "InvalidRequest",
-            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
         )
     algorithm = algorithms[0] if algorithms else None
     checksum = None

@@ -25,8 +25,14 @@ from ..errors import StageError
 from ..options import StageOptions, format_size, parse_size
 
 __all__ = [
-    "DEFAULT_LEASE_MAX_AGE_S", "add_cache_flags", "add_cache_verbs", "parse_duration", "refuse_orphan_flags",
-    "run_cache_status", "run_release", "stage_in_cached_from_args",
+    "DEFAULT_LEASE_MAX_AGE_S",
+    "add_cache_flags",
+    "add_cache_verbs",
+    "parse_duration",
+    "refuse_orphan_flags",
+    "run_cache_status",
+    "run_release",
+    "stage_in_cached_from_args",
 ]
 
 # cache.DEFAULT_LEASE_MAX_AGE_S, not imported from there: cache.py loads the S3 client, and the
@@ -59,48 +65,78 @@ def _size(text: str) -> int:
 
 
 def _lease_max_age_flag(parser: Any) -> None:  # a parser or an argument group
-    parser.add_argument("--lease-max-age", type=_duration, default=DEFAULT_LEASE_MAX_AGE_S, metavar="AGE",
-                        help="a lease of a holder other than pid-PID@HOST lapses this long after it was "
-                        "taken, so a lost Slurm teardown cannot pin data forever (default: 7d; "
-                        "units s, m, h, d, w)")
+    parser.add_argument(
+        "--lease-max-age",
+        type=_duration,
+        default=DEFAULT_LEASE_MAX_AGE_S,
+        metavar="AGE",
+        help="a lease of a holder other than pid-PID@HOST lapses this long after it was "
+        "taken, so a lost Slurm teardown cannot pin data forever (default: 7d; "
+        "units s, m, h, d, w)",
+    )
 
 
 def add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
     """Add ``--cache``, ``--cache-size``, ``--holder``, ``--link-to`` and ``--lease-max-age`` to ``stage in``."""
     group = stage_in.add_argument_group("site cache")
-    group.add_argument("--cache", type=Path, metavar="DIR",
-                       help="stage through the site cache in DIR (reused while the sources are unchanged); "
-                       "without --to the entry's data path is printed")
-    group.add_argument("--cache-size", type=_size, metavar="SIZE",
-                       help="cap of the cache (e.g. 500G): least recently used entries no job holds "
-                       "are evicted to make room (default: no cap)")
-    group.add_argument("--holder", metavar="ID",
-                       help="who uses the entry: a Slurm job id (released by `stage release`), or "
-                       "pid-PID@HOST (lapses when that process exits; default: the parent process)")
-    group.add_argument("--link-to", type=Path, metavar="PATH",
-                       help="make PATH a symlink to the entry's data (atomically; --to DIR does the same)")
+    group.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="stage through the site cache in DIR (reused while the sources are unchanged); "
+        "without --to the entry's data path is printed",
+    )
+    group.add_argument(
+        "--cache-size",
+        type=_size,
+        metavar="SIZE",
+        help="cap of the cache (e.g. 500G): least recently used entries no job holds "
+        "are evicted to make room (default: no cap)",
+    )
+    group.add_argument(
+        "--holder",
+        metavar="ID",
+        help="who uses the entry: a Slurm job id (released by `stage release`), or "
+        "pid-PID@HOST (lapses when that process exits; default: the parent process)",
+    )
+    group.add_argument(
+        "--link-to",
+        type=Path,
+        metavar="PATH",
+        help="make PATH a symlink to the entry's data (atomically; --to DIR does the same)",
+    )
     _lease_max_age_flag(group)
 
 
 def add_cache_verbs(verbs: Any, status: argparse.ArgumentParser) -> None:
     """Add ``--cache`` to ``stage status`` and the ``stage release`` verb."""
-    status.add_argument("--cache", type=Path, metavar="CACHE",
-                        help="list the entries of the site cache CACHE instead (one JSON object per line, "
-                        "least recently used first)")
+    status.add_argument(
+        "--cache",
+        type=Path,
+        metavar="CACHE",
+        help="list the entries of the site cache CACHE instead (one JSON object per line, least recently used first)",
+    )
     _lease_max_age_flag(status)
-    release = verbs.add_parser("release", help="drop a holder's leases on site cache entries (Slurm teardown)",
-                               description="Drop every lease HOLDER has in the site cache DIR; the entries "
-                               "become evictable (least recently used first) once no live lease is left. "
-                               "Prints the number of leases released; 0 is not an error.")
+    release = verbs.add_parser(
+        "release",
+        help="drop a holder's leases on site cache entries (Slurm teardown)",
+        description="Drop every lease HOLDER has in the site cache DIR; the entries "
+        "become evictable (least recently used first) once no live lease is left. "
+        "Prints the number of leases released; 0 is not an error.",
+    )
     release.add_argument("--cache", type=Path, required=True, metavar="DIR", help="the site cache")
-    release.add_argument("--holder", required=True, metavar="ID",
-                         help="the holder given to `stage in --holder` (a Slurm job id)")
+    release.add_argument(
+        "--holder", required=True, metavar="ID", help="the holder given to `stage in --holder` (a Slurm job id)"
+    )
 
 
 def refuse_orphan_flags(args: argparse.Namespace) -> None:
     """A usage StageError when a cache flag was given without ``--cache``."""
-    given = [flag for flag, value in (("--cache-size", args.cache_size), ("--holder", args.holder),
-                                      ("--link-to", args.link_to)) if value is not None]
+    given = [
+        flag
+        for flag, value in (("--cache-size", args.cache_size), ("--holder", args.holder), ("--link-to", args.link_to))
+        if value is not None
+    ]
     if given:
         raise StageError("usage", f"{', '.join(given)}: needs --cache DIR")
 
@@ -112,9 +148,14 @@ async def stage_in_cached_from_args(args: argparse.Namespace, options: StageOpti
     if args.link_to is not None and args.to is not None:
         raise StageError("usage", "give --to DIR or --link-to PATH, not both (with --cache both make a symlink)")
     return await stage_in_cached(
-        args.sources, args.cache, options, holder=args.holder or default_holder(os.getppid()),
-        cache_size=args.cache_size, link_to=args.link_to or args.to,
-        lease_max_age=args.lease_max_age)
+        args.sources,
+        args.cache,
+        options,
+        holder=args.holder or default_holder(os.getppid()),
+        cache_size=args.cache_size,
+        link_to=args.link_to or args.to,
+        lease_max_age=args.lease_max_age,
+    )
 
 
 def run_release(args: argparse.Namespace) -> int:
@@ -129,8 +170,7 @@ def run_release(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"aif-gateway stage release: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"aif-gateway stage release: {count} lease(s) of {args.holder} released in {args.cache}",
-          file=sys.stderr)
+    print(f"aif-gateway stage release: {count} lease(s) of {args.holder} released in {args.cache}", file=sys.stderr)
     print(count)
     return 0
 
@@ -149,9 +189,15 @@ def run_cache_status(args: argparse.Namespace) -> int:
     total = sum(e["size"] for e in entries)
     held = sum(e["size"] for e in entries if any(lease["live"] for lease in e["leases"]))
     oldest = min((e["last_used"] for e in entries), default=None)
-    print(f"aif-gateway stage status: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
-          f"{format_size(total)} in {args.cache}, "
-          f"{format_size(held)} held by live leases"
-          + (f", least recently used {time.strftime('%Y-%m-%d %H:%M', time.localtime(oldest))}"
-             if oldest is not None else ""), file=sys.stderr)
+    print(
+        f"aif-gateway stage status: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+        f"{format_size(total)} in {args.cache}, "
+        f"{format_size(held)} held by live leases"
+        + (
+            f", least recently used {time.strftime('%Y-%m-%d %H:%M', time.localtime(oldest))}"
+            if oldest is not None
+            else ""
+        ),
+        file=sys.stderr,
+    )
     return 0

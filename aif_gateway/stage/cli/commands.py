@@ -60,18 +60,34 @@ def _common(parser: argparse.ArgumentParser) -> None:
     s3.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
     s3.add_argument("--region", help="region for signing (default: AWS_REGION, the profile's, else us-east-1)")
     tuning = parser.add_argument_group("transfer")
-    tuning.add_argument("--jobs", type=_positive, default=16, metavar="N",
-                        help="files or ranges in flight (default: 16; memory ~ N x 8 MiB)")
-    tuning.add_argument("--part-size", type=_size, default=parse_size("64M"), metavar="SIZE",
-                        help="range size for large files and multipart part size (default: 64M)")
-    tuning.add_argument("--retries", type=int, default=5, metavar="N",
-                        help="retries per request after transient S3 errors (default: 5)")
+    tuning.add_argument(
+        "--jobs",
+        type=_positive,
+        default=16,
+        metavar="N",
+        help="files or ranges in flight (default: 16; memory ~ N x 8 MiB)",
+    )
+    tuning.add_argument(
+        "--part-size",
+        type=_size,
+        default=parse_size("64M"),
+        metavar="SIZE",
+        help="range size for large files and multipart part size (default: 64M)",
+    )
+    tuning.add_argument(
+        "--retries", type=int, default=5, metavar="N", help="retries per request after transient S3 errors (default: 5)"
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     out.add_argument("--json", action="store_true", help="print the JSON report as the last stdout line")
     out.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
-    out.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
-                     help="seconds between progress log lines when there is no bar (default: 10; 0: none)")
+    out.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress log lines when there is no bar (default: 10; 0: none)",
+    )
 
 
 def _add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
@@ -81,23 +97,35 @@ def _add_cache_flags(stage_in: argparse.ArgumentParser) -> None:
 
 def add_stage_parser(sub: Any) -> None:
     """Add ``stage`` and its verbs to ``sub``, the subparsers of aif_gateway/cli.py."""
-    stage = sub.add_parser("stage", help="stage data in (S3/filesystem -> directory) or out",
-                           description="Parallel, resumable, verified data staging.")
+    stage = sub.add_parser(
+        "stage",
+        help="stage data in (S3/filesystem -> directory) or out",
+        description="Parallel, resumable, verified data staging.",
+    )
     verbs = stage.add_subparsers(dest="stage_command", metavar="VERB")
     verbs.required = True
 
-    stage_in = verbs.add_parser("in", help="copy sources into a directory", epilog=IN_EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    stage_in.add_argument("sources", nargs="+", metavar="SRC",
-                          help="s3://BUCKET/PREFIX, a file or directory, or @MANIFEST (one source per line: "
-                               "SRC [DEST_REL] [xxh3=HEX|sha256=HEX|md5=HEX|etag=ETAG])")
+    stage_in = verbs.add_parser(
+        "in",
+        help="copy sources into a directory",
+        epilog=IN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stage_in.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="s3://BUCKET/PREFIX, a file or directory, or @MANIFEST (one source per line: "
+        "SRC [DEST_REL] [xxh3=HEX|sha256=HEX|md5=HEX|etag=ETAG])",
+    )
     stage_in.add_argument("--to", type=Path, metavar="DIR", help="destination directory (created if missing)")
     _add_cache_flags(stage_in)
     _common(stage_in)
 
     stage_out = verbs.add_parser("out", help="copy new or changed files to S3 or a directory")
-    stage_out.add_argument("source", type=Path, metavar="SRC",
-                           help="directory (or file) whose new or changed files are copied")
+    stage_out.add_argument(
+        "source", type=Path, metavar="SRC", help="directory (or file) whose new or changed files are copied"
+    )
     stage_out.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX|DIR")
     _common(stage_out)
 
@@ -109,9 +137,14 @@ def add_stage_parser(sub: Any) -> None:
 
 def _options(args: argparse.Namespace) -> StageOptions:
     return StageOptions(
-        jobs=args.jobs, part_size=args.part_size, retries=args.retries,
-        progress=False if args.no_progress else None, progress_interval_s=args.progress_interval,
-        endpoint_url=args.endpoint_url, profile=args.profile, region=args.region,
+        jobs=args.jobs,
+        part_size=args.part_size,
+        retries=args.retries,
+        progress=False if args.no_progress else None,
+        progress_interval_s=args.progress_interval,
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        region=args.region,
     )
 
 
@@ -138,8 +171,9 @@ async def _run_verb(args: argparse.Namespace, options: StageOptions, report_box:
     return await stage_out(args.source, args.to, options)
 
 
-async def _with_signals(args: argparse.Namespace, options: StageOptions, report_box: list[Any],
-                        stopped: list[int]) -> Any:
+async def _with_signals(
+    args: argparse.Namespace, options: StageOptions, report_box: list[Any], stopped: list[int]
+) -> Any:
     """Run the verb; SIGINT/SIGTERM cancel it (cleanly: journal flushed, no completion marker)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -169,11 +203,16 @@ def _emit(args: argparse.Namespace, report: Any) -> None:
 
 
 def _summary(report: Any) -> str:
-    skipped = f"; {report.skipped_files} files ({format_size(report.skipped_bytes)}) already there" \
-        if report.skipped_files or report.skipped_bytes else ""
-    return (f"aif-gateway stage {report.direction}: {report.files} files, {format_size(report.bytes)} in "
-            f"{report.seconds:.1f} s ({report.gib_per_s:.2f} GiB/s) -> {report.path or report.destination}"
-            f"{skipped}; {report.retries} retries")
+    skipped = (
+        f"; {report.skipped_files} files ({format_size(report.skipped_bytes)}) already there"
+        if report.skipped_files or report.skipped_bytes
+        else ""
+    )
+    return (
+        f"aif-gateway stage {report.direction}: {report.files} files, {format_size(report.bytes)} in "
+        f"{report.seconds:.1f} s ({report.gib_per_s:.2f} GiB/s) -> {report.path or report.destination}"
+        f"{skipped}; {report.retries} retries"
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -219,8 +258,11 @@ def run(args: argparse.Namespace) -> int:
     except (asyncio.CancelledError, KeyboardInterrupt):
         signum = stopped[0] if stopped else signal.SIGINT
         name = signal.Signals(signum).name
-        print(f"aif-gateway stage {args.stage_command}: stopped by {name}; what landed is kept: re-run the "
-              "same command to resume", file=sys.stderr)
+        print(
+            f"aif-gateway stage {args.stage_command}: stopped by {name}; what landed is kept: re-run the "
+            "same command to resume",
+            file=sys.stderr,
+        )
         if report_box:
             report_box[0].errors.append(f"stopped by {name}")
             _emit(args, report_box[0])

@@ -30,9 +30,24 @@ from ..sources import Entry
 from .verify import ContentHasher, Expectation, check
 
 __all__ = [
-    "BUFFER_SIZE", "FileJob", "Placed", "copy_batch", "copy_file", "copy_range", "create_partial", "dest_stats",
-    "discard", "free_bytes", "make_dirs", "open_partial", "partial_intact", "place", "reread", "thread_buffer",
-    "write_at", "write_fresh",
+    "BUFFER_SIZE",
+    "FileJob",
+    "Placed",
+    "copy_batch",
+    "copy_file",
+    "copy_range",
+    "create_partial",
+    "dest_stats",
+    "discard",
+    "free_bytes",
+    "make_dirs",
+    "open_partial",
+    "partial_intact",
+    "place",
+    "reread",
+    "thread_buffer",
+    "write_at",
+    "write_fresh",
 ]
 
 # The size of each worker thread's buffer (``thread_buffer``) and of each botocore reader's.
@@ -70,8 +85,12 @@ class FileJob:
 
 
 def _changed(entry: Entry, why: str) -> StageError:
-    return StageError("verify", f"{entry.url} changed while it was being staged ({why}); the copy was "
-                      "discarded: re-run to stage the new version", entry.url)
+    return StageError(
+        "verify",
+        f"{entry.url} changed while it was being staged ({why}); the copy was "
+        "discarded: re-run to stage the new version",
+        entry.url,
+    )
 
 
 def _check_source(fd: int, entry: Entry, read: int) -> None:
@@ -149,8 +168,9 @@ def copy_file(job: FileJob) -> Placed:
     return Placed(entry.rel_path, hasher.xxh3_hex(), place(job.partial, job.dest))
 
 
-def _copy_through(src: int, dst: int, start: int, end: int, hashers: list[Callable[[memoryview], None]],
-                  entry: Entry, dest: Path) -> None:
+def _copy_through(
+    src: int, dst: int, start: int, end: int, hashers: list[Callable[[memoryview], None]], entry: Entry, dest: Path
+) -> None:
     """Bytes [start, end) of the source into the destination at the same offset, each piece
     hashed on its way through a buffer small enough to stay in the CPU's cache: one read, one
     write and one hash per byte (the kernel's copy_file_range and a hash of each side cost
@@ -158,7 +178,7 @@ def _copy_through(src: int, dst: int, start: int, end: int, hashers: list[Callab
     buf = thread_buffer()[:COPY_CHUNK]
     offset = start
     while offset < end:
-        view = buf[:min(len(buf), end - offset)]
+        view = buf[: min(len(buf), end - offset)]
         n = _source_read(src, view, offset, entry)
         if n == 0:
             raise _changed(entry, f"it ends at {offset}, listed with {entry.size} bytes")
@@ -184,8 +204,9 @@ def _source_read(fd: int, view: memoryview, offset: int, entry: Entry) -> int:
         raise from_os_error(exc, entry.url, "reading the source", source=True) from None
 
 
-def copy_batch(entries: list[Entry], dest_dir: str, expects: list[tuple[Expectation, ...]]
-               ) -> tuple[list[Placed], StageError | None]:
+def copy_batch(
+    entries: list[Entry], dest_dir: str, expects: list[tuple[Expectation, ...]]
+) -> tuple[list[Placed], StageError | None]:
     """Small files one after the other on this thread; stops at the first failure. Files
     checked only against themselves (no manifest checksum: nearly always) go to
     ``fsio.engine.copy_small_files`` together; the others through ``copy_small``. Returns the
@@ -205,8 +226,9 @@ def copy_batch(entries: list[Entry], dest_dir: str, expects: list[tuple[Expectat
             continue
         run = entries[start:end]
         dests = [f"{dest_dir}/{e.rel_path}" for e in run]
-        hashes, mtimes, failure = engine.copy_small_files([e.url for e in run], dests, [e.size for e in run],
-                                                   [e.mtime_ns for e in run])
+        hashes, mtimes, failure = engine.copy_small_files(
+            [e.url for e in run], dests, [e.size for e in run], [e.mtime_ns for e in run]
+        )
         placed.extend(Placed(e.rel_path, format(h, "016x"), m) for e, h, m in zip(run, hashes, mtimes))
         if failure is not None:
             index, code, step = failure
@@ -220,8 +242,12 @@ def _small_copy_error(entry: Entry, dest: str, code: int, step: str) -> StageErr
         return _changed(entry, "its size or mtime differ from the listing")
     source = step in ("open_source", "read_source")
     path = entry.url if source else dest
-    doing = {"open_source": "opening the source", "read_source": "reading the source",
-             "create_dest": "creating the destination file", "write_dest": "writing the destination"}[step]
+    doing = {
+        "open_source": "opening the source",
+        "read_source": "reading the source",
+        "create_dest": "creating the destination file",
+        "write_dest": "writing the destination",
+    }[step]
     return from_os_error(OSError(code, os.strerror(code), path), path, doing, source=source)
 
 
@@ -302,8 +328,9 @@ def partial_intact(partial: Path, size: int) -> bool:
         return False
 
 
-def copy_range(entry: Entry, partial: Path, dest: Path, start: int, end: int,
-               whole: ContentHasher | None = None) -> str:
+def copy_range(
+    entry: Entry, partial: Path, dest: Path, start: int, end: int, whole: ContentHasher | None = None
+) -> str:
     """Copy bytes [start, end) of a filesystem file into its partial file; the xxh3 of those
     bytes as they were read (``reread`` compares the copy with it). ``whole``, when given, is
     fed the same bytes: ranges copied in order make the file's digests without a re-read."""
@@ -312,8 +339,9 @@ def copy_range(entry: Entry, partial: Path, dest: Path, start: int, end: int,
         dst = open_partial(partial, dest, create=False)
         try:
             hasher = xxhash.xxh3_64()
-            _copy_through(src, dst, start, end, [hasher.update] if whole is None else [hasher.update, whole.update],
-                          entry, dest)
+            _copy_through(
+                src, dst, start, end, [hasher.update] if whole is None else [hasher.update, whole.update], entry, dest
+            )
             st = os.fstat(src)
             if st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
                 raise _changed(entry, "its size or mtime moved")
@@ -324,8 +352,9 @@ def copy_range(entry: Entry, partial: Path, dest: Path, start: int, end: int,
     return hasher.hexdigest()
 
 
-def reread(partial: Path, dest: Path, size: int, ranges: dict[int, tuple[int, str]], algorithms: set[str]
-           ) -> tuple[dict[str, bytes], int | None]:
+def reread(
+    partial: Path, dest: Path, size: int, ranges: dict[int, tuple[int, str]], algorithms: set[str]
+) -> tuple[dict[str, bytes], int | None]:
     """Read a range-split file back once: its digests, and the start of the first range whose
     content no longer hashes to what was written (None when all match)."""
     buf = thread_buffer()
@@ -367,8 +396,9 @@ def make_dirs(dest: Path, rels: list[str]) -> None:
         try:
             os.makedirs(path, exist_ok=True)
         except FileExistsError:
-            raise StageError("transfer", f"cannot create the directory {path}: a file is in the way",
-                             str(path)) from None
+            raise StageError(
+                "transfer", f"cannot create the directory {path}: a file is in the way", str(path)
+            ) from None
         except OSError as exc:
             raise from_os_error(exc, str(path), "creating directories", source=False) from None
 

@@ -23,19 +23,23 @@ class LocalFiles:
         stager = self.stager
         expects = [tuple(expectations(e)) for e in entries]
         placed, error = await stager.thread(fscopy.copy_batch, entries, str(stager.dest), expects)
-        stager.placed_many([(e, p, method(list(x), e)) for e, x, p in zip(entries, expects, placed)],
-                           progress_bytes=sum(e.size for e in entries[:len(placed)]))
+        stager.placed_many(
+            [(e, p, method(list(x), e)) for e, x, p in zip(entries, expects, placed)],
+            progress_bytes=sum(e.size for e in entries[: len(placed)]),
+        )
         if error is not None:
             raise error
 
     async def copy_whole(self, entry: Entry, buffer: LazyBuffer) -> None:
         stager = self.stager
-        job = fscopy.FileJob(entry, stager.sd.partial_path(entry.rel_path), stager.dest / entry.rel_path,
-                             tuple(expectations(entry)))
+        job = fscopy.FileJob(
+            entry, stager.sd.partial_path(entry.rel_path), stager.dest / entry.rel_path, tuple(expectations(entry))
+        )
         stager.placed(entry, await stager.thread(fscopy.copy_file, job), job.expect, progress_bytes=entry.size)
 
-    async def copy_range(self, entry: Entry, start: int, end: int, buffer: LazyBuffer,
-                         whole: ContentHasher | None) -> str:
+    async def copy_range(
+        self, entry: Entry, start: int, end: int, buffer: LazyBuffer, whole: ContentHasher | None
+    ) -> str:
         stager = self.stager
         partial, dest = stager.sd.partial_path(entry.rel_path), stager.dest / entry.rel_path
         xxh3: str = await stager.thread(fscopy.copy_range, entry, partial, dest, start, end, whole)

@@ -22,8 +22,18 @@ from ..sources import Entry
 from ..state.journal import DoneRecord, PartialFile
 
 __all__ = [
-    "BATCH_FILES", "Batch", "Finalize", "Plan", "Range", "Ranges", "SMALL_FILE", "Unit", "Whole", "plan_transfer",
-    "split_ranges", "unchanged",
+    "BATCH_FILES",
+    "Batch",
+    "Finalize",
+    "Plan",
+    "Range",
+    "Ranges",
+    "SMALL_FILE",
+    "Unit",
+    "Whole",
+    "plan_transfer",
+    "split_ranges",
+    "unchanged",
 ]
 
 SMALL_FILE = 1 * MiB
@@ -84,9 +94,12 @@ class Plan:
 
     @property
     def bytes_to_move(self) -> int:
-        return sum(s.entry.size for s in self.split.values()) - self.resumed_bytes + sum(
-            u.entry.size for u in self.units if isinstance(u, Whole)) + sum(
-            e.size for u in self.units if isinstance(u, Batch) for e in u.entries)
+        return (
+            sum(s.entry.size for s in self.split.values())
+            - self.resumed_bytes
+            + sum(u.entry.size for u in self.units if isinstance(u, Whole))
+            + sum(e.size for u in self.units if isinstance(u, Batch) for e in u.entries)
+        )
 
 
 def split_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
@@ -96,12 +109,18 @@ def split_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
 
 def unchanged(entry: Entry, record: DoneRecord | None, dest_stat: tuple[int, int] | None) -> bool:
     """The destination still holds the verified copy of this very source version."""
-    return (record is not None and dest_stat is not None and record.source_id == entry.source_id
-            and record.size == entry.size and dest_stat == (entry.size, record.dest_mtime_ns))
+    return (
+        record is not None
+        and dest_stat is not None
+        and record.source_id == entry.source_id
+        and record.size == entry.size
+        and dest_stat == (entry.size, record.dest_mtime_ns)
+    )
 
 
-def plan_transfer(entries: list[Entry], partial: dict[str, PartialFile], part_size: int, *,
-                  sequential: bool = False) -> Plan:
+def plan_transfer(
+    entries: list[Entry], partial: dict[str, PartialFile], part_size: int, *, sequential: bool = False
+) -> Plan:
     """``partial``: resumable state of range-split files whose partial file is still intact;
     ``sequential``: one ``Ranges`` unit per split file instead of a ``Range`` per piece."""
     plan = Plan()
@@ -115,8 +134,7 @@ def plan_transfer(entries: list[Entry], partial: dict[str, PartialFile], part_si
             usable = state is not None and state.matches(entry.source_id, entry.size, part_size)
             pieces = split_ranges(entry.size, part_size)
             valid = set(pieces)
-            done = ({s: v for s, v in state.ranges.items() if (s, v[0]) in valid}
-                    if usable and state is not None else {})
+            done = {s: v for s, v in state.ranges.items() if (s, v[0]) in valid} if usable and state is not None else {}
             todo = [(s, e) for s, e in pieces if s not in done]
             plan.split[entry.rel_path] = SplitFile(entry, part_size, done, len(todo), fresh=not usable)
             plan.resumed_bytes += sum(end - start for start, (end, _) in done.items())

@@ -41,9 +41,17 @@ async def open_s3_objects(stager: Stager, entries: list[Entry]) -> AsyncIterator
             stack.callback(fast.close)
         loop = asyncio.get_running_loop()
         assert stager.pool is not None and stager.progress is not None
-        yield S3Objects(stager, s3get.S3Context(client, stager.pool, options.retries,
-                                                lambda: loop.call_soon_threadsafe(stager.count_retry),
-                                                stager.progress.add, fast))
+        yield S3Objects(
+            stager,
+            s3get.S3Context(
+                client,
+                stager.pool,
+                options.retries,
+                lambda: loop.call_soon_threadsafe(stager.count_retry),
+                stager.progress.add,
+                fast,
+            ),
+        )
 
 
 class S3Objects:
@@ -92,8 +100,9 @@ class S3Objects:
         fd = await stager.thread(lambda: fscopy.open_partial(partial, dest, create=True))
         try:
             try:
-                hasher, sse = await s3get.fetch_botocore(self.ctx, entry, fd, dest, 0, entry.size, ranged=False,
-                                                         algorithms=wanted, buffer=buffer.get())
+                hasher, sse = await s3get.fetch_botocore(
+                    self.ctx, entry, fd, dest, 0, entry.size, ranged=False, algorithms=wanted, buffer=buffer.get()
+                )
             finally:
                 os.close(fd)
             expect = expectations(entry, sse=sse)
@@ -105,8 +114,9 @@ class S3Objects:
         # fetch_botocore told the progress display about the bytes as they came.
         stager.placed(entry, fscopy.Placed(entry.rel_path, hasher.xxh3_hex(), mtime), expect, progress_bytes=0)
 
-    async def copy_range(self, entry: Entry, start: int, end: int, buffer: LazyBuffer,
-                         whole: ContentHasher | None) -> str:
+    async def copy_range(
+        self, entry: Entry, start: int, end: int, buffer: LazyBuffer, whole: ContentHasher | None
+    ) -> str:
         stager = self.stager
         partial, dest = stager.sd.partial_path(entry.rel_path), stager.dest / entry.rel_path
         if await self._fast(entry):
@@ -116,8 +126,9 @@ class S3Objects:
             return xxh3
         fd = await stager.thread(lambda: fscopy.open_partial(partial, dest, create=False))
         try:
-            hasher, _ = await s3get.fetch_botocore(self.ctx, entry, fd, dest, start, end, ranged=True,
-                                                   algorithms=set(), buffer=buffer.get())
+            hasher, _ = await s3get.fetch_botocore(
+                self.ctx, entry, fd, dest, start, end, ranged=True, algorithms=set(), buffer=buffer.get()
+            )
         finally:
             os.close(fd)
         return hasher.xxh3_hex()

@@ -32,13 +32,24 @@ from . import fscopy
 from .verify import ContentHasher, algorithms_for, check, expectations, method
 
 __all__ = [
-    "S3Context", "fast_for", "fetch_batch", "fetch_botocore", "fetch_range", "fetch_whole", "head_checksums",
+    "S3Context",
+    "fast_for",
+    "fetch_batch",
+    "fetch_botocore",
+    "fetch_range",
+    "fetch_whole",
+    "head_checksums",
     "head_checksums_sync",
 ]
 
 _BOTOCORE_READ = 1 << 20
-_CHECKSUM_FIELDS = {"ChecksumCRC64NVME": "CRC64NVME", "ChecksumCRC32C": "CRC32C", "ChecksumCRC32": "CRC32",
-                    "ChecksumSHA256": "SHA256", "ChecksumSHA1": "SHA1"}
+_CHECKSUM_FIELDS = {
+    "ChecksumCRC64NVME": "CRC64NVME",
+    "ChecksumCRC32C": "CRC32C",
+    "ChecksumCRC32": "CRC32",
+    "ChecksumSHA256": "SHA256",
+    "ChecksumSHA1": "SHA1",
+}
 
 
 @dataclass
@@ -70,8 +81,10 @@ def _retrying(ctx: S3Context, entry: Entry, call: Callable[[], Any], doing: str 
 
 # --- the fast path: worker threads ------------------------------------------------------------
 
-def fetch_batch(ctx: S3Context, entries: list[Entry], dest_dir: str
-                ) -> tuple[list[tuple[Entry, fscopy.Placed, str]], StageError | None]:
+
+def fetch_batch(
+    ctx: S3Context, entries: list[Entry], dest_dir: str
+) -> tuple[list[tuple[Entry, fscopy.Placed, str]], StageError | None]:
     """Small objects one after the other on this thread; stops at the first failure."""
     done: list[tuple[Entry, fscopy.Placed, str]] = []
     for entry in entries:
@@ -87,7 +100,7 @@ def _fetch_small(ctx: S3Context, entry: Entry, dest: str) -> tuple[fscopy.Placed
     assert ctx.fast is not None
     fast = ctx.fast
     bucket, key = parse_s3_url(entry.url)
-    view = fscopy.thread_buffer()[:entry.size]
+    view = fscopy.thread_buffer()[: entry.size]
 
     def attempt() -> str | None:
         with fast.get(bucket, key, if_match=_if_match(entry)) as response:
@@ -101,11 +114,14 @@ def _fetch_small(ctx: S3Context, entry: Entry, dest: str) -> tuple[fscopy.Placed
     hasher = ContentHasher(algorithms_for(expect))
     hasher.update(view)
     check(expect, hasher.digests(), entry)
-    return fscopy.Placed(entry.rel_path, hasher.xxh3_hex(), fscopy.write_fresh(dest, view, 0o666)), method(expect, entry)
+    return fscopy.Placed(entry.rel_path, hasher.xxh3_hex(), fscopy.write_fresh(dest, view, 0o666)), method(
+        expect, entry
+    )
 
 
-def _to_file(ctx: S3Context, entry: Entry, fd: int, dest: Path, start: int, end: int, *, ranged: bool,
-             algorithms: set[str]) -> tuple[ContentHasher, str | None]:
+def _to_file(
+    ctx: S3Context, entry: Entry, fd: int, dest: Path, start: int, end: int, *, ranged: bool, algorithms: set[str]
+) -> tuple[ContentHasher, str | None]:
     """One GET of bytes [start, end) (``ranged``) or of the whole object into ``fd`` at ``start``."""
     assert ctx.fast is not None
     fast = ctx.fast
@@ -114,8 +130,9 @@ def _to_file(ctx: S3Context, entry: Entry, fd: int, dest: Path, start: int, end:
 
     def attempt() -> tuple[ContentHasher, str | None]:
         hasher = ContentHasher(algorithms)
-        with fast.get(bucket, key, range_header=f"bytes={start}-{end - 1}" if ranged else None,
-                      if_match=_if_match(entry)) as response:
+        with fast.get(
+            bucket, key, range_header=f"bytes={start}-{end - 1}" if ranged else None, if_match=_if_match(entry)
+        ) as response:
             if response.length != end - start:
                 raise TruncatedBody(f"{entry.url}: {response.length} bytes for a request of {end - start}")
             response.to_file(fd, start, end - start, buffer, hasher.update)
@@ -132,8 +149,9 @@ def fetch_whole(ctx: S3Context, entry: Entry, partial: Path, dest: Path) -> tupl
     try:
         fd = fscopy.open_partial(partial, dest, create=True, readable=True)
         try:
-            hasher, sse = _to_file(ctx, entry, fd, dest, 0, entry.size, ranged=False,
-                                   algorithms=algorithms_for(expectations(entry)))
+            hasher, sse = _to_file(
+                ctx, entry, fd, dest, 0, entry.size, ranged=False, algorithms=algorithms_for(expectations(entry))
+            )
         finally:
             os.close(fd)
         expect = expectations(entry, sse=sse)
@@ -159,10 +177,17 @@ def head_checksums_sync(ctx: S3Context, entry: Entry) -> tuple[str | None, dict[
     assert ctx.fast is not None
     fast = ctx.fast
     bucket, key = parse_s3_url(entry.url)
-    headers = _retrying(ctx, entry, lambda: fast.head(bucket, key, if_match=_if_match(entry), checksums=True),
-                        "reading the source's checksum")
-    checksums = {name: headers[f"x-amz-checksum-{name.lower()}"] for name in _CHECKSUM_FIELDS.values()
-                 if headers.get(f"x-amz-checksum-{name.lower()}")}
+    headers = _retrying(
+        ctx,
+        entry,
+        lambda: fast.head(bucket, key, if_match=_if_match(entry), checksums=True),
+        "reading the source's checksum",
+    )
+    checksums = {
+        name: headers[f"x-amz-checksum-{name.lower()}"]
+        for name in _CHECKSUM_FIELDS.values()
+        if headers.get(f"x-amz-checksum-{name.lower()}")
+    }
     if headers.get("x-amz-checksum-type", "").upper() == "COMPOSITE":
         checksums = {}  # a checksum of part checksums: our ranges are not the uploader's parts
     return headers.get("x-amz-server-side-encryption"), checksums
@@ -170,8 +195,19 @@ def head_checksums_sync(ctx: S3Context, entry: Entry) -> tuple[str | None, dict[
 
 # --- the slow twin: botocore on the event loop ------------------------------------------------
 
-async def fetch_botocore(ctx: S3Context, entry: Entry, fd: int, dest: Path, start: int, end: int, *, ranged: bool,
-                         algorithms: set[str], buffer: bytearray) -> tuple[ContentHasher, str | None]:
+
+async def fetch_botocore(
+    ctx: S3Context,
+    entry: Entry,
+    fd: int,
+    dest: Path,
+    start: int,
+    end: int,
+    *,
+    ranged: bool,
+    algorithms: set[str],
+    buffer: bytearray,
+) -> tuple[ContentHasher, str | None]:
     """One GET through botocore: the body gathered in ``buffer``, each full buffer hashed and
     written on a worker thread."""
     bucket, key = parse_s3_url(entry.url)
@@ -190,8 +226,9 @@ async def fetch_botocore(ctx: S3Context, entry: Entry, fd: int, dest: Path, star
             offset, fill = offset + fill, 0
 
         try:
-            read, close, length, sse = await _open_botocore(ctx, bucket, key, entry.etag,
-                                                            f"bytes={start}-{end - 1}" if ranged else None)
+            read, close, length, sse = await _open_botocore(
+                ctx, bucket, key, entry.etag, f"bytes={start}-{end - 1}" if ranged else None
+            )
             try:
                 if length is not None and length != end - start:
                     raise TruncatedBody(f"{entry.url}: {length} bytes for a request of {end - start}")
@@ -199,7 +236,7 @@ async def fetch_botocore(ctx: S3Context, entry: Entry, fd: int, dest: Path, star
                     piece = memoryview(chunk)
                     while piece:
                         take = min(len(piece), len(view) - fill)
-                        view[fill:fill + take] = piece[:take]
+                        view[fill : fill + take] = piece[:take]
                         fill += take
                         piece = piece[take:]
                         if fill == len(view):
@@ -221,8 +258,9 @@ async def fetch_botocore(ctx: S3Context, entry: Entry, fd: int, dest: Path, star
         raise s3_error(exc, entry.url, "reading the source") from None
 
 
-async def _open_botocore(ctx: S3Context, bucket: str, key: str, etag: str | None, range_header: str | None
-                         ) -> tuple[Callable[[], Awaitable[bytes]], Callable[[], Any], int | None, str | None]:
+async def _open_botocore(
+    ctx: S3Context, bucket: str, key: str, etag: str | None, range_header: str | None
+) -> tuple[Callable[[], Awaitable[bytes]], Callable[[], Any], int | None, str | None]:
     """Start a GET: (read() -> the next piece of the body, b"" at its end; close(); Content-Length;
     ServerSideEncryption)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -233,8 +271,12 @@ async def _open_botocore(ctx: S3Context, bucket: str, key: str, etag: str | None
     answer = await ctx.client.get_object(**kwargs)
     body = answer["Body"]
     length = answer.get("ContentLength")
-    return (lambda: body.read(_BOTOCORE_READ), body.close, int(length) if length is not None else None,
-            answer.get("ServerSideEncryption"))
+    return (
+        lambda: body.read(_BOTOCORE_READ),
+        body.close,
+        int(length) if length is not None else None,
+        answer.get("ServerSideEncryption"),
+    )
 
 
 async def head_checksums(ctx: S3Context, entry: Entry) -> tuple[str | None, dict[str, str]]:

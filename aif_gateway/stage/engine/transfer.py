@@ -53,17 +53,19 @@ from .verify import XXH3, ContentHasher, Expectation, algorithms_for, check, exp
 __all__ = ["LazyBuffer", "Stager", "run_stage", "stage_in"]
 
 
-async def stage_in(specs: list[str], dest: Path, options: StageOptions, *,
-                   entries: list[Entry] | None = None) -> Report:
+async def stage_in(
+    specs: list[str], dest: Path, options: StageOptions, *, entries: list[Entry] | None = None
+) -> Report:
     report = Report("in", list(specs), str(dest))
     return await run_stage(specs, Path(dest), options, report, entries=entries)
 
 
-async def run_stage(specs: list[str], dest: Path, options: StageOptions, report: Report, *,
-                    entries: list[Entry] | None = None) -> Report:
+async def run_stage(
+    specs: list[str], dest: Path, options: StageOptions, report: Report, *, entries: list[Entry] | None = None
+) -> Report:
     """``stage_in`` with a caller-made Report, so an interrupted run still has its counts."""
     started = time.monotonic()
-    dest = Path(os.path.abspath(dest))
+    dest = Path(os.path.abspath(dest))  # noqa: ASYNC240 (getcwd, no filesystem wait)
     report.destination = str(dest)
     report.path = str(dest)
 
@@ -109,8 +111,9 @@ def _refuse_dest_inside_source(sources: list[Source], dest: Path) -> None:
             continue
         root = os.path.realpath(path)
         if os.path.isdir(root) and real_dest.startswith(root.rstrip(os.sep) + os.sep):
-            raise StageError("usage", f"the destination {dest} is inside the source {source}: choose a --to "
-                             "outside it", str(dest))
+            raise StageError(
+                "usage", f"the destination {dest} is inside the source {source}: choose a --to outside it", str(dest)
+            )
 
 
 class LazyBuffer:
@@ -126,8 +129,9 @@ class LazyBuffer:
 
 
 class Stager:
-    def __init__(self, entries: list[Entry], dest: Path, options: StageOptions, report: Report,
-                 count_retry: Any) -> None:
+    def __init__(
+        self, entries: list[Entry], dest: Path, options: StageOptions, report: Report, count_retry: Any
+    ) -> None:
         self.entries = entries
         self.dest = dest
         self.options = options
@@ -214,15 +218,20 @@ class Stager:
                 self.report.skipped_bytes += entry.size
             else:
                 todo.append(entry)
-        intact = {rel: p for rel, p in state.partial.items()
-                  if fscopy.partial_intact(self.sd.partial_path(rel), p.size)}
+        intact = {
+            rel: p for rel, p in state.partial.items() if fscopy.partial_intact(self.sd.partial_path(rel), p.size)
+        }
         self.plan = plan_transfer(todo, intact, self.options.part_size, sequential=self.local)
         self.report.skipped_bytes += self.plan.resumed_bytes
         needed, free = self.plan.bytes_to_move, fscopy.free_bytes(self.dest)
         if needed > free:
-            raise StageError("no_space", f"not enough space in {self.dest}: the stage needs "
-                             f"{format_size(needed)} more and {format_size(free)} is free; free space or "
-                             "choose another --to", str(self.dest))
+            raise StageError(
+                "no_space",
+                f"not enough space in {self.dest}: the stage needs "
+                f"{format_size(needed)} more and {format_size(free)} is free; free space or "
+                "choose another --to",
+                str(self.dest),
+            )
         fscopy.make_dirs(self.dest, [e.rel_path for e in todo])
         self._stale_partials = [rel for rel, split in self.plan.split.items() if split.fresh]
         for rel in self._stale_partials:
@@ -266,19 +275,28 @@ class Stager:
         elif isinstance(unit, Finalize):
             await self._finalize(unit.entry)
 
-    def placed(self, entry: Entry, placed: fscopy.Placed, expect: tuple[Expectation, ...] | list[Expectation],
-               *, moved: bool = True, progress_bytes: int) -> None:
+    def placed(
+        self,
+        entry: Entry,
+        placed: fscopy.Placed,
+        expect: tuple[Expectation, ...] | list[Expectation],
+        *,
+        moved: bool = True,
+        progress_bytes: int,
+    ) -> None:
         self.placed_many([(entry, placed, method(list(expect), entry))], moved=moved, progress_bytes=progress_bytes)
 
-    def placed_many(self, done: list[tuple[Entry, fscopy.Placed, str]], *, moved: bool = True,
-                     progress_bytes: int) -> None:
+    def placed_many(
+        self, done: list[tuple[Entry, fscopy.Placed, str]], *, moved: bool = True, progress_bytes: int
+    ) -> None:
         """Record files now verified and in place: one call per batch, since for a tree of small
         files this bookkeeping on the loop's thread is most of the per-file cost.
         ``progress_bytes``: what the progress display has not been told about yet."""
         records = []
         for entry, placed, how in done:
-            record = DoneRecord(entry.rel_path, entry.size, entry.source_id, placed.xxh3, placed.dest_mtime_ns,
-                                entry.url)
+            record = DoneRecord(
+                entry.rel_path, entry.size, entry.source_id, placed.xxh3, placed.dest_mtime_ns, entry.url
+            )
             self.records[entry.rel_path] = record
             records.append(record)
             self.verified[how] += 1
@@ -328,20 +346,25 @@ class Stager:
         if whole is not None:
             digests, bad = whole.digests(), None
         else:
-            digests, bad = await self.thread(fscopy.reread, partial, dest, entry.size, split.done,
-                                              algorithms_for(expect))
+            digests, bad = await self.thread(
+                fscopy.reread, partial, dest, entry.size, split.done, algorithms_for(expect)
+            )
         try:
             if bad is not None:
-                raise StageError("verify", f"{dest}: bytes from offset {bad} read back differently than they were "
-                                 "written (a failing disk, or another writer); the copy was discarded: re-run",
-                                 str(dest))
+                raise StageError(
+                    "verify",
+                    f"{dest}: bytes from offset {bad} read back differently than they were "
+                    "written (a failing disk, or another writer); the copy was discarded: re-run",
+                    str(dest),
+                )
             check(expect, digests, entry)
         except StageError:
             self._drop(entry)
             raise
         mtime = await self.thread(fscopy.place, partial, dest)
-        self.placed(entry, fscopy.Placed(entry.rel_path, digests[XXH3].hex(), mtime), expect, moved=False,
-                    progress_bytes=0)
+        self.placed(
+            entry, fscopy.Placed(entry.rel_path, digests[XXH3].hex(), mtime), expect, moved=False, progress_bytes=0
+        )
 
     # --- after: durable, then complete ------------------------------------------------------
 
@@ -355,8 +378,14 @@ class Stager:
             os.close(fd)
         records = [self.records[e.rel_path] for e in self.entries]
         manifest_sha256 = write_manifest(self.sd, records)
-        write_complete(self.sd, sources=list(specs), fingerprint=fingerprint(self.entries), files=len(records),
-                       total_bytes=sum(r.size for r in records), manifest_sha256=manifest_sha256)
+        write_complete(
+            self.sd,
+            sources=list(specs),
+            fingerprint=fingerprint(self.entries),
+            files=len(records),
+            total_bytes=sum(r.size for r in records),
+            manifest_sha256=manifest_sha256,
+        )
         self.journal.remove()
         with os.scandir(self.sd.partial_dir) as it:
             for leftover in it:  # partial files of sources this stage no longer has

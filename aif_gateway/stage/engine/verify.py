@@ -68,8 +68,9 @@ class Expectation:
     origin: str  # for messages: "the manifest's sha256", "its ETag (MD5)"...
 
 
-def expectations(entry: Entry, *, sse: str | None = None, s3_checksums: dict[str, str] | None = None
-                 ) -> list[Expectation]:
+def expectations(
+    entry: Entry, *, sse: str | None = None, s3_checksums: dict[str, str] | None = None
+) -> list[Expectation]:
     """What ``entry``'s content must hash to. ``sse``: the object's ServerSideEncryption (an
     SSE-KMS ETag is not an MD5); ``s3_checksums``: algorithm -> x-amz-checksum value."""
     if entry.checksum is None and not entry.is_s3:

@@ -124,8 +124,12 @@ def _read(entry: Entry, start: int, length: int) -> tuple[bytes, bytes]:
     finally:
         os.close(fd)
     if got != length or st.st_size != entry.size or st.st_mtime_ns != entry.mtime_ns:
-        raise StageError("verify", f"{entry.url} changed while it was being uploaded; nothing of it was "
-                         "published: re-run to upload the new version", entry.url)
+        raise StageError(
+            "verify",
+            f"{entry.url} changed while it was being uploaded; nothing of it was "
+            "published: re-run to upload the new version",
+            entry.url,
+        )
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     hasher = engine.Hasher([])
     hasher.update(data)
@@ -165,8 +169,9 @@ class _Uploader:
         async with contextlib.AsyncExitStack() as stack:
             with client_setup():
                 self.client = await stack.enter_async_context(open_client(self.options, self.options.jobs))
-            self.state = UploadState(state_dir(self.client.meta.endpoint_url, f"s3://{self.bucket}/{self.prefix}",
-                                               self.src))
+            self.state = UploadState(
+                state_dir(self.client.meta.endpoint_url, f"s3://{self.bucket}/{self.prefix}", self.src)
+            )
             await asyncio.to_thread(self.state.open)
             try:
                 await self._upload(entries)
@@ -209,8 +214,13 @@ class _Uploader:
             ticker.cancel()
             self.progress.close()
             # Other unfinished uploads stay open, recorded, for the next run to resume.
-            await asyncio.gather(*(self._forget(u.key, u.upload_id) for u in uploads
-                                   if u.source_changed and u.upload_id is not None and not u.completed))
+            await asyncio.gather(
+                *(
+                    self._forget(u.key, u.upload_id)
+                    for u in uploads
+                    if u.source_changed and u.upload_id is not None and not u.completed
+                )
+            )
         if self.error is not None:
             raise self.error
 
@@ -220,8 +230,14 @@ class _Uploader:
             listed = await self._list_parts(key, record.upload_id)
             keep = resumable_parts(record, entry.size, entry.mtime_ns, listed)
             if keep is not None:
-                upload = _Multipart(entry, key, split_ranges(entry.size, record.part_size), record.part_size,
-                                    record.upload_id, {n: f'"{etag}"' for n, etag in keep.items()})
+                upload = _Multipart(
+                    entry,
+                    key,
+                    split_ranges(entry.size, record.part_size),
+                    record.part_size,
+                    record.upload_id,
+                    {n: f'"{etag}"' for n, etag in keep.items()},
+                )
                 self.report.skipped_bytes += sum(upload.parts[n - 1][1] - upload.parts[n - 1][0] for n in keep)
                 return upload
             await self._forget(key, record.upload_id)
@@ -234,9 +250,16 @@ class _Uploader:
         marker = 0
         while True:
             try:
-                page = await with_retries(lambda: self.client.list_parts(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker),
-                    self.options.retries, self._retry)
+                page = await with_retries(
+                    lambda: self.client.list_parts(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumberMarker=marker,  # noqa: B023 (awaited here)
+                    ),
+                    self.options.retries,
+                    self._retry,
+                )
             except s3_errors() as exc:
                 if _error_code(exc) in ("NoSuchUpload", "NoSuchKey", "404"):
                     return None
@@ -257,8 +280,9 @@ class _Uploader:
     async def _as_error(self, exc: BaseException) -> StageError:
         error = s3_error(exc, self.dest, "listing the destination")
         if error.kind == "source_missing":
-            return StageError("usage", f"{self.dest}: the destination bucket does not exist; create it first",
-                              self.dest)
+            return StageError(
+                "usage", f"{self.dest}: the destination bucket does not exist; create it first", self.dest
+            )
         return error
 
     def _part_size(self, entry: Entry) -> int:
@@ -281,8 +305,13 @@ class _Uploader:
             async with sem:
                 url = f"s3://{self.bucket}/{self._key(entry)}"
                 try:
-                    head = await self._call("comparing with the destination", url, self.client.head_object,
-                                            Bucket=self.bucket, Key=self._key(entry))
+                    head = await self._call(
+                        "comparing with the destination",
+                        url,
+                        self.client.head_object,
+                        Bucket=self.bucket,
+                        Key=self._key(entry),
+                    )
                 except StageError as exc:
                     if exc.kind == "source_missing":
                         return True  # deleted since the listing
@@ -313,9 +342,16 @@ class _Uploader:
         try:
             data, md5 = await asyncio.to_thread(_read, entry, 0, entry.size)
             url = f"s3://{self.bucket}/{self._key(entry)}"
-            await self._call("uploading", url, self.client.put_object, Bucket=self.bucket, Key=self._key(entry),
-                             Body=data, ContentMD5=base64.b64encode(md5).decode(),
-                             Metadata={MTIME_META: str(entry.mtime_ns)})
+            await self._call(
+                "uploading",
+                url,
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=self._key(entry),
+                Body=data,
+                ContentMD5=base64.b64encode(md5).decode(),
+                Metadata={MTIME_META: str(entry.mtime_ns)},
+            )
         finally:
             await self.budget.release(entry.size)
         self._uploaded(entry.size, entry.size)
@@ -335,12 +371,21 @@ class _Uploader:
         if number is not None:
             async with upload.lock:
                 if upload.upload_id is None:
-                    created = await self._call("starting a multipart upload", url,
-                                               self.client.create_multipart_upload, Bucket=self.bucket,
-                                               Key=upload.key, Metadata={MTIME_META: str(upload.entry.mtime_ns)})
+                    created = await self._call(
+                        "starting a multipart upload",
+                        url,
+                        self.client.create_multipart_upload,
+                        Bucket=self.bucket,
+                        Key=upload.key,
+                        Metadata={MTIME_META: str(upload.entry.mtime_ns)},
+                    )
                     upload.upload_id = created["UploadId"]
-                    await self._save(self.state.start, UploadRecord(upload.key, upload.upload_id, upload.entry.size,
-                                                                    upload.entry.mtime_ns, upload.part_size))
+                    await self._save(
+                        self.state.start,
+                        UploadRecord(
+                            upload.key, upload.upload_id, upload.entry.size, upload.entry.mtime_ns, upload.part_size
+                        ),
+                    )
             start, end = upload.parts[number - 1]
             await self.budget.acquire(end - start)
             try:
@@ -349,9 +394,17 @@ class _Uploader:
                 except StageError as exc:
                     upload.source_changed = exc.kind == "verify"
                     raise
-                answer = await self._call("uploading a part", url, self.client.upload_part, Bucket=self.bucket,
-                                          Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=data,
-                                          ContentMD5=base64.b64encode(md5).decode())
+                answer = await self._call(
+                    "uploading a part",
+                    url,
+                    self.client.upload_part,
+                    Bucket=self.bucket,
+                    Key=upload.key,
+                    UploadId=upload.upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                )
             finally:
                 await self.budget.release(end - start)
             upload.etags[number] = answer["ETag"]
@@ -362,9 +415,15 @@ class _Uploader:
             if not last:
                 return
         parts = [{"ETag": upload.etags[n], "PartNumber": n} for n in sorted(upload.etags)]
-        await self._call("completing a multipart upload", url, self.client.complete_multipart_upload,
-                         Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id,
-                         MultipartUpload={"Parts": parts})
+        await self._call(
+            "completing a multipart upload",
+            url,
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            MultipartUpload={"Parts": parts},
+        )
         upload.completed = True
         await self._save(self.state.drop, upload.key)
         assert self.progress is not None

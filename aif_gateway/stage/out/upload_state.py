@@ -51,8 +51,19 @@ class UploadRecord:
     parts: dict[int, tuple[str, int]] = field(default_factory=dict)  # number -> (etag, size)
 
     def header_line(self) -> str:
-        return json.dumps({"key": self.key, "upload_id": self.upload_id, "size": self.size,
-                           "mtime_ns": self.mtime_ns, "part_size": self.part_size}, separators=(",", ":")) + "\n"
+        return (
+            json.dumps(
+                {
+                    "key": self.key,
+                    "upload_id": self.upload_id,
+                    "size": self.size,
+                    "mtime_ns": self.mtime_ns,
+                    "part_size": self.part_size,
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+        )
 
 
 def part_line(number: int, etag: str, size: int) -> str:
@@ -65,8 +76,9 @@ def parse_record(lines: Iterable[str]) -> UploadRecord | None:
     it = iter(lines)
     try:
         raw: Any = json.loads(next(it))
-        record = UploadRecord(str(raw["key"]), str(raw["upload_id"]), int(raw["size"]), int(raw["mtime_ns"]),
-                              int(raw["part_size"]))
+        record = UploadRecord(
+            str(raw["key"]), str(raw["upload_id"]), int(raw["size"]), int(raw["mtime_ns"]), int(raw["part_size"])
+        )
     except (StopIteration, ValueError, KeyError, TypeError):
         return None
     for line in it:
@@ -78,8 +90,9 @@ def parse_record(lines: Iterable[str]) -> UploadRecord | None:
     return record
 
 
-def resumable_parts(record: UploadRecord, size: int, mtime_ns: int,
-                    listed: dict[int, tuple[str, int]] | None) -> dict[int, str] | None:
+def resumable_parts(
+    record: UploadRecord, size: int, mtime_ns: int, listed: dict[int, tuple[str, int]] | None
+) -> dict[int, str] | None:
     """Which parts (number -> ETag) of a recorded upload a re-run keeps (pure): those the server
     lists (``listed``: its ListParts, number -> (etag, size); None: no such upload) with the ETag
     and size the record holds and the size the split gives them. None, start over: the file is
@@ -158,8 +171,12 @@ class UploadState:
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    raise StageError("usage", "another stage out of the same source to the same destination "
-                                     f"is running (state {self.path}); wait for it", str(self.path)) from None
+                    raise StageError(
+                        "usage",
+                        "another stage out of the same source to the same destination "
+                        f"is running (state {self.path}); wait for it",
+                        str(self.path),
+                    ) from None
                 raise from_os_error(exc, str(self.lock_path), "locking the stage-out state", source=False) from None
             # close() unlinks the lock of an emptied state: a lock taken on that unlinked file is
             # no lock, so take it again on the file the path names now.
@@ -178,8 +195,9 @@ class UploadState:
             raise self._cannot(exc) from None
 
     def _cannot(self, exc: OSError) -> StageError:
-        return from_os_error(exc, str(self.path), "creating the stage-out state (XDG_CACHE_HOME names "
-                             "where it goes)", source=False)
+        return from_os_error(
+            exc, str(self.path), "creating the stage-out state (XDG_CACHE_HOME names where it goes)", source=False
+        )
 
     def records(self) -> dict[str, UploadRecord]:
         """The uploads in flight, by key."""

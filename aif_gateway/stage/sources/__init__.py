@@ -10,7 +10,21 @@ from .s3 import S3Prefix
 from .source import Source, SourceLine, parse_source
 
 __all__ = [
-    "LOCAL_KINDS", "Entry", "FilesystemPath", "Manifest", "ManifestLine", "S3Prefix", "Source", "SourceLine",
-    "alist_sources", "fingerprint", "list_entries", "list_sources", "on_local_fs", "parse_manifest_line",
-    "parse_source", "safe_rel_path", "walk_tree",
+    "LOCAL_KINDS",
+    "Entry",
+    "FilesystemPath",
+    "Manifest",
+    "ManifestLine",
+    "S3Prefix",
+    "Source",
+    "SourceLine",
+    "alist_sources",
+    "fingerprint",
+    "list_entries",
+    "list_sources",
+    "on_local_fs",
+    "parse_manifest_line",
+    "parse_source",
+    "safe_rel_path",
+    "walk_tree",
 ]

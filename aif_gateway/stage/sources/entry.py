@@ -43,19 +43,30 @@ def fingerprint(entries: Sequence[Entry]) -> str:
     """sha256 over the sorted (rel_path, size, ETag or mtime): changes when any source file does."""
     # The bytes of json.dumps([rel_path, size, etag or mtime_ns]) + "\n" per entry (cache keys and
     # completion markers depend on them), formatted directly: a tenth of the cost per file.
-    lines = [f"[{_quote(e.rel_path)}, {e.size:d}, {_quote(e.etag) if e.etag else format(e.mtime_ns, 'd')}]\n"
-             for e in sorted(entries, key=lambda e: e.rel_path)]
+    lines = [
+        f"[{_quote(e.rel_path)}, {e.size:d}, {_quote(e.etag) if e.etag else format(e.mtime_ns, 'd')}]\n"
+        for e in sorted(entries, key=lambda e: e.rel_path)
+    ]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
+
 
 def safe_rel_path(rel: str, where: str) -> str:
     """``rel`` when it is a plain relative path that stays under the destination."""
     parts = rel.split("/")
-    if (not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts)
-            or parts[0] == STATE_DIR or "\0" in rel):
-        raise StageError("usage", f"cannot stage {where}: {rel!r} is not a safe relative path "
-                         f"(empty, '.', '..' or '{STATE_DIR}' components)", where)
+    if (
+        not rel
+        or rel.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or parts[0] == STATE_DIR
+        or "\0" in rel
+    ):
+        raise StageError(
+            "usage",
+            f"cannot stage {where}: {rel!r} is not a safe relative path (empty, '.', '..' or '{STATE_DIR}' components)",
+            where,
+        )
     return rel
+
 
 def join_rel(prefix: str | None, rel: str) -> str:
     return f"{prefix}/{rel}" if prefix else rel
-

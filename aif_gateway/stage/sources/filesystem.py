@@ -27,7 +27,6 @@ log = logging.getLogger("aif_gateway.stage")
 _MAX_WALK_THREADS = 16
 
 
-
 # Filesystems whose data and metadata live in the local page cache (or RAM): work on them waits
 # for CPUs, not for a network or a server, so threads beyond the cores only contend (for the
 # cores, and for the GIL between system calls: listing 20,000 files on tmpfs takes 3x longer
@@ -43,6 +42,7 @@ def on_local_fs(path: str) -> bool:
         return kind_by_statfs(path)[0] in LOCAL_KINDS
     except OSError:
         return False
+
 
 def walk_tree(root: str, jobs: int) -> list[tuple[str, str, os.stat_result]]:
     """(rel, path, stat) of each regular file under directory ``root``, directories read in parallel."""
@@ -80,9 +80,12 @@ def walk_tree(root: str, jobs: int) -> list[tuple[str, str, os.stat_result]]:
                 skipped_links += skipped
                 pending.update(pool.submit(scan, path, rel) for path, rel in subdirs)
     if skipped_links:
-        log.warning("symlinks skipped (directories, or targets outside the source tree)",
-                    extra={"source": root, "count": skipped_links})
+        log.warning(
+            "symlinks skipped (directories, or targets outside the source tree)",
+            extra={"source": root, "count": skipped_links},
+        )
     return files
+
 
 def _list_path(src: str, dest_rel: str | None, jobs: int) -> list[Entry]:
     path = os.path.abspath(os.path.expanduser(src))
@@ -96,8 +99,10 @@ def _list_path(src: str, dest_rel: str | None, jobs: int) -> list[Entry]:
     if not stat.S_ISDIR(st.st_mode):
         raise StageError("usage", f"source is neither a regular file nor a directory: {path}", path)
     prefix = f"{dest_rel}/" if dest_rel else ""
-    return [Entry(prefix + rel, s.st_size, s.st_mtime_ns, None, None, p)
-            for rel, p, s in walk_tree(path, 1 if on_local_fs(path) else jobs)]
+    return [
+        Entry(prefix + rel, s.st_size, s.st_mtime_ns, None, None, p)
+        for rel, p, s in walk_tree(path, 1 if on_local_fs(path) else jobs)
+    ]
 
 
 @dataclass(frozen=True)

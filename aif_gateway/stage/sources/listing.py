@@ -21,14 +21,16 @@ from .source import Source, SourceLine, parse_source
 __all__ = ["alist_sources", "list_entries", "list_sources"]
 
 
-async def alist_sources(specs: list[str], options: StageOptions, on_retry: Callable[[], None] = lambda: None
-                        ) -> list[Entry]:
+async def alist_sources(
+    specs: list[str], options: StageOptions, on_retry: Callable[[], None] = lambda: None
+) -> list[Entry]:
     """``list_sources``' coroutine."""
     return await list_entries([parse_source(spec) for spec in specs], options, on_retry)
 
 
-async def list_entries(sources: list[Source], options: StageOptions, on_retry: Callable[[], None] = lambda: None
-                       ) -> list[Entry]:
+async def list_entries(
+    sources: list[Source], options: StageOptions, on_retry: Callable[[], None] = lambda: None
+) -> list[Entry]:
     lines: list[SourceLine] = [line for source in sources for line in source.lines()]
     if not lines:
         raise StageError("usage", "no sources given")
@@ -39,8 +41,9 @@ async def list_entries(sources: list[Source], options: StageOptions, on_retry: C
             listed[index] = await line.source.list_entries(line.dest_rel, options)
     if remote:
         async with open_s3_listing(options, len(remote), on_retry) as s3:
-            results = await asyncio.gather(*(
-                lines[index].source.list_entries(lines[index].dest_rel, options, s3) for index in remote))
+            results = await asyncio.gather(
+                *(lines[index].source.list_entries(lines[index].dest_rel, options, s3) for index in remote)
+            )
         listed.update(zip(remote, results))
     entries: dict[str, Entry] = {}
     for index, line in enumerate(lines):
@@ -56,8 +59,11 @@ async def list_entries(sources: list[Source], options: StageOptions, on_retry: C
             if not walked or entry.rel_path.startswith(STATE_DIR):
                 safe_rel_path(entry.rel_path, entry.url)
             if entry.rel_path in entries:
-                raise StageError("usage", f"two sources provide {entry.rel_path}: {entries[entry.rel_path].url} "
-                                 f"and {entry.url}; give one of them another DEST_REL in a manifest")
+                raise StageError(
+                    "usage",
+                    f"two sources provide {entry.rel_path}: {entries[entry.rel_path].url} "
+                    f"and {entry.url}; give one of them another DEST_REL in a manifest",
+                )
             entries[entry.rel_path] = entry
     return sorted(entries.values())  # by rel_path: the tuples' first, unique, item
 
@@ -65,12 +71,19 @@ async def list_entries(sources: list[Source], options: StageOptions, on_retry: C
 def _expect(line: SourceLine, found: list[Entry]) -> Entry:
     """The single file of a manifest line that carries a checksum or ETag, with it attached."""
     if len(found) != 1 or found[0].url.rstrip("/") != line.source.normal():
-        raise StageError("usage", f"a checksum or etag= in a manifest needs a single file or object, "
-                         f"but {line.source} names {len(found)} files", str(line.source))
+        raise StageError(
+            "usage",
+            f"a checksum or etag= in a manifest needs a single file or object, "
+            f"but {line.source} names {len(found)} files",
+            str(line.source),
+        )
     entry = found[0]
     if line.etag is not None and entry.etag != line.etag:
-        raise StageError("verify", f"{entry.url} changed: the manifest expects ETag {line.etag}, the "
-                         f"source has {entry.etag}", entry.url)
+        raise StageError(
+            "verify",
+            f"{entry.url} changed: the manifest expects ETag {line.etag}, the source has {entry.etag}",
+            entry.url,
+        )
     return Entry(entry.rel_path, entry.size, entry.mtime_ns, entry.etag, line.checksum or entry.checksum, entry.url)
 
 

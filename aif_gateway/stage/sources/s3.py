@@ -32,8 +32,9 @@ class S3Listing:
 
 
 @contextlib.asynccontextmanager
-async def open_s3_listing(options: StageOptions, connections: int, on_retry: Callable[[], None]
-                          ) -> AsyncIterator[S3Listing]:
+async def open_s3_listing(
+    options: StageOptions, connections: int, on_retry: Callable[[], None]
+) -> AsyncIterator[S3Listing]:
     # Imported here: a filesystem-only stage does not pay for importing the S3 client.
     from ...client import SignedS3, open_client
     from ..s3_failures import client_setup
@@ -64,8 +65,13 @@ async def _objects(s3: S3Listing, bucket: str, prefix: str, options: StageOption
     token: str | None = None
     never = threading.Event()
     while True:
-        page, token = await asyncio.to_thread(with_retries_sync, lambda t=token: fast.list_page(bucket, prefix, t),
-                                              options.retries, lambda: loop.call_soon_threadsafe(on_retry), never)
+        page, token = await asyncio.to_thread(
+            with_retries_sync,
+            lambda t=token: fast.list_page(bucket, prefix, t),
+            options.retries,
+            lambda: loop.call_soon_threadsafe(on_retry),
+            never,
+        )
         for obj in page:
             yield obj
         if token is None:
@@ -106,16 +112,17 @@ class S3Prefix(Source):
                 if key.endswith("/"):
                     continue  # a directory marker
                 if not prefix or prefix.endswith("/"):
-                    rel = join_rel(dest_rel, key[len(prefix):])
+                    rel = join_rel(dest_rel, key[len(prefix) :])
                 elif key == prefix:
                     rel = dest_rel or key.rsplit("/", 1)[-1]
                 elif key.startswith(prefix + "/"):
-                    rel = join_rel(dest_rel, key[len(prefix) + 1:])
+                    rel = join_rel(dest_rel, key[len(prefix) + 1 :])
                 else:
                     continue  # "data2/x" under the prefix "data"
                 mtime_ns = int(obj["LastModified"].timestamp() * 1_000_000_000)
-                entries.append(Entry(rel, int(obj["Size"]), mtime_ns, strip_etag(obj.get("ETag")),
-                                     None, str(S3Url(bucket, key))))
+                entries.append(
+                    Entry(rel, int(obj["Size"]), mtime_ns, strip_etag(obj.get("ETag")), None, str(S3Url(bucket, key)))
+                )
         except s3_errors() as exc:
             raise s3_error(exc, self.spec, "listing the source") from None
         if not entries:

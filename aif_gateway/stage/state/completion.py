@@ -38,8 +38,10 @@ def _file_line(record: DoneRecord) -> str:
     fifth of the cost of building a dict for json.dumps, once per staged file."""
     kind, _, value = record.source_id.partition(":")
     source = f'"etag":{_quote(value)}' if kind == "etag" else f'"mtime_ns":{int(value):d}'
-    return (f'{{"rel":{_quote(record.rel)},"size":{record.size:d},"xxh3":{_quote(record.xxh3)},'
-            f'"url":{_quote(record.url)},{source},"dest_mtime_ns":{record.dest_mtime_ns:d}}}')
+    return (
+        f'{{"rel":{_quote(record.rel)},"size":{record.size:d},"xxh3":{_quote(record.xxh3)},'
+        f'"url":{_quote(record.url)},{source},"dest_mtime_ns":{record.dest_mtime_ns:d}}}'
+    )
 
 
 def write_manifest(sd: StageDir, records: list[DoneRecord]) -> str:
@@ -60,12 +62,17 @@ def read_manifest(path: Path) -> dict[str, DoneRecord]:
         return {}
 
 
-def write_complete(sd: StageDir, *, sources: list[str], fingerprint: str, files: int, total_bytes: int,
-                   manifest_sha256: str) -> dict[str, Any]:
+def write_complete(
+    sd: StageDir, *, sources: list[str], fingerprint: str, files: int, total_bytes: int, manifest_sha256: str
+) -> dict[str, Any]:
     """Write complete.json (last: see the module docstring); returns the marker written."""
     marker = {
-        "version": VERSION, "sources": sources, "fingerprint": fingerprint, "files": files,
-        "bytes": total_bytes, "manifest_sha256": manifest_sha256,
+        "version": VERSION,
+        "sources": sources,
+        "fingerprint": fingerprint,
+        "files": files,
+        "bytes": total_bytes,
+        "manifest_sha256": manifest_sha256,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_atomically(sd.complete, json.dumps(marker, indent=1).encode())

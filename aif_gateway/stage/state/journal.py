@@ -45,14 +45,23 @@ class DoneRecord(NamedTuple):
     url: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": "d", "rel": self.rel, "src": self.source_id, "size": self.size, "x": self.xxh3,
-                "m": self.dest_mtime_ns, "url": self.url}
+        return {
+            "t": "d",
+            "rel": self.rel,
+            "src": self.source_id,
+            "size": self.size,
+            "x": self.xxh3,
+            "m": self.dest_mtime_ns,
+            "url": self.url,
+        }
 
     def to_line(self) -> str:
         """``json.dumps(to_json())`` without spaces, at a fifth of its cost: a stage of many small
         files writes one of these per file."""
-        return (f'{{"t":"d","rel":{_quote(self.rel)},"src":{_quote(self.source_id)},"size":{self.size:d},'
-                f'"x":{_quote(self.xxh3)},"m":{self.dest_mtime_ns:d},"url":{_quote(self.url)}}}\n')
+        return (
+            f'{{"t":"d","rel":{_quote(self.rel)},"src":{_quote(self.source_id)},"size":{self.size:d},'
+            f'"x":{_quote(self.xxh3)},"m":{self.dest_mtime_ns:d},"url":{_quote(self.url)}}}\n'
+        )
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DoneRecord:
@@ -160,8 +169,10 @@ class Journal:
             self._urgent.set()
 
     def add_range(self, rel: str, source_id: str, size: int, part_size: int, start: int, end: int, xxh3: str) -> None:
-        self._add({"t": "r", "rel": rel, "src": source_id, "size": size, "part": part_size,
-                   "s": start, "e": end, "x": xxh3}, urgent=True)
+        self._add(
+            {"t": "r", "rel": rel, "src": source_id, "size": size, "part": part_size, "s": start, "e": end, "x": xxh3},
+            urgent=True,
+        )
 
     def add_done(self, record: DoneRecord) -> None:
         self.add_done_many([record])
@@ -189,7 +200,7 @@ class Journal:
             syncfs(self._dir_fd)
             data = "".join(lines).encode()
             while data:
-                data = data[os.write(self._fd, data):]
+                data = data[os.write(self._fd, data) :]
             os.fsync(self._fd)
         except BaseException:
             with self._lock:

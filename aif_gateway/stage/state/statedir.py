@@ -30,7 +30,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -75,8 +75,11 @@ class StageDir:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise StageError("usage", f"another process is staging into {self.dest}; wait for it "
-                                 "or choose another --to", str(self.dest)) from None
+                raise StageError(
+                    "usage",
+                    f"another process is staging into {self.dest}; wait for it or choose another --to",
+                    str(self.dest),
+                ) from None
             raise from_os_error(exc, str(self.lock_path), "locking the destination", source=False) from None
         self._lock_fd = fd
         try:

@@ -9,8 +9,16 @@ from aif_gateway.ckpt.s3io import S3Settings
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
-                 "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
@@ -32,7 +40,12 @@ def test_environment(clean_env):
     clean_env.setenv("AWS_SESSION_TOKEN", "tok")
     s = S3Settings.resolve()
     assert (s.endpoint, s.access_key, s.secret_key, s.token, s.region) == (
-        "http://gw:9000", "envkey", "envsecret", "tok", "us-east-1")
+        "http://gw:9000",
+        "envkey",
+        "envsecret",
+        "tok",
+        "us-east-1",
+    )
 
 
 def test_a_profile(clean_env, tmp_path):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ..fsio.test_layout import LUSTRE_WIDE_DEFAULT, FakeLfs, pretend
 
 from aif_gateway import ckpt
+
+from ..fsio.test_layout import LUSTRE_WIDE_DEFAULT, FakeLfs, pretend
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
 

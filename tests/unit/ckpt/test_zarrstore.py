@@ -16,10 +16,10 @@ from zarr.core.buffer import Buffer, cpu, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 from zarr.testing.store import StoreTests
+from zarr_store_suite import SyncStoreFixtures, synchronous
 
 from aif_gateway.ckpt.targets import DirectoryTarget
 from aif_gateway.ckpt.zarrstore import AifZarrStore
-from zarr_store_suite import SyncStoreFixtures, synchronous
 
 PROTO = default_buffer_prototype()
 
@@ -86,10 +86,23 @@ class CountingDirectoryTarget(DirectoryTarget):
         return super().read_bytes(name)
 
 
-RANGES = [None, RangeByteRequest(0, 5), RangeByteRequest(3, 9), RangeByteRequest(7, 7), RangeByteRequest(8, 40),
-          RangeByteRequest(10, 20), RangeByteRequest(50, 60), OffsetByteRequest(0), OffsetByteRequest(4),
-          OffsetByteRequest(10), OffsetByteRequest(30), SuffixByteRequest(0), SuffixByteRequest(3),
-          SuffixByteRequest(10), SuffixByteRequest(25)]
+RANGES = [
+    None,
+    RangeByteRequest(0, 5),
+    RangeByteRequest(3, 9),
+    RangeByteRequest(7, 7),
+    RangeByteRequest(8, 40),
+    RangeByteRequest(10, 20),
+    RangeByteRequest(50, 60),
+    OffsetByteRequest(0),
+    OffsetByteRequest(4),
+    OffsetByteRequest(10),
+    OffsetByteRequest(30),
+    SuffixByteRequest(0),
+    SuffixByteRequest(3),
+    SuffixByteRequest(10),
+    SuffixByteRequest(25),
+]
 
 
 @pytest.fixture
@@ -174,12 +187,17 @@ def test_writes_leave_no_temp_files(tmp_path: Path) -> None:
 
 # -- a plain zarr array through the store -------------------------------------------------------
 @pytest.mark.parametrize("index_location", ["end", "start"])
-def test_a_sharded_array_written_through_the_store_is_read_by_local_store(tmp_path: Path,
-                                                                         index_location: str) -> None:
+def test_a_sharded_array_written_through_the_store_is_read_by_local_store(tmp_path: Path, index_location: str) -> None:
     data = np.arange(5000, dtype=np.float64).reshape(100, 50) % 17
     store = AifZarrStore(str(tmp_path))
-    array = zarr.create_array(store, name="x", shape=data.shape, dtype=data.dtype, chunks=(10, 50),
-                              shards={"shape": (40, 50), "index_location": index_location})
+    array = zarr.create_array(
+        store,
+        name="x",
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(10, 50),
+        shards={"shape": (40, 50), "index_location": index_location},
+    )
     array[:] = data
     np.testing.assert_array_equal(array[13:57, 3:9], data[13:57, 3:9])  # a partial shard: the index, then ranges
     plain = zarr.open_array(LocalStore(tmp_path, read_only=True), path="x", mode="r")

@@ -86,6 +86,7 @@ def body_answer(body: bytes, extra: str = "") -> Handler:
     def handler(head: bytes, conn: socket.socket) -> bool:
         conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body)
         return "connection: close" not in extra.lower()
+
     return handler
 
 
@@ -108,8 +109,10 @@ def test_a_body_lands_in_the_file_at_its_offset_and_is_hashed_in_order(serve, tm
 
 def test_a_chunked_body_is_read_whole(serve) -> None:
     def handler(head: bytes, conn: socket.socket) -> bool:
-        conn.sendall(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"5;ext=1\r\n<Err>\r\n3\r\nor/\r\n0\r\nX-Trailer: y\r\n\r\n")
+        conn.sendall(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\n<Err>\r\n3\r\nor/\r\n0\r\nX-Trailer: y\r\n\r\n"
+        )
         return True
 
     pool = serve(handler)
@@ -202,4 +205,3 @@ def test_abort_ends_a_read_stalled_on_a_silent_server(serve, tmp_path: Path) -> 
     assert not reader.is_alive() and len(errors) == 1
     with pytest.raises(ConnectionAbortedError):
         pool.request("GET", "/b/k", {"host": "x"})
-

@@ -13,10 +13,10 @@ def test_an_s3_url_parses_into_bucket_and_key_and_prints_back() -> None:
     assert str(S3Url("b", "k")) == "s3://b/k"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("/data", "not an s3:// URL: /data"),
-    ("s3:///k", r"no bucket in s3:///k \(expected s3://BUCKET/PREFIX\)"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("/data", "not an s3:// URL: /data"), ("s3:///k", r"no bucket in s3:///k \(expected s3://BUCKET/PREFIX\)")],
+)
 def test_what_is_not_an_s3_url_says_why(text: str, message: str) -> None:
     assert not is_s3_url(text) or text.startswith("s3://")
     with pytest.raises(ValueError, match=message):

@@ -9,9 +9,11 @@ NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 def test_complete_upload_body_lists_parts_with_quoted_escaped_etags_and_checksums() -> None:
     body = complete_upload_body([(1, "a&b", {"ChecksumCRC64NVME": "AAA="}), (2, "c", {})])
-    assert body == (b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"a&amp;b"</ETag>'
-                    b"<ChecksumCRC64NVME>AAA=</ChecksumCRC64NVME></Part>"
-                    b'<Part><PartNumber>2</PartNumber><ETag>"c"</ETag></Part></CompleteMultipartUpload>')
+    assert body == (
+        b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"a&amp;b"</ETag>'
+        b"<ChecksumCRC64NVME>AAA=</ChecksumCRC64NVME></Part>"
+        b'<Part><PartNumber>2</PartNumber><ETag>"c"</ETag></Part></CompleteMultipartUpload>'
+    )
 
 
 def test_an_upload_id_is_read_from_the_namespaced_answer() -> None:

@@ -12,7 +12,6 @@ from aif_gateway import _native
 from aif_gateway.fsio import engine, pyengine
 
 
-
 def _contract_names() -> list[str]:
     """What aif_gateway/_native.pyi, the contract of both engines, declares at its top level."""
     tree = ast.parse((Path(_native.__file__).parent / "_native.pyi").read_text())
@@ -38,7 +37,10 @@ def _engine_in_child(value: str | None) -> subprocess.CompletedProcess[str]:
         env["AIF_ENGINE"] = value
     return subprocess.run(
         [sys.executable, "-c", "from aif_gateway.fsio import engine; print(engine.ENGINE)"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

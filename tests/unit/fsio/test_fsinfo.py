@@ -24,8 +24,10 @@ XFS_IMAGE_BYTES = 320 << 20  # mkfs.xfs refuses filesystems under 300 MiB; the i
 def _run(*cmd: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}"
-                    " -- these tests mount filesystems: run them as root, with xfsprogs installed (tests/run does)")
+        pytest.fail(
+            f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}"
+            " -- these tests mount filesystems: run them as root, with xfsprogs installed (tests/run does)"
+        )
 
 
 def _mounted(point: Path, *mount_args: str) -> Iterator[Path]:
@@ -150,16 +152,23 @@ def test_lustre_reads_the_default_layout_through_lfs(tmp_path: Path, monkeypatch
     monkeypatch.setattr(fsinfo, "kind_by_statfs", lambda path: ("lustre", 4096, 0x0BD00BD0))
     lfs = tmp_path / "bin" / "lfs"
     lfs.parent.mkdir()
-    lfs.write_text(f"#!{sys.executable}\nimport sys\n"
-                   "print({'getstripe': 'stripe_count:  4 stripe_size:   2097152 pattern: raid0 stripe_offset: -1',"
-                   " 'osts': 'OBDS:\\n0: fs-OST0000_UUID ACTIVE\\n1: fs-OST0001_UUID ACTIVE'}[sys.argv[1]])\n")
+    lfs.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "print({'getstripe': 'stripe_count:  4 stripe_size:   2097152 pattern: raid0 stripe_offset: -1',"
+        " 'osts': 'OBDS:\\n0: fs-OST0000_UUID ACTIVE\\n1: fs-OST0001_UUID ACTIVE'}[sys.argv[1]])\n"
+    )
     lfs.chmod(0o755)
     monkeypatch.setenv("PATH", f"{lfs.parent}{os.pathsep}{os.environ['PATH']}")
     info = fsinfo.detect(tmp_path)
     assert info == FsInfo("lustre", 4096, stripe_size=2 << 20, stripe_count=4, ost_count=2, magic=0x0BD00BD0)
     assert info.parallel
-    assert info.summary() == {"kind": "lustre", "block_size": 4096, "stripe_size": 2 << 20,
-                              "stripe_count": 4, "ost_count": 2}
+    assert info.summary() == {
+        "kind": "lustre",
+        "block_size": 4096,
+        "stripe_size": 2 << 20,
+        "stripe_count": 4,
+        "ost_count": 2,
+    }
 
 
 def test_lustre_without_lfs_still_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

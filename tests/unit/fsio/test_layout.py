@@ -12,22 +12,22 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from ..store_support import bucket_paths, state_dir
 from aif_gateway.fsio import gpfs, layout, lustre, newfile
 from aif_gateway.fsio.creds import PosixIds, acting_as
 from aif_gateway.fsio.fsinfo import FsInfo
 from aif_gateway.fsio.layout import GiB, KiB, MiB, WritePlan, plan_write
 from aif_gateway.fsio.lustre import Component, Layout
 from aif_gateway.store import publish
-from aif_gateway.store.paths import BucketPaths
+
+from ..store_support import bucket_paths, state_dir
 
 EXT4 = FsInfo("ext4", 4096)
 TMPFS = FsInfo("tmpfs", 4096)
@@ -47,26 +47,30 @@ LUSTRE_32M = FsInfo("lustre", 4096, stripe_size=32 * MiB, stripe_count=1, ost_co
 
 # ---- I/O size ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("fs", "size", "expected"), [
-    (EXT4, None, 4 * MiB),
-    (EXT4, 0, 1 * MiB),
-    (EXT4, 100, 1 * MiB),
-    (EXT4, 3 * MiB + 1, 3 * MiB + 4 * KiB),  # no larger than the object, in whole blocks
-    (EXT4, 10 * GiB, 4 * MiB),
-    (TMPFS, 2 * MiB, 2 * MiB),
-    (XFS, 1 * MiB + 5, 1 * MiB + 4 * KiB),
-    (GPFS_4M, 100, 4 * MiB),  # a whole block even for a tiny object
-    (GPFS_4M, None, 4 * MiB),
-    (GPFS_16M, None, 16 * MiB),
-    (GPFS_256K, None, 4 * MiB),
-    (LUSTRE, None, 4 * MiB),
-    (LUSTRE, 512 * KiB, 1 * MiB),
-    (LUSTRE_8M, None, 8 * MiB),
-    (LUSTRE_3M, None, 6 * MiB),  # two whole stripes
-    (LUSTRE_3M, 1, 3 * MiB),
-    (LUSTRE_32M, None, 16 * MiB),  # past the cap: the cap
-    (LUSTRE_UNKNOWN, None, 4 * MiB),  # no stripe size known: the block size decides
-])
+
+@pytest.mark.parametrize(
+    ("fs", "size", "expected"),
+    [
+        (EXT4, None, 4 * MiB),
+        (EXT4, 0, 1 * MiB),
+        (EXT4, 100, 1 * MiB),
+        (EXT4, 3 * MiB + 1, 3 * MiB + 4 * KiB),  # no larger than the object, in whole blocks
+        (EXT4, 10 * GiB, 4 * MiB),
+        (TMPFS, 2 * MiB, 2 * MiB),
+        (XFS, 1 * MiB + 5, 1 * MiB + 4 * KiB),
+        (GPFS_4M, 100, 4 * MiB),  # a whole block even for a tiny object
+        (GPFS_4M, None, 4 * MiB),
+        (GPFS_16M, None, 16 * MiB),
+        (GPFS_256K, None, 4 * MiB),
+        (LUSTRE, None, 4 * MiB),
+        (LUSTRE, 512 * KiB, 1 * MiB),
+        (LUSTRE_8M, None, 8 * MiB),
+        (LUSTRE_3M, None, 6 * MiB),  # two whole stripes
+        (LUSTRE_3M, 1, 3 * MiB),
+        (LUSTRE_32M, None, 16 * MiB),  # past the cap: the cap
+        (LUSTRE_UNKNOWN, None, 4 * MiB),  # no stripe size known: the block size decides
+    ],
+)
 def test_io_size_table(fs: FsInfo, size: int | None, expected: int) -> None:
     assert layout.io_size(fs, size) == expected
 
@@ -82,57 +86,76 @@ def test_io_size_is_whole_units_within_bounds(unit: int, size: int | None) -> No
 
 # ---- Lustre layout ------------------------------------------------------------------------------
 
+
 def plain(count: int, stripe_size: int | None = None) -> Layout:
     return Layout((Component(None, count, stripe_size),))
 
 
-@pytest.mark.parametrize(("fs", "size", "expected"), [
-    (EXT4, 10 * GiB, None),
-    (GPFS_4M, 10 * GiB, None),
-    # Below 1 GiB: one stripe, which is the usual default already, so no lfs at all.
-    (LUSTRE, 0, None),
-    (LUSTRE, 1 * GiB - 1, None),
-    (LUSTRE_WIDE_DEFAULT, 10 * MiB, plain(1, 1 * MiB)),
-    (LUSTRE_8M, 100 * MiB, plain(1, 8 * MiB)),
-    (LUSTRE_UNKNOWN, 10 * MiB, None),
-    # From 1 GiB: one stripe per started GiB, stripes of at least 4 MiB, capped at the OSTs.
-    (LUSTRE, 1 * GiB, plain(1, 4 * MiB)),
-    (LUSTRE, 1 * GiB + 1, plain(2, 4 * MiB)),
-    (LUSTRE, 5 * GiB, plain(5, 4 * MiB)),
-    (LUSTRE, 100 * GiB, plain(16, 4 * MiB)),
-    (LUSTRE_4_OSTS, 100 * GiB, plain(4, 4 * MiB)),
-    (LUSTRE_8M, 3 * GiB, plain(3, 8 * MiB)),
-    (LUSTRE_UNKNOWN, 3 * GiB, plain(3, 4 * MiB)),  # OST count unknown: Lustre itself caps it
-    (LUSTRE_1_OST, 100 * GiB, None),  # nothing to spread over
-    (LUSTRE_1_OST, None, None),
-    # Unknown size: a PFL layout that widens as the file grows.
-    (LUSTRE, None, Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB)))),
-    (LUSTRE_4_OSTS, None, Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB)))),
-    (FsInfo("lustre", 4096, 1 * MiB, 1, ost_count=2), None,
-     Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 2, 1 * MiB), Component(None, -1, 1 * MiB)))),
-    (LUSTRE_UNKNOWN, None, Layout((Component(64 * MiB, 1), Component(8 * GiB, 4), Component(None, -1)))),
-])
+@pytest.mark.parametrize(
+    ("fs", "size", "expected"),
+    [
+        (EXT4, 10 * GiB, None),
+        (GPFS_4M, 10 * GiB, None),
+        # Below 1 GiB: one stripe, which is the usual default already, so no lfs at all.
+        (LUSTRE, 0, None),
+        (LUSTRE, 1 * GiB - 1, None),
+        (LUSTRE_WIDE_DEFAULT, 10 * MiB, plain(1, 1 * MiB)),
+        (LUSTRE_8M, 100 * MiB, plain(1, 8 * MiB)),
+        (LUSTRE_UNKNOWN, 10 * MiB, None),
+        # From 1 GiB: one stripe per started GiB, stripes of at least 4 MiB, capped at the OSTs.
+        (LUSTRE, 1 * GiB, plain(1, 4 * MiB)),
+        (LUSTRE, 1 * GiB + 1, plain(2, 4 * MiB)),
+        (LUSTRE, 5 * GiB, plain(5, 4 * MiB)),
+        (LUSTRE, 100 * GiB, plain(16, 4 * MiB)),
+        (LUSTRE_4_OSTS, 100 * GiB, plain(4, 4 * MiB)),
+        (LUSTRE_8M, 3 * GiB, plain(3, 8 * MiB)),
+        (LUSTRE_UNKNOWN, 3 * GiB, plain(3, 4 * MiB)),  # OST count unknown: Lustre itself caps it
+        (LUSTRE_1_OST, 100 * GiB, None),  # nothing to spread over
+        (LUSTRE_1_OST, None, None),
+        # Unknown size: a PFL layout that widens as the file grows.
+        (
+            LUSTRE,
+            None,
+            Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB))),
+        ),
+        (
+            LUSTRE_4_OSTS,
+            None,
+            Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB))),
+        ),
+        (
+            FsInfo("lustre", 4096, 1 * MiB, 1, ost_count=2),
+            None,
+            Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 2, 1 * MiB), Component(None, -1, 1 * MiB))),
+        ),
+        (LUSTRE_UNKNOWN, None, Layout((Component(64 * MiB, 1), Component(8 * GiB, 4), Component(None, -1)))),
+    ],
+)
 def test_lustre_layout_table(fs: FsInfo, size: int | None, expected: Layout | None) -> None:
     assert layout.lustre_layout(fs, size) == expected
 
 
 # ---- GPFS preallocation --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("fs", "size", "expected"), [
-    (GPFS_4M, None, 0),
-    (GPFS_4M, 0, 0),
-    (GPFS_4M, 16 * MiB - 1, 0),
-    (GPFS_4M, 16 * MiB, 16 * MiB),
-    (GPFS_4M, 10 * GiB + 3, 10 * GiB + 3),
-    (GPFS_256K, 1 * MiB, 1 * MiB),
-    (EXT4, None, 0),
-    (EXT4, 32 * MiB - 1, 0),
-    (EXT4, 32 * MiB, 32 * MiB),
-    (EXT4, 10 * GiB, 10 * GiB),
-    (TMPFS, 10 * GiB, 0),
-    (XFS, 10 * GiB, 0),
-    (LUSTRE, 10 * GiB, 0),
-])
+
+@pytest.mark.parametrize(
+    ("fs", "size", "expected"),
+    [
+        (GPFS_4M, None, 0),
+        (GPFS_4M, 0, 0),
+        (GPFS_4M, 16 * MiB - 1, 0),
+        (GPFS_4M, 16 * MiB, 16 * MiB),
+        (GPFS_4M, 10 * GiB + 3, 10 * GiB + 3),
+        (GPFS_256K, 1 * MiB, 1 * MiB),
+        (EXT4, None, 0),
+        (EXT4, 32 * MiB - 1, 0),
+        (EXT4, 32 * MiB, 32 * MiB),
+        (EXT4, 10 * GiB, 10 * GiB),
+        (TMPFS, 10 * GiB, 0),
+        (XFS, 10 * GiB, 0),
+        (LUSTRE, 10 * GiB, 0),
+    ],
+)
 def test_preallocation_table(fs: FsInfo, size: int | None, expected: int) -> None:
     assert layout.preallocation(fs, size) == expected
 
@@ -146,15 +169,21 @@ def test_plan_write_combines_the_three() -> None:
 
 # ---- lfs command construction and output parsing ----------------------------------------------
 
-@pytest.mark.parametrize(("lay", "args"), [
-    (plain(1), ["-c", "1"]),
-    (plain(5, 4 * MiB), ["-c", "5", "-S", "4M"]),
-    (plain(-1, 1536 * KiB), ["-c", "-1", "-S", "1536K"]),
-    (plain(2, 65536 + 512), ["-c", "2", "-S", "66048"]),
-    (Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB))),
-     ["-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4", "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M"]),
-    (Layout((Component(64 * MiB, 1), Component(None, -1))), ["-E", "64M", "-c", "1", "-E", "-1", "-c", "-1"]),
-])
+
+@pytest.mark.parametrize(
+    ("lay", "args"),
+    [
+        (plain(1), ["-c", "1"]),
+        (plain(5, 4 * MiB), ["-c", "5", "-S", "4M"]),
+        (plain(-1, 1536 * KiB), ["-c", "-1", "-S", "1536K"]),
+        (plain(2, 65536 + 512), ["-c", "2", "-S", "66048"]),
+        (
+            Layout((Component(64 * MiB, 1, 1 * MiB), Component(8 * GiB, 4, 1 * MiB), Component(None, -1, 1 * MiB))),
+            ["-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4", "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M"],
+        ),
+        (Layout((Component(64 * MiB, 1), Component(None, -1))), ["-E", "64M", "-c", "1", "-E", "-1", "-c", "-1"]),
+    ],
+)
 def test_setstripe_args(lay: Layout, args: list[str]) -> None:
     assert lustre.setstripe_args(lay) == args
 
@@ -182,13 +211,16 @@ OSTS = """OBDS:
 """
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (GETSTRIPE_PLAIN, (4 * MiB, 2)),
-    (GETSTRIPE_OLD, (1 * MiB, -1)),
-    (GETSTRIPE_PFL, (1 * MiB, 1)),  # the first component: where a new file's bytes start
-    ("", (None, None)),
-    ("error: no such directory\n", (None, None)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GETSTRIPE_PLAIN, (4 * MiB, 2)),
+        (GETSTRIPE_OLD, (1 * MiB, -1)),
+        (GETSTRIPE_PFL, (1 * MiB, 1)),  # the first component: where a new file's bytes start
+        ("", (None, None)),
+        ("error: no such directory\n", (None, None)),
+    ],
+)
 def test_parse_getstripe(text: str, expected: tuple[int | None, int | None]) -> None:
     assert lustre.parse_getstripe(text) == expected
 
@@ -269,8 +301,9 @@ def test_default_layout_reads_getstripe_and_osts(fake_lfs: FakeLfs, tmp_path: Pa
     assert fake_lfs.calls() == [["getstripe", "-d", str(tmp_path)], ["osts", str(tmp_path)]]
 
 
-def test_default_layout_when_lfs_fails_or_is_missing(fake_lfs: FakeLfs, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_layout_when_lfs_fails_or_is_missing(
+    fake_lfs: FakeLfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_lfs.answer(rc="1", getstripe=GETSTRIPE_PLAIN, osts=OSTS)
     assert lustre.default_layout(tmp_path) is None
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -279,7 +312,7 @@ def test_default_layout_when_lfs_fails_or_is_missing(fake_lfs: FakeLfs, tmp_path
 
 # ---- GPFS preallocation through a fake libgpfs --------------------------------------------------
 
-FAKE_LIBGPFS = r'''
+FAKE_LIBGPFS = r"""
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,7 +323,7 @@ int gpfs_prealloc(int fd, long long start, long long bytes) {
     if (getenv("FAKE_GPFS_FAIL")) { errno = ENOSPC; return -1; }
     return 0;
 }
-'''
+"""
 
 
 @pytest.fixture
@@ -315,8 +348,9 @@ def test_gpfs_prealloc_is_called_with_the_range(fake_libgpfs: Path, tmp_path: Pa
     assert fake_libgpfs.read_text() == f"{fd} {4 * MiB} {5 * GiB + 1}\n"
 
 
-def test_gpfs_prealloc_failure_falls_back_to_fallocate(fake_libgpfs: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpfs_prealloc_failure_falls_back_to_fallocate(
+    fake_libgpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_GPFS_FAIL", "1")
     with open(tmp_path / "f", "wb") as f:
         assert gpfs.preallocate(f.fileno(), 0, 3 * MiB) == "fallocate"
@@ -345,13 +379,15 @@ def test_preallocate_reports_every_failure(fake_libgpfs: Path, monkeypatch: pyte
 
 # ---- create_new_file: the call the storage layer makes -----------------------------------------
 
+
 def pretend(monkeypatch: pytest.MonkeyPatch, fs: FsInfo) -> None:
     """Make newfile see ``fs`` (statfs here can only ever say ext4, tmpfs, XFS...)."""
     monkeypatch.setattr(newfile, "fs_info", lambda directory: fs)
 
 
 def test_create_new_file_on_a_local_filesystem_is_a_plain_exclusive_open(
-        tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, TMPFS)
     fd = newfile.create_new_file(tmp_path / "obj", 5 * GiB)
     os.write(fd, b"abc")
@@ -362,8 +398,9 @@ def test_create_new_file_on_a_local_filesystem_is_a_plain_exclusive_open(
         newfile.create_new_file(tmp_path / "obj", None)
 
 
-def test_create_new_file_on_lustre_sets_the_layout_first(tmp_path: Path, fake_lfs: FakeLfs,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_on_lustre_sets_the_layout_first(
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, LUSTRE)
     fd = newfile.create_new_file(tmp_path / "big", 3 * GiB)
     os.write(fd, b"data")
@@ -372,16 +409,17 @@ def test_create_new_file_on_lustre_sets_the_layout_first(tmp_path: Path, fake_lf
     assert fake_lfs.calls() == [["setstripe", "-c", "3", "-S", "4M", str(tmp_path / "big")]]
 
 
-def test_create_new_file_on_lustre_small_object_runs_no_lfs(tmp_path: Path, fake_lfs: FakeLfs,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_on_lustre_small_object_runs_no_lfs(
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, LUSTRE)
     os.close(newfile.create_new_file(tmp_path / "small", 4 * KiB))
     assert fake_lfs.calls() == []
 
 
-def test_create_new_file_falls_back_when_lfs_fails(tmp_path: Path, fake_lfs: FakeLfs,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_create_new_file_falls_back_when_lfs_fails(
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     pretend(monkeypatch, LUSTRE)
     monkeypatch.setattr(newfile, "_warned", set())
     fake_lfs.answer(rc="1", stderr="Operation not permitted")  # it still leaves the file behind
@@ -396,7 +434,9 @@ def test_create_new_file_falls_back_when_lfs_fails(tmp_path: Path, fake_lfs: Fak
     assert levels == [logging.WARNING, logging.DEBUG]  # one warning, not one per PUT
 
 
-def test_create_new_file_reserves_nothing_before_a_byte_arrives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_reserves_nothing_before_a_byte_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, EXT4)  # fallocate KEEP_SIZE works on whatever filesystem tmp_path is
     fd = newfile.create_new_file(tmp_path / "big", 250 * MiB)
     try:
@@ -407,7 +447,8 @@ def test_create_new_file_reserves_nothing_before_a_byte_arrives(tmp_path: Path, 
 
 
 def test_ext4_reserves_large_objects_as_their_bytes_arrive_keeping_the_size(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, EXT4)
     big = newfile.create_new_file(tmp_path / "big", 250 * MiB)
     small = newfile.create_new_file(tmp_path / "small", 1 * MiB)
@@ -424,8 +465,9 @@ def test_ext4_reserves_large_objects_as_their_bytes_arrive_keeping_the_size(
         os.close(small)
 
 
-def test_create_new_file_on_gpfs_reserves_in_windows(tmp_path: Path, fake_libgpfs: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_new_file_on_gpfs_reserves_in_windows(
+    tmp_path: Path, fake_libgpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, GPFS_4M)
     fd = newfile.create_new_file(tmp_path / "big", 200 * MiB)
     try:
@@ -440,8 +482,9 @@ def test_create_new_file_on_gpfs_reserves_in_windows(tmp_path: Path, fake_libgpf
     assert calls == [[0, 8 * MiB], [8 * MiB, 40 * MiB], [48 * MiB, 152 * MiB]]
 
 
-def test_a_failed_preallocation_leaves_the_write_alone(tmp_path: Path, fake_libgpfs: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_preallocation_leaves_the_write_alone(
+    tmp_path: Path, fake_libgpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, GPFS_4M)
     monkeypatch.setenv("FAKE_GPFS_FAIL", "1")
     monkeypatch.setattr(gpfs, "_fallocate", None)
@@ -459,18 +502,50 @@ def test_a_failed_preallocation_leaves_the_write_alone(tmp_path: Path, fake_libg
 
 # ---- wired into the store -----------------------------------------------------------------------
 
+
 async def _body(data: bytes):
     yield data
 
 
-@pytest.mark.parametrize(("expected_size", "lfs_args"), [
-    (3, [["setstripe", "-c", "1", "-S", "1M"]]),  # the directory's default is wide: narrow it
-    (None, [["setstripe", "-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4", "-S", "1M",
-             "-E", "-1", "-c", "-1", "-S", "1M"]]),
-])
+@pytest.mark.parametrize(
+    ("expected_size", "lfs_args"),
+    [
+        (3, [["setstripe", "-c", "1", "-S", "1M"]]),  # the directory's default is wide: narrow it
+        (
+            None,
+            [
+                [
+                    "setstripe",
+                    "-E",
+                    "64M",
+                    "-c",
+                    "1",
+                    "-S",
+                    "1M",
+                    "-E",
+                    "8G",
+                    "-c",
+                    "4",
+                    "-S",
+                    "1M",
+                    "-E",
+                    "-1",
+                    "-c",
+                    "-1",
+                    "-S",
+                    "1M",
+                ]
+            ],
+        ),
+    ],
+)
 def test_receive_body_lays_out_the_temp_file_by_its_declared_size(
-        tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch,
-        expected_size: int | None, lfs_args: list[list[str]]) -> None:
+    tmp_path: Path,
+    fake_lfs: FakeLfs,
+    monkeypatch: pytest.MonkeyPatch,
+    expected_size: int | None,
+    lfs_args: list[list[str]],
+) -> None:
     pretend(monkeypatch, LUSTRE_WIDE_DEFAULT)
     (tmp_path / "bucket").mkdir()
     bucket = bucket_paths(tmp_path, "bucket")
@@ -480,9 +555,9 @@ def test_receive_body_lays_out_the_temp_file_by_its_declared_size(
     assert fake_lfs.calls()[0][-1] == str(temp.path)
 
 
-
 def test_copy_to_temp_lays_out_the_copy_by_the_source_length(
-        tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pretend(monkeypatch, LUSTRE_WIDE_DEFAULT)
     (tmp_path / "bucket").mkdir()
     (tmp_path / "src").write_bytes(b"0123456789")
@@ -493,7 +568,8 @@ def test_copy_to_temp_lays_out_the_copy_by_the_source_length(
 
 
 def test_a_multipart_uploads_data_file_gets_the_unknown_size_layout(
-        tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fake_lfs: FakeLfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The object's size is unknown until Complete: the data file, made by CreateMultipartUpload
     # (the one creator, so the layout cannot race), widens as parts land further out.
     from aif_gateway.store.base import ObjectAttrs
@@ -505,8 +581,30 @@ def test_a_multipart_uploads_data_file_gets_the_unknown_size_layout(
     bucket = bucket_paths(tmp_path, "bucket")
     upload_id = asyncio.run(MultipartUploads(bucket, meta_store_for(bucket)).create("big", ObjectAttrs()))
     data_file = state_dir(tmp_path, "bucket") / "uploads" / upload_id / "data"
-    assert fake_lfs.calls() == [["setstripe", "-E", "64M", "-c", "1", "-S", "1M", "-E", "8G", "-c", "4",
-                                 "-S", "1M", "-E", "-1", "-c", "-1", "-S", "1M", str(data_file)]]
+    assert fake_lfs.calls() == [
+        [
+            "setstripe",
+            "-E",
+            "64M",
+            "-c",
+            "1",
+            "-S",
+            "1M",
+            "-E",
+            "8G",
+            "-c",
+            "4",
+            "-S",
+            "1M",
+            "-E",
+            "-1",
+            "-c",
+            "-1",
+            "-S",
+            "1M",
+            str(data_file),
+        ]
+    ]
     assert data_file.stat().st_size == 0
 
 

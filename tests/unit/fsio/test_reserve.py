@@ -88,8 +88,9 @@ def test_a_socket_body_is_received_window_by_window(tmp_path) -> None:
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     recorder = Recorder()
-    writer = HashingWriter(path, fd, [], offset=100, unlink_on_discard=False,
-                           reservation=Reservation(fd, 100, len(data), recorder, "test"))
+    writer = HashingWriter(
+        path, fd, [], offset=100, unlink_on_discard=False, reservation=Reservation(fd, 100, len(data), recorder, "test")
+    )
     thread = threading.Thread(target=sender.sendall, args=(data,))
     thread.start()
     try:

@@ -50,8 +50,7 @@ def test_every_algorithm_matches_the_references(engine, size):
 
 
 @pytest.mark.parametrize(
-    "algorithm, check_value",
-    [("CRC32", 0xCBF43926), ("CRC32C", 0xE3069283), ("CRC64NVME", 0xAE8B14860A799888)],
+    "algorithm, check_value", [("CRC32", 0xCBF43926), ("CRC32C", 0xE3069283), ("CRC64NVME", 0xAE8B14860A799888)]
 )
 def test_crc_check_values(engine, algorithm, check_value):
     hasher = engine.Hasher([algorithm])

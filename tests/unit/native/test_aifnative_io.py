@@ -119,7 +119,9 @@ def test_striped_write_then_read_round_trips(engine, tmp_path, size, offset, str
     assert (tmp_path / "f").read_bytes()[offset:] == data
 
 
-@pytest.mark.parametrize("file_size, offset", [(0, 0), (10, 0), (5000, 100), (MIB + 3, 4096), (MIB + 3, MIB + 3), (10, 50)])
+@pytest.mark.parametrize(
+    "file_size, offset", [(0, 0), (10, 0), (5000, 100), (MIB + 3, 4096), (MIB + 3, MIB + 3), (10, 50)]
+)
 def test_striped_read_stops_at_end_of_file(engine, tmp_path, file_size, offset):
     data = _data(file_size, seed=3)
     (tmp_path / "f").write_bytes(data)

@@ -10,6 +10,14 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+from botocore.httpchecksum import CrtCrc32cChecksum, Sha256Checksum
+
+from aif_gateway import _native
+from aif_gateway.checksums import b64, digest_of
+from aif_gateway.errors import S3Error
+from aif_gateway.fsio import engine as chosen_engine
+from aif_gateway.fsio import pychunked
+from aif_gateway.s3.sigv4 import AuthContext, derive_signing_key
 
 # Body builders and the streaming decoder's harness live with chunked.py's own tests.
 from ..chunked_reference import ReferenceDecoder
@@ -24,17 +32,9 @@ from ..s3.test_chunked import (
     _doc_body,
     auth,
     botocore_body,
-    decode as stream_decode,
     signed_body,
 )
-from botocore.httpchecksum import CrtCrc32cChecksum, Sha256Checksum
-
-from aif_gateway import _native
-from aif_gateway.checksums import b64, digest_of
-from aif_gateway.errors import S3Error
-from aif_gateway.fsio import engine as chosen_engine
-from aif_gateway.fsio import pychunked
-from aif_gateway.s3.sigv4 import AuthContext, derive_signing_key
+from ..s3.test_chunked import decode as stream_decode
 
 ENGINES = {"native": _native, "python": pychunked}
 CRC32 = "x-amz-checksum-crc32"
@@ -66,12 +66,12 @@ def pieces(body: bytes, split) -> list[bytes]:
     if split == "whole":
         return [body]
     if isinstance(split, int):
-        return [body[i:i + split] for i in range(0, len(body), split)]
+        return [body[i : i + split] for i in range(0, len(body), split)]
     rng = random.Random(split[1])
     out, i = [], 0
     while i < len(body):
         n = rng.choice([1, 2, 3, rng.randrange(1, 200), rng.randrange(1, 70_000)])
-        out.append(body[i:i + n])
+        out.append(body[i : i + n])
         i += n
     return out
 
@@ -80,8 +80,7 @@ def make_decoder(engine, ctx: AuthContext, decoded_length=None, names=()):
     signed = ctx.payload in (SIGNED.payload, SIGNED_TRAILER.payload)
     with_trailers = ctx.payload in (UNSIGNED_TRAILER.payload, SIGNED_TRAILER.payload)
     return engine.ChunkedDecoder(
-        signed, with_trailers, ctx.signing_key, ctx.amz_date, ctx.scope, ctx.seed_signature, decoded_length,
-        list(names),
+        signed, with_trailers, ctx.signing_key, ctx.amz_date, ctx.scope, ctx.seed_signature, decoded_length, list(names)
     )
 
 
@@ -96,7 +95,7 @@ def run(engine, body, ctx, decoded_length=None, names=(), split="whole", finish=
             n = decoder.decode(memoryview(buffer)[2:-2])
             assert 0 <= n <= len(piece)
             assert buffer[:2] == b"<<" and buffer[-2:] == b">>"
-            out += buffer[2:2 + n]
+            out += buffer[2 : 2 + n]
         if finish:
             decoder.finish()
     except engine.ChunkedError as exc:
@@ -109,8 +108,7 @@ def run(engine, body, ctx, decoded_length=None, names=(), split="whole", finish=
 def reference(body, ctx, decoded_length=None, names=()) -> Outcome:
     """What the earlier streaming decoder makes of the same body (error as (S3 code, message))."""
     try:
-        got, trailers = stream_decode(body, ctx, decoded_length, names, split_every=97,
-                                      decoder_cls=ReferenceDecoder)
+        got, trailers = stream_decode(body, ctx, decoded_length, names, split_every=97, decoder_cls=ReferenceDecoder)
     except S3Error as exc:
         return Outcome(b"", False, 0, {}, (exc.code, exc.message))
     data = b"".join(got)
@@ -133,6 +131,7 @@ SPLITS = ["whole", 1, 2, 7, 4096, 4097, ("random", 1), ("random", 2)]
 
 
 # -- valid bodies ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("size", [0, 1, 4095, 10_000])
@@ -246,6 +245,7 @@ def test_native_decoders_run_in_parallel_threads():
 
 # -- how a body may end ---------------------------------------------------------------------------
 
+
 def test_done_once_the_closing_line_arrives(engine):
     body = botocore_body(b"abc", 4096)
     decoder = make_decoder(engine, UNSIGNED_TRAILER, 3, [CRC32])
@@ -279,7 +279,8 @@ def test_signed_trailers_may_not_end_early(engine):
     body = signed_body(b"abc", 10, SIGNED_TRAILER, {CRC32: "NSRBwg=="})
     cut = body[: body.index(b"x-amz-trailer-signature")]
     assert run(engine, cut, SIGNED_TRAILER, 3, [CRC32]).error == (
-        "trailer", "The signed trailer is missing x-amz-trailer-signature."
+        "trailer",
+        "The signed trailer is missing x-amz-trailer-signature.",
     )
 
 
@@ -324,6 +325,7 @@ def test_data_after_the_end(engine):
 
 # -- refusals, with chunked.py's codes and messages --------------------------------------------------
 
+
 def _swap_chunks():
     # Each chunk keeps a valid signature of its own bytes; only the chain shows the reordering.
     body = signed_body(b"A" * 4096 + b"B" * 4096, 4096, SIGNED)
@@ -348,7 +350,7 @@ def _flip(body, at):
 CRC_ABC = b64(digest_of("CRC32", b"abc"))
 SIGNED_ABC = signed_body(b"abc", 10, SIGNED)
 SIGNED_ABC_TRAILER = signed_body(b"abc", 10, SIGNED_TRAILER, {CRC32: CRC_ABC})
-TRAILER_SIGNATURE_LINE = SIGNED_ABC_TRAILER[SIGNED_ABC_TRAILER.index(b"x-amz-trailer-signature:"):-2]
+TRAILER_SIGNATURE_LINE = SIGNED_ABC_TRAILER[SIGNED_ABC_TRAILER.index(b"x-amz-trailer-signature:") : -2]
 UNSIGNED = UNSIGNED_TRAILER
 
 REFUSALS = {
@@ -357,12 +359,17 @@ REFUSALS = {
     "wrong seed": (signed_body(DATA[:100], 40, auth(SIGNED.payload, seed="b" * 64)), SIGNED, 100, [], "signature"),
     "swapped chunks": (_swap_chunks(), SIGNED, 8192, [], "signature"),
     "dropped middle chunk": (_drop_middle_chunk(), SIGNED, None, [], "signature"),
-    "dropped final chunk": (SIGNED_ABC[:SIGNED_ABC.index(b"0;chunk")], SIGNED, 3, [], "incomplete"),
+    "dropped final chunk": (SIGNED_ABC[: SIGNED_ABC.index(b"0;chunk")], SIGNED, 3, [], "incomplete"),
     "final chunk signature": (_flip(SIGNED_ABC, -5), SIGNED, 3, [], "signature"),
     "no chunk signature": (b"3\r\nabc\r\n0\r\n\r\n", SIGNED, 3, [], "framing"),
     "short chunk signature": (b"3;chunk-signature=abc\r\nabc\r\n0\r\n\r\n", SIGNED, 3, [], "framing"),
-    "upper-case chunk signature": (SIGNED_ABC[:20] + SIGNED_ABC[20:80].upper() + SIGNED_ABC[80:], SIGNED, 3, [],
-                                   "framing"),
+    "upper-case chunk signature": (
+        SIGNED_ABC[:20] + SIGNED_ABC[20:80].upper() + SIGNED_ABC[80:],
+        SIGNED,
+        3,
+        [],
+        "framing",
+    ),
     "bad hex": (b"zz\r\nabc\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
     "plus sign": (b"+3\r\nabc\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
     "0x prefix": (b"0x3\r\nabc\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
@@ -372,8 +379,13 @@ REFUSALS = {
     "bare LF": (b"3\nabc\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
     "missing CRLF after data": (b"3\r\nabcX\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
     "chunk into next header": (b"4\r\nabc\r\n0\r\n\r\n", UNSIGNED, None, [], "framing"),
-    "extension in unsigned mode": (b"3;chunk-signature=" + b"0" * 64 + b"\r\nabc\r\n0\r\n\r\n", UNSIGNED, None, [],
-                                   "framing"),
+    "extension in unsigned mode": (
+        b"3;chunk-signature=" + b"0" * 64 + b"\r\nabc\r\n0\r\n\r\n",
+        UNSIGNED,
+        None,
+        [],
+        "framing",
+    ),
     "data after the end": (b"3\r\nabc\r\n0\r\n\r\nextra", UNSIGNED, None, [], "framing"),
     "longer than decoded length": (b"3\r\nabc\r\n0\r\n\r\n", UNSIGNED, 2, [], "incomplete"),
     "shorter than decoded length": (b"3\r\nabc\r\n0\r\n\r\n", UNSIGNED, 4, [], "incomplete"),
@@ -389,21 +401,51 @@ REFUSALS = {
     "trailer with none declared": (botocore_body(b"abc", 4096), UNSIGNED, 3, [], "trailer"),
     "missing trailer": (b"3\r\nabc\r\n0\r\n\r\n", UNSIGNED, 3, [CRC32], "trailer"),
     "missing trailers": (b"3\r\nabc\r\n0\r\n\r\n", UNSIGNED, 3, [CRC32, "X-Amz-Checksum-Sha256"], "trailer"),
-    "duplicate trailer": (b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:A\r\nx-amz-checksum-crc32:A\r\n\r\n", UNSIGNED, 3,
-                          [CRC32], "framing"),
+    "duplicate trailer": (
+        b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:A\r\nx-amz-checksum-crc32:A\r\n\r\n",
+        UNSIGNED,
+        3,
+        [CRC32],
+        "framing",
+    ),
     "trailer without colon": (b"3\r\nabc\r\n0\r\ngarbage line\r\n\r\n", UNSIGNED, None, [], "framing"),
     "trailer with a bad name": (b"3\r\nabc\r\n0\r\nx_amz:1\r\n\r\n", UNSIGNED, None, ["x_amz"], "framing"),
-    "trailer signature in unsigned mode": (b"3\r\nabc\r\n0\r\nx-amz-trailer-signature:" + b"0" * 64 + b"\r\n\r\n",
-                                           UNSIGNED, 3, [], "trailer"),
+    "trailer signature in unsigned mode": (
+        b"3\r\nabc\r\n0\r\nx-amz-trailer-signature:" + b"0" * 64 + b"\r\n\r\n",
+        UNSIGNED,
+        3,
+        [],
+        "trailer",
+    ),
     "trailers in signed mode": (SIGNED_ABC[:-2] + b"x-amz-checksum-crc32:NSRBwg==\r\n\r\n", SIGNED, 3, [], "framing"),
-    "tampered trailer": (SIGNED_ABC_TRAILER.replace(CRC_ABC.encode(), b"AAAAAA=="), SIGNED_TRAILER, 3, [CRC32],
-                         "signature"),
-    "short trailer signature": (SIGNED_ABC_TRAILER.replace(b"signature:", b"signature:0"), SIGNED_TRAILER, 3,
-                                [CRC32], "signature"),
-    "trailer signature twice": (SIGNED_ABC_TRAILER[:-2] + TRAILER_SIGNATURE_LINE + b"\r\n", SIGNED_TRAILER, 3,
-                                [CRC32], "framing"),
-    "trailer signature missing": (SIGNED_ABC_TRAILER.replace(TRAILER_SIGNATURE_LINE, b""), SIGNED_TRAILER, 3, [CRC32],
-                                  "trailer"),
+    "tampered trailer": (
+        SIGNED_ABC_TRAILER.replace(CRC_ABC.encode(), b"AAAAAA=="),
+        SIGNED_TRAILER,
+        3,
+        [CRC32],
+        "signature",
+    ),
+    "short trailer signature": (
+        SIGNED_ABC_TRAILER.replace(b"signature:", b"signature:0"),
+        SIGNED_TRAILER,
+        3,
+        [CRC32],
+        "signature",
+    ),
+    "trailer signature twice": (
+        SIGNED_ABC_TRAILER[:-2] + TRAILER_SIGNATURE_LINE + b"\r\n",
+        SIGNED_TRAILER,
+        3,
+        [CRC32],
+        "framing",
+    ),
+    "trailer signature missing": (
+        SIGNED_ABC_TRAILER.replace(TRAILER_SIGNATURE_LINE, b""),
+        SIGNED_TRAILER,
+        3,
+        [CRC32],
+        "trailer",
+    ),
 }
 
 
@@ -478,6 +520,7 @@ def test_engine_module_exports_the_chosen_decoder():
 
 # -- native and twin agree on mutated bodies ---------------------------------------------------------
 
+
 def _seeds():
     data = DATA[:3000]
     crc = {CRC32: b64(digest_of("CRC32", data))}
@@ -501,7 +544,7 @@ def _mutate(body: bytes, rng: random.Random) -> bytes:
         elif op == 1:
             b[at:at] = rng.choice([b"\r", b"\n", b"\r\n", b";", b":", b"0", b"f", b" ", rng.randbytes(3)])
         elif op == 2:
-            del b[at:at + rng.randrange(1, 40)]
+            del b[at : at + rng.randrange(1, 40)]
         elif op == 3:
             b = b[:at]
         elif op == 4:

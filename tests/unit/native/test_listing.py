@@ -37,8 +37,22 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-NAMES = ["plain", "value-0", "value-1", "value-1023", "value-1024", "value-1025", "value-3000", "dir", "link",
-         "dangling", "fifo", "é 日本\nname", "missing", "plain/below"]
+NAMES = [
+    "plain",
+    "value-0",
+    "value-1",
+    "value-1023",
+    "value-1024",
+    "value-1025",
+    "value-3000",
+    "dir",
+    "link",
+    "dangling",
+    "fifo",
+    "é 日本\nname",
+    "missing",
+    "plain/below",
+]
 
 
 def test_the_listing_runs_the_c_version_when_the_engine_is_native() -> None:

@@ -70,8 +70,11 @@ def _proc_status() -> dict[str, str]:
 def _kernel_view() -> tuple[int, int, tuple[int, ...]]:
     """(fsuid, fsgid, groups) of this thread as /proc tells them, independently of the engines."""
     status = _proc_status()
-    return (int(status["Uid"].split()[3]), int(status["Gid"].split()[3]),
-            tuple(sorted(int(g) for g in status["Groups"].split())))
+    return (
+        int(status["Uid"].split()[3]),
+        int(status["Gid"].split()[3]),
+        tuple(sorted(int(g) for g in status["Groups"].split())),
+    )
 
 
 def _has_dac_override() -> bool:
@@ -214,15 +217,18 @@ def test_a_failed_switch_leaves_the_thread_on_the_process_credentials(engine):
     assert _on_new_thread(switch_then_fail) == (errno.EINVAL, PROCESS)
 
 
-@pytest.mark.parametrize("uid, gid, groups, error", [
-    (-1, 0, [], ValueError),
-    (2**32 - 1, 0, [], ValueError),
-    (0, 2**40, [], ValueError),
-    (0, 0, [2**32], ValueError),
-    (0, 0, 5, TypeError),
-    (0, 0, ["5"], TypeError),
-    (1.5, 0, [], TypeError),
-])
+@pytest.mark.parametrize(
+    "uid, gid, groups, error",
+    [
+        (-1, 0, [], ValueError),
+        (2**32 - 1, 0, [], ValueError),
+        (0, 2**40, [], ValueError),
+        (0, 0, [2**32], ValueError),
+        (0, 0, 5, TypeError),
+        (0, 0, ["5"], TypeError),
+        (1.5, 0, [], TypeError),
+    ],
+)
 def test_ids_that_are_not_ids_are_refused_before_any_change(engine, uid, gid, groups, error):
     def attempt():
         with pytest.raises(error):
@@ -252,6 +258,10 @@ except PermissionError as exc:
 def test_without_privilege_a_switch_to_another_user_is_refused(engine):
     # setfsuid fails silently (it returns the previous fsuid either way): only reading the id back
     # notices. A process of uid 4101 without capabilities may keep its ids but not take another's.
-    child = subprocess.run([sys.executable, "-c", UNPRIVILEGED_SWITCH, engine.engine_info()["engine"]],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED_SWITCH, engine.engine_info()["engine"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert child.stdout.split(maxsplit=2) == ["refused", str(errno.EPERM), "(4101, 4101, ())\n"]

@@ -68,8 +68,7 @@ def tree(tmp_path: Path) -> Path:
     return base
 
 
-@pytest.fixture(params=[(e, r) for e in sorted(ENGINES) for r in ("openat2", "walk")],
-                ids=lambda p: "-".join(p))
+@pytest.fixture(params=[(e, r) for e in sorted(ENGINES) for r in ("openat2", "walk")], ids=lambda p: "-".join(p))
 def opener(request: pytest.FixtureRequest, tree: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Opener]:
     engine_name, resolver = request.param
     if resolver == "walk":
@@ -85,9 +84,15 @@ def test_engine_info_says_whether_openat2_is_used(opener):
     assert opener.engine.engine_info()["openat2"] == {"openat2": "yes", "walk": "walk"}[opener.resolver]
 
 
-@pytest.mark.parametrize("path, content", [
-    ("file.txt", b"inside"), ("sub/inner.txt", b"inner"), ("./sub//inner.txt", b"inner"), (b"sub/inner.txt", b"inner"),
-])
+@pytest.mark.parametrize(
+    "path, content",
+    [
+        ("file.txt", b"inside"),
+        ("sub/inner.txt", b"inner"),
+        ("./sub//inner.txt", b"inner"),
+        (b"sub/inner.txt", b"inner"),
+    ],
+)
 def test_a_file_beneath_opens(opener, path, content):
     assert opener.read(path) == content
 
@@ -162,11 +167,19 @@ def test_create_exclusive_does_not_write_through_a_symlink(opener, tree):
     assert (tree / "file.txt").read_bytes() == b"inside"
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("", errno.ENOENT), ("missing.txt", errno.ENOENT), ("missing/x", errno.ENOENT),
-    ("file.txt/x", errno.ENOTDIR), ("file.txt/", errno.ENOTDIR), ("file.txt/.", errno.ENOTDIR),
-    ("x" * 256, errno.ENAMETOOLONG), ("x" * 256 + "/..", errno.ENAMETOOLONG),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("", errno.ENOENT),
+        ("missing.txt", errno.ENOENT),
+        ("missing/x", errno.ENOENT),
+        ("file.txt/x", errno.ENOTDIR),
+        ("file.txt/", errno.ENOTDIR),
+        ("file.txt/.", errno.ENOTDIR),
+        ("x" * 256, errno.ENAMETOOLONG),
+        ("x" * 256 + "/..", errno.ENAMETOOLONG),
+    ],
+)
 def test_the_kernels_errors_come_with_the_path(opener, path, expected):
     assert opener.refusal(path).errno == expected
 
@@ -190,12 +203,15 @@ def test_no_xdev_refuses_a_mount_point(opener, path):
         os.close(root.base_fd)
 
 
-@pytest.mark.parametrize("arguments, error", [
-    ({"path": "file.txt", "mode": 0o10000}, ValueError),
-    ({"path": "file.txt", "resolve": 0x10}, ValueError),  # RESOLVE_IN_ROOT: not offered
-    ({"path": "file\0.txt"}, ValueError),
-    ({"path": 5}, TypeError),
-])
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        ({"path": "file.txt", "mode": 0o10000}, ValueError),
+        ({"path": "file.txt", "resolve": 0x10}, ValueError),  # RESOLVE_IN_ROOT: not offered
+        ({"path": "file\0.txt"}, ValueError),
+        ({"path": 5}, TypeError),
+    ],
+)
 def test_arguments_outside_the_contract_are_refused(opener, arguments, error):
     with pytest.raises(error):
         opener.engine.open_beneath(opener.base_fd, flags=os.O_RDONLY, **arguments)
@@ -242,11 +258,17 @@ print(engine.engine_info()["openat2"])
 
 
 @pytest.mark.parametrize("engine_name", sorted(ENGINES))
-@pytest.mark.parametrize("refusal, when", [
-    ("ENOSYS", "before-import"), ("EPERM", "before-import"), ("E2BIG", "before-import"), ("ENOSYS", "after-import"),
-])
+@pytest.mark.parametrize(
+    "refusal, when",
+    [("ENOSYS", "before-import"), ("EPERM", "before-import"), ("E2BIG", "before-import"), ("ENOSYS", "after-import")],
+)
 def test_a_kernel_without_openat2_gets_the_walk(tree, engine_name, refusal, when):
     env = {k: v for k, v in os.environ.items() if k != "AIF_OPENAT2"}
-    child = subprocess.run([sys.executable, "-c", WITHOUT_OPENAT2, engine_name, refusal, when, str(tree)],
-                           env=env, capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENAT2, engine_name, refusal, when, str(tree)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert child.stdout.split() == ["inner", "ELOOP", "walk"]

@@ -51,7 +51,8 @@ def test_a_batch_is_copied_hashed_and_timed(copy: Copier, tmp_path: Path) -> Non
 
 
 def test_an_existing_file_or_link_at_the_destination_is_replaced_not_written_through(
-        copy: Copier, tmp_path: Path) -> None:
+    copy: Copier, tmp_path: Path
+) -> None:
     src = make(tmp_path / "src", b"new")
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep me")

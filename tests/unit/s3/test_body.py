@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from multidict import MultiDictProxy, MultiDict
+from multidict import MultiDict, MultiDictProxy
 
 from aif_gateway.checksums import MultiHasher, b64
 from aif_gateway.errors import S3Error
@@ -134,7 +134,8 @@ def test_checksum_header_is_verified_and_echoed():
     assert upload.options.hash_algorithms == frozenset({"CRC32"})
     assert upload.response_headers(kept) == {"x-amz-checksum-crc32": CRC32_B64}
     assert upload.response_headers(kept, checksum_type="FULL_OBJECT") == {
-        "x-amz-checksum-crc32": CRC32_B64, "x-amz-checksum-type": "FULL_OBJECT"
+        "x-amz-checksum-crc32": CRC32_B64,
+        "x-amz-checksum-type": "FULL_OBJECT",
     }
     err = error_of({**headers, "x-amz-checksum-crc32": WRONG_CRC32_B64}, DATA)
     assert err.code == "BadDigest"

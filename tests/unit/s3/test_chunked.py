@@ -44,7 +44,7 @@ def signed_body(data, chunk_size, ctx, trailers=None):
     """A signed aws-chunked body built from the formula in AWS's documentation."""
     out = []
     previous = ctx.seed_signature
-    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] + [b""]
     for chunk in chunks:
         digests = f"{EMPTY_SHA256}\n{hashlib.sha256(chunk).hexdigest()}"
         previous = _sign(ctx, "AWS4-HMAC-SHA256-PAYLOAD", previous, digests)
@@ -66,7 +66,7 @@ def botocore_body(data, chunk_size, checksum_cls=Crc32Checksum, name="x-amz-chec
 
 async def _feed(reader, body, split_every):
     for i in range(0, len(body), split_every):
-        reader.feed_data(body[i:i + split_every])
+        reader.feed_data(body[i : i + split_every])
         await asyncio.sleep(0)
     reader.feed_eof()
 
@@ -101,6 +101,7 @@ def decode_error(body, ctx, decoded_length=None, trailer_names=()):
 
 
 # -- unsigned trailer mode (what current SDKs send by default) ----------------------------------
+
 
 @pytest.mark.parametrize(
     "size, split_every",
@@ -169,6 +170,7 @@ def test_trailer_names_and_values_are_normalised():
 
 
 # -- framing errors ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "body, code",
@@ -272,6 +274,7 @@ def test_non_streaming_payload_is_a_programming_error():
 
 # -- signed modes ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 8192, 50_000, 60_000])
 @pytest.mark.parametrize("split_every", [5, 1000, None])
 def test_signed_body_decodes(chunk_size, split_every):
@@ -332,7 +335,7 @@ def test_missing_chunk_signature_is_refused():
 def test_signed_final_chunk_signature_is_checked():
     body = signed_body(b"abc", 10, SIGNED)
     last = body.rindex(b"0;chunk-signature=") + len(b"0;chunk-signature=")
-    tampered = body[:last] + (b"1" if body[last:last + 1] != b"1" else b"2") + body[last + 1:]
+    tampered = body[:last] + (b"1" if body[last : last + 1] != b"1" else b"2") + body[last + 1 :]
     assert decode_error(tampered, SIGNED, 3) == "SignatureDoesNotMatch"
 
 
@@ -378,7 +381,7 @@ def test_signed_trailer_tampered_value_is_refused():
 def test_signed_trailer_without_signature_is_refused():
     body = signed_body(b"abc", 10, SIGNED_TRAILER, {"x-amz-checksum-crc32": b64(digest_of("CRC32", b"abc"))})
     start = body.index(b"x-amz-trailer-signature:")
-    unsigned = body[:start] + body[body.index(b"\r\n", start) + 2:]
+    unsigned = body[:start] + body[body.index(b"\r\n", start) + 2 :]
     assert decode_error(unsigned, SIGNED_TRAILER, 3, ["x-amz-checksum-crc32"]) == "InvalidRequest"
 
 
@@ -392,9 +395,15 @@ DOC_NOW = 1369353600.0  # 2013-05-24T00:00:00Z
 
 def _doc_body(signatures, trailer=b""):
     return (
-        b"10000;chunk-signature=%s\r\n" % signatures[0] + DOC_DATA[:65536] + b"\r\n"
-        + b"400;chunk-signature=%s\r\n" % signatures[1] + DOC_DATA[65536:] + b"\r\n"
-        + b"0;chunk-signature=%s\r\n" % signatures[2] + trailer + b"\r\n"
+        b"10000;chunk-signature=%s\r\n" % signatures[0]
+        + DOC_DATA[:65536]
+        + b"\r\n"
+        + b"400;chunk-signature=%s\r\n" % signatures[1]
+        + DOC_DATA[65536:]
+        + b"\r\n"
+        + b"0;chunk-signature=%s\r\n" % signatures[2]
+        + trailer
+        + b"\r\n"
     )
 
 
@@ -416,8 +425,12 @@ def test_aws_documented_chunked_upload_end_to_end():
         }
     )
     ctx = authenticate(
-        "PUT", "/examplebucket/chunkObject.txt", "", headers,
-        lambda key: DOC_IDENTITY if key == DOC_IDENTITY.access_key else None, now=DOC_NOW,
+        "PUT",
+        "/examplebucket/chunkObject.txt",
+        "",
+        headers,
+        lambda key: DOC_IDENTITY if key == DOC_IDENTITY.access_key else None,
+        now=DOC_NOW,
     )
     body = _doc_body(
         [
@@ -434,9 +447,12 @@ def test_aws_documented_chunked_upload_end_to_end():
 def test_aws_documented_signed_trailer_example():
     # "Signature calculations for trailing headers (chunked uploads)"; the seed is taken as given.
     ctx = AuthContext(
-        DOC_IDENTITY, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", None,
+        DOC_IDENTITY,
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        None,
         derive_signing_key(DOC_SECRET, "20130524", "us-east-1", "s3"),
-        "20130524T000000Z", "20130524/us-east-1/s3/aws4_request",
+        "20130524T000000Z",
+        "20130524/us-east-1/s3/aws4_request",
         "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e",
     )
     trailer = (

@@ -18,13 +18,15 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from hypothesis import event, given, strategies as st
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from aif_gateway import _native
 from aif_gateway.fsio import pychunked
 from aif_gateway.s3.sigv4 import EMPTY_SHA256, AuthContext
-from .test_chunked import SIGNED, SIGNED_TRAILER, UNSIGNED_TRAILER
+
 from ..native.test_awschunked import as_s3, reference, run
+from .test_chunked import SIGNED, SIGNED_TRAILER, UNSIGNED_TRAILER
 
 CONTEXTS = {"unsigned-trailer": UNSIGNED_TRAILER, "signed": SIGNED, "signed-trailer": SIGNED_TRAILER}
 TRAILER_NAMES = ["x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha256", "x-amz-meta-note"]
@@ -52,8 +54,9 @@ def _sign(ctx: AuthContext, kind: str, previous: str, digest: str) -> str:
     return hmac.new(ctx.signing_key, sts.encode(), hashlib.sha256).hexdigest()
 
 
-def encode(ctx: AuthContext, chunks: list[bytes], trailers: dict[str, str], size_format: str,
-           closing_line: bool) -> bytes:
+def encode(
+    ctx: AuthContext, chunks: list[bytes], trailers: dict[str, str], size_format: str, closing_line: bool
+) -> bytes:
     """An aws-chunked body by the formula in AWS's documentation, chunk boundaries as given."""
     signed = ctx is not UNSIGNED_TRAILER
     previous = ctx.seed_signature
@@ -70,8 +73,10 @@ def encode(ctx: AuthContext, chunks: list[bytes], trailers: dict[str, str], size
     lines = [f"{name}:{value}" for name, value in trailers.items()]
     if ctx is SIGNED_TRAILER:
         canonical = "".join(f"{name}:{value.strip()}\n" for name, value in trailers.items())
-        lines.append("x-amz-trailer-signature:" + _sign(ctx, "AWS4-HMAC-SHA256-TRAILER", previous,
-                                                        hashlib.sha256(canonical.encode()).hexdigest()))
+        lines.append(
+            "x-amz-trailer-signature:"
+            + _sign(ctx, "AWS4-HMAC-SHA256-TRAILER", previous, hashlib.sha256(canonical.encode()).hexdigest())
+        )
     out.extend(f"{line}\r\n".encode() for line in lines)
     if closing_line:
         out.append(b"\r\n")
@@ -113,7 +118,7 @@ def mutated(draw, body: bytes) -> bytes:
         elif op == "insert":
             out[at:at] = draw(st.one_of(st.sampled_from(TOKENS), st.binary(min_size=1, max_size=4)))
         elif op == "delete":
-            del out[at:at + draw(st.integers(1, 40))]
+            del out[at : at + draw(st.integers(1, 40))]
         elif op == "truncate":
             del out[at:]
         elif op == "repeat":
@@ -164,14 +169,31 @@ def test_mutated_bodies_are_refused_alike_by_every_decoder(data, body, split, ot
 
 # Bytes, or pieces of the framing in any order: sizes, CRLFs, signatures, trailer lines.
 FRAMING_SOUP = st.lists(
-    st.one_of(st.sampled_from([*TOKENS, b"3", b"a", b"abc", b"x-amz-checksum-crc32:", b"x-amz-trailer-signature:",
-                               b"chunk-signature=" + b"0" * 64]), st.binary(max_size=3)),
+    st.one_of(
+        st.sampled_from(
+            [
+                *TOKENS,
+                b"3",
+                b"a",
+                b"abc",
+                b"x-amz-checksum-crc32:",
+                b"x-amz-trailer-signature:",
+                b"chunk-signature=" + b"0" * 64,
+            ]
+        ),
+        st.binary(max_size=3),
+    ),
     max_size=40,
 ).map(b"".join)
 
 
-@given(encoded=st.one_of(st.binary(max_size=300), FRAMING_SOUP), mode=st.sampled_from(sorted(CONTEXTS)), split=SPLITS, other_split=SPLITS,
-       decoded_length=st.one_of(st.none(), st.integers(0, 300)))
+@given(
+    encoded=st.one_of(st.binary(max_size=300), FRAMING_SOUP),
+    mode=st.sampled_from(sorted(CONTEXTS)),
+    split=SPLITS,
+    other_split=SPLITS,
+    decoded_length=st.one_of(st.none(), st.integers(0, 300)),
+)
 def test_arbitrary_bytes_are_refused_alike_by_every_decoder(encoded, mode, split, other_split, decoded_length):
     body = Body(encoded, CONTEXTS[mode], decoded_length, [], b"", {})
     _outcomes_agree(encoded, body, split, other_split)

@@ -10,7 +10,11 @@ import pytest
 from aif_gateway.checksums import ALGORITHMS, b64, digest_of
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.integrity import (
-    DeclaredChecksums, check_digests, checksum_header, declared_checksums, has_integrity_header,
+    DeclaredChecksums,
+    check_digests,
+    checksum_header,
+    declared_checksums,
+    has_integrity_header,
 )
 
 DATA = b"integrity " * 1000
@@ -61,12 +65,14 @@ def test_a_trailer_declared_but_not_sent_or_malformed_is_invalid() -> None:
     missing = verdict(declared)
     assert missing is not None
     assert (missing.code, missing.message) == (
-        "InvalidRequest", "The x-amz-checksum-crc32 trailer was declared but not sent."
+        "InvalidRequest",
+        "The x-amz-checksum-crc32 trailer was declared but not sent.",
     )
     malformed = verdict(declared, {"x-amz-checksum-crc32": "not base64"})
     assert malformed is not None
     assert (malformed.code, malformed.message) == (
-        "InvalidRequest", "Value for x-amz-checksum-crc32 trailing header is invalid."
+        "InvalidRequest",
+        "Value for x-amz-checksum-crc32 trailing header is invalid.",
     )
 
 
@@ -84,22 +90,26 @@ def test_signed_payload_mismatch_names_both_hashes() -> None:
     assert err is not None
     assert err.code == "XAmzContentSHA256Mismatch"
     assert err.extra == {
-        "ClientComputedContentSHA256": claimed, "S3ComputedContentSHA256": hashlib.sha256(DATA).hexdigest()
+        "ClientComputedContentSHA256": claimed,
+        "S3ComputedContentSHA256": hashlib.sha256(DATA).hexdigest(),
     }
 
 
 def test_content_md5_is_judged_before_the_checksum_and_its_trailer() -> None:
     declared = DeclaredChecksums(
-        content_md5=hashlib.md5(OTHER).digest(), content_sha256=hashlib.sha256(OTHER).hexdigest(),
-        algorithm="CRC32", trailer="x-amz-checksum-crc32",
+        content_md5=hashlib.md5(OTHER).digest(),
+        content_sha256=hashlib.sha256(OTHER).hexdigest(),
+        algorithm="CRC32",
+        trailer="x-amz-checksum-crc32",
     )
     err = verdict(declared)
     assert err is not None and err.message.startswith("The Content-MD5")
 
 
 # -- declarations ----------------------------------------------------------------------------
-def declare(headers: dict[str, str], streaming: bool = False, content_sha256: str | None = None,
-            checksum_headers: bool = True) -> DeclaredChecksums:
+def declare(
+    headers: dict[str, str], streaming: bool = False, content_sha256: str | None = None, checksum_headers: bool = True
+) -> DeclaredChecksums:
     return declared_checksums(
         headers, streaming=streaming, content_sha256=content_sha256, checksum_headers=checksum_headers
     )
@@ -134,17 +144,32 @@ def test_checksum_headers_can_be_left_out() -> None:
 @pytest.mark.parametrize(
     ("headers", "streaming", "message"),
     [
-        ({"x-amz-checksum-crc32": b64(b"\0" * 4), "x-amz-checksum-sha1": b64(b"\0" * 20)}, False,
-         "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."),
+        (
+            {"x-amz-checksum-crc32": b64(b"\0" * 4), "x-amz-checksum-sha1": b64(b"\0" * 20)},
+            False,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+        ),
         ({"x-amz-checksum-crc32": "not-base64"}, False, "Value for x-amz-checksum-crc32 header is invalid."),
-        ({"x-amz-trailer": "x-amz-checksum-crc32"}, False,
-         "x-amz-trailer requires an aws-chunked (STREAMING-*) payload."),
-        ({"x-amz-trailer": "x-amz-checksum-md5"}, True,
-         "The value specified in the x-amz-trailer header is not supported"),
-        ({"x-amz-trailer": "x-amz-checksum-crc32", "x-amz-checksum-crc32": b64(b"\0" * 4)}, True,
-         "Expecting a single x-amz-checksum- header"),
-        ({"x-amz-checksum-crc32": b64(b"\0" * 4), "x-amz-sdk-checksum-algorithm": "SHA256"}, False,
-         "Value for x-amz-sdk-checksum-algorithm header is invalid."),
+        (
+            {"x-amz-trailer": "x-amz-checksum-crc32"},
+            False,
+            "x-amz-trailer requires an aws-chunked (STREAMING-*) payload.",
+        ),
+        (
+            {"x-amz-trailer": "x-amz-checksum-md5"},
+            True,
+            "The value specified in the x-amz-trailer header is not supported",
+        ),
+        (
+            {"x-amz-trailer": "x-amz-checksum-crc32", "x-amz-checksum-crc32": b64(b"\0" * 4)},
+            True,
+            "Expecting a single x-amz-checksum- header",
+        ),
+        (
+            {"x-amz-checksum-crc32": b64(b"\0" * 4), "x-amz-sdk-checksum-algorithm": "SHA256"},
+            False,
+            "Value for x-amz-sdk-checksum-algorithm header is invalid.",
+        ),
     ],
 )
 def test_contradictory_or_malformed_declarations_are_invalid_requests(headers, streaming, message) -> None:

@@ -31,7 +31,14 @@ def test_malformed_or_multiple_ranges_mean_the_whole_object(header):
 
 @pytest.mark.parametrize(
     ("header", "size"),
-    [("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=0-", 0), ("bytes=0-0", 0), ("bytes=-0", 100), ("bytes=-5", 0)],
+    [
+        ("bytes=100-", 100),
+        ("bytes=100-200", 100),
+        ("bytes=0-", 0),
+        ("bytes=0-0", 0),
+        ("bytes=-0", 100),
+        ("bytes=-5", 0),
+    ],
 )
 def test_unsatisfiable_ranges(header, size):
     with pytest.raises(S3Error) as info:

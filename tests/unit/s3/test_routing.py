@@ -12,8 +12,8 @@ from botocore.credentials import Credentials
 from aif_gateway.errors import S3Error
 from aif_gateway.identity import Identity, IdentityTable
 from aif_gateway.s3.app import make_app
-from aif_gateway.store.fs import FsStore
 from aif_gateway.s3.routing import action_for, locate, parse_query, split_raw_path
+from aif_gateway.store.fs import FsStore
 
 
 def test_raw_path_and_query_split():

@@ -29,8 +29,17 @@ def _split(url):
     return parts.path, parts.query
 
 
-def sign_header(method, path, query="", headers=None, body=b"", secret=SECRET_KEY, params=None, sign_payload=True,
-                region="us-east-1"):
+def sign_header(
+    method,
+    path,
+    query="",
+    headers=None,
+    body=b"",
+    secret=SECRET_KEY,
+    params=None,
+    sign_payload=True,
+    region="us-east-1",
+):
     url = f"http://{HOST}{path}" + (f"?{query}" if query else "")
     request = AWSRequest(method=method, url=url, headers={"Host": HOST, **(headers or {})}, data=body, params=params)
     request.context["client_config"] = Config(s3={"payload_signing_enabled": sign_payload})
@@ -232,8 +241,14 @@ def test_invalid_content_sha256_value():
     ],
 )
 def test_malformed_authorization_header(authorization):
-    headers = CIMultiDict({"Host": HOST, "Authorization": authorization, "x-amz-date": "20250101T000000Z",
-                           "x-amz-content-sha256": EMPTY_SHA256})
+    headers = CIMultiDict(
+        {
+            "Host": HOST,
+            "Authorization": authorization,
+            "x-amz-date": "20250101T000000Z",
+            "x-amz-content-sha256": EMPTY_SHA256,
+        }
+    )
     assert error_code("GET", "/bucket/k", "", headers) == "AuthorizationHeaderMalformed"
 
 
@@ -243,8 +258,18 @@ def test_credential_date_must_match_request_date():
     assert error_code("GET", raw_path, raw_query, headers) == "AuthorizationHeaderMalformed"
 
 
-@pytest.mark.parametrize("bad_date", ["2025011T000000Z", "20250101T0000Z", "20251301T000000Z", "20250230T000000Z",
-                                      "20250101T250000Z", "yesterday", None])
+@pytest.mark.parametrize(
+    "bad_date",
+    [
+        "2025011T000000Z",
+        "20250101T0000Z",
+        "20251301T000000Z",
+        "20250230T000000Z",
+        "20250101T250000Z",
+        "yesterday",
+        None,
+    ],
+)
 def test_missing_or_unparseable_date_is_denied(bad_date):
     raw_path, raw_query, headers = sign_header("GET", "/bucket/k")
     del headers["x-amz-date"]
@@ -260,6 +285,7 @@ def test_header_and_query_auth_together_is_invalid():
 
 
 # -- presigned URLs -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("key", KEYS)
 def test_presigned_get_accepted(key):
@@ -334,6 +360,7 @@ def test_presigned_malformed_params(mutation):
 
 # -- every x-amz-* header the server acts on is signed -----------------------------------------
 
+
 def _assert_headers_not_signed(err, names):
     assert (err.code, err.status) == ("AccessDenied", 403)
     assert err.message == "There were headers present in the request which were not signed"
@@ -379,6 +406,7 @@ def test_headers_outside_the_amz_namespace_may_go_unsigned():
 
 # -- the credential scope names the gateway's region ---------------------------------------------
 
+
 def test_header_auth_for_the_gateway_region_is_accepted():
     raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="eu-west-1")
     ctx = authenticate("GET", raw_path, raw_query, headers, lookup, region="eu-west-1")
@@ -389,7 +417,9 @@ def test_header_auth_for_another_region_is_malformed_and_names_the_expected_one(
     raw_path, raw_query, headers = sign_header("GET", "/bucket/k", region="us-east-1")
     err = refusal("GET", raw_path, raw_query, headers, region="eu-west-1")
     assert (err.code, err.status) == ("AuthorizationHeaderMalformed", 400)
-    assert err.message == "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+    assert (
+        err.message == "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+    )
     assert err.extra == {"Region": "eu-west-1"}
 
 
@@ -409,8 +439,9 @@ def test_presigned_url_for_another_region_is_refused_and_names_the_expected_one(
     raw_path, raw_query, headers = sign_query("GET", "/bucket/k", region="us-east-1")
     err = refusal("GET", raw_path, raw_query, headers, region="eu-west-1")
     assert (err.code, err.status) == ("AuthorizationQueryParametersError", 400)
-    assert err.message == ("Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is wrong; "
-                           "expecting 'eu-west-1'")
+    assert err.message == (
+        "Error parsing the X-Amz-Credential parameter; the region 'us-east-1' is wrong; expecting 'eu-west-1'"
+    )
     assert err.extra == {"Region": "eu-west-1"}
 
 
@@ -461,6 +492,7 @@ def test_aws_documented_presigned_example():
 
 
 # -- canonicalisation details -------------------------------------------------------------------
+
 
 def test_canonical_uri_encodes_once():
     assert canonical_uri("/b/a%20b/c~d/e%2Bf/%E2%82%AC") == "/b/a%20b/c~d/e%2Bf/%E2%82%AC"

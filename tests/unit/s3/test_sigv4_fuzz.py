@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote, urlencode
 
 from botocore.auth import S3SigV4Auth
-from hypothesis import event, example, given, strategies as st
+from hypothesis import event, example, given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from aif_gateway.errors import S3Error
@@ -29,6 +29,7 @@ from aif_gateway.s3.sigv4 import (
     canonical_query,
     canonical_uri,
 )
+
 from .test_sigv4 import ACCESS_KEY, ALICE, lookup, sign_header, sign_query
 
 # -- strategies --------------------------------------------------------------------------------
@@ -50,12 +51,14 @@ KEYS = _joined(st.one_of(CLEAN, st.sampled_from(list(" %+~/=&?#;:@!$'()*,") + ["
 PARAM_NAMES = _joined(st.one_of(CLEAN, st.sampled_from(list(" %+~=&"))), 1, 12).filter(
     lambda name: not name.lower().startswith("x-amz-")
 )
-PARAMS = st.dictionaries(PARAM_NAMES, _joined(st.one_of(CLEAN, st.sampled_from(list(" %+~=&/"))), 0, 16),
-                         max_size=4)
+PARAMS = st.dictionaries(PARAM_NAMES, _joined(st.one_of(CLEAN, st.sampled_from(list(" %+~=&/"))), 0, 16), max_size=4)
 # Header values as they arrive: visible ASCII and runs of spaces and tabs inside (HTTP strips
 # them at the ends), which canonicalisation must fold as botocore does.
-HEADER_VALUES = _joined(st.sampled_from([chr(c) for c in range(0x21, 0x7F)] + [" ", "  ", "\t", " \t "]),
-                        1, 24).map(str.strip).filter(bool)
+HEADER_VALUES = (
+    _joined(st.sampled_from([chr(c) for c in range(0x21, 0x7F)] + [" ", "  ", "\t", " \t "]), 1, 24)
+    .map(str.strip)
+    .filter(bool)
+)
 META_HEADERS = st.dictionaries(
     st.text(st.sampled_from("abcxyz0-"), min_size=1, max_size=8).map(lambda s: "x-amz-meta-" + s),
     HEADER_VALUES,
@@ -87,8 +90,22 @@ class _Parts:
         return self._draw(st.one_of(st.sampled_from(wrong), JUNK) if wrong else JUNK)
 
 
-_HEADER_PARTS = ["scheme", "access key", "date", "region", "service", "terminator", "separator", "signed headers",
-                 "signature", "x-amz-date", "x-amz-content-sha256", "path", "method", "extra header"]
+_HEADER_PARTS = [
+    "scheme",
+    "access key",
+    "date",
+    "region",
+    "service",
+    "terminator",
+    "separator",
+    "signed headers",
+    "signature",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "path",
+    "method",
+    "extra header",
+]
 
 
 @st.composite
@@ -107,14 +124,37 @@ def _header_auth_requests(draw) -> tuple[str, str, CIMultiDict]:
     signed = part("signed headers", "host;x-amz-content-sha256;x-amz-date", "Host", "host;;x-amz-date", "x-amz-date")
     signature = part("signature", "0" * 64, "", "0" * 63 + "\udcff")
     scheme = part("scheme", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1", "AWS", "")
-    headers = CIMultiDict({"Host": "gw.example",
-                           "Authorization": f"{scheme} Credential={credential}{sep}SignedHeaders={signed}{sep}"
-                                            f"Signature={signature}"})
+    headers = CIMultiDict(
+        {
+            "Host": "gw.example",
+            "Authorization": f"{scheme} Credential={credential}{sep}SignedHeaders={signed}{sep}Signature={signature}",
+        }
+    )
     for name, value in [
-        ("x-amz-date", part("x-amz-date", AMZ_DATE, AMZ_DATE.lower(), ARABIC_DIGITS_DATE + "T000000Z",
-                            "20260101T000000", "20261301T000000Z", None)),
-        ("x-amz-content-sha256", part("x-amz-content-sha256", EMPTY_SHA256, UNSIGNED_PAYLOAD, *STREAMING_MODES,
-                                      EMPTY_SHA256.upper(), EMPTY_SHA256[1:], None)),
+        (
+            "x-amz-date",
+            part(
+                "x-amz-date",
+                AMZ_DATE,
+                AMZ_DATE.lower(),
+                ARABIC_DIGITS_DATE + "T000000Z",
+                "20260101T000000",
+                "20261301T000000Z",
+                None,
+            ),
+        ),
+        (
+            "x-amz-content-sha256",
+            part(
+                "x-amz-content-sha256",
+                EMPTY_SHA256,
+                UNSIGNED_PAYLOAD,
+                *STREAMING_MODES,
+                EMPTY_SHA256.upper(),
+                EMPTY_SHA256[1:],
+                None,
+            ),
+        ),
         (part("extra header", None, "x-amz-meta-a", "host", "x-amz-date", "authorization"), draw(JUNK)),
     ]:
         if name is not None and value is not None:
@@ -124,23 +164,44 @@ def _header_auth_requests(draw) -> tuple[str, str, CIMultiDict]:
 
 
 def _well_formed_header_request(path: str = "/bucket/key", region: str = "us-east-1"):
-    authorization = (f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{AMZ_DATE[:8]}/{region}/s3/aws4_request, "
-                     f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}")
-    headers = {"Host": "gw.example", "Authorization": authorization, "x-amz-date": AMZ_DATE,
-               "x-amz-content-sha256": EMPTY_SHA256}
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{AMZ_DATE[:8]}/{region}/s3/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+    )
+    headers = {
+        "Host": "gw.example",
+        "Authorization": authorization,
+        "x-amz-date": AMZ_DATE,
+        "x-amz-content-sha256": EMPTY_SHA256,
+    }
     return "GET", path, CIMultiDict(headers)
 
 
-_PRESIGNED_PARTS = ["X-Amz-Algorithm", "X-Amz-Credential", "access key", "date", "region", "X-Amz-Date",
-                    "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Content-Sha256", "encoding",
-                    "tail", "header", "path"]
+_PRESIGNED_PARTS = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "access key",
+    "date",
+    "region",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Content-Sha256",
+    "encoding",
+    "tail",
+    "header",
+    "path",
+]
 
 
 @st.composite
 def _presigned_requests(draw) -> tuple[str, str, str, CIMultiDict]:
     part = _Parts(draw, _PRESIGNED_PARTS)
-    credential = (f"{part('access key', ACCESS_KEY, 'AKIDUNKNOWN')}/{part('date', AMZ_DATE[:8], ARABIC_DIGITS_DATE)}/"
-                  f"{part('region', 'us-east-1', '', 'us-east-1/x')}/s3/aws4_request")
+    credential = (
+        f"{part('access key', ACCESS_KEY, 'AKIDUNKNOWN')}/{part('date', AMZ_DATE[:8], ARABIC_DIGITS_DATE)}/"
+        f"{part('region', 'us-east-1', '', 'us-east-1/x')}/s3/aws4_request"
+    )
     params = {
         "X-Amz-Algorithm": part("X-Amz-Algorithm", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1", None),
         "X-Amz-Credential": part("X-Amz-Credential", credential, None, credential + "/"),
@@ -163,9 +224,11 @@ def _presigned_requests(draw) -> tuple[str, str, str, CIMultiDict]:
 
 
 def _well_formed_presigned_request(expires: str = "3600"):
-    query = (f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ACCESS_KEY}%2F{AMZ_DATE[:8]}%2Fus-east-1%2Fs3%2F"
-             f"aws4_request&X-Amz-Date={AMZ_DATE}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&"
-             f"X-Amz-Signature={'0' * 64}")
+    query = (
+        f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={ACCESS_KEY}%2F{AMZ_DATE[:8]}%2Fus-east-1%2Fs3%2F"
+        f"aws4_request&X-Amz-Date={AMZ_DATE}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&"
+        f"X-Amz-Signature={'0' * 64}"
+    )
     return "GET", "/bucket/key", query, CIMultiDict({"Host": "gw.example"})
 
 
@@ -183,6 +246,7 @@ def _code(method, raw_path, raw_query, headers) -> str | None:
 
 
 # -- garbled requests: S3Error and nothing else --------------------------------------------------------
+
 
 @given(request=_header_auth_requests())
 # A credential part that is not UTF-8 on the wire (a lone surrogate from aiohttp) reached the HMAC.
@@ -203,8 +267,10 @@ def test_garbled_presigned_query_gives_only_s3_errors(request):
     assert isinstance(_authenticate_or_s3error(method, raw_path, raw_query, headers, NOW), S3Error)
 
 
-@given(raw_query=_joined(st.one_of(CLEAN, ESCAPED_BYTE, SYNTAX, st.sampled_from(["X-Amz-Algorithm", "AWSAccessKeyId"]))),
-       raw_path=JUNK)
+@given(
+    raw_query=_joined(st.one_of(CLEAN, ESCAPED_BYTE, SYNTAX, st.sampled_from(["X-Amz-Algorithm", "AWSAccessKeyId"]))),
+    raw_path=JUNK,
+)
 def test_any_query_string_gives_only_s3_errors(raw_query, raw_path):
     outcome = _authenticate_or_s3error("GET", raw_path, raw_query, CIMultiDict({"Host": "gw.example"}), None)
     assert isinstance(outcome, S3Error)
@@ -212,14 +278,16 @@ def test_any_query_string_gives_only_s3_errors(raw_query, raw_path):
 
 # -- botocore's requests: accepted, and refused after any one-byte change ------------------------
 
+
 def _path(key: str) -> str:
     # What botocore's serializer puts on the wire for a key (percent_encode with safe "/~").
     return "/bucket/" + quote(key, safe="/~")
 
 
 @given(key=KEYS, params=PARAMS, meta=META_HEADERS, method=st.sampled_from(["GET", "PUT", "HEAD", "DELETE"]))
-@example(key="a  b/ c%2F+~", params={"prefix": "a b+c", "delimiter": "/"}, meta={"x-amz-meta-a": "x \t  y"},
-         method="PUT")
+@example(
+    key="a  b/ c%2F+~", params={"prefix": "a b+c", "delimiter": "/"}, meta={"x-amz-meta-a": "x \t  y"}, method="PUT"
+)
 def test_botocore_header_signed_requests_are_accepted(key, params, meta, method):
     raw_path, raw_query, headers = sign_header(method, _path(key), headers=meta, params=params or None)
     ctx = authenticate(method, raw_path, raw_query, headers, lookup)
@@ -236,7 +304,7 @@ def test_botocore_presigned_requests_are_accepted(key, params, meta, method):
 def _change_one_char(data: st.DataObject, text: str, alphabet: str) -> str:
     at = data.draw(st.integers(0, len(text) - 1))
     new = data.draw(st.sampled_from([c for c in alphabet if c != text[at]]))
-    return text[:at] + new + text[at + 1:]
+    return text[:at] + new + text[at + 1 :]
 
 
 PATH_CHARS = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
@@ -276,6 +344,7 @@ def test_a_changed_signed_header_is_refused(data, meta, presigned):
 
 # -- canonicalisation agrees with botocore's ----------------------------------------------------------
 
+
 @given(key=KEYS)
 def test_canonical_uri_is_what_botocore_signs(key):
     path = _path(key)
@@ -288,4 +357,3 @@ def test_canonical_query_is_what_botocore_signs(params):
     botocore = S3SigV4Auth._canonical_query_string_params(None, params)
     assert canonical_query(_query_pairs(urlencode(params))) == botocore
     assert canonical_query([(n.encode(), v.encode()) for n, v in params]) == botocore
-

@@ -26,8 +26,13 @@ from aiohttp.test_utils import make_mocked_request
 
 from aif_gateway.s3 import transport
 from aif_gateway.s3.transport import (
-    BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE, RECV_DIRECT_MIN_BYTES, SENDFILE_MIN_BYTES, plain_socket_fd,
-    request_body, send_zero_copy,
+    BYTES_AROUND_PARSER,
+    CLOSE_AFTER_RESPONSE,
+    RECV_DIRECT_MIN_BYTES,
+    SENDFILE_MIN_BYTES,
+    plain_socket_fd,
+    request_body,
+    send_zero_copy,
 )
 from aif_gateway.store.base import BodyOnSocket, ObjectInfo
 from aif_gateway.store.reader import FileReader

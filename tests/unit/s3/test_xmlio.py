@@ -2,9 +2,9 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.responses import error_response, http_date, iso8601
-from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.s3.xmlio import child_text, escape_text, parse_xml, to_xml
 
 
@@ -91,6 +91,7 @@ def test_oversized_documents_are_refused():
 
 
 # -- error documents (responses.py renders them with xmlio) --------------------------------------
+
 
 def test_error_document_fields_status_and_headers():
     err = S3Error("InvalidRange", extra={"ActualObjectSize": "3"}, headers={"Content-Range": "bytes */3"})

@@ -11,13 +11,14 @@ documents built on it (CompleteMultipartUpload, DeleteObjects, Tagging).
 
 from __future__ import annotations
 
-from hypothesis import event, example, given, strategies as st
+from hypothesis import event, example, given
+from hypothesis import strategies as st
 
+from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.errors import S3Error
 from aif_gateway.s3.handlers.delete_objects import parse_delete
 from aif_gateway.s3.handlers.multipart import parse_complete
 from aif_gateway.s3.handlers.tagging import parse_tagging
-from aif_gateway.awsv4 import S3_NAMESPACE
 from aif_gateway.s3.xmlio import escape_text, parse_items, parse_xml
 
 PARSERS = {
@@ -30,14 +31,36 @@ PARSERS = {
 
 # Characters XML 1.0 can carry (as themselves or as references): no other C0 control, no
 # surrogate, no U+FFFE/U+FFFF.
-XML_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters=[chr(c) for c in range(0x20)
-                                                                          if chr(c) not in "\t\n\r"]
-                          + ["\ufffe", "\uffff"])
+XML_CHARS = st.characters(
+    exclude_categories=("Cs",),
+    exclude_characters=[chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\ufffe", "\uffff"],
+)
 XML_TEXT = st.text(XML_CHARS, max_size=30)
-NAMES = ["CompleteMultipartUpload", "Part", "PartNumber", "ETag", "ChecksumCRC32", "ChecksumSHA256", "ChecksumType",
-         "Delete", "Object", "Key", "VersionId", "Quiet", "Tagging", "TagSet", "Tag", "Value", "x", "a:b"]
-NUMBERS = st.one_of(st.integers(1, 10_000).map(str), st.integers(-2, 10_002).map(str),
-                    st.sampled_from(["", " 7 ", "\u00b2", "\u0661", "1e3", "0x10", "9" * 5000, "00001", "+1"]))
+NAMES = [
+    "CompleteMultipartUpload",
+    "Part",
+    "PartNumber",
+    "ETag",
+    "ChecksumCRC32",
+    "ChecksumSHA256",
+    "ChecksumType",
+    "Delete",
+    "Object",
+    "Key",
+    "VersionId",
+    "Quiet",
+    "Tagging",
+    "TagSet",
+    "Tag",
+    "Value",
+    "x",
+    "a:b",
+]
+NUMBERS = st.one_of(
+    st.integers(1, 10_000).map(str),
+    st.integers(-2, 10_002).map(str),
+    st.sampled_from(["", " 7 ", "\u00b2", "\u0661", "1e3", "0x10", "9" * 5000, "00001", "+1"]),
+)
 
 
 def _outcome(parser, body: bytes):
@@ -49,6 +72,7 @@ def _outcome(parser, body: bytes):
 
 
 # -- rendering trees with every spelling XML allows ---------------------------------------------
+
 
 @st.composite
 def _text(draw, value: str) -> str:
@@ -98,38 +122,67 @@ def _complete_tree(draw) -> tuple:
     parts = []
     for _ in range(draw(st.integers(0, 4))):
         children = _maybe(draw, ("PartNumber", [draw(NUMBERS)])) + _maybe(draw, ("ETag", [draw(XML_TEXT)]))
-        children += draw(st.lists(st.builds(lambda n, v: (n, [v]), st.sampled_from(["ChecksumCRC32", "ChecksumType",
-                                                                                    "ChecksumX"]), XML_TEXT),
-                                  max_size=2))
+        children += draw(
+            st.lists(
+                st.builds(
+                    lambda n, v: (n, [v]), st.sampled_from(["ChecksumCRC32", "ChecksumType", "ChecksumX"]), XML_TEXT
+                ),
+                max_size=2,
+            )
+        )
         children += draw(st.lists(_noise(), max_size=1))
         parts.append(("Part", draw(st.permutations(children))))
-    return (draw(st.sampled_from(["CompleteMultipartUpload"] * 3 + ["Part"])), parts + draw(st.lists(_noise(), max_size=1)))
+    return (
+        draw(st.sampled_from(["CompleteMultipartUpload"] * 3 + ["Part"])),
+        parts + draw(st.lists(_noise(), max_size=1)),
+    )
 
 
 @st.composite
 def _delete_tree(draw) -> tuple:
     objects = []
     for _ in range(draw(st.integers(0, 4))):
-        children = _maybe(draw, ("Key", [draw(XML_TEXT)])) + draw(st.lists(st.just(("VersionId", ["null"])),
-                                                                            max_size=1))
+        children = _maybe(draw, ("Key", [draw(XML_TEXT)])) + draw(
+            st.lists(st.just(("VersionId", ["null"])), max_size=1)
+        )
         objects.append(("Object", children + draw(st.lists(_noise(), max_size=1))))
-    quiet = draw(st.lists(st.builds(lambda v: ("Quiet", [v]), st.sampled_from(["true", " TRUE ", "no", ""])),
-                          max_size=2))
+    quiet = draw(
+        st.lists(st.builds(lambda v: ("Quiet", [v]), st.sampled_from(["true", " TRUE ", "no", ""])), max_size=2)
+    )
     return (draw(st.sampled_from(["Delete"] * 3 + ["Object"])), draw(st.permutations(objects + quiet)))
 
 
 @st.composite
 def _tagging_tree(draw) -> tuple:
-    tags = [("Tag", draw(st.permutations(_maybe(draw, ("Key", [draw(XML_TEXT)]))
-                                         + _maybe(draw, ("Value", [draw(XML_TEXT)])))))
-            for _ in range(draw(st.integers(0, 12)))]
+    tags = [
+        (
+            "Tag",
+            draw(st.permutations(_maybe(draw, ("Key", [draw(XML_TEXT)])) + _maybe(draw, ("Value", [draw(XML_TEXT)])))),
+        )
+        for _ in range(draw(st.integers(0, 12)))
+    ]
     tag_set = ("TagSet", tags + draw(st.lists(_noise(), max_size=1)))
     return (draw(st.sampled_from(["Tagging"] * 3 + ["TagSet"])), _maybe(draw, tag_set))
 
 
 TREES = {"CompleteMultipartUpload": _complete_tree(), "Delete": _delete_tree(), "Tagging": _tagging_tree()}
-TOKENS = [b"<", b">", b"&", b"&amp;", b"&#0;", b"&#xD800;", b"&#x1;", b"]]>", b"<!--", b"\x00", b"\xff", b"\xc3",
-          b"</Part>", b"<Part>", b"<?xml version='1.0'?>"]
+TOKENS = [
+    b"<",
+    b">",
+    b"&",
+    b"&amp;",
+    b"&#0;",
+    b"&#xD800;",
+    b"&#x1;",
+    b"]]>",
+    b"<!--",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"</Part>",
+    b"<Part>",
+    b"<?xml version='1.0'?>",
+]
 
 
 @st.composite
@@ -140,11 +193,12 @@ def _near_valid_documents(draw, root: str) -> bytes:
         if draw(st.booleans()):
             body[at:at] = draw(st.sampled_from(TOKENS))
         else:
-            del body[at:at + draw(st.integers(1, 8))]
+            del body[at : at + draw(st.integers(1, 8))]
     return bytes(body)
 
 
 # -- anything in, S3Error or a value out ----------------------------------------------------------------
+
 
 @given(body=st.binary(max_size=400), parser=st.sampled_from(sorted(PARSERS)))
 def test_arbitrary_bytes_give_a_value_or_an_s3_error(body, parser):
@@ -153,10 +207,16 @@ def test_arbitrary_bytes_give_a_value_or_an_s3_error(body, parser):
 
 @given(data=st.data(), root=st.sampled_from(sorted(TREES)))
 # "²" is a digit to str.isdigit() but not to int(); int() refuses more than 4,300 digits.
-@example(data=None, root=b"<CompleteMultipartUpload><Part><PartNumber>\xc2\xb2</PartNumber><ETag>e</ETag></Part>"
-                         b"</CompleteMultipartUpload>")
-@example(data=None, root=b"<CompleteMultipartUpload><Part><PartNumber>" + b"9" * 5000 + b"</PartNumber><ETag>e"
-                         b"</ETag></Part></CompleteMultipartUpload>")
+@example(
+    data=None,
+    root=b"<CompleteMultipartUpload><Part><PartNumber>\xc2\xb2</PartNumber><ETag>e</ETag></Part>"
+    b"</CompleteMultipartUpload>",
+)
+@example(
+    data=None,
+    root=b"<CompleteMultipartUpload><Part><PartNumber>" + b"9" * 5000 + b"</PartNumber><ETag>e"
+    b"</ETag></Part></CompleteMultipartUpload>",
+)
 def test_near_valid_documents_give_a_value_or_an_s3_error(data, root):
     if data is None:  # an @example: the document itself
         body, root = root, "CompleteMultipartUpload"
@@ -169,6 +229,7 @@ def test_near_valid_documents_give_a_value_or_an_s3_error(data, root):
 
 # -- values survive the trip through a document -----------------------------------------------------
 
+
 @given(data=st.data(), keys=st.lists(XML_TEXT, min_size=1, max_size=5), quiet=st.booleans())
 def test_delete_documents_parse_back_to_their_keys(data, keys, quiet):
     tree = ("Delete", [("Object", [("Key", [key])]) for key in keys] + [("Quiet", ["true" if quiet else "false"])])
@@ -177,18 +238,24 @@ def test_delete_documents_parse_back_to_their_keys(data, keys, quiet):
     assert request.quiet == quiet
 
 
-@given(data=st.data(), parts=st.lists(st.tuples(st.integers(1, 10_000), XML_TEXT), min_size=1, max_size=5,
-                                      unique_by=lambda part: part[0]))
+@given(
+    data=st.data(),
+    parts=st.lists(st.tuples(st.integers(1, 10_000), XML_TEXT), min_size=1, max_size=5, unique_by=lambda part: part[0]),
+)
 def test_complete_documents_parse_back_to_their_parts(data, parts):
     parts.sort()
-    tree = ("CompleteMultipartUpload", [("Part", [("ETag", [f'"{etag}"']), ("PartNumber", [str(number)])])
-                                        for number, etag in parts])
+    tree = (
+        "CompleteMultipartUpload",
+        [("Part", [("ETag", [f'"{etag}"']), ("PartNumber", [str(number)])]) for number, etag in parts],
+    )
     completed = parse_complete(_document(data.draw, tree))
     assert [(part.part_number, part.etag) for part in completed] == parts
 
 
-@given(data=st.data(), tags=st.dictionaries(XML_TEXT.filter(bool).filter(lambda k: not k.startswith("aws:")),
-                                            XML_TEXT, max_size=10))
+@given(
+    data=st.data(),
+    tags=st.dictionaries(XML_TEXT.filter(bool).filter(lambda k: not k.startswith("aws:")), XML_TEXT, max_size=10),
+)
 def test_tagging_documents_parse_back_to_their_tags(data, tags):
     tree = ("Tagging", [("TagSet", [("Tag", [("Key", [k]), ("Value", [v])]) for k, v in tags.items()])])
     assert parse_tagging(_document(data.draw, tree)) == tags
@@ -201,17 +268,19 @@ LAUGHS = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i else "lol"}">' fo
 
 
 @given(
-    subset=st.sampled_from([
-        LAUGHS,
-        '<!ENTITY x SYSTEM "file:///etc/passwd">',
-        '<!ENTITY x SYSTEM "file:///{secret}">',
-        '<!ENTITY x PUBLIC "-//x//y" "http://127.0.0.1:1/x">',
-        '<!ENTITY % p SYSTEM "file:///{secret}"> %p;',
-        '<!ENTITY % p "<!ENTITY x \'inner\'>"> %p;',
-        '<!ENTITY x "text">',
-        '<!ELEMENT Delete ANY>',
-        "",
-    ]),
+    subset=st.sampled_from(
+        [
+            LAUGHS,
+            '<!ENTITY x SYSTEM "file:///etc/passwd">',
+            '<!ENTITY x SYSTEM "file:///{secret}">',
+            '<!ENTITY x PUBLIC "-//x//y" "http://127.0.0.1:1/x">',
+            '<!ENTITY % p SYSTEM "file:///{secret}"> %p;',
+            "<!ENTITY % p \"<!ENTITY x 'inner'>\"> %p;",
+            '<!ENTITY x "text">',
+            "<!ELEMENT Delete ANY>",
+            "",
+        ]
+    ),
     external=st.sampled_from(["", ' SYSTEM "file:///{secret}"', ' PUBLIC "-//x//y" "file:///{secret}"']),
     reference=st.sampled_from(["&x;", "&lol9;", "", "a"]),
     root=st.sampled_from(sorted(PARSERS)),
@@ -225,8 +294,11 @@ def test_documents_with_a_dtd_are_malformed(tmp_path_factory, subset, external, 
     assert isinstance(outcome, S3Error) and outcome.code == "MalformedXML"
 
 
-@given(name=st.text(st.sampled_from("abcxyz_:0-"), min_size=1, max_size=8).filter(
-    lambda n: n not in ("amp", "lt", "gt", "quot", "apos")))
+@given(
+    name=st.text(st.sampled_from("abcxyz_:0-"), min_size=1, max_size=8).filter(
+        lambda n: n not in ("amp", "lt", "gt", "quot", "apos")
+    )
+)
 def test_entity_references_without_a_dtd_are_malformed(name):
     outcome = _outcome(parse_delete, f"<Delete><Object><Key>&{name};</Key></Object></Delete>".encode())
     assert isinstance(outcome, S3Error) and outcome.code == "MalformedXML"

@@ -21,17 +21,10 @@ import pytest
 import xxhash
 
 from aif_gateway.stage import Entry, Report, StageError, StageOptions, fingerprint
-from aif_gateway.stage.cache import (
-    cache_entries,
-    default_holder,
-    entry_key,
-    evict,
-    release,
-    stage_in_cached,
-)
+from aif_gateway.stage.cache import cache_entries, default_holder, entry_key, evict, release, stage_in_cached
 from aif_gateway.stage.cli.cache_commands import parse_duration
-from aif_gateway.stage.state.journal import DoneRecord
 from aif_gateway.stage.state.completion import write_complete, write_manifest
+from aif_gateway.stage.state.journal import DoneRecord
 from aif_gateway.stage.state.statedir import StageDir
 
 OPTIONS = StageOptions(progress=False, progress_interval_s=0)
@@ -63,20 +56,39 @@ class FakeStager:
             target.parent.mkdir(parents=True, exist_ok=True)
             data = os.urandom(e.size)
             target.write_bytes(data)
-            records.append(DoneRecord(e.rel_path, e.size, e.source_id, xxhash.xxh3_64_hexdigest(data),
-                                      target.stat().st_mtime_ns, e.url))
+            records.append(
+                DoneRecord(
+                    e.rel_path, e.size, e.source_id, xxhash.xxh3_64_hexdigest(data), target.stat().st_mtime_ns, e.url
+                )
+            )
         total = sum(e.size for e in entries)
-        write_complete(sd, sources=list(specs), fingerprint=fingerprint(entries), files=len(entries),
-                       total_bytes=total, manifest_sha256=write_manifest(sd, records))
+        write_complete(
+            sd,
+            sources=list(specs),
+            fingerprint=fingerprint(entries),
+            files=len(entries),
+            total_bytes=total,
+            manifest_sha256=write_manifest(sd, records),
+        )
         sd.end()
-        return Report("in", list(specs), str(dest), ok=True, path=str(dest), files=len(entries),
-                      bytes=total)
+        return Report("in", list(specs), str(dest), ok=True, path=str(dest), files=len(entries), bytes=total)
 
 
-def cached(src: Path | str, cache: Path, stager, *, holder: str = "job-1", cache_size: int | None = None,
-           link_to: Path | None = None, **kwargs) -> Report:
-    return asyncio.run(stage_in_cached([str(src)], cache, OPTIONS, holder=holder, cache_size=cache_size,
-                                       link_to=link_to, stager=stager, **kwargs))
+def cached(
+    src: Path | str,
+    cache: Path,
+    stager,
+    *,
+    holder: str = "job-1",
+    cache_size: int | None = None,
+    link_to: Path | None = None,
+    **kwargs,
+) -> Report:
+    return asyncio.run(
+        stage_in_cached(
+            [str(src)], cache, OPTIONS, holder=holder, cache_size=cache_size, link_to=link_to, stager=stager, **kwargs
+        )
+    )
 
 
 def keys(cache: Path) -> list[str]:
@@ -84,6 +96,7 @@ def keys(cache: Path) -> list[str]:
 
 
 # ---- keys -------------------------------------------------------------------------------------
+
 
 def test_key_is_stable_and_changes_when_a_source_file_changes(tmp_path: Path) -> None:
     src = make_source(tmp_path / "src", {"a": 10, "d/b": 20})
@@ -99,8 +112,9 @@ def test_key_names_where_the_data_comes_from(tmp_path: Path) -> None:
     two = make_source(tmp_path / "two", {"a": 5})
     os.utime(two / "a", ns=(0, (one / "a").stat().st_mtime_ns))
     assert fingerprint(asyncio.run(_list(one))) == fingerprint(asyncio.run(_list(two)))
-    assert entry_key([str(one)], asyncio.run(_list(one)), OPTIONS) != \
-        entry_key([str(two)], asyncio.run(_list(two)), OPTIONS)
+    assert entry_key([str(one)], asyncio.run(_list(one)), OPTIONS) != entry_key(
+        [str(two)], asyncio.run(_list(two)), OPTIONS
+    )
 
 
 def test_key_of_an_s3_source_includes_its_endpoint() -> None:
@@ -126,6 +140,7 @@ async def _list(*srcs: Path) -> list[Entry]:
 
 
 # ---- hits and misses --------------------------------------------------------------------------
+
 
 def test_second_stage_in_is_a_hit_without_transfer(tmp_path: Path) -> None:
     src = make_source(tmp_path / "src", {"a": 100, "d/b": 200})
@@ -183,6 +198,7 @@ def test_incomplete_entry_is_staged_again_in_the_same_place(tmp_path: Path) -> N
 
 # ---- eviction ---------------------------------------------------------------------------------
 
+
 def test_least_recently_used_entry_is_evicted_first(tmp_path: Path) -> None:
     cache, stager = tmp_path / "cache", FakeStager()
     srcs = {name: make_source(tmp_path / name, {"f": 400}) for name in "abcd"}
@@ -203,13 +219,10 @@ def test_least_recently_used_entry_is_evicted_first(tmp_path: Path) -> None:
 
 def test_leased_entry_is_never_evicted(tmp_path: Path) -> None:
     cache, stager = tmp_path / "cache", FakeStager()
-    old = cached(make_source(tmp_path / "old", {"f": 500}), cache, stager, holder="job-running",
-                 cache_size=1000)
-    newer = cached(make_source(tmp_path / "newer", {"f": 500}), cache, stager, holder="job-done",
-                   cache_size=1000)
+    old = cached(make_source(tmp_path / "old", {"f": 500}), cache, stager, holder="job-running", cache_size=1000)
+    newer = cached(make_source(tmp_path / "newer", {"f": 500}), cache, stager, holder="job-done", cache_size=1000)
     release(cache, "job-done")
-    third = cached(make_source(tmp_path / "third", {"f": 500}), cache, stager, holder="job-3",
-                   cache_size=1000)
+    third = cached(make_source(tmp_path / "third", {"f": 500}), cache, stager, holder="job-3", cache_size=1000)
     # "old" is the least recently used but its job still runs: the newer, released one goes.
     assert third.cache["evicted"] == [newer.cache["key"]]
     assert old.cache["key"] in keys(cache)
@@ -226,8 +239,10 @@ def test_no_room_while_leased_entries_fill_the_cache(tmp_path: Path) -> None:
     # The refused entry keeps no lease, so it can never pin space.
     assert sorted(len(e["leases"]) for e in cache_entries(cache)) == [0, 1]
     release(cache, "job-a")
-    assert cached(make_source(tmp_path / "b", {"f": 600}), cache, stager, holder="job-b",
-                  cache_size=1000).cache["hit"] is False
+    assert (
+        cached(make_source(tmp_path / "b", {"f": 600}), cache, stager, holder="job-b", cache_size=1000).cache["hit"]
+        is False
+    )
 
 
 def test_entry_larger_than_the_whole_cache_fails_naming_the_sizes(tmp_path: Path) -> None:
@@ -252,14 +267,14 @@ def test_evict_counts_entries_without_meta_by_their_size_on_disk(tmp_path: Path)
 
 # ---- leases -----------------------------------------------------------------------------------
 
+
 def test_pid_lease_lapses_when_its_process_exits(tmp_path: Path) -> None:
     cache, stager = tmp_path / "cache", FakeStager()
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         holder = default_holder(proc.pid)
         cached(make_source(tmp_path / "a", {"f": 10}), cache, stager, holder=holder)
-        assert [(lease["holder"], lease["live"]) for lease in cache_entries(cache)[0]["leases"]] == \
-            [(holder, True)]
+        assert [(lease["holder"], lease["live"]) for lease in cache_entries(cache)[0]["leases"]] == [(holder, True)]
         assert evict(cache, 1000, 1000) == []
     finally:
         proc.kill()
@@ -325,6 +340,7 @@ def test_parse_duration() -> None:
 
 # ---- links ------------------------------------------------------------------------------------
 
+
 def test_link_to_points_at_the_entry_and_replaces_an_older_link(tmp_path: Path) -> None:
     cache, stager, link = tmp_path / "cache", FakeStager(), tmp_path / "job" / "dataset"
     first = cached(make_source(tmp_path / "a", {"f": 10}), cache, stager, link_to=link)
@@ -334,8 +350,7 @@ def test_link_to_points_at_the_entry_and_replaces_an_older_link(tmp_path: Path) 
     assert sorted(p.name for p in link.parent.iterdir()) == ["dataset"]
 
 
-def test_relative_cache_dir_gives_absolute_paths_and_links(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_cache_dir_gives_absolute_paths_and_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     make_source(tmp_path / "a", {"f": 10})
     report = cached("a", Path("cache"), FakeStager(), link_to=Path("job/dataset"))
@@ -346,21 +361,26 @@ def test_relative_cache_dir_gives_absolute_paths_and_links(tmp_path: Path,
 def test_link_to_refuses_to_replace_a_directory(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     with pytest.raises(StageError) as caught:
-        cached(make_source(tmp_path / "a", {"f": 10}), tmp_path / "cache", FakeStager(),
-               link_to=tmp_path / "real")
+        cached(make_source(tmp_path / "a", {"f": 10}), tmp_path / "cache", FakeStager(), link_to=tmp_path / "real")
     assert caught.value.kind == "usage" and str(tmp_path / "real") in str(caught.value)
 
 
 # ---- concurrency ------------------------------------------------------------------------------
+
 
 def test_two_tasks_of_one_process_transfer_once(tmp_path: Path) -> None:
     src = make_source(tmp_path / "src", {"a": 100})
     cache, stager = tmp_path / "cache", FakeStager(delay=0.3)
 
     async def both() -> list[Report]:
-        return await asyncio.gather(*(
-            stage_in_cached([str(src)], cache, OPTIONS, holder=f"job-{i}", cache_size=None, link_to=None,
-                            stager=stager) for i in range(2)))
+        return await asyncio.gather(
+            *(
+                stage_in_cached(
+                    [str(src)], cache, OPTIONS, holder=f"job-{i}", cache_size=None, link_to=None, stager=stager
+                )
+                for i in range(2)
+            )
+        )
 
     reports = asyncio.run(both())
     assert len(stager.calls) == 1
@@ -400,7 +420,10 @@ def _start_child(tmp_path: Path, src: Path, cache: Path, mode: str = "stage") ->
     script.write_text(CHILD)
     return subprocess.Popen(
         [sys.executable, str(script), str(src), str(cache), str(tmp_path / "calls"), str(tmp_path / "go"), mode],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_processes_racing_for_one_dataset_transfer_it_once(tmp_path: Path) -> None:
@@ -446,7 +469,12 @@ def test_entry_being_staged_is_not_evicted_and_a_killed_stage_in_resumes(tmp_pat
         seen.append((dest / "half-done").exists())
         return await stager(specs, dest, options, entries=entries)
 
-    report = asyncio.run(asyncio.wait_for(stage_in_cached(
-        [str(src)], cache, OPTIONS, holder="job-next", cache_size=None, link_to=None, stager=resuming),
-        timeout=CHILD_TIMEOUT_S))
+    report = asyncio.run(
+        asyncio.wait_for(
+            stage_in_cached(
+                [str(src)], cache, OPTIONS, holder="job-next", cache_size=None, link_to=None, stager=resuming
+            ),
+            timeout=CHILD_TIMEOUT_S,
+        )
+    )
     assert seen == [True] and report.cache["hit"] is False

@@ -7,10 +7,20 @@ import pytest
 from aif_gateway.stage.options import GiB, MiB, StageOptions, format_size, parse_size
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("64M", 64 * MiB), ("1G", GiB), ("500G", 500 * GiB), ("1024", 1024), ("8MiB", 8 * MiB),
-    ("2gb", 2 * GiB), ("1.5G", GiB + GiB // 2), (" 3 K ", 3 * 1024), ("1T", 1 << 40),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("64M", 64 * MiB),
+        ("1G", GiB),
+        ("500G", 500 * GiB),
+        ("1024", 1024),
+        ("8MiB", 8 * MiB),
+        ("2gb", 2 * GiB),
+        ("1.5G", GiB + GiB // 2),
+        (" 3 K ", 3 * 1024),
+        ("1T", 1 << 40),
+    ],
+)
 def test_parse_size_uses_binary_units(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -27,9 +37,7 @@ def test_format_size_picks_a_readable_unit() -> None:
     assert format_size(3 * GiB // 2) == "1.5 GiB"
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"jobs": 0}, {"part_size": MiB}, {"retries": -1}, {"access_key": "k"},
-])
+@pytest.mark.parametrize("kwargs", [{"jobs": 0}, {"part_size": MiB}, {"retries": -1}, {"access_key": "k"}])
 def test_options_refuse_unusable_values(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         StageOptions(**kwargs)

@@ -21,7 +21,7 @@ KIB = 1024
 
 def write_stripes(writer, data: bytes, stripe: int, threads: int = 4) -> list[int]:
     """Each stripe in its own task, the last ones first: stripes may land in any order."""
-    spans = [(i, off, data[off:off + stripe]) for i, off in enumerate(range(0, len(data), stripe))] or [(0, 0, b"")]
+    spans = [(i, off, data[off : off + stripe]) for i, off in enumerate(range(0, len(data), stripe))] or [(0, 0, b"")]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda s: writer.write_at(memoryview(s[2]), s[1], s[0]), reversed(spans)))
     return [len(s[2]) for s in spans]
@@ -68,7 +68,7 @@ def test_md5_etags_are_those_of_a_multipart_upload(tmp_path):
     writer = bucket.writer("m", md5=True)
     sizes = write_stripes(writer, data, 64 * KIB)
     record = writer.commit(sizes)
-    parts = [data[i:i + 64 * KIB] for i in range(0, len(data), 64 * KIB)]
+    parts = [data[i : i + 64 * KIB] for i in range(0, len(data), 64 * KIB)]
     assert record.etag == hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-4"
     info = run(store.head_object("bkt", "m"))
     assert info.part_sizes == tuple(sizes)

@@ -22,7 +22,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> FsStore:
 
 
 def copy(
-    store: FsStore, src: str, dst: str, attrs: ObjectAttrs | None = None, options: WriteOptions | None = None,
+    store: FsStore,
+    src: str,
+    dst: str,
+    attrs: ObjectAttrs | None = None,
+    options: WriteOptions | None = None,
     **kwargs: object,
 ) -> ObjectInfo:
     return run(store.copy_object("bkt", src, "bkt", dst, attrs, options or WriteOptions(), **kwargs))  # type: ignore[arg-type]
@@ -149,8 +153,7 @@ def test_tags_of_a_missing_object_are_no_such_key(store: FsStore) -> None:
 
 
 @pytest.mark.parametrize(
-    "tags",
-    [{f"k{i}": "v" for i in range(11)}, {"k" * 129: "v"}, {"": "v"}, {"k": "v" * 257}, {"aws:reserved": "v"}],
+    "tags", [{f"k{i}": "v" for i in range(11)}, {"k" * 129: "v"}, {"": "v"}, {"k": "v" * 257}, {"aws:reserved": "v"}]
 )
 def test_tag_limits_are_invalid_tag(store: FsStore, tags: dict[str, str]) -> None:
     put(store, "k", b"x")

@@ -35,16 +35,18 @@ def bucket_dir(store: FsStore) -> Path:
 
 
 def test_put_then_get_and_head_round_trip(store: FsStore) -> None:
-    attrs = ObjectAttrs(
-        content_type="text/csv", headers={"Cache-Control": "max-age=60"}, user_meta={"run": "42"}
-    )
+    attrs = ObjectAttrs(content_type="text/csv", headers={"Cache-Control": "max-age=60"}, user_meta={"run": "42"})
     data = b"x" * (3 << 20) + b"tail"  # several write batches
     written = put(store, "dir/sub/data.csv", data, attrs, WriteOptions(hash_algorithms=frozenset({"SHA256"})))
     assert written.etag == hashlib.md5(data).hexdigest()
     assert written.checksums == {"SHA256": base64.b64encode(hashlib.sha256(data).digest()).decode()}
     head = run(store.head_object("bkt", "dir/sub/data.csv"))
     assert head == written
-    assert (head.content_type, head.headers, head.user_meta) == ("text/csv", {"Cache-Control": "max-age=60"}, {"run": "42"})
+    assert (head.content_type, head.headers, head.user_meta) == (
+        "text/csv",
+        {"Cache-Control": "max-age=60"},
+        {"run": "42"},
+    )
     assert get(store, "dir/sub/data.csv") == data
     assert (store.root / "bkt" / "dir" / "sub" / "data.csv").read_bytes() == data  # a plain file
 
@@ -78,7 +80,7 @@ def test_prefetched_and_read_bodies_give_the_same_ranges(store: FsStore, size: i
 
     for start, end in [(0, size - 1), (0, 0), (size - 1, size - 1), (size // 3, size // 2)]:
         body, prefetched = run(read(start, end))
-        assert body == data[start:end + 1]
+        assert body == data[start : end + 1]
         assert prefetched == (size <= PREFETCH_MAX)
 
 
@@ -202,8 +204,19 @@ def test_a_file_may_replace_an_empty_unmarked_directory(store: FsStore, bucket_d
 
 
 @pytest.mark.parametrize(
-    "key", ["../escape", "a/../../escape", "./a", "a//b", "/abs", "a\x00b", "x" * 256, "k" * 1025,
-            f"{INTERNAL_DIR}/tmp/x", f"{INTERNAL_DIR}/locks"],
+    "key",
+    [
+        "../escape",
+        "a/../../escape",
+        "./a",
+        "a//b",
+        "/abs",
+        "a\x00b",
+        "x" * 256,
+        "k" * 1025,
+        f"{INTERNAL_DIR}/tmp/x",
+        f"{INTERNAL_DIR}/locks",
+    ],
 )
 def test_bad_keys_are_rejected_with_nothing_written(store: FsStore, tmp_path: Path, key: str) -> None:
     before = files_under(tmp_path)

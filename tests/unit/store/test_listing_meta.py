@@ -10,12 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from ..store_support import bucket_paths
 from aif_gateway.store.base import ObjectInfo
 from aif_gateway.store.meta import (
-    META_XATTR, SIDECAR, XATTR, ObjectRecord, info_for, listed_info, listed_object, meta_store_for,
+    META_XATTR,
+    SIDECAR,
+    XATTR,
+    ObjectRecord,
+    info_for,
+    listed_info,
+    listed_object,
+    meta_store_for,
 )
-from aif_gateway.store.paths import BucketPaths
+
+from ..store_support import bucket_paths
 
 MTIME = 1_735_689_600_123_456_789
 LISTED_FIELDS = ("key", "size", "mtime_ns", "etag", "checksums", "checksum_type", "is_dir_marker")
@@ -37,8 +44,15 @@ def exact(key: str, size: int, mtime_ns: int, data: bytes | None) -> ObjectInfo:
 
 def test_listed_object_equals_the_constructors_object() -> None:
     fast = listed_object("k", 5, MTIME, "e", {"CRC32": "AAAAAA=="}, "FULL_OBJECT", True)
-    slow = ObjectInfo(key="k", size=5, mtime_ns=MTIME, etag="e", checksums={"CRC32": "AAAAAA=="},
-                      checksum_type="FULL_OBJECT", is_dir_marker=True)
+    slow = ObjectInfo(
+        key="k",
+        size=5,
+        mtime_ns=MTIME,
+        etag="e",
+        checksums={"CRC32": "AAAAAA=="},
+        checksum_type="FULL_OBJECT",
+        is_dir_marker=True,
+    )
     assert fast == slow
     assert vars(fast) == {f.name: getattr(slow, f.name) for f in dataclasses.fields(ObjectInfo)}
     plain = listed_object("k", 5, MTIME, "e")
@@ -48,9 +62,16 @@ def test_listed_object_equals_the_constructors_object() -> None:
 
 RECORDS = {
     "plain": ObjectRecord(etag="0" * 32, size=5, mtime_ns=MTIME).encode(),
-    "checksums": ObjectRecord(etag="1" * 32, size=5, mtime_ns=MTIME, content_type="text/csv",
-                              headers={"Cache-Control": "no-cache"}, user_meta={"who": "ü \"q\""},
-                              checksums={"CRC32": "AAAAAA==", "SHA256": "x" * 44}, checksum_type="COMPOSITE").encode(),
+    "checksums": ObjectRecord(
+        etag="1" * 32,
+        size=5,
+        mtime_ns=MTIME,
+        content_type="text/csv",
+        headers={"Cache-Control": "no-cache"},
+        user_meta={"who": 'ü "q"'},
+        checksums={"CRC32": "AAAAAA==", "SHA256": "x" * 44},
+        checksum_type="COMPOSITE",
+    ).encode(),
     "multipart": ObjectRecord(etag="2" * 32 + "-3", size=5, mtime_ns=MTIME, part_sizes=(2, 2, 1)).encode(),
     "marker": ObjectRecord(etag="3" * 32, size=0, mtime_ns=1, dir_marker=True).encode(),
     "stale size": ObjectRecord(etag="4" * 32, size=6, mtime_ns=MTIME).encode(),
@@ -107,8 +128,13 @@ def test_describe_listed_reads_each_backend_like_meta_read(bucket) -> None:
     (directory / "now-a-dir").mkdir()
     for name, etag in (("written", "a" * 32), ("rewritten", "b" * 32)):
         st = os.stat(directory / name)
-        record = ObjectRecord(etag=etag, size=st.st_size, mtime_ns=st.st_mtime_ns, checksums={"CRC32C": "AAAAAA=="},
-                              checksum_type="FULL_OBJECT")
+        record = ObjectRecord(
+            etag=etag,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            checksums={"CRC32C": "AAAAAA=="},
+            checksum_type="FULL_OBJECT",
+        )
         meta.write(directory / name, f"d/{name}", record)
     (directory / "rewritten").write_bytes(b"rewritten in place")
     (directory / "gone").unlink()

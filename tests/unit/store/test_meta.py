@@ -8,14 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from ..store_support import bucket_paths
 from aif_gateway.store.base import MAX_PARTS
 from aif_gateway.store.meta import (
-    BACKEND_ENV, META_XATTR, SIDECAR, XATTR, ObjectRecord, decode_tags, foreign_etag, guess_content_type, info_for,
+    BACKEND_ENV,
+    META_XATTR,
+    SIDECAR,
+    XATTR,
+    ObjectRecord,
+    decode_tags,
+    foreign_etag,
+    guess_content_type,
+    info_for,
     meta_store_for,
 )
 from aif_gateway.store.paths import BucketPaths
 from aif_gateway.store.record_checks import MAX_RECORD_BYTES
+
+from ..store_support import bucket_paths
 
 
 def record_of(path: Path, **fields: object) -> ObjectRecord:
@@ -25,8 +34,14 @@ def record_of(path: Path, **fields: object) -> ObjectRecord:
 
 def test_record_round_trips_through_its_encoding() -> None:
     record = ObjectRecord(
-        etag="abc-3", size=17, mtime_ns=0, content_type="text/csv", headers={"Cache-Control": "no-cache"},
-        user_meta={"owner": "ü"}, checksums={"CRC32": "AAAAAA=="}, checksum_type="COMPOSITE",
+        etag="abc-3",
+        size=17,
+        mtime_ns=0,
+        content_type="text/csv",
+        headers={"Cache-Control": "no-cache"},
+        user_meta={"owner": "ü"},
+        checksums={"CRC32": "AAAAAA=="},
+        checksum_type="COMPOSITE",
         part_sizes=(5, 5, 5, 2),
     )
     assert ObjectRecord.decode(record.encode()) == record
@@ -51,25 +66,55 @@ def forged(**fields: object) -> bytes:
 
 
 def test_a_well_formed_record_passes_the_checks() -> None:
-    assert ObjectRecord.decode(forged(headers={"Cache-Control": "no-cache"}, user_meta={"a-b": "ü x"},
-                                      part_sizes=[[4, 2], [2, 1]])) is not None
+    assert (
+        ObjectRecord.decode(
+            forged(headers={"Cache-Control": "no-cache"}, user_meta={"a-b": "ü x"}, part_sizes=[[4, 2], [2, 1]])
+        )
+        is not None
+    )
 
 
-@pytest.mark.parametrize("headers", [{"Set-Cookie": "session=stolen"}, {"Location": "https://evil.example"},
-                                     {"cache-control": "no-cache"}, {"Expires": "x\r\nSet-Cookie: a=b"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Set-Cookie": "session=stolen"},
+        {"Location": "https://evil.example"},
+        {"cache-control": "no-cache"},
+        {"Expires": "x\r\nSet-Cookie: a=b"},
+    ],
+)
 def test_records_naming_headers_s3_objects_cannot_carry_are_refused(headers: dict[str, str]) -> None:
     assert ObjectRecord.decode(forged(headers=headers)) is None
 
 
-@pytest.mark.parametrize("fields", [
-    {"size": "10"}, {"size": -1}, {"size": True}, {"mtime_ns": 1.5}, {"etag": 5}, {"etag": 'a"b'}, {"etag": ""},
-    {"content_type": ["text/plain"]}, {"content_type": "text/plain\r\nSet-Cookie: a=b"},
-    {"headers": ["Cache-Control"]}, {"headers": {"Cache-Control": 5}},
-    {"user_meta": {"a": ["x"]}}, {"user_meta": {"Bad Name": "x"}}, {"user_meta": {"a": "x\ny"}},
-    {"checksums": {"CRC32": 1}}, {"checksums": {"MD4": "AAAAAA=="}}, {"checksums": {"CRC32": "not base64!"}},
-    {"checksum_type": "WHOLE"}, {"dir_marker": "yes"}, {"part_sizes": "10"}, {"part_sizes": [[10]]},
-    {"part_sizes": [[10, 0]]}, {"part_sizes": [[-5, 1], [15, 1]]},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"size": "10"},
+        {"size": -1},
+        {"size": True},
+        {"mtime_ns": 1.5},
+        {"etag": 5},
+        {"etag": 'a"b'},
+        {"etag": ""},
+        {"content_type": ["text/plain"]},
+        {"content_type": "text/plain\r\nSet-Cookie: a=b"},
+        {"headers": ["Cache-Control"]},
+        {"headers": {"Cache-Control": 5}},
+        {"user_meta": {"a": ["x"]}},
+        {"user_meta": {"Bad Name": "x"}},
+        {"user_meta": {"a": "x\ny"}},
+        {"checksums": {"CRC32": 1}},
+        {"checksums": {"MD4": "AAAAAA=="}},
+        {"checksums": {"CRC32": "not base64!"}},
+        {"checksum_type": "WHOLE"},
+        {"dir_marker": "yes"},
+        {"part_sizes": "10"},
+        {"part_sizes": [[10]]},
+        {"part_sizes": [[10, 0]]},
+        {"part_sizes": [[-5, 1], [15, 1]]},
+    ],
+)
 def test_records_with_wrong_types_or_values_are_refused(fields: dict[str, object]) -> None:
     assert ObjectRecord.decode(forged(**fields)) is None
 
@@ -95,7 +140,9 @@ def test_a_record_larger_than_the_cap_is_not_parsed() -> None:
     assert ObjectRecord.decode(padded) is None
 
 
-@pytest.mark.parametrize("data", [b"[]", b'{"a": 1}', b'{"k": ["v"]}', json.dumps({str(i): "v" for i in range(11)}).encode()])
+@pytest.mark.parametrize(
+    "data", [b"[]", b'{"a": 1}', b'{"k": ["v"]}', json.dumps({str(i): "v" for i in range(11)}).encode()]
+)
 def test_tag_sets_that_the_gateway_cannot_have_written_read_as_none(data: bytes) -> None:
     assert decode_tags(data) == {}
 
@@ -144,8 +191,13 @@ def test_foreign_etags_are_stable_and_never_look_like_md5(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("key", "content_type"),
-    [("a/b.json", "application/json"), ("x.txt", "text/plain"), ("img.png", "image/png"),
-     ("no-extension", "application/octet-stream"), ("weird.zzqq", "application/octet-stream")],
+    [
+        ("a/b.json", "application/json"),
+        ("x.txt", "text/plain"),
+        ("img.png", "image/png"),
+        ("no-extension", "application/octet-stream"),
+        ("weird.zzqq", "application/octet-stream"),
+    ],
 )
 def test_foreign_content_type_is_guessed_from_the_extension(key: str, content_type: str) -> None:
     assert guess_content_type(key) == content_type

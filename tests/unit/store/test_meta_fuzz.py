@@ -18,7 +18,8 @@ import base64
 import json
 from types import SimpleNamespace
 
-from hypothesis import event, example, given, strategies as st
+from hypothesis import event, example, given
+from hypothesis import strategies as st
 
 from aif_gateway.s3.headers import STORED_HEADERS
 from aif_gateway.store.base import CHECKSUM_ALGORITHMS, ObjectInfo
@@ -45,8 +46,7 @@ def _str_dict(value, keys_allowed=None) -> bool:
     """Header-safe strings, with keys from ``keys_allowed`` (compared without case: header names)."""
     allowed = None if keys_allowed is None else {k.lower() for k in keys_allowed}
     return isinstance(value, dict) and all(
-        _header_safe(k) and _header_safe(v) and (allowed is None or k.lower() in allowed)
-        for k, v in value.items()
+        _header_safe(k) and _header_safe(v) and (allowed is None or k.lower() in allowed) for k, v in value.items()
     )
 
 
@@ -74,8 +74,9 @@ def assert_well_formed_info(info: ObjectInfo) -> None:
 
 TEXT = st.text(max_size=20)
 # Part runs ([size, count]): counts bounded so that the current decoder's expansion stays cheap.
-RUNS = st.lists(st.lists(st.integers(0, 10**12), min_size=2, max_size=2).map(lambda run: [run[0], run[1] % 20_001]),
-                max_size=4)
+RUNS = st.lists(
+    st.lists(st.integers(0, 10**12), min_size=2, max_size=2).map(lambda run: [run[0], run[1] % 20_001]), max_size=4
+)
 
 
 @st.composite
@@ -88,14 +89,21 @@ def records(draw) -> ObjectRecord:
         mtime_ns=draw(st.integers(0, 2**63 - 1)),
         content_type=draw(st.sampled_from(["application/octet-stream", "text/plain; charset=utf-8"])),
         headers=draw(st.dictionaries(st.sampled_from(STORED_HEADERS), st.text("abc =/;", max_size=10), max_size=2)),
-        user_meta=draw(st.dictionaries(st.text("abcxyz-", min_size=1, max_size=8), st.text("abc ", max_size=8),
-                                       max_size=2)),
+        user_meta=draw(
+            st.dictionaries(st.text("abcxyz-", min_size=1, max_size=8), st.text("abc ", max_size=8), max_size=2)
+        ),
         # Checksums are base64 digests (with a part count when COMPOSITE), as the gateway stores them.
-        checksums=draw(st.dictionaries(
-            st.sampled_from(CHECKSUM_ALGORITHMS),
-            st.builds(lambda digest, parts: base64.b64encode(digest).decode() + parts,
-                      st.binary(min_size=4, max_size=32), st.sampled_from(["", "-3"])),
-            max_size=1)),
+        checksums=draw(
+            st.dictionaries(
+                st.sampled_from(CHECKSUM_ALGORITHMS),
+                st.builds(
+                    lambda digest, parts: base64.b64encode(digest).decode() + parts,
+                    st.binary(min_size=4, max_size=32),
+                    st.sampled_from(["", "-3"]),
+                ),
+                max_size=1,
+            )
+        ),
         checksum_type=draw(st.sampled_from(CHECKSUM_TYPES)),
         part_sizes=parts,
         dir_marker=draw(st.booleans()),
@@ -104,7 +112,7 @@ def records(draw) -> ObjectRecord:
 
 # Any JSON value (no part_sizes-shaped lists of huge counts: see RUNS).
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | TEXT,
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )
@@ -113,14 +121,28 @@ FIELD_VALUES = {
     "size": st.one_of(st.integers(-5, 2**64), st.just(True), st.just("5"), JSON),
     "mtime_ns": st.one_of(st.integers(-5, 2**64), st.just(1.5), JSON),
     "content_type": st.one_of(TEXT, st.just("text/html\r\nLocation: x"), JSON),
-    "headers": st.one_of(st.dictionaries(st.sampled_from(["Set-Cookie", "Location", "Cache-Control", "Expires"]),
-                                         st.one_of(TEXT, JSON), max_size=2), JSON),
+    "headers": st.one_of(
+        st.dictionaries(
+            st.sampled_from(["Set-Cookie", "Location", "Cache-Control", "Expires"]), st.one_of(TEXT, JSON), max_size=2
+        ),
+        JSON,
+    ),
     "user_meta": st.one_of(st.dictionaries(TEXT, st.one_of(TEXT, JSON), max_size=2), JSON),
-    "checksums": st.one_of(st.dictionaries(st.sampled_from(["CRC32", "MD5", ""]), st.one_of(TEXT, JSON),
-                                           max_size=2), JSON),
+    "checksums": st.one_of(
+        st.dictionaries(st.sampled_from(["CRC32", "MD5", ""]), st.one_of(TEXT, JSON), max_size=2), JSON
+    ),
     "checksum_type": st.one_of(st.sampled_from(["COMPOSITE", "SOMETHING"]), JSON),
-    "part_sizes": st.one_of(RUNS, st.just([[1, -3]]), st.just([[1.5, 2]]), st.just([["a", 2]]), st.just([[1, 2, 3]]),
-                            st.just([[1, 10_001]]), st.just({"ab": 1}), st.just("ab"), st.none()),
+    "part_sizes": st.one_of(
+        RUNS,
+        st.just([[1, -3]]),
+        st.just([[1.5, 2]]),
+        st.just([["a", 2]]),
+        st.just([[1, 2, 3]]),
+        st.just([[1, 10_001]]),
+        st.just({"ab": 1}),
+        st.just("ab"),
+        st.none(),
+    ),
     "dir_marker": st.one_of(st.booleans(), st.just(1), st.just("yes"), JSON),
 }
 
@@ -142,15 +164,11 @@ def forged_records(draw) -> bytes:
     data = json.dumps(raw).encode()
     if draw(st.integers(0, 4)) == 0:
         at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.sampled_from([b"", b"[", b"{", b"\xff", b"1", b'"', b"]]"])) + data[at + 1:]
+        data = data[:at] + draw(st.sampled_from([b"", b"[", b"{", b"\xff", b"1", b'"', b"]]"])) + data[at + 1 :]
     return data
 
 
-ANY_BYTES = st.one_of(
-    st.binary(max_size=200),
-    JSON.map(lambda value: json.dumps(value).encode()),
-    forged_records(),
-)
+ANY_BYTES = st.one_of(st.binary(max_size=200), JSON.map(lambda value: json.dumps(value).encode()), forged_records())
 
 
 def _decoded(data: bytes) -> ObjectRecord | None:
@@ -160,6 +178,7 @@ def _decoded(data: bytes) -> ObjectRecord | None:
 
 
 # -- properties ------------------------------------------------------------------------------------
+
 
 @given(record=records())
 def test_records_the_gateway_writes_decode_to_themselves(record):

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ..store_support import state_dir
 from aif_gateway.checksums import b64, digest_of
 from aif_gateway.errors import S3Error
+from aif_gateway.store import publish
 from aif_gateway.store.base import CompletedPart, ExpectedObject, ObjectAttrs, WriteOptions
 from aif_gateway.store.fs import FsStore
-from aif_gateway.store import publish
 from aif_gateway.store.multipart import MIN_PART_SIZE, MultipartUploads
 
 from ..multipart_support import BUCKET, root, run, stream, uploads  # noqa: F401 (root is a fixture)
+from ..store_support import state_dir
 
 BIG = bytes(range(256)) * (MIN_PART_SIZE // 256)  # exactly the minimum part size
 NONE = WriteOptions()
@@ -58,7 +58,10 @@ def test_complete_builds_exact_bytes_etag_and_metadata(root: Path) -> None:
     assert info.etag == expected and info.size == len(BIG) + 4 and info.tag_count == 1
     head = run(FsStore(root).head_object(BUCKET, "dir/obj"))
     assert (head.etag, head.part_sizes, head.content_type, head.user_meta) == (
-        expected, (len(BIG), 4), "text/plain", {"who": "me"}
+        expected,
+        (len(BIG), 4),
+        "text/plain",
+        {"who": "me"},
     )
     assert run(FsStore(root).get_tags(BUCKET, "dir/obj")) == {"t": "1"}
     assert not (state_dir(root, BUCKET) / "uploads" / upload_id).exists()
@@ -340,8 +343,14 @@ def test_list_uploads_sorted_grouped_and_paged(root: Path) -> None:
         page = run(mp.list_uploads(**kw))
         return [(u.key, u.upload_id) for u in page.uploads], page.common_prefixes, page.is_truncated
 
-    everything = [("a.b", ids["a.b"][0]), ("a/x", ids["a/x"][0]), ("a/y", ids["a/y"][0]),
-                  ("b", ids["b"][0]), ("b", ids["b"][1]), ("c", ids["c"][0])]
+    everything = [
+        ("a.b", ids["a.b"][0]),
+        ("a/x", ids["a/x"][0]),
+        ("a/y", ids["a/y"][0]),
+        ("b", ids["b"][0]),
+        ("b", ids["b"][1]),
+        ("c", ids["c"][0]),
+    ]
     assert listed() == (everything, [], False)
     assert listed(delimiter="/") == ([everything[0]] + everything[3:], ["a/"], False)
     assert listed(prefix="a/") == (everything[1:3], [], False)
@@ -424,8 +433,12 @@ def test_a_complete_whose_claims_are_wrong_publishes_nothing(root: Path, expecte
 
 def test_a_complete_whose_claims_hold_publishes_and_its_retry_is_checked_too(root: Path) -> None:
     mp, upload_id, parts = full_object_upload(root)
-    claims = {"checksum_algorithm": "CRC32", "checksum": FULL_CRC32, "checksum_type": "FULL_OBJECT",
-              "size": len(BIG) + 3}
+    claims = {
+        "checksum_algorithm": "CRC32",
+        "checksum": FULL_CRC32,
+        "checksum_type": "FULL_OBJECT",
+        "size": len(BIG) + 3,
+    }
     info = complete_expecting(mp, upload_id, parts, **claims)
     assert info.checksums == {"CRC32": FULL_CRC32} and info.checksum_type == "FULL_OBJECT"
     assert (root / BUCKET / "k").read_bytes() == BIG + b"xyz"
@@ -442,10 +455,13 @@ def test_a_composite_claim_may_carry_or_leave_out_the_part_count(root: Path) -> 
         composite = b64(digest_of("SHA1", digest_of("SHA1", BIG) + digest_of("SHA1", b"xyz")))
         parts = [CompletedPart(1, p1.etag), CompletedPart(2, p2.etag)]
         wrong = b64(digest_of("SHA1", b"nope")) + suffix
-        assert error_code(lambda: complete_expecting(mp, upload_id, parts, checksum_algorithm="SHA1",
-                                                     checksum=wrong)) == "BadDigest"
-        info = complete_expecting(mp, upload_id, parts, checksum_algorithm="SHA1", checksum=composite + suffix,
-                                  checksum_type="COMPOSITE")
+        assert (
+            error_code(lambda: complete_expecting(mp, upload_id, parts, checksum_algorithm="SHA1", checksum=wrong))
+            == "BadDigest"
+        )
+        info = complete_expecting(
+            mp, upload_id, parts, checksum_algorithm="SHA1", checksum=composite + suffix, checksum_type="COMPOSITE"
+        )
         assert info.checksums == {"SHA1": composite + "-2"}
 
 
@@ -466,8 +482,9 @@ def test_a_part_keeps_its_checksums_but_not_digests_computed_only_to_verify(root
     mp = uploads(root)
     upload_id = run(mp.create("k", ObjectAttrs(), checksum_algorithm="CRC32C"))
     seen: dict[str, bytes] = {}
-    options = WriteOptions(hash_algorithms=frozenset({"CRC32"}), verify_algorithms=frozenset({"SHA256"}),
-                           verify=seen.update)
+    options = WriteOptions(
+        hash_algorithms=frozenset({"CRC32"}), verify_algorithms=frozenset({"SHA256"}), verify=seen.update
+    )
     part = put_part(mp, "k", upload_id, 1, b"abc", options)
     assert seen["SHA256"] == hashlib.sha256(b"abc").digest()
     assert set(part.checksums) == {"CRC32", "CRC32C"}

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from ..store_support import state_dir
 from aif_gateway.errors import S3Error
 from aif_gateway.store import multipart, multipart_layout, multipart_slots
 from aif_gateway.store.base import CompletedPart, ObjectAttrs, WriteOptions
@@ -22,6 +20,7 @@ from aif_gateway.store.multipart import MIN_PART_SIZE
 from aif_gateway.store.multipart_layout import in_place_plan
 
 from ..multipart_support import BUCKET, root, run, stream, uploads  # noqa: F401 (root is a fixture)
+from ..store_support import state_dir
 
 P = MIN_PART_SIZE
 
@@ -41,8 +40,9 @@ def put_part(root: Path, upload_id: str, number: int, data: bytes, known_size: b
 
 
 def complete(root: Path, upload_id: str, parts):
-    return run(uploads(root).complete("k", upload_id, [CompletedPart(p.part_number, p.etag) for p in parts],
-                                      WriteOptions()))
+    return run(
+        uploads(root).complete("k", upload_id, [CompletedPart(p.part_number, p.etag) for p in parts], WriteOptions())
+    )
 
 
 def multipart_etag(datas: list[bytes]) -> str:
@@ -152,9 +152,7 @@ def test_a_refused_in_place_complete_keeps_the_upload_whole(root: Path) -> None:
     parts = [put_part(root, upload_id, n, part_bytes(n)) for n in (1, 2)]
     completed = [CompletedPart(p.part_number, p.etag) for p in parts]
     refused = WriteOptions(if_none_match=True)
-    assert error_code(lambda: run(uploads(root).complete("k", upload_id, completed, refused))) == (
-        "PreconditionFailed"
-    )
+    assert error_code(lambda: run(uploads(root).complete("k", upload_id, completed, refused))) == ("PreconditionFailed")
     assert (root / BUCKET / "k").read_bytes() == b"old"
     complete(root, upload_id, parts)
     assert (root / BUCKET / "k").read_bytes() == part_bytes(1) + part_bytes(2)
@@ -274,8 +272,10 @@ def _upload_parts_in_child(root: str, upload_id: str, numbers: list[int]) -> Non
 def test_parts_written_by_concurrent_processes_land_at_their_offsets(root: Path) -> None:
     upload_id = run(uploads(root).create("k", ObjectAttrs()))
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_upload_parts_in_child, args=(str(root), upload_id, numbers))
-                for numbers in ([4, 1], [2, 3])]
+    children = [
+        context.Process(target=_upload_parts_in_child, args=(str(root), upload_id, numbers))
+        for numbers in ([4, 1], [2, 3])
+    ]
     for child in children:
         child.start()
     for child in children:

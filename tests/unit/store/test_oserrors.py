@@ -13,8 +13,13 @@ from aif_gateway.store.oserrors import in_thread, s3_errors
 
 @pytest.mark.parametrize(
     "number, code",
-    [(errno.EACCES, "AccessDenied"), (errno.EROFS, "AccessDenied"), (errno.ENOSPC, "InternalError"),
-     (errno.EDQUOT, "InternalError"), (errno.ENAMETOOLONG, "KeyTooLongError")],
+    [
+        (errno.EACCES, "AccessDenied"),
+        (errno.EROFS, "AccessDenied"),
+        (errno.ENOSPC, "InternalError"),
+        (errno.EDQUOT, "InternalError"),
+        (errno.ENAMETOOLONG, "KeyTooLongError"),
+    ],
 )
 def test_errno_with_an_s3_meaning_becomes_that_error(number: int, code: str) -> None:
     with pytest.raises(S3Error) as info, s3_errors():

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ..store_support import bucket_paths
 from aif_gateway.errors import S3Error
-from aif_gateway.store.paths import (
-    INTERNAL_DIR, BucketPaths, open_checked, validate_bucket_name, validate_key,
-)
+from aif_gateway.store.paths import INTERNAL_DIR, BucketPaths, open_checked, validate_bucket_name, validate_key
+
+from ..store_support import bucket_paths
 
 
 @pytest.mark.parametrize("name", ["abc", "my-bucket", "data.v2", "a" * 63, "0bucket9"])
@@ -21,8 +20,22 @@ def test_valid_bucket_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["ab", "a" * 64, "MyBucket", "-abc", "abc-", ".abc", "abc.", "a..b", "a_b", "192.168.1.1",
-     "xn--abc", "abc-s3alias", "a b", ""],
+    [
+        "ab",
+        "a" * 64,
+        "MyBucket",
+        "-abc",
+        "abc-",
+        ".abc",
+        "abc.",
+        "a..b",
+        "a_b",
+        "192.168.1.1",
+        "xn--abc",
+        "abc-s3alias",
+        "a b",
+        "",
+    ],
 )
 def test_invalid_bucket_names(name: str) -> None:
     with pytest.raises(S3Error) as exc:
@@ -32,8 +45,14 @@ def test_invalid_bucket_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "segments"),
-    [("a", ["a"]), ("a/b/c.txt", ["a", "b", "c.txt"]), ("dir/", ["dir"]), ("a b/ü\n", ["a b", "ü\n"]),
-     (".hidden/..x/...", [".hidden", "..x", "..."]), ("x" * 255, ["x" * 255])],
+    [
+        ("a", ["a"]),
+        ("a/b/c.txt", ["a", "b", "c.txt"]),
+        ("dir/", ["dir"]),
+        ("a b/ü\n", ["a b", "ü\n"]),
+        (".hidden/..x/...", [".hidden", "..x", "..."]),
+        ("x" * 255, ["x" * 255]),
+    ],
 )
 def test_valid_keys_split_into_segments(key: str, segments: list[str]) -> None:
     assert validate_key(key) == segments
@@ -41,10 +60,20 @@ def test_valid_keys_split_into_segments(key: str, segments: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("key", "rule"),
-    [("", "empty"), ("/a", "empty segment"), ("a//b", "empty segment"), ("a/./b", "'.' or '..'"),
-     ("../a", "'.' or '..'"), ("a/..", "'.' or '..'"), ("a\x00b", "NUL"), ("x" * 256, "255 bytes"),
-     ("é" * 128, "255 bytes"), (f"{INTERNAL_DIR}/tmp/x", "reserved"), (f"{INTERNAL_DIR}/", "reserved"),
-     ("a\udcffb", "UTF-8")],
+    [
+        ("", "empty"),
+        ("/a", "empty segment"),
+        ("a//b", "empty segment"),
+        ("a/./b", "'.' or '..'"),
+        ("../a", "'.' or '..'"),
+        ("a/..", "'.' or '..'"),
+        ("a\x00b", "NUL"),
+        ("x" * 256, "255 bytes"),
+        ("é" * 128, "255 bytes"),
+        (f"{INTERNAL_DIR}/tmp/x", "reserved"),
+        (f"{INTERNAL_DIR}/", "reserved"),
+        ("a\udcffb", "UTF-8"),
+    ],
 )
 def test_invalid_keys_name_the_rule(key: str, rule: str) -> None:
     with pytest.raises(S3Error) as exc:

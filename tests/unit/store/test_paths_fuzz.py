@@ -16,11 +16,17 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import event, given, strategies as st
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from aif_gateway.errors import S3Error
 from aif_gateway.store.paths import (
-    INTERNAL_DIR, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, BucketPaths, is_dir_key, validate_key,
+    INTERNAL_DIR,
+    MAX_KEY_BYTES,
+    MAX_SEGMENT_BYTES,
+    BucketPaths,
+    is_dir_key,
+    validate_key,
 )
 
 # The names of the links and directories in the bucket below, so that keys run through them.
@@ -39,8 +45,25 @@ LINKS = {
     "pong": "ping",
 }
 SEGMENTS = st.one_of(
-    st.sampled_from([*LINKS, "sub", INTERNAL_DIR, ".", "..", "", "...", " ", "a\x00b", "x" * 255, "x" * 256,
-                     "\u00e9" * 128, "\udcff", "\\", "%2e%2e"]),
+    st.sampled_from(
+        [
+            *LINKS,
+            "sub",
+            INTERNAL_DIR,
+            ".",
+            "..",
+            "",
+            "...",
+            " ",
+            "a\x00b",
+            "x" * 255,
+            "x" * 256,
+            "\u00e9" * 128,
+            "\udcff",
+            "\\",
+            "%2e%2e",
+        ]
+    ),
     st.text(max_size=12),
     st.text(st.characters(), max_size=4),  # any code point, surrogates and NUL included
 )

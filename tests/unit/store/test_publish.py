@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from aif_gateway.errors import S3Error
 from aif_gateway.store.fs import FsStore
 from aif_gateway.store.paths import BucketPaths
-from aif_gateway.errors import S3Error
 from aif_gateway.store.publish import cleanup_stale_temp, copy_range, copy_to_temp, receive_body
 
 from ..store_support import bucket_paths, put, run, state_dir, stream
@@ -58,7 +58,9 @@ def test_a_cancelled_upload_leaves_no_temp_file(bucket: BucketPaths) -> None:
 
 
 @pytest.mark.parametrize("algorithms", [None, ["CRC32"]], ids=["kernel-copy", "hashed-copy"])
-def test_copy_to_temp_copies_the_range_exactly(bucket: BucketPaths, tmp_path: Path, algorithms: list[str] | None) -> None:
+def test_copy_to_temp_copies_the_range_exactly(
+    bucket: BucketPaths, tmp_path: Path, algorithms: list[str] | None
+) -> None:
     source = tmp_path / "source"
     data = os.urandom(3 << 20)
     source.write_bytes(data)
@@ -79,6 +81,7 @@ def test_copy_to_temp_copies_the_range_exactly(bucket: BucketPaths, tmp_path: Pa
 def copy_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every copy test twice: with copy_file_range, and with it failing as across filesystems."""
     if request.param == "read-write":
+
         def cross_device(*args: object) -> int:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
 
@@ -114,7 +117,9 @@ def test_copy_range_past_the_end_of_the_source_is_an_error(tmp_path: Path, copy_
     assert info.value.code == "InternalError"
 
 
-def test_copy_to_temp_without_kernel_copy_gives_the_same_bytes(bucket: BucketPaths, tmp_path: Path, copy_path: str) -> None:
+def test_copy_to_temp_without_kernel_copy_gives_the_same_bytes(
+    bucket: BucketPaths, tmp_path: Path, copy_path: str
+) -> None:
     data = os.urandom(1 << 20)
     (tmp_path / "source").write_bytes(data)
     fd = os.open(tmp_path / "source", os.O_RDONLY)

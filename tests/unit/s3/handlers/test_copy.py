@@ -62,20 +62,29 @@ def copy_store(calls: list[dict[str, Any]], source: ObjectInfo | None = None):
         calls.append(dict(src=(src_bucket, src_key), dst=(dst_bucket, dst_key), attrs=attrs, options=options))
         if source is not None and check_source is not None:
             check_source(source)
-        return ObjectInfo(key=dst_key, size=3, mtime_ns=T0, etag="e1", checksums={"CRC32": "AAAAAA=="},
-                          checksum_type="FULL_OBJECT")
+        return ObjectInfo(
+            key=dst_key, size=3, mtime_ns=T0, etag="e1", checksums={"CRC32": "AAAAAA=="}, checksum_type="FULL_OBJECT"
+        )
 
     async def head_object(self, bucket, key):
-        return ObjectInfo(key=key, size=3, mtime_ns=T0, etag="e0", content_type="text/plain",
-                          headers={"Cache-Control": "no-cache"}, user_meta={"a": "1"})
+        return ObjectInfo(
+            key=key,
+            size=3,
+            mtime_ns=T0,
+            etag="e0",
+            content_type="text/plain",
+            headers={"Cache-Control": "no-cache"},
+            user_meta={"a": "1"},
+        )
 
     return store_with(copy_object=copy_object, head_object=head_object)
 
 
 def test_copy_default_keeps_source_metadata_and_returns_result() -> None:
     calls: list[dict[str, Any]] = []
-    req = s3_request("PUT", "/dst/k2", copy_store(calls), bucket="dst", key="k2",
-                     headers={"x-amz-copy-source": "/src/k%201"})
+    req = s3_request(
+        "PUT", "/dst/k2", copy_store(calls), bucket="dst", key="k2", headers={"x-amz-copy-source": "/src/k%201"}
+    )
     root = xml_of(call(copy.copy_object, req))
     assert root.tag == "CopyObjectResult"
     assert root.findtext("ETag") == '"e1"'
@@ -87,8 +96,13 @@ def test_copy_default_keeps_source_metadata_and_returns_result() -> None:
 
 def test_copy_replace_takes_metadata_from_request_and_keeps_source_tags() -> None:
     calls: list[dict[str, Any]] = []
-    headers = {"x-amz-copy-source": "src/k", "x-amz-metadata-directive": "REPLACE",
-               "Content-Type": "image/png", "x-amz-meta-Color": "blue", "x-amz-tagging": "t=1"}
+    headers = {
+        "x-amz-copy-source": "src/k",
+        "x-amz-metadata-directive": "REPLACE",
+        "Content-Type": "image/png",
+        "x-amz-meta-Color": "blue",
+        "x-amz-tagging": "t=1",
+    }
     call(copy.copy_object, s3_request("PUT", "/dst/k", copy_store(calls), bucket="dst", key="k", headers=headers))
     attrs = calls[0]["attrs"]
     assert isinstance(attrs, ObjectAttrs)
@@ -102,8 +116,9 @@ def test_copy_tagging_replace_alone_keeps_source_metadata_with_new_tags() -> Non
     headers = {"x-amz-copy-source": "src/k", "x-amz-tagging-directive": "REPLACE", "x-amz-tagging": "t=1&u="}
     call(copy.copy_object, s3_request("PUT", "/dst/k", copy_store(calls), bucket="dst", key="k", headers=headers))
     attrs = calls[0]["attrs"]
-    assert attrs == ObjectAttrs(content_type="text/plain", headers={"Cache-Control": "no-cache"},
-                                user_meta={"a": "1"}, tags={"t": "1", "u": ""})
+    assert attrs == ObjectAttrs(
+        content_type="text/plain", headers={"Cache-Control": "no-cache"}, user_meta={"a": "1"}, tags={"t": "1", "u": ""}
+    )
 
 
 def test_copy_onto_itself_without_change_is_invalid_request() -> None:

@@ -34,8 +34,12 @@ def test_parse_delete_reads_keys_verbatim_and_quiet() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"<Delete/>", b"<Delete><Object/></Delete>", b"<Other><Object><Key>a</Key></Object></Other>",
-     delete_doc(*[f"k{i}" for i in range(1001)])],
+    [
+        b"<Delete/>",
+        b"<Delete><Object/></Delete>",
+        b"<Other><Object><Key>a</Key></Object></Other>",
+        delete_doc(*[f"k{i}" for i in range(1001)]),
+    ],
 )
 def test_malformed_delete_documents(body: bytes) -> None:
     with pytest.raises(S3Error) as exc:
@@ -100,8 +104,9 @@ def test_no_integrity_header_is_invalid_request() -> None:
 def test_wrong_content_md5_is_bad_digest_and_deletes_nothing() -> None:
     deleted: list[str] = []
     body = delete_doc("a")
-    req = s3_request("POST", "/bkt?delete", deleting_store(deleted), bucket="bkt", body=body,
-                     headers=md5_header(b"other"))
+    req = s3_request(
+        "POST", "/bkt?delete", deleting_store(deleted), bucket="bkt", body=body, headers=md5_header(b"other")
+    )
     with pytest.raises(S3Error) as exc:
         call(delete_objects.delete_objects, req)
     assert exc.value.code == "BadDigest"

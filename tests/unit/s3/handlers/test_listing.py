@@ -80,9 +80,7 @@ def test_garbage_continuation_token_is_invalid_argument() -> None:
 def test_v2_document_counts_keys_and_prefixes_and_offers_a_token() -> None:
     calls: list[dict[str, Any]] = []
     page = ListPage([obj("a/1"), obj("b")], ["c/"], is_truncated=True, next_marker="c/")
-    req = s3_request(
-        "GET", "/bkt?list-type=2&delimiter=/&max-keys=3", listing_store(page, calls), bucket="bkt"
-    )
+    req = s3_request("GET", "/bkt?list-type=2&delimiter=/&max-keys=3", listing_store(page, calls), bucket="bkt")
     root = xml_of(call(listing.list_objects_v2, req))
     assert root.tag == "ListBucketResult"
     assert root.findtext("KeyCount") == "3"
@@ -197,8 +195,14 @@ def test_v1_marker_becomes_start_after() -> None:
 def test_list_uploads_document_and_markers() -> None:
     calls: list[dict[str, Any]] = []
     upload = UploadInfo(
-        bucket="bkt", key="big file", upload_id="U1", initiated_ns=T0, attrs=ObjectAttrs(),
-        checksum_algorithm="CRC32", checksum_type="COMPOSITE", owner="alice",
+        bucket="bkt",
+        key="big file",
+        upload_id="U1",
+        initiated_ns=T0,
+        attrs=ObjectAttrs(),
+        checksum_algorithm="CRC32",
+        checksum_type="COMPOSITE",
+        owner="alice",
     )
 
     async def list_uploads(self, bucket, **kw):
@@ -213,9 +217,7 @@ def test_list_uploads_document_and_markers() -> None:
     )
     root = xml_of(call(listing.list_multipart_uploads, req))
     assert root.tag == "ListMultipartUploadsResult"
-    assert calls == [
-        {"prefix": "", "delimiter": "", "key_marker": "a", "upload_id_marker": "U0", "max_uploads": 2}
-    ]
+    assert calls == [{"prefix": "", "delimiter": "", "key_marker": "a", "upload_id_marker": "U0", "max_uploads": 2}]
     assert root.findtext("Upload/Key") == "big%20file"
     assert root.findtext("Upload/UploadId") == "U1"
     assert root.findtext("Upload/Initiator/ID") == "alice"

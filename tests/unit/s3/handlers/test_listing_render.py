@@ -38,14 +38,16 @@ def random_objects(rng: random.Random, count: int) -> list[ObjectInfo]:
     objects = []
     for _ in range(count):
         checksums = {name: "AAAA" for name in rng.sample(["CRC32", "CRC32C", "SHA256"], rng.randrange(3))}
-        objects.append(ObjectInfo(
-            key="".join(rng.choice(ALPHABET) for _ in range(rng.randrange(1, 30))),
-            size=rng.randrange(10**12),
-            mtime_ns=rng.randrange(-10**18, 4 * 10**18),
-            etag=rng.choice(["d41d8cd98f00b204e9800998ecf8427e", "abc-3", "odd<&>\"etag"]),
-            checksums=checksums,
-            checksum_type=rng.choice([None, "COMPOSITE", "FULL_OBJECT"]),
-        ))
+        objects.append(
+            ObjectInfo(
+                key="".join(rng.choice(ALPHABET) for _ in range(rng.randrange(1, 30))),
+                size=rng.randrange(10**12),
+                mtime_ns=rng.randrange(-(10**18), 4 * 10**18),
+                etag=rng.choice(["d41d8cd98f00b204e9800998ecf8427e", "abc-3", 'odd<&>"etag']),
+                checksums=checksums,
+                checksum_type=rng.choice([None, "COMPOSITE", "FULL_OBJECT"]),
+            )
+        )
     return objects
 
 
@@ -83,8 +85,9 @@ def test_a_fragment_goes_in_unescaped_inside_its_element_or_bare() -> None:
     inner = render([("ID", "a&b"), ("Flag", True)])
     assert inner == "<ID>a&amp;b</ID><Flag>true</Flag>" and isinstance(inner, Fragment)
     doc = to_xml("R", [("Owner", inner), Fragment("<X>1</X><X>2</X>"), ("Text", "<not markup>")], namespace=False)
-    assert doc.endswith(b"<R><Owner><ID>a&amp;b</ID><Flag>true</Flag></Owner><X>1</X><X>2</X>"
-                        b"<Text>&lt;not markup&gt;</Text></R>")
+    assert doc.endswith(
+        b"<R><Owner><ID>a&amp;b</ID><Flag>true</Flag></Owner><X>1</X><X>2</X><Text>&lt;not markup&gt;</Text></R>"
+    )
 
 
 def test_numbers_where_strings_belong_render_as_the_generic_renderer_does() -> None:

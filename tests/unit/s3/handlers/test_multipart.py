@@ -118,8 +118,9 @@ def test_create_upload_passes_attrs_and_echoes_checksum_settings() -> None:
         return "UPLOAD-1"
 
     headers = {"Content-Type": "text/csv", "x-amz-checksum-algorithm": "CRC32"}
-    req = s3_request("POST", "/b/k?uploads", store_with(create_multipart=create_multipart), bucket="b", key="k",
-                     headers=headers)
+    req = s3_request(
+        "POST", "/b/k?uploads", store_with(create_multipart=create_multipart), bucket="b", key="k", headers=headers
+    )
     response = call(multipart.create_multipart_upload, req)
     root = xml_of(response)
     assert root.tag == "InitiateMultipartUploadResult"
@@ -145,8 +146,15 @@ def test_upload_part_streams_the_body_and_echoes_its_checksum() -> None:
         return PartInfo(part_number=number, size=len(data), etag="pe", mtime_ns=T0, checksums=kept)
 
     crc = b64(zlib.crc32(data).to_bytes(4, "big"))
-    req = s3_request("PUT", "/b/k?partNumber=2&uploadId=U", store_with(upload_part=upload_part), bucket="b",
-                     key="k", body=data, headers={"x-amz-checksum-crc32": crc})
+    req = s3_request(
+        "PUT",
+        "/b/k?partNumber=2&uploadId=U",
+        store_with(upload_part=upload_part),
+        bucket="b",
+        key="k",
+        body=data,
+        headers={"x-amz-checksum-crc32": crc},
+    )
     response = call(multipart.upload_part, req)
     assert b"".join(received) == data
     assert response.headers["ETag"] == '"pe"'
@@ -162,9 +170,14 @@ def test_upload_part_copy_checks_range_against_source_size() -> None:
         check_source(source)
         raise AssertionError("check_source should have refused the range")
 
-    req = s3_request("PUT", "/b/k?partNumber=1&uploadId=U", store_with(upload_part_copy=upload_part_copy),
-                     bucket="b", key="k",
-                     headers={"x-amz-copy-source": "src/s", "x-amz-copy-source-range": "bytes=0-20"})
+    req = s3_request(
+        "PUT",
+        "/b/k?partNumber=1&uploadId=U",
+        store_with(upload_part_copy=upload_part_copy),
+        bucket="b",
+        key="k",
+        headers={"x-amz-copy-source": "src/s", "x-amz-copy-source-range": "bytes=0-20"},
+    )
     with pytest.raises(S3Error) as exc:
         call(multipart.upload_part_copy, req)
     assert exc.value.code == "InvalidArgument"
@@ -175,9 +188,14 @@ def test_upload_part_copy_result() -> None:
         check_source(ObjectInfo(key="s", size=10, mtime_ns=T0, etag="se"))
         return PartInfo(part_number=number, size=5, etag="ce", mtime_ns=T0, checksums={"CRC32C": "AAAAAA=="})
 
-    req = s3_request("PUT", "/b/k?partNumber=1&uploadId=U", store_with(upload_part_copy=upload_part_copy),
-                     bucket="b", key="k",
-                     headers={"x-amz-copy-source": "src/s", "x-amz-copy-source-range": "bytes=5-9"})
+    req = s3_request(
+        "PUT",
+        "/b/k?partNumber=1&uploadId=U",
+        store_with(upload_part_copy=upload_part_copy),
+        bucket="b",
+        key="k",
+        headers={"x-amz-copy-source": "src/s", "x-amz-copy-source-range": "bytes=5-9"},
+    )
     root = xml_of(call(multipart.upload_part_copy, req))
     assert root.tag == "CopyPartResult"
     assert root.findtext("ETag") == '"ce"'
@@ -189,12 +207,20 @@ def test_complete_result_and_write_conditions() -> None:
 
     async def complete_multipart(self, bucket, key, upload_id, parts, options, expected):
         calls.append((upload_id, parts, options, expected))
-        return ObjectInfo(key=key, size=10, mtime_ns=T0, etag="x-2", checksums={"CRC32": "AAAAAA==-2"},
-                          checksum_type="COMPOSITE")
+        return ObjectInfo(
+            key=key, size=10, mtime_ns=T0, etag="x-2", checksums={"CRC32": "AAAAAA==-2"}, checksum_type="COMPOSITE"
+        )
 
     body = complete_doc(*(f"<Part><PartNumber>{n}</PartNumber><ETag>e{n}</ETag></Part>" for n in (1, 2)))
-    req = s3_request("POST", "/b/dir/k%20?uploadId=U", store_with(complete_multipart=complete_multipart),
-                     bucket="b", key="dir/k ", body=body, headers={"If-None-Match": "*"})
+    req = s3_request(
+        "POST",
+        "/b/dir/k%20?uploadId=U",
+        store_with(complete_multipart=complete_multipart),
+        bucket="b",
+        key="dir/k ",
+        body=body,
+        headers={"If-None-Match": "*"},
+    )
     root = xml_of(call(multipart.complete_multipart_upload, req))
     assert root.tag == "CompleteMultipartUploadResult"
     assert root.findtext("Location") == "http://gw.example:9000/b/dir/k%20"
@@ -213,12 +239,20 @@ def complete_with(headers: dict[str, str]) -> list[Any]:
 
     async def complete_multipart(self, bucket, key, upload_id, parts, options, expected):
         calls.append(expected)
-        return ObjectInfo(key=key, size=5, mtime_ns=T0, etag="x-1", checksums={"CRC32": CRC32_HELLO},
-                          checksum_type="FULL_OBJECT")
+        return ObjectInfo(
+            key=key, size=5, mtime_ns=T0, etag="x-1", checksums={"CRC32": CRC32_HELLO}, checksum_type="FULL_OBJECT"
+        )
 
     body = complete_doc("<Part><PartNumber>1</PartNumber><ETag>e1</ETag></Part>")
-    req = s3_request("POST", "/b/k?uploadId=U", store_with(complete_multipart=complete_multipart), bucket="b",
-                     key="k", body=body, headers=headers)
+    req = s3_request(
+        "POST",
+        "/b/k?uploadId=U",
+        store_with(complete_multipart=complete_multipart),
+        bucket="b",
+        key="k",
+        body=body,
+        headers=headers,
+    )
     root = xml_of(call(multipart.complete_multipart_upload, req))
     assert (root.findtext("ChecksumCRC32"), root.findtext("ChecksumType")) == (CRC32_HELLO, "FULL_OBJECT")
     return calls
@@ -266,16 +300,29 @@ def test_abort_is_204() -> None:
 
 def test_list_parts_paging_and_document() -> None:
     calls: list[Any] = []
-    upload = UploadInfo(bucket="b", key="k", upload_id="U", initiated_ns=T0, attrs=ObjectAttrs(),
-                        checksum_algorithm="CRC32", checksum_type="COMPOSITE", owner="alice")
+    upload = UploadInfo(
+        bucket="b",
+        key="k",
+        upload_id="U",
+        initiated_ns=T0,
+        attrs=ObjectAttrs(),
+        checksum_algorithm="CRC32",
+        checksum_type="COMPOSITE",
+        owner="alice",
+    )
 
     async def list_parts(self, bucket, key, upload_id, part_number_marker=0, max_parts=1000):
         calls.append((part_number_marker, max_parts))
         parts = [PartInfo(part_number=3, size=5, etag="p3", mtime_ns=T0, checksums={"CRC32": "AAAAAA=="})]
         return PartsPage(upload, parts, is_truncated=True, next_part_number_marker=3)
 
-    req = s3_request("GET", "/b/k?uploadId=U&part-number-marker=2&max-parts=1", store_with(list_parts=list_parts),
-                     bucket="b", key="k")
+    req = s3_request(
+        "GET",
+        "/b/k?uploadId=U&part-number-marker=2&max-parts=1",
+        store_with(list_parts=list_parts),
+        bucket="b",
+        key="k",
+    )
     root = xml_of(call(multipart.list_parts, req))
     assert calls == [(2, 1)]
     assert root.tag == "ListPartsResult"

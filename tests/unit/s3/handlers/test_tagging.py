@@ -37,8 +37,12 @@ def test_more_than_ten_tags_are_invalid_tag() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"<Tagging/>", b"<Other><TagSet/></Other>", b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>",
-     b"not xml"],
+    [
+        b"<Tagging/>",
+        b"<Other><TagSet/></Other>",
+        b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>",
+        b"not xml",
+    ],
 )
 def test_malformed_documents_are_malformed_xml(body: bytes) -> None:
     with pytest.raises(S3Error) as exc:
@@ -69,12 +73,26 @@ def test_put_object_tagging_verifies_content_md5_then_stores() -> None:
         stored.append(tags)
 
     body = document(("a", "1"))
-    good = s3_request("PUT", "/b/k?tagging", store_with(put_tags=put_tags), bucket="b", key="k", body=body,
-                      headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()})
+    good = s3_request(
+        "PUT",
+        "/b/k?tagging",
+        store_with(put_tags=put_tags),
+        bucket="b",
+        key="k",
+        body=body,
+        headers={"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()},
+    )
     assert call(tagging.put_object_tagging, good).status == 200
     assert stored == [{"a": "1"}]
-    bad = s3_request("PUT", "/b/k?tagging", store_with(put_tags=put_tags), bucket="b", key="k", body=body,
-                     headers={"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="})
+    bad = s3_request(
+        "PUT",
+        "/b/k?tagging",
+        store_with(put_tags=put_tags),
+        bucket="b",
+        key="k",
+        body=body,
+        headers={"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="},
+    )
     with pytest.raises(S3Error) as exc:
         call(tagging.put_object_tagging, bad)
     assert exc.value.code == "BadDigest"

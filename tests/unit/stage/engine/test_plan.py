@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from aif_gateway.stage.state.journal import DoneRecord, PartialFile
-from aif_gateway.stage.options import MiB
 from aif_gateway.stage.engine.plan import (
-    BATCH_FILES, SMALL_FILE, Batch, Finalize, Range, Whole, plan_transfer, split_ranges, unchanged,
+    BATCH_FILES,
+    SMALL_FILE,
+    Batch,
+    Finalize,
+    Range,
+    Whole,
+    plan_transfer,
+    split_ranges,
+    unchanged,
 )
+from aif_gateway.stage.options import MiB
 from aif_gateway.stage.sources import Entry
+from aif_gateway.stage.state.journal import DoneRecord, PartialFile
 
 PART = 8 * MiB
 

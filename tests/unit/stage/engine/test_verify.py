@@ -9,9 +9,9 @@ import pytest
 import xxhash
 
 from aif_gateway.checksums import digest_of
+from aif_gateway.stage.engine.verify import XXH3, ContentHasher, check, expectations, method
 from aif_gateway.stage.errors import StageError
 from aif_gateway.stage.sources import Entry
-from aif_gateway.stage.engine.verify import XXH3, ContentHasher, check, expectations, method
 
 DATA = b"staged bytes " * 1000
 MD5 = hashlib.md5(DATA).hexdigest()

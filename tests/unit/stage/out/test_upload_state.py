@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -64,16 +63,25 @@ def test_another_file_version_or_a_vanished_upload_starts_over() -> None:
 
 
 def test_the_state_lives_under_xdg_cache_home_keyed_by_endpoint_destination_and_source(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "src").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "src")
     one = state_dir("http://a:1", "s3://b/p/", tmp_path / "src")
     assert one.parent == tmp_path / "cache" / "aif-gateway" / "stage-out"
     assert state_dir("http://a:1", "s3://b/p/", tmp_path / "link") == one  # the real path counts
-    assert len({one, state_dir("http://a:2", "s3://b/p/", tmp_path / "src"),
+    assert (
+        len(
+            {
+                one,
+                state_dir("http://a:2", "s3://b/p/", tmp_path / "src"),
                 state_dir("http://a:1", "s3://b/q/", tmp_path / "src"),
-                state_dir("http://a:1", "s3://b/p/", tmp_path)}) == 4
+                state_dir("http://a:1", "s3://b/p/", tmp_path),
+            }
+        )
+        == 4
+    )
 
 
 def _try_open(path: Path, answer: multiprocessing.Queue) -> None:

@@ -89,8 +89,10 @@ def test_a_manifest_names_files_destinations_and_checksums(tmp_path: Path) -> No
     manifest = tmp_path / "list.txt"
     manifest.write_text(f"# sources\na.bin renamed/a.bin xxh3={'0' * 16}\ntree sub\n")
     entries = list_sources([f"@{manifest}"], OPTIONS)
-    assert [(e.rel_path, e.checksum) for e in entries] == [("renamed/a.bin", ("XXH3_64", "0" * 16)),
-                                                           ("sub/t.bin", None)]
+    assert [(e.rel_path, e.checksum) for e in entries] == [
+        ("renamed/a.bin", ("XXH3_64", "0" * 16)),
+        ("sub/t.bin", None),
+    ]
 
 
 def test_two_sources_for_one_destination_path_are_a_usage_error(tmp_path: Path) -> None:

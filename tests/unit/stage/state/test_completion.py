@@ -6,8 +6,14 @@ import json
 import os
 from pathlib import Path
 
+from aif_gateway.stage.state.completion import (
+    check_complete,
+    read_manifest,
+    stage_status,
+    write_complete,
+    write_manifest,
+)
 from aif_gateway.stage.state.journal import DoneRecord
-from aif_gateway.stage.state.completion import check_complete, read_manifest, stage_status, write_complete, write_manifest
 from aif_gateway.stage.state.statedir import StageDir
 
 
@@ -22,8 +28,14 @@ def _stage(dest: Path, files: dict[str, bytes]) -> StageDir:
         source = "etag:abc" if rel.startswith("s3") else "mtime:42"
         records.append(DoneRecord(rel, len(data), source, "00ff", path.stat().st_mtime_ns, f"src/{rel}"))
     sha = write_manifest(sd, records)
-    write_complete(sd, sources=["src"], fingerprint="fp", files=len(records),
-                   total_bytes=sum(len(d) for d in files.values()), manifest_sha256=sha)
+    write_complete(
+        sd,
+        sources=["src"],
+        fingerprint="fp",
+        files=len(records),
+        total_bytes=sum(len(d) for d in files.values()),
+        manifest_sha256=sha,
+    )
     return sd
 
 
@@ -78,7 +90,9 @@ def test_names_json_must_escape_round_trip(tmp_path: Path) -> None:
     names = {'quo"te\\back': b"1", "é/ünï": b"22", "bad-\udcff-utf8": b"333", "ctl\t": b""}
     sd = StageDir(tmp_path)
     sd.partial_dir.mkdir(parents=True)
-    records = [DoneRecord(rel, len(data), "mtime:42" if data else 'etag:"e"-1', "00ff", 7, f"/src/{rel}")
-               for rel, data in names.items()]
+    records = [
+        DoneRecord(rel, len(data), "mtime:42" if data else 'etag:"e"-1', "00ff", 7, f"/src/{rel}")
+        for rel, data in names.items()
+    ]
     write_manifest(sd, records)
     assert read_manifest(sd.manifest) == {r.rel: r for r in records}

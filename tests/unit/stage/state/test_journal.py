@@ -9,8 +9,9 @@ from aif_gateway.stage.state.journal import DoneRecord, Journal, PartialFile, re
 
 
 def _range(rel: str, start: int, end: int, src: str = "etag:e1", size: int = 300, part: int = 100) -> str:
-    return json.dumps({"t": "r", "rel": rel, "src": src, "size": size, "part": part, "s": start, "e": end,
-                       "x": f"h{start}"})
+    return json.dumps(
+        {"t": "r", "rel": rel, "src": src, "size": size, "part": part, "s": start, "e": end, "x": f"h{start}"}
+    )
 
 
 def _done(rel: str, src: str = "etag:e1") -> str:
