@@ -1,4 +1,4 @@
-"""aif_gateway._native: the C data path. aif_gateway.fsio.pyengine is its pure-Python twin and
+"""aif_gateway._native: the C data path. aif_gateway.fsio.pyengine is its pure-Python version and
 keeps the same signatures and results; see aif_gateway.fsio.engine for which one runs."""
 
 from collections.abc import Iterable, Sequence
@@ -121,7 +121,7 @@ class ChunkedDecoder:
 def stat_entries(
     directory: str, names: Sequence[str], xattr: str | None, /
 ) -> tuple[list[int], list[int], list[int], list[bytes | None]]:
-    """native/listing.c; its twin is aif_gateway.fsio.pylisting.stat_entries. For each name,
+    """native/listing.c; its Python version is aif_gateway.fsio.pylisting.stat_entries. For each name,
     lstat of directory/name (0, 0, 0 when it or the directory is gone) and, for a regular file,
     the value of xattr (None when absent or unreadable): (modes, sizes, mtimes_ns, values), with
     the GIL released for the whole batch. Other errors raise OSError."""
@@ -129,11 +129,11 @@ def stat_entries(
 def copy_small_files(
     sources: Sequence[str], dests: Sequence[str], sizes: Sequence[int], mtimes_ns: Sequence[int], /
 ) -> tuple[list[int], list[int], tuple[int, int, str] | None]:
-    """native/stagecopy.c; its twin is aif_gateway.fsio.pysmallcopy.copy_small_files. Copy each
+    """native/stagecopy.c; its Python version is aif_gateway.fsio.pysmallcopy.copy_small_files. Copy each
     small file in order until the first failure, checking it against its listed size and mtime:
     (xxh3s, dest_mtimes_ns, failure), failure None or (index, errno, step); the GIL released."""
 
-# Per-thread credentials and opens beneath a directory: native/posixcreds.c; its twin is
+# Per-thread credentials and opens beneath a directory: native/posixcreds.c; its Python version is
 # aif_gateway.fsio.pyposixcreds (through aif_gateway.fsio.pyengine).
 
 def set_thread_creds(uid: int, gid: int, groups: Iterable[int], /) -> None:

@@ -3,7 +3,7 @@
  * Hashing (MD5 for ETags plus the S3 checksums and xxh3), hashing while writing, striped
  * parallel pread/pwrite, kernel-side copies, fallocate and aligned buffers. Every blocking or
  * long loop runs with the GIL released; inputs come through the buffer protocol. The pure-Python
- * twin of each function is aif_gateway/fsio/pyengine.py, and the tests compare them byte for byte.
+ * version of each function is aif_gateway/fsio/pyengine.py, and the tests compare them byte for byte.
  *
  * Thread-safety: the CRC tables are written once (pthread_once) and only read afterwards; a
  * Hasher carries its own lock because its state is touched without the GIL.
@@ -1071,7 +1071,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "aif_gateway._native",
-    .m_doc = "The gateway's native data path; aif_gateway.fsio.pyengine is its pure-Python twin.",
+    .m_doc = "The gateway's native data path; aif_gateway.fsio.pyengine is its pure-Python version.",
     .m_size = -1,
     .m_methods = module_methods,
 };

@@ -1,5 +1,5 @@
 /* aws-chunked decoding in C: the state machine of awschunked.h and the Python type
- * aif_gateway._native.ChunkedDecoder around it. The pure-Python twin is
+ * aif_gateway._native.ChunkedDecoder around it. The pure-Python version is
  * aif_gateway/fsio/pychunked.py; tests/unit/native/test_awschunked.py compares the two.
  *
  * The state machine reads a line at a time (chunk headers, trailers) into its own buffer and
@@ -47,7 +47,7 @@ static int fail(ChunkedState *s, ChunkedErrorKind kind, const char *format, ...)
 
 #define FRAMING_PREFIX "Malformed aws-chunked body: "
 
-/* Python's repr() of a bytes object, so messages match the twin's f"{data!r}". out holds at
+/* Python's repr() of a bytes object, so messages match the Python version's f"{data!r}". out holds at
  * least 4 * n + 4 bytes. */
 static void bytes_repr(char *out, const uint8_t *p, size_t n)
 {
@@ -231,7 +231,7 @@ static int on_chunk_header(ChunkedState *s, const uint8_t *line, size_t len)
     return 0;
 }
 
-/* Python's str.isspace() over latin-1, which is how the twin decodes trailer lines. */
+/* Python's str.isspace() over latin-1, which is how the Python version decodes trailer lines. */
 static int latin1_space(uint8_t c)
 {
     return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0;

@@ -15,7 +15,7 @@
  * writes released data to a temporary file and publishes it only once chunked_done() is true and
  * no call failed: done means every signature, the framing, the trailers and the length held.
  *
- * The pure-Python twin is aif_gateway/fsio/pychunked.py; both give the same bytes, the same
+ * The pure-Python version is aif_gateway/fsio/pychunked.py; both give the same bytes, the same
  * error kinds and the same messages (those of aif_gateway/s3/chunked.py).
  *
  * Include after <Python.h>.

@@ -8,7 +8,7 @@
  * fields, an OSError built and dropped for every file without a record), and each holds the
  * GIL. Here the whole batch runs without the GIL, so the event loop keeps serving meanwhile.
  *
- * Results are those of the pure-Python twin aif_gateway.fsio.statbatch.py_stat_entries, which
+ * Results are those of the pure-Python version aif_gateway.fsio.statbatch.py_stat_entries, which
  * tests/unit/native/test_listing.py compares with this, case by case:
  *   - four lists with one item per name, (modes, sizes, mtimes_ns, values): flat, not a tuple
  *     per name that the caller would only take apart again;

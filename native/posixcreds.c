@@ -22,7 +22,7 @@
  * beneath; RESOLVE_NO_XDEV is checked there by comparing st_dev (a bind mount of the same
  * filesystem is not noticed).
  *
- * The pure-Python twin is aif_gateway/fsio/pyposixcreds.py; tests/unit/native/test_posixcreds.py and
+ * The pure-Python version is aif_gateway/fsio/pyposixcreds.py; tests/unit/native/test_posixcreds.py and
  * tests/unit/native/test_posixcreds_open_beneath.py run every case on both.
  */
 #define PY_SSIZE_T_CLEAN

@@ -7,7 +7,7 @@
  * copying (on two cores, two Python threads took longer than one). Here a batch runs without
  * the GIL, so batches on different threads copy in parallel.
  *
- * Results are those of the pure-Python twin aif_gateway.fsio.pysmallcopy.copy_small_files,
+ * Results are those of the pure-Python version aif_gateway.fsio.pysmallcopy.copy_small_files,
  * which tests/unit/native/test_stagecopy.py compares with this, case by case. For each file in
  * order, until the first failure:
  *   - open the source, read it in one buffer of size + 1 bytes (reading on until size bytes, or

@@ -5,7 +5,7 @@ opening beneath a directory instead of by path.
 
 Prints one Markdown table of microseconds per operation (the best of --repeat rounds of --calls
 calls each; the median would carry more of the other programs sharing the machine), for the C
-engine and its pure-Python twin:
+engine and its pure-Python version:
 - set_thread_creds + restore_thread_creds: a switch to a uid, gid and supplementary groups (1 and
   16 groups) and back, which every request that touches the filesystem as its user pays once;
   as root (the gateway's case). Run as another user it switches to that user's own ids;
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aif_gateway import _native
 from aif_gateway.fsio import pyengine
 
-ENGINES = {"C": _native, "Python twin": pyengine}
+ENGINES = {"C": _native, "Python version": pyengine}
 RELATIVE = "a/b/c/object"
 
 

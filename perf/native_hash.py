@@ -1,4 +1,4 @@
-"""Throughput of the data-path engines: the C extension against its pure-Python twin.
+"""Throughput of the data-path engines: the C extension against its pure-Python version.
 
     .venv/bin/python perf/native_hash.py [--dir /dev/shm] [--mib 512] [--repeat 3]
 

@@ -9,7 +9,7 @@ none of it: ``SignedS3`` signs them (``signing``: SigV4, path-style) and sends t
 endpoint and keys, that is all it needs (``from_environment``); otherwise aiobotocore resolves
 the endpoint, region and credentials (profiles, config files, instance roles...: ``create``), so
 both paths talk to the same place as the same user. Callers fall back to botocore (the slow
-twin, compared in the tests) when ``AIF_STAGE_S3_GET=botocore`` (then neither constructor gives a
+path, compared in the tests) when ``AIF_STAGE_S3_GET=botocore`` (then neither constructor gives a
 client), when the endpoint has a path, and for keys whose path a client library could normalise
 (``names.usable_key``).
 

@@ -1,7 +1,7 @@
 """The data-path engine: the C extension ``aif_gateway._native`` when it is importable, else its
-pure-Python twin ``aif_gateway.fsio.pyengine``. Both keep the contract in ``aif_gateway/_native.pyi``.
+pure-Python version ``aif_gateway.fsio.pyengine``. Both keep the contract in ``aif_gateway/_native.pyi``.
 
-``AIF_ENGINE`` chooses: ``python`` forces the twin, ``native`` requires the C extension (an
+``AIF_ENGINE`` chooses: ``python`` forces the Python version, ``native`` requires the C extension (an
 ImportError otherwise, so a deployment that expects native speed cannot silently lose it), and
 unset or ``auto`` takes native when it is there.
 """
@@ -40,7 +40,7 @@ __all__ = [
 
 
 def _choose(requested: str) -> ModuleType:
-    # The twin is imported only when it runs: it loads awscrt, a tenth of a second that every
+    # The Python version is imported only when it runs: it loads awscrt, a tenth of a second that every
     # short-lived command (``aif-gateway stage``) would otherwise pay.
     if requested == "python":
         from . import pyengine

@@ -131,7 +131,7 @@ def kind_by_statfs(path: str | os.PathLike[str]) -> tuple[str, int, int]:
     """``(kind, f_bsize, f_type)`` of the filesystem holding ``path``; OSError on failure.
 
     The fast detector: statfs(2) magic numbers, through libc. ``kind_by_mountinfo`` is its slow
-    twin; tests compare them.
+    fallback; tests compare them.
     """
     if _statfs is None:
         raise OSError(errno.ENOSYS, "statfs is not callable through ctypes on this platform")
@@ -150,7 +150,7 @@ def _unescape(field: str) -> str:
 
 def kind_by_mountinfo(path: str | os.PathLike[str], mountinfo: str = "/proc/self/mountinfo") -> tuple[str, int]:
     """``(kind, block_size)`` from the mount covering ``path`` (the longest matching mount
-    point; the last one listed wins where mounts stack): the slow twin of ``kind_by_statfs``."""
+    point; the last one listed wins where mounts stack): the Python fallback of ``kind_by_statfs``."""
     real = os.path.realpath(path)
     best_point, best_type = "", "other"
     with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:

@@ -1,4 +1,4 @@
-"""The pure-Python twin of the C aws-chunked decoder (``native/awschunked.c``).
+"""The pure-Python version of the C aws-chunked decoder (``native/awschunked.c``).
 
 Both engines decode alike, fail alike and give the same messages; the tests compare them. Data is
 released before its chunk's signature is checked (a chunk can be larger than any buffer), so a

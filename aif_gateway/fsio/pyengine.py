@@ -1,11 +1,11 @@
-"""The pure-Python twin of ``aif_gateway._native``: same functions, same signatures, same results.
+"""The pure-Python version of ``aif_gateway._native``: same functions, same signatures, same results.
 
 It runs where the C extension did not build, under ``AIF_ENGINE=python``, and in the tests as the
 reference the native engine is compared with byte for byte. Everything here is built from the
 standard library, ``awscrt`` (CRC32C, CRC64NVME) and ``xxhash`` (XXH3_64).
 
 The contract both engines keep, each function with its docstring, is ``aif_gateway/_native.pyi``;
-the parts with code of their own come from the twin modules ``pychunked``, ``pylisting``,
+the parts with code of their own come from the Python modules ``pychunked``, ``pylisting``,
 ``pysmallcopy`` and ``pyposixcreds``.
 """
 

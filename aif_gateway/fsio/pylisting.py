@@ -1,4 +1,4 @@
-"""The pure-Python twin of the listing's batch stat (``native/listing.c``), reached through
+"""The pure-Python version of the listing's batch stat (``native/listing.c``), reached through
 ``fsio.engine.stat_entries``: ``lstat`` and one extended attribute of many files of one directory.
 
 ``stat_entries(directory, names, xattr) -> (modes, sizes, mtimes_ns, values)``: four

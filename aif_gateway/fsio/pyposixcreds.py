@@ -1,4 +1,4 @@
-"""The pure-Python twin of ``native/posixcreds.c``: per-thread credentials and opens beneath a
+"""The pure-Python version of ``native/posixcreds.c``: per-thread credentials and opens beneath a
 directory, with the same rules and errors (``aif_gateway/_native.pyi`` states them).
 
 Credentials: raw syscalls through ``ctypes`` (``setgroups`` in glibc, and ``os.setgroups`` on it,

@@ -1,4 +1,4 @@
-"""The pure-Python twin of the staging engine's batch copy of small local files
+"""The pure-Python version of the staging engine's batch copy of small local files
 (``native/stagecopy.c``), reached through ``fsio.engine.copy_small_files``:
 ``copy_small_files(sources, dests, sizes, mtimes_ns)``.
 

@@ -9,7 +9,7 @@ Signed modes chain each chunk's signature to the previous one, starting from the
 signature, so chunks cannot be dropped, reordered or altered. Only data is ever yielded: never
 sizes, signatures or trailers.
 
-The work is the data path's decoder (``fsio.engine.ChunkedDecoder``: C, or its Python twin),
+The work is the data path's decoder (``fsio.engine.ChunkedDecoder``: C, or its Python version),
 fed whole buffers of raw body and decoding them in place, so no Python runs per chunk. The
 same decoder object serves both ways a body arrives: through aiohttp (``__aiter__`` here), or
 read by native code straight from the socket (``s3/transport.py`` hands ``engine`` to it).

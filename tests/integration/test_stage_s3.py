@@ -38,7 +38,7 @@ def env(gateway: GatewayProcess, credentials: Credentials) -> dict[str, str]:
 
 @pytest.fixture(params=["signed-here", "botocore"])
 def any_get_env(request: pytest.FixtureRequest, env: dict[str, str]) -> dict[str, str]:
-    """The environment for a stage reading objects by the fast GET path, and by its slow twin."""
+    """The environment for a stage reading objects by the fast GET path, and by its Python fallback."""
     return {**env, "AIF_STAGE_S3_GET": "" if request.param == "signed-here" else "botocore"}
 
 

@@ -1,6 +1,6 @@
 """The stage's fast S3 path against the real gateway: set up from the environment alone (no
 botocore loaded), many small objects fetched in batches, large objects split into ranges (each
-result compared with its botocore twin's), and resumed from a journal."""
+result compared with its botocore counterpart's), and resumed from a journal."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_a_stage_configured_by_the_environment_never_loads_botocore_sessions(
     assert (tmp_path / "d" / "a.bin").read_bytes() == b"abc"
 
 
-def test_many_small_and_a_few_large_objects_match_the_botocore_twin(
+def test_many_small_and_a_few_large_objects_match_the_botocore_path(
     s3, bucket: str, bucket_dir: Path, gateway: GatewayProcess, credentials: Credentials, tmp_path: Path
 ) -> None:
     objects = {f"mix/small/{i:03d}": random_bytes(i * 97) for i in range(150)}
@@ -61,9 +61,9 @@ def test_many_small_and_a_few_large_objects_match_the_botocore_twin(
     expected = {key[4:]: hashlib.sha256(data).hexdigest() for key, data in objects.items()}
     env = s3_env(gateway, credentials)
     reports = {}
-    for twin in ("", "botocore"):
-        dest = tmp_path / (twin or "fast")
-        reports[twin] = ok(
+    for reader in ("", "botocore"):
+        dest = tmp_path / (reader or "fast")
+        reports[reader] = ok(
             stage(
                 "in",
                 f"s3://{bucket}/mix/",
@@ -74,18 +74,18 @@ def test_many_small_and_a_few_large_objects_match_the_botocore_twin(
                 "5M",
                 "--jobs",
                 "4",
-                env={**env, "AIF_STAGE_S3_GET": twin},
+                env={**env, "AIF_STAGE_S3_GET": reader},
             )
         )
         assert tree(dest) == expected
-    fast, twin = (
+    fast, botocore = (
         [
             {k: v for k, v in f.items() if k != "dest_mtime_ns"}
             for f in json.loads((tmp_path / d / ".aifstage" / "manifest.json").read_text())["files"]
         ]
         for d in ("fast", "botocore")
     )
-    assert fast == twin  # the same xxh3 of every file, whichever way it came
+    assert fast == botocore  # the same xxh3 of every file, whichever way it came
     for report in reports.values():
         assert report["files"] == len(objects) and report["verified"] == {"md5": 150, "size+etag": 2}
 

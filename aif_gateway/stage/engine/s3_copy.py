@@ -1,5 +1,5 @@
 """How the copy engine copies S3 objects: through the fast reader on its worker threads
-(``s3get.fetch_batch``, ``fetch_whole``, ``fetch_range``), or botocore's slow twin on the event
+(``s3get.fetch_batch``, ``fetch_whole``, ``fetch_range``), or botocore's Python fallback on the event
 loop (``s3get.fetch_botocore``) for the objects the fast reader cannot read."""
 
 from __future__ import annotations

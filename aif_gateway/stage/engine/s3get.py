@@ -4,7 +4,7 @@ The fast path (``client.SignedS3``) runs on the stage's worker threads, one thre
 of work: ``fetch_batch`` reads small objects one after the other, each whole into the thread's
 buffer, checks it and writes it straight to its final name (as ``fscopy.copy_small`` does for
 local files); ``fetch_whole`` and ``fetch_range`` stream one GET into a partial file at its
-offset, hashing it on the way (see ``client.http``). Its slow twin, ``fetch_botocore``,
+offset, hashing it on the way (see ``client.http``). Its Python fallback, ``fetch_botocore``,
 is botocore's ``get_object`` on the event loop, used under ``AIF_STAGE_S3_GET=botocore``, for
 endpoints with a path and for keys a URL library could rewrite. Every GET carries ``If-Match``
 with the listed ETag, so an object replaced mid-stage fails (HTTP 412) instead of mixing two
@@ -193,7 +193,7 @@ def head_checksums_sync(ctx: S3Context, entry: Entry) -> tuple[str | None, dict[
     return headers.get("x-amz-server-side-encryption"), checksums
 
 
-# --- the slow twin: botocore on the event loop ------------------------------------------------
+# --- the Python fallback: botocore on the event loop ------------------------------------------------
 
 
 async def fetch_botocore(

@@ -17,7 +17,7 @@ place (small files, checked before they are written, go straight to their name: 
 the filesystem is synced, then the manifest and, last, ``complete.json`` are written.
 
 Memory bound: buffers of ``fscopy.BUFFER_SIZE`` (8 MiB): one per worker thread (``jobs + 1``)
-and, where botocore reads S3 (its twin of the fast path), one per worker coroutine (``jobs``):
+and, where botocore reads S3 (its Python version of the fast path), one per worker coroutine (``jobs``):
 at most ``(2 x jobs + 1) x 8 MiB`` (264 MiB at the default 16 jobs); per S3 connection a
 64 KiB head buffer and a 1 MiB pipe (kernel memory); and the listing (a few hundred bytes per
 file).

@@ -58,7 +58,7 @@ def test_auto_prefers_native():
     assert _engine_in_child("native").stdout.strip() == "native"
 
 
-def test_python_forces_the_twin():
+def test_python_forces_the_python_version():
     assert _engine_in_child("python").stdout.strip() == "python"
 
 
@@ -68,7 +68,7 @@ def test_an_unknown_engine_is_an_error():
     assert "AIF_ENGINE must be" in child.stderr
 
 
-# A type that only annotates results: the twin's aligned buffers are plain memoryviews.
+# A type that only annotates results: the Python version's aligned buffers are plain memoryviews.
 RESULT_TYPES = {"AlignedBuffer"}
 
 
@@ -92,7 +92,7 @@ def test_engine_info_names_every_part():
 
 
 def test_crc_table_kernels_match_the_simd_ones():
-    """The table kernels (zlib's for CRC32) are the slow twins of SSE4.2 (CRC32C) and PCLMULQDQ
+    """The table kernels (zlib's for CRC32) are the Python fallbacks of SSE4.2 (CRC32C) and PCLMULQDQ
     (CRC32, CRC64NVME); only a forced run exercises them on a machine that has both."""
     script = (
         "import random; from aif_gateway import _native\n"

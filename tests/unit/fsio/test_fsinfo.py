@@ -1,6 +1,6 @@
 """Filesystem detection on real mounts: the test's own directory, a tmpfs and XFS on a loop device.
 
-statfs(2) is the fast detector and /proc/self/mountinfo its slow twin: every real mount here is
+statfs(2) is the fast detector and /proc/self/mountinfo its Python fallback: every real mount here is
 checked with both. Mounting needs root (as in CI) and mkfs.xfs (tests/run installs xfsprogs);
 without them these tests fail saying so rather than skip.
 """

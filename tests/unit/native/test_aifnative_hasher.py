@@ -1,4 +1,4 @@
-"""Hasher: the C engine against the Python twin and against independent references."""
+"""Hasher: the C engine against the Python version and against independent references."""
 
 from __future__ import annotations
 
@@ -59,18 +59,18 @@ def test_crc_check_values(engine, algorithm, check_value):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_native_equals_twin_over_random_splits_and_offsets(size):
+def test_native_equals_python_over_random_splits_and_offsets(size):
     rng = random.Random(size + 1)
     backing = _data(size + 64, seed=size)
     for _ in range(4):
         start = rng.randrange(64)  # unaligned starts reach the CRC kernels' byte loops
         data = memoryview(backing)[start : start + size]
         cuts = sorted(rng.randrange(size + 1) for _ in range(rng.randrange(1, 8)))
-        native, twin = _native.Hasher(ALL), pyengine.Hasher(ALL)
+        native, python = _native.Hasher(ALL), pyengine.Hasher(ALL)
         for a, b in zip([0, *cuts], [*cuts, size]):
             native.update(data[a:b])
-            twin.update(data[a:b])
-        assert native.digests() == twin.digests() == _reference(bytes(data))
+            python.update(data[a:b])
+        assert native.digests() == python.digests() == _reference(bytes(data))
 
 
 def test_md5_only_unless_asked(engine):

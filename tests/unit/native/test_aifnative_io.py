@@ -1,5 +1,5 @@
 """File I/O of both engines on real files: hashing writes, striped pread/pwrite, copies,
-reflinks, preallocation and aligned buffers. Each test runs the C engine and its Python twin."""
+reflinks, preallocation and aligned buffers. Each test runs the C engine and its Python version."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""In-place aws-chunked decoding: the C decoder (native/awschunked.c) and its Python twin
+"""In-place aws-chunked decoding: the C decoder (native/awschunked.c) and its Python version
 (aif_gateway/fsio/pychunked.py) against each other, against the gateway's earlier streaming
 decoder (tests/unit/chunked_reference.py, an independent implementation), against botocore's
 bodies and against AWS's documented signatures."""
@@ -518,7 +518,7 @@ def test_engine_module_exports_the_chosen_decoder():
     assert issubclass(_native.ChunkedError, ValueError) and issubclass(pychunked.ChunkedError, ValueError)
 
 
-# -- native and twin agree on mutated bodies ---------------------------------------------------------
+# -- native and Python versions agree on mutated bodies ---------------------------------------------------------
 
 
 def _seeds():
@@ -558,7 +558,7 @@ def _mutate(body: bytes, rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("batch", range(4))
-def test_native_and_twin_agree_on_mutated_bodies(batch):
+def test_native_and_python_agree_on_mutated_bodies(batch):
     rng = random.Random(1000 + batch)
     seeds = _seeds()
     kinds = set()

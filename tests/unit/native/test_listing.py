@@ -1,4 +1,4 @@
-"""The listing's batch stat: the C version (native/listing.c) against its Python twin, case by case."""
+"""The listing's batch stat: the C version (native/listing.c) against its Python version, case by case."""
 
 from __future__ import annotations
 

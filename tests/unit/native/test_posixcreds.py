@@ -1,4 +1,4 @@
-"""Per-thread POSIX credentials of both engines (native/posixcreds.c and its Python twin): a
+"""Per-thread POSIX credentials of both engines (native/posixcreds.c and its Python version): a
 thread switched to a user holds that user's fsuid, fsgid and groups alone, the kernel checks its
 file access as that user's, and restoring gives back root's.
 

@@ -1,4 +1,4 @@
-"""The batch copy of small files: the native version against its pure-Python twin, case by case,
+"""The batch copy of small files: the native version against its pure-Python version, case by case,
 on real files (content, xxh3, modes, destination mtimes, and where and why a batch stops)."""
 
 from __future__ import annotations

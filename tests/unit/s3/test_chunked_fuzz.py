@@ -1,5 +1,5 @@
 """Properties of the aws-chunked decoders, with hypothesis: the C decoder (native/awschunked.c)
-and its Python twin (aif_gateway/fsio/pychunked.py), driven as tests/unit/native/test_awschunked.py
+and its Python version (aif_gateway/fsio/pychunked.py), driven as tests/unit/native/test_awschunked.py
 drives them (each piece inside a larger buffer, so in place means in place).
 
 - Any valid encoding of any payload (chunk boundaries anywhere, sizes in any hex spelling,

@@ -66,7 +66,7 @@ def test_ranged_chunks_read_exactly_the_range(store: FsStore) -> None:
 
 @pytest.mark.parametrize("size", [1, PREFETCH_MAX, PREFETCH_MAX + 1, 3 * PREFETCH_MAX])
 def test_prefetched_and_read_bodies_give_the_same_ranges(store: FsStore, size: int) -> None:
-    """Small bodies come from the open call's read (fast path), larger ones from pread (twin)."""
+    """Small bodies come from the open call's read (fast path), larger ones from pread."""
     data = os.urandom(size)
     put(store, "k", data)
 

@@ -16,7 +16,7 @@ T0 = 1_735_689_600_123_456_789
 
 
 def generic_entry(info: ObjectInfo, encode, owner: XmlChildren | None) -> XmlChildren:
-    """The ``Contents`` entry as the handler built it before ``contents`` (the slow twin)."""
+    """The ``Contents`` entry as the handler built it before ``contents`` (the Python fallback)."""
     entry: XmlChildren = [
         ("Key", encode(info.key)),
         ("LastModified", iso8601(info.mtime_ns)),
