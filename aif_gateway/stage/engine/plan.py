@@ -127,7 +127,7 @@ def plan_transfer(
     ranges: list[Unit] = []
     wholes: list[Unit] = []
     batches: list[Unit] = []
-    filling: dict[bool, tuple[list[Entry], int]] = {}  # is_s3 -> (the batch being filled, its bytes)
+    filling: dict[bool, tuple[list[Entry], int]] = {}  # from_s3 -> (the batch being filled, its bytes)
     for entry in entries:
         if entry.size > part_size:
             state = partial.get(entry.rel_path)
@@ -147,13 +147,13 @@ def plan_transfer(
         elif entry.size > SMALL_FILE:
             wholes.append(Whole(entry))
         else:
-            batch, batch_bytes = filling.get(entry.is_s3, ([], 0))
+            batch, batch_bytes = filling.get(entry.from_s3, ([], 0))
             batch.append(entry)
             batch_bytes += entry.size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                 batches.append(Batch(tuple(batch)))
                 batch, batch_bytes = [], 0
-            filling[entry.is_s3] = (batch, batch_bytes)
+            filling[entry.from_s3] = (batch, batch_bytes)
     batches.extend(Batch(tuple(batch)) for batch, _ in filling.values() if batch)
     wholes.sort(key=lambda u: -u.entry.size)  # type: ignore[union-attr]
     plan.units = ranges + wholes + batches

@@ -166,7 +166,7 @@ class Stager:
             tasks = [asyncio.create_task(self.journal.run_flusher()), asyncio.create_task(self.progress.run())]
             try:
                 async with contextlib.AsyncExitStack() as stack:
-                    s3_entries = [e for e in todo if e.is_s3]
+                    s3_entries = [e for e in todo if e.from_s3]
                     if s3_entries:
                         # Imported here: a filesystem-only stage never loads the S3 client.
                         from .s3_copy import open_s3_objects
@@ -261,7 +261,7 @@ class Stager:
 
     def _reader(self, entry: Entry) -> Any:
         """What copies ``entry``: LocalFiles or S3Objects (a batch is all one or all the other)."""
-        return self.s3 if entry.is_s3 else self.files
+        return self.s3 if entry.from_s3 else self.files
 
     async def _run_unit(self, unit: Unit, buffer: LazyBuffer) -> None:
         if isinstance(unit, Batch):

@@ -73,13 +73,13 @@ def expectations(
 ) -> list[Expectation]:
     """What ``entry``'s content must hash to. ``sse``: the object's ServerSideEncryption (an
     SSE-KMS ETag is not an MD5); ``s3_checksums``: algorithm -> x-amz-checksum value."""
-    if entry.checksum is None and not entry.is_s3:
+    if entry.checksum is None and not entry.from_s3:
         return []  # a local file without a manifest checksum: the common case of a large tree
     found = []
     if entry.checksum is not None:
         algorithm, value = entry.checksum
         found.append(Expectation(algorithm, bytes.fromhex(value), f"the manifest's {algorithm.lower()}"))
-    if entry.is_s3 and entry.etag and _PLAIN_MD5.match(entry.etag) and not (sse or "").startswith("aws:kms"):
+    if entry.from_s3 and entry.etag and _PLAIN_MD5.match(entry.etag) and not (sse or "").startswith("aws:kms"):
         found.append(Expectation("MD5", bytes.fromhex(entry.etag), "its ETag (MD5)"))
     if s3_checksums:
         # Imported here: aif_gateway.checksums loads awscrt, which a stage without S3 checksums
@@ -119,6 +119,6 @@ def method(found: list[Expectation], entry: Entry) -> str:
     its size and mtime unchanged while it was copied, and for files split into ranges each
     range's bytes read back as they were written)."""
     if not found:
-        return "size+etag" if entry.is_s3 else "source"
+        return "size+etag" if entry.from_s3 else "source"
     origin = found[0].origin
     return "manifest" if "manifest" in origin else ("md5" if found[0].algorithm == "MD5" else "checksum")

@@ -1,10 +1,11 @@
 """One file to stage (``Entry``), and what is computed over the list of them.
 
-``Entry(rel_path, size, mtime_ns, etag, checksum, url)``: ``rel_path`` is where it lands under
-the destination; ``etag`` is the S3 ETag (None for filesystem files); ``checksum`` an expected
-digest from a manifest, ``(algorithm, hex)`` with algorithm one of ``XXH3_64``, ``SHA256``,
-``MD5``; ``url`` is ``s3://bucket/key`` or an absolute path. ``source_id`` identifies the
-version of the source (ETag, else mtime).
+``Entry(rel_path, size, mtime_ns, etag, checksum, url, from_s3)``: ``rel_path`` is where it
+lands under the destination; ``etag`` is the S3 ETag (None for filesystem files); ``checksum`` an
+expected digest from a manifest, ``(algorithm, hex)`` with algorithm one of ``XXH3_64``,
+``SHA256``, ``MD5``; ``url`` is ``s3://bucket/key`` or an absolute path; ``from_s3`` says which
+(set by the listing that made the entry). ``source_id`` identifies the version of the source
+(ETag, else mtime).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import NamedTuple
 
-from ...client import is_s3_url
 from ..errors import StageError
 from ..state.statedir import STATE_DIR
 
@@ -29,10 +29,8 @@ class Entry(NamedTuple):
     etag: str | None
     checksum: tuple[str, str] | None
     url: str
-
-    @property
-    def is_s3(self) -> bool:
-        return is_s3_url(self.url)
+    # Set by the listing that made the entry (an S3 listing), never read back from ``url``.
+    from_s3: bool = False
 
     @property
     def source_id(self) -> str:

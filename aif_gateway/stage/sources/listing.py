@@ -84,7 +84,7 @@ def _expect(line: SourceLine, found: list[Entry]) -> Entry:
             f"{entry.url} changed: the manifest expects ETag {line.etag}, the source has {entry.etag}",
             entry.url,
         )
-    return Entry(entry.rel_path, entry.size, entry.mtime_ns, entry.etag, line.checksum or entry.checksum, entry.url)
+    return entry._replace(checksum=line.checksum or entry.checksum)
 
 
 def list_sources(specs: list[str], options: StageOptions) -> list[Entry]:

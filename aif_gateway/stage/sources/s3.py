@@ -121,7 +121,15 @@ class S3Prefix(Source):
                     continue  # "data2/x" under the prefix "data"
                 mtime_ns = int(obj["LastModified"].timestamp() * 1_000_000_000)
                 entries.append(
-                    Entry(rel, int(obj["Size"]), mtime_ns, strip_etag(obj.get("ETag")), None, str(S3Url(bucket, key)))
+                    Entry(
+                        rel,
+                        int(obj["Size"]),
+                        mtime_ns,
+                        strip_etag(obj.get("ETag")),
+                        None,
+                        str(S3Url(bucket, key)),
+                        True,
+                    )
                 )
         except s3_errors() as exc:
             raise s3_error(exc, self.spec, "listing the source") from None

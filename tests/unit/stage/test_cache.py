@@ -118,11 +118,11 @@ def test_key_names_where_the_data_comes_from(tmp_path: Path) -> None:
 
 
 def test_key_of_an_s3_source_includes_its_endpoint() -> None:
-    entries = [Entry("k", 3, 0, "etag1", None, "s3://bucket/k")]
+    entries = [Entry("k", 3, 0, "etag1", None, "s3://bucket/k", True)]
     here = entry_key(["s3://bucket/"], entries, StageOptions(endpoint_url="http://a:9000"))
     assert here == entry_key(["s3://bucket"], entries, StageOptions(endpoint_url="http://a:9000/"))
     assert here != entry_key(["s3://bucket"], entries, StageOptions(endpoint_url="http://b:9000"))
-    changed = [Entry("k", 3, 0, "etag2", None, "s3://bucket/k")]
+    changed = [Entry("k", 3, 0, "etag2", None, "s3://bucket/k", True)]
     assert here != entry_key(["s3://bucket"], changed, StageOptions(endpoint_url="http://a:9000"))
 
 

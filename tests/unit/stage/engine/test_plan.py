@@ -25,7 +25,7 @@ def fs(rel: str, size: int, mtime: int = 1) -> Entry:
 
 
 def s3(rel: str, size: int, etag: str = "e") -> Entry:
-    return Entry(rel, size, 1, etag, None, f"s3://b/{rel}")
+    return Entry(rel, size, 1, etag, None, f"s3://b/{rel}", True)
 
 
 def test_split_ranges_cover_the_file_exactly() -> None:
@@ -49,7 +49,7 @@ def test_small_files_and_small_objects_are_batched_apart() -> None:
     plan = plan_transfer(entries, {}, PART)
     batches = [u for u in plan.units if isinstance(u, Batch)]
     assert sorted(len(b.entries) for b in batches) == [2, 5, BATCH_FILES]
-    assert all(len({e.is_s3 for e in b.entries}) == 1 for b in batches)
+    assert all(len({e.from_s3 for e in b.entries}) == 1 for b in batches)
     assert [u.entry.rel_path for u in plan.units if isinstance(u, Whole)] == ["o3"]
 
 

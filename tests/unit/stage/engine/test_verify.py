@@ -18,7 +18,7 @@ MD5 = hashlib.md5(DATA).hexdigest()
 
 
 def s3_entry(etag: str | None, checksum: tuple[str, str] | None = None) -> Entry:
-    return Entry("k", len(DATA), 1, etag, checksum, "s3://b/k")
+    return Entry("k", len(DATA), 1, etag, checksum, "s3://b/k", True)
 
 
 def test_content_hasher_matches_reference_digests() -> None:

@@ -15,7 +15,7 @@ OPTIONS = StageOptions(jobs=4)
 
 
 def entry(rel: str, size: int = 1, mtime: int = 1, etag: str | None = None) -> Entry:
-    return Entry(rel, size, mtime, etag, None, "s3://b/" + rel if etag else "/x/" + rel)
+    return Entry(rel, size, mtime, etag, None, "s3://b/" + rel if etag else "/x/" + rel, bool(etag))
 
 
 def test_fingerprint_ignores_order_but_sees_every_change() -> None:
