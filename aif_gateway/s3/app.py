@@ -27,7 +27,7 @@ from .handlers import HANDLERS
 from .limits import Limits
 from .responses import error_response, new_request_id, not_modified_response, stamp_request_id
 from .routing import action_for, locate, parse_query, split_raw_path
-from .transport import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE
+from .transport import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE, settle_body
 
 __all__ = ["CLIENT_GONE", "IDENTITIES_KEY", "POSIX_IDS_KEY", "make_app", "request_id_middleware"]
 
@@ -96,7 +96,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     """Gives each request an id and renders whatever the handler raised as S3 does."""
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
-    response = await _render_errors(request, handler, request_id)
+    try:
+        response = await _render_errors(request, handler, request_id)
+    finally:
+        settle_body(request)  # before the response promises keep-alive or not
     if request.get(CLOSE_AFTER_RESPONSE):
         # The body was read around aiohttp's parser (transport.request_body): say so, then close.
         response.force_close()

@@ -18,6 +18,20 @@ a worker until the keep-alive timeout, an hour later. Here, per connection:
 Between requests, an idle keep-alive connection closes after ``keepalive_timeout`` seconds
 (aiohttp's own timer). Slow bodies are bounded where they are read (``transport``).
 
+A connection that closes after a response while the client may still be sending (a refusal
+above, or a body the store stopped reading on the socket, ``transport.BODY_LEFT_ON_SOCKET``)
+closes by lingering, as RFC 9112 section 9.6 asks and nginx and Apache do: closing a socket
+with unread bytes in its receive buffer makes the kernel send a RST, and the client, still
+writing its body, gets a reset instead of the response it has not read yet. So the response is
+sent, the write side shut (``transport.write_eof()``: the client reads the response, then
+EOF), and what the client still sends is read and dropped until it closes, or for at most
+``LINGER_TIMEOUT_S`` seconds, ``LINGER_IDLE_S`` without a byte, or ``LINGER_MAX_BYTES``; then
+the connection closes. All on the event loop, in this connection's own protocol: no thread,
+and the connection counts as open until then. On TLS, which cannot shut one direction, the
+response is followed by the same bounded drain without the half-close. Bodies that aiohttp
+itself reads after an early answer (its own lingering read, through its parser, which keeps
+the connection when the body ends) get the same time bound (``lingering_time``).
+
 The hook: aiohttp builds one ``RequestHandler`` (its asyncio protocol) per connection, in
 ``web.Server.__call__``. ``GatewayRunner`` is an ``AppRunner`` whose server builds a
 ``GatewayRequestHandler`` instead; that handler wraps its HTTP parser so that every byte a
@@ -42,6 +56,7 @@ from aiohttp.web_protocol import RequestHandler
 from ..errors import S3Error
 from .limits import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_KEEPALIVE_TIMEOUT_S
 from .responses import error_response, new_request_id, stamp_request_id
+from .transport import BODY_LEFT_ON_SOCKET
 
 __all__ = ["GatewayRunner", "PARSER_LIMITS"]
 
@@ -50,6 +65,7 @@ log = logging.getLogger("aif_gateway.access")
 server_log = logging.getLogger("aif_gateway.server")
 
 KiB = 1024
+MiB = 1024 * KiB
 # aiohttp's limits per line: the request line (a 1 KiB key percent-encoded is 3 KiB; a presigned
 # URL with a session token a few KiB more) and any one header line.
 MAX_REQUEST_LINE_BYTES = 16 * KiB
@@ -59,6 +75,18 @@ PARSER_LIMITS = {"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_
 # All the bytes of one request line and header section held before the section is complete:
 # room for the longest request line and for header sections the application still answers.
 MAX_REQUEST_HEAD_BYTES = 64 * KiB
+
+# Lingering close. A client that sends its whole body before reading (http.client, urllib3,
+# most SDKs) sees the response only once its last byte is taken, so the drain must outlast the
+# rest of a refused body where that is cheap: 64 MiB holds the default part of every common S3
+# tool (rclone 5 MiB, boto3 and the AWS CLI 8 MiB, minio-go 16 MiB, s5cmd 50 MiB), and the
+# loop drops it fast (64 MiB in 40 ms on loopback, a loaded 2-CPU machine). 5 s carries 64 MiB at
+# 13 MB/s and more; 2 s without a byte is Apache's per-read linger (nginx waits 5 s per read,
+# 30 s in all). Past any bound the connection closes and a client still sending gets the reset:
+# a refused 5 GiB PUT is not waited for, and sending forever holds a connection no longer.
+LINGER_TIMEOUT_S = 5.0
+LINGER_IDLE_S = 2.0
+LINGER_MAX_BYTES = 64 * MiB
 
 _NOTHING_PARSED: tuple[tuple[()], bool, bytes] = ((), False, b"")
 
@@ -94,6 +122,41 @@ def _s3_error_for(exc: BaseException | None, request_line_done: bool) -> tuple[S
     return S3Error("InvalidRequest", "The request is not valid HTTP/1.1."), type(exc).__name__
 
 
+class _Lingering:
+    """A lingering close under way: what the client sent since, and when it ends."""
+
+    __slots__ = ("_loop", "ended", "discarded", "last_read")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.ended: asyncio.Future[str] = loop.create_future()  # with the reason it ended
+        self.discarded = 0
+        self.last_read = loop.time()
+
+    def discard(self, data: bytes) -> None:
+        self.discarded += len(data)
+        self.last_read = self._loop.time()
+        if self.discarded >= LINGER_MAX_BYTES:
+            self.end("bytes")
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+    async def wait(self) -> str:
+        """Until the client closes (or goes), or a bound is reached; returns which."""
+        deadline = self._loop.time() + LINGER_TIMEOUT_S
+        while not self.ended.done():
+            now = self._loop.time()
+            if now >= deadline:
+                self.end("time")
+            elif now >= self.last_read + LINGER_IDLE_S:
+                self.end("idle")
+            else:
+                await asyncio.wait([self.ended], timeout=min(deadline, self.last_read + LINGER_IDLE_S) - now)
+        return self.ended.result()
+
+
 class _GuardedParser:
     """aiohttp's HTTP parser with every fed byte passing ``check(parser, data)`` instead."""
 
@@ -111,7 +174,16 @@ class _GuardedParser:
 
 
 class GatewayRequestHandler(RequestHandler):
-    __slots__ = ("_header_timeout", "_head_bytes", "_line_end", "_head_timer", "_last_payload", "_refused", "_refusal")
+    __slots__ = (
+        "_header_timeout",
+        "_head_bytes",
+        "_line_end",
+        "_head_timer",
+        "_last_payload",
+        "_refused",
+        "_refusal",
+        "_lingering",
+    )
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -122,6 +194,7 @@ class GatewayRequestHandler(RequestHandler):
         self._last_payload: Any = None  # the body of the last request parsed
         self._refused = False  # from then on every byte received is dropped
         self._refusal: HttpProcessingError | None = None  # to raise through the parser, once
+        self._lingering: _Lingering | None = None  # once set, every byte received is dropped
         # The proxy stands in for aiohttp's parser, which the handler only feeds.
         self._parser = _GuardedParser(self._parser, self._feed)  # type: ignore[assignment]
 
@@ -132,6 +205,8 @@ class GatewayRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        if self._lingering is not None:
+            self._lingering.end("lost")
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -195,6 +270,46 @@ class GatewayRequestHandler(RequestHandler):
         self._refuse(HeadTimedOut())
         self.data_received(b"")  # through the parser's error path, answered like a bad request
 
+    # -- closing while the client may still be sending ------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            self._lingering.discard(data)
+        else:
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self._lingering is not None:
+            self._lingering.end("eof")
+        # None: the transport closes, as for any client's EOF.
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        resp, reset = await super().finish_response(request, resp, start_time)
+        if not reset and not resp.keep_alive and (self._refused or request.get(BODY_LEFT_ON_SOCKET, False)):
+            await self._linger()  # aiohttp's start() then closes the transport
+        return resp, reset
+
+    async def _linger(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._lingering is not None:
+            return
+        self._disarm()
+        lingering = self._lingering = _Lingering(self._loop)
+        if transport.can_write_eof():  # not TLS
+            transport.write_eof()  # once the response is flushed: the transports keep the order
+        transport.resume_reading()  # paused for a body read around aiohttp, or by flow control
+        started = self._loop.time()
+        reason = await lingering.wait()
+        server_log.debug(
+            "lingering close",
+            extra={
+                "ended_by": reason,
+                "discarded": lingering.discarded,
+                "ms": round((self._loop.time() - started) * 1000, 3),
+            },
+        )
+
     # -- answering what aiohttp refused ---------------------------------------------------------
     def handle_error(
         self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
@@ -246,6 +361,8 @@ class GatewayRunner(web.AppRunner):
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
+        # aiohttp's lingering read of a body answered early: bounded like the gateway's own.
+        kwargs.setdefault("lingering_time", LINGER_TIMEOUT_S)
         super().__init__(app, keepalive_timeout=keepalive_timeout, **kwargs)
         self._header_timeout = header_timeout
 

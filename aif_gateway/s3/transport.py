@@ -28,8 +28,15 @@ and writes it. For that:
 2. the store's thread reads exactly the bytes left of the declared length, from a ``dup`` of
    the socket;
 3. aiohttp's HTTP parser still expects those bytes, so the connection cannot carry another
-   request: the payload is marked ended (no lingering read) and the response carries
-   ``Connection: close`` (``CLOSE_AFTER_RESPONSE``, applied by the app's middleware).
+   request: the payload is marked ended (aiohttp's own lingering read would go through its
+   parser) and the response carries ``Connection: close`` (``CLOSE_AFTER_RESPONSE``, applied
+   by the app's middleware). When the store gave up before the end (a bad chunk signature, a
+   body too long), the client may still be sending: ``BODY_LEFT_ON_SOCKET`` makes the
+   connection close by lingering (``connection``), or the kernel would answer the unread bytes
+   with a RST and the client lose the response.
+   The app's middleware settles this (``settle_body``) before the response: the stream does it
+   itself when it ends, but a stream abandoned by an exception ends only when the event loop
+   finalizes it, which may be after the response has promised keep-alive.
 When the store cannot take the rest (every receiver thread busy) it leaves ``started`` False,
 reading resumes and the body continues through aiohttp. Only where it pays: a body with a
 Content-Length and at least ``RECV_DIRECT_MIN_BYTES`` still on the socket.
@@ -57,6 +64,7 @@ from ..store.base import BodyOnSocket, ObjectReader, SendfileUnavailable
 from .limits import DEFAULT_BODY_STALL_TIMEOUT_S
 
 __all__ = [
+    "BODY_LEFT_ON_SOCKET",
     "BYTES_AROUND_PARSER",
     "CLOSE_AFTER_RESPONSE",
     "READ_SIZE",
@@ -72,6 +80,7 @@ __all__ = [
     "request_body",
     "send_zero_copy",
     "sendfile_enabled",
+    "settle_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,6 +103,9 @@ RECV_DIRECT_MIN_BYTES = 4 * 1024 * 1024
 READ_SIZE = 1 << 20
 
 CLOSE_AFTER_RESPONSE = web.RequestKey("close_after_response", bool)
+# Some of a body read around aiohttp may still be on the socket, unread, when the connection
+# closes: it closes by lingering (``connection.GatewayRequestHandler``).
+BODY_LEFT_ON_SOCKET = web.RequestKey("body_left_on_socket", bool)
 # Body bytes handed to the store's socket receiver: aiohttp's StreamReader never counts them,
 # so the access log adds them to its total_bytes.
 BYTES_AROUND_PARSER = web.RequestKey("bytes_around_parser", int)
@@ -227,19 +239,15 @@ async def request_body(
         on_socket = raw_length - content.total_bytes
         transport.pause_reading()
         rest = BodyOnSocket(sock_fd, on_socket, stall_timeout, None if decoder is None else decoder.engine)
+        hand_over = http[_HAND_OVER] = _HandOver(http, transport, rest)
         try:
             head = decoder.decode(buffered) if decoder is not None and buffered else buffered
             if head:
                 yield head
             yield rest
+            hand_over.read_in_full = True  # the store came back for more: it read all of the rest
         finally:
-            if rest.started:
-                # Some or all of the rest was read around aiohttp: this connection is done.
-                content.feed_eof()
-                http[CLOSE_AFTER_RESPONSE] = True
-                http[BYTES_AROUND_PARSER] = on_socket
-            elif not transport.is_closing():
-                transport.resume_reading()
+            hand_over.settle()
         if rest.started:
             log.debug("body bytes received from the socket", extra={"bytes": rest.count})
             if decoder is not None:
@@ -252,6 +260,47 @@ async def request_body(
         return
     async for data in content_chunks(content, stall_timeout):
         yield data
+
+
+class _HandOver:
+    """The rest of a body handed to the store's socket receiver, and what that leaves the
+    connection in: ``settle`` applies it once, when the stream ends or is closed, or when the
+    app's middleware gets there first (``settle_body``)."""
+
+    __slots__ = ("_http", "_transport", "_rest", "read_in_full", "_settled")
+
+    def __init__(self, http: web.BaseRequest, transport: asyncio.Transport, rest: BodyOnSocket) -> None:
+        self._http = http
+        self._transport = transport
+        self._rest = rest
+        self.read_in_full = False
+        self._settled = False
+
+    def settle(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        if self._rest.started:
+            # Some or all of the rest was read around aiohttp: this connection is done.
+            self._http.content.feed_eof()
+            self._http[CLOSE_AFTER_RESPONSE] = True
+            self._http[BYTES_AROUND_PARSER] = self._rest.count
+            if not self.read_in_full:
+                self._http[BODY_LEFT_ON_SOCKET] = True
+        elif not self._transport.is_closing():
+            # Not taken (or never offered): the rest comes through aiohttp after all.
+            self._transport.resume_reading()
+
+
+_HAND_OVER = web.RequestKey("socket_hand_over", _HandOver)
+
+
+def settle_body(http: web.BaseRequest) -> None:
+    """Puts the connection in the state the request's body left it in, before the response is
+    sent (step 3 above); nothing when no body was handed to the store's socket receiver."""
+    hand_over = http.get(_HAND_OVER)
+    if hand_over is not None:
+        hand_over.settle()
 
 
 async def content_chunks(

@@ -147,6 +147,20 @@ def test_an_oversized_header_line_gets_an_s3_error(gw: GatewayProcess, kib: int)
     assert headers["content-type"] == "application/xml" and headers["x-amz-request-id"]
 
 
+def test_a_client_still_sending_after_its_header_section_was_refused_reads_the_error(gw: GatewayProcess) -> None:
+    # Refused past 64 KiB while the client goes on for 8 MiB: the gateway answers, shuts its
+    # write side and drops the rest (a lingering close), instead of a close whose RST would cut
+    # the client's writes and lose the answer.
+    line = b"x-amz-meta-pad: " + b"p" * 8000 + b"\r\n"
+    with connect(gw) as sock:
+        sock.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(1000):
+            sock.sendall(line)
+        status, headers, body = read_response(sock)
+        assert (status, error_code(body)) == (400, "RequestHeaderSectionTooLarge")
+        assert closed_by_server(sock)
+
+
 def test_a_slow_header_section_gets_request_timeout_and_is_closed(gw: GatewayProcess) -> None:
     with connect(gw) as sock:
         sock.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n")

@@ -16,21 +16,27 @@ import hashlib
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from aif_gateway.s3.connection import LINGER_TIMEOUT_S
+
 from .clients import boto3_client
 from .gateway import Credentials, GatewayProcess
 from .helpers import MiB, random_bytes
-from .rawhttp import crc32_b64, put_signed_chunked, signed_request
+from .rawhttp import SIGNED_STREAMING, crc32_b64, put_signed_chunked, sign, signed_request
 
 BUCKET = "put-paths"
 DIRECT_LOG = "body bytes received from the socket"
 BIG = random_bytes(20 * MiB + 11)
+GiB = 1024 * MiB
+CUT_OFF_SLACK_S = 25.0  # generous: only a gateway with no bound at all reaches it
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["direct", "aiohttp"])
@@ -274,3 +280,118 @@ def test_large_aws_chunked_body_with_a_wrong_trailer_checksum(gw: GatewayProcess
     assert resp.status == 400
     assert resp.error()["Code"] == "BadDigest"
     assert s3.get_object(Bucket=BUCKET, Key="chunked-crc")["Body"].read() == b"original"
+
+
+# -- refused while the client is still sending: the answer arrives, the connection is bounded -----
+# The gateway closes such a connection by lingering (aif_gateway/s3/connection.py): response,
+# write side shut, what the client still sends read and dropped, within bounds. Closing at once
+# would make the kernel answer the unread bytes with a RST, and the client lose the response.
+
+
+def _refused_put_head(gw: GatewayProcess, credentials: Credentials, key: str, decoded: int) -> tuple[bytes, int]:
+    """The head of a signed aws-chunked PUT of ``decoded`` bytes, and its Content-Length; its
+    first chunk will carry a wrong signature (``_bad_first_chunk``), so it is refused there."""
+    host, path = f"127.0.0.1:{gw.port}", f"/{BUCKET}/{key}"
+    sizes = [CHUNK] * (decoded // CHUNK) + ([decoded % CHUNK] if decoded % CHUNK else []) + [0]
+    length = sum(len(f"{n:x};chunk-signature=") + 64 + 2 + n + 2 for n in sizes)
+    headers = {
+        "Host": host,
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(decoded),
+        "Content-Length": str(length),
+    }
+    signed = sign(credentials, "PUT", f"http://{host}{path}", headers, content_sha256=SIGNED_STREAMING)
+    lines = [f"PUT {path} HTTP/1.1", *(f"{name}: {value}" for name, value in signed.headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode(), length
+
+
+def _bad_first_chunk() -> bytes:
+    return f"{CHUNK:x};chunk-signature={'0' * 64}\r\n".encode() + random_bytes(CHUNK) + b"\r\n"
+
+
+class _ResponseReader(threading.Thread):
+    """Reads one HTTP response from ``sock`` while the test goes on sending."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.outcome: tuple[int, bytes] | BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            response = http.client.HTTPResponse(self.sock)
+            response.begin()
+            self.outcome = (response.status, response.read())
+        except BaseException as exc:  # reported by the test
+            self.outcome = exc
+
+
+def _start_refused_put(
+    gw: GatewayProcess, credentials: Credentials, key: str, decoded: int
+) -> tuple[socket.socket, _ResponseReader, int]:
+    """Sends the head and half the first chunk, then waits: the handler takes the body with less
+    than a chunk buffered, so on the direct gateway the socket's native loop finds the bad
+    signature (the path the RST hit), on the other aiohttp's decoder does. Returns the socket,
+    a reader already waiting for the answer, and the body bytes still to send."""
+    head, length = _refused_put_head(gw, credentials, key, decoded)
+    first = _bad_first_chunk()
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=60)
+    reader = _ResponseReader(sock)
+    reader.start()
+    sock.sendall(head + first[: CHUNK // 2])
+    time.sleep(1.0)
+    sock.sendall(first[CHUNK // 2 :])
+    return sock, reader, length - len(first)
+
+
+def _lingering_closes(gw: GatewayProcess) -> list[dict]:
+    return gw.log_entries("lingering close")
+
+
+def test_a_client_still_sending_after_a_refusal_reads_the_whole_error(
+    gw: GatewayProcess, credentials: Credentials, direct_on: bool
+) -> None:
+    before = len(_lingering_closes(gw))
+    sock, reader, left = _start_refused_put(gw, credentials, "still-sending", 24 * MiB)
+    with sock:
+        filler = random_bytes(MiB)
+        while left:  # the whole declared body, long after the refusal: no reset may cut it
+            left -= sock.send(filler[: min(left, len(filler))])
+        reader.join(60)
+    assert not isinstance(reader.outcome, BaseException), repr(reader.outcome)
+    assert reader.outcome is not None
+    status, body = reader.outcome
+    assert status == 403
+    assert ET.fromstring(body).findtext("Code") == "SignatureDoesNotMatch"
+    if direct_on:  # refused inside the socket's receive loop: closed by lingering, ended by the client
+        entries = gw.wait_for_log("lingering close", before + 1)
+        assert entries[-1]["ended_by"] == "eof", entries[-1]
+
+
+@pytest.mark.parametrize("pace", ["trickle", "flood"])
+def test_a_client_that_never_stops_sending_is_cut_off(
+    gw: GatewayProcess, credentials: Credentials, direct_on: bool, pace: str
+) -> None:
+    # A trickle never pauses for LINGER_IDLE_S and never reaches LINGER_MAX_BYTES: only the time
+    # bound ends it. A flood reaches the byte bound first, or the time bound on a slow machine.
+    before = len(_lingering_closes(gw))
+    sock, reader, _ = _start_refused_put(gw, credentials, f"never-ends-{pace}", 4 * GiB)
+    piece = random_bytes(16 * 1024 if pace == "trickle" else MiB)
+    cut_off = False
+    started = time.monotonic()
+    with sock:
+        while time.monotonic() - started < LINGER_TIMEOUT_S + CUT_OFF_SLACK_S:
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                cut_off = True
+                break
+            if pace == "trickle":
+                time.sleep(0.05)
+        reader.join(60)
+    assert cut_off, f"still accepting bytes after {LINGER_TIMEOUT_S + CUT_OFF_SLACK_S} s"
+    assert not isinstance(reader.outcome, BaseException), repr(reader.outcome)
+    assert reader.outcome is not None and reader.outcome[0] == 403
+    if direct_on:
+        entries = gw.wait_for_log("lingering close", before + 1)
+        assert entries[-1]["ended_by"] in (("time",) if pace == "trickle" else ("bytes", "time")), entries[-1]

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
+import socket
+import ssl
+import xml.etree.ElementTree as ET
 import zlib
 from base64 import b64encode
 from pathlib import Path
@@ -151,3 +155,24 @@ def test_awscli_cp_large_file_over_https(tls_gateway, credentials, tls_files, tm
     # The object is a plain file at the mapped path, with the same bytes.
     on_disk = tls_gateway.root / "tls-cli" / "dir" / "big.bin"
     assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == digest
+
+
+def test_a_client_still_sending_after_a_refusal_reads_the_error_over_tls(
+    tls_gateway: GatewayProcess, tls_files: TlsFiles
+) -> None:
+    # TLS cannot shut one direction, so the gateway drains what follows its answer without the
+    # half-close (aif_gateway/s3/connection.py): the client still gets the answer, not a reset.
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    line = b"x-amz-meta-pad: " + b"p" * 8000 + b"\r\n"
+    with (
+        socket.create_connection(("127.0.0.1", tls_gateway.port), timeout=60) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(1000):  # 8 MB of header lines; refused past the first 64 KiB
+            sock.sendall(line)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = response.read()
+    assert response.status == 400
+    assert ET.fromstring(body).findtext("Code") == "RequestHeaderSectionTooLarge"

@@ -26,6 +26,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from aif_gateway.s3 import transport
 from aif_gateway.s3.transport import (
+    BODY_LEFT_ON_SOCKET,
     BYTES_AROUND_PARSER,
     CLOSE_AFTER_RESPONSE,
     RECV_DIRECT_MIN_BYTES,
@@ -33,6 +34,7 @@ from aif_gateway.s3.transport import (
     plain_socket_fd,
     request_body,
     send_zero_copy,
+    settle_body,
 )
 from aif_gateway.store.base import BodyOnSocket, ObjectInfo
 from aif_gateway.store.reader import FileReader
@@ -194,6 +196,7 @@ def test_a_large_body_ends_on_the_socket_whether_or_not_the_store_takes_it(taken
                 received += item
         seen["close"] = request.get(CLOSE_AFTER_RESPONSE, False)
         seen["around_parser"] = request.get(BYTES_AROUND_PARSER, 0)
+        seen["left"] = request.get(BODY_LEFT_ON_SOCKET, False)
         response = web.Response(text=hashlib.sha256(received).hexdigest())
         if seen["close"]:
             response.force_close()  # as the app's middleware does
@@ -213,6 +216,42 @@ def test_a_large_body_ends_on_the_socket_whether_or_not_the_store_takes_it(taken
     assert seen["close"] is taken
     assert seen["around_parser"] == (seen["on_socket"] if taken else 0)
     assert (connection == "close") is taken
+    assert seen["left"] is False  # read in full: nothing to linger for
+
+
+def test_a_stream_abandoned_mid_socket_is_settled_before_the_response() -> None:
+    # As when the store's receive loop raises (a bad chunk signature): the stream is left
+    # suspended, and the event loop would close it only later, after the response.
+    body = os.urandom(RECV_DIRECT_MIN_BYTES * 2)
+    seen: dict[str, Any] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        stream = request_body(request, request.content_length)
+        async for item in stream:
+            if isinstance(item, BodyOnSocket):
+                item.started = True
+                await asyncio.to_thread(_recv_exactly, item.fd, 1000)
+                break  # abandoned, not closed
+        seen["before"] = request.get(CLOSE_AFTER_RESPONSE, False)
+        settle_body(request)
+        seen["close"] = request.get(CLOSE_AFTER_RESPONSE, False)
+        seen["left"] = request.get(BODY_LEFT_ON_SOCKET, False)
+        seen["content_ended"] = request.content.is_eof()
+        await stream.aclose()  # settles again: nothing changes
+        response = web.Response(text="refused")
+        response.force_close()
+        return response
+
+    def put(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            try:
+                sock.sendall(f"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                sock.recv(65536)
+            except OSError:
+                pass  # this bare aiohttp server does not linger
+
+    _serve(handler, "PUT", put)
+    assert seen == {"before": False, "close": True, "left": True, "content_ended": True}
 
 
 def test_a_body_without_a_length_goes_through_aiohttp() -> None:
