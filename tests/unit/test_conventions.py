@@ -110,6 +110,60 @@ def test_each_part_imports_only_what_lies_below_it() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_no_two_modules_import_each_other_even_indirectly() -> None:
+    # Imports inside functions and under TYPE_CHECKING count too: a cycle hidden there still
+    # means neither module can be read, tested or moved without the other.
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for path in MODULES.values():
+        for imp in _imports(path):
+            src, dst = imp.source, imp.target
+            if dst in MODULES and dst != src and not src.startswith(dst + ".") and not dst.startswith(src + "."):
+                graph[src].add(dst)
+    cycles = [component for component in _strongly_connected(graph) if len(component) > 1]
+    assert not cycles, cycles
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively (no recursion limit to meet)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                found.append(component)
+    return found
+
+
 def test_the_layering_table_names_every_part() -> None:
     parts = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert parts == set(MAY_IMPORT)

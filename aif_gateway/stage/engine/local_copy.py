@@ -6,17 +6,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import fscopy
+from .copier import LazyBuffer, StageRun
 from .verify import ContentHasher, Expectation, expectations, method
 
 if TYPE_CHECKING:
     from ..sources import Entry
-    from .transfer import LazyBuffer, Stager
 
 __all__ = ["LocalFiles"]
 
 
 class LocalFiles:
-    def __init__(self, stager: Stager) -> None:
+    def __init__(self, stager: StageRun) -> None:
         self.stager = stager
 
     async def copy_batch(self, entries: list[Entry], buffer: LazyBuffer) -> None:

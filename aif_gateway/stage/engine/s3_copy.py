@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from . import fscopy, s3get
+from .copier import LazyBuffer, StageRun
 from .verify import ContentHasher, Expectation, algorithms_for, check, expectations
 
 if TYPE_CHECKING:
     from ..sources import Entry
-    from .transfer import LazyBuffer, Stager
 
 __all__ = ["S3Objects", "open_s3_objects"]
 
 
 @contextlib.asynccontextmanager
-async def open_s3_objects(stager: Stager, entries: list[Entry]) -> AsyncIterator[S3Objects]:
+async def open_s3_objects(stager: StageRun, entries: list[Entry]) -> AsyncIterator[S3Objects]:
     """The S3 reader for ``entries``: botocore's client only where the fast reader cannot do the work."""
     import asyncio
 
@@ -55,7 +55,7 @@ async def open_s3_objects(stager: Stager, entries: list[Entry]) -> AsyncIterator
 
 
 class S3Objects:
-    def __init__(self, stager: Stager, ctx: s3get.S3Context) -> None:
+    def __init__(self, stager: StageRun, ctx: s3get.S3Context) -> None:
         self.stager = stager
         self.ctx = ctx
 

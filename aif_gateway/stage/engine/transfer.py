@@ -46,11 +46,12 @@ from ..state.completion import read_manifest, write_complete, write_manifest
 from ..state.journal import DoneRecord, Journal, JournalState, syncfs
 from ..state.statedir import StageDir
 from . import fscopy
+from .copier import Copier, LazyBuffer
 from .local_copy import LocalFiles
 from .plan import Batch, Finalize, Plan, Range, Ranges, Unit, Whole, plan_transfer, unchanged
 from .verify import XXH3, ContentHasher, Expectation, algorithms_for, check, expectations, method
 
-__all__ = ["LazyBuffer", "Stager", "run_stage", "stage_in"]
+__all__ = ["Stager", "run_stage", "stage_in"]
 
 
 async def stage_in(
@@ -116,18 +117,6 @@ def _refuse_dest_inside_source(sources: list[Source], dest: Path) -> None:
             )
 
 
-class LazyBuffer:
-    """A worker's buffer for botocore reads, made on first use (the fast path has its own)."""
-
-    def __init__(self) -> None:
-        self._buffer: bytearray | None = None
-
-    def get(self) -> bytearray:
-        if self._buffer is None:
-            self._buffer = bytearray(fscopy.BUFFER_SIZE)
-        return self._buffer
-
-
 class Stager:
     def __init__(
         self, entries: list[Entry], dest: Path, options: StageOptions, report: Report, count_retry: Any
@@ -146,7 +135,7 @@ class Stager:
         self.progress: Progress | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.files = LocalFiles(self)
-        self.s3: Any = None  # s3_copy.S3Objects when some source is on S3
+        self.s3: Any = None  # s3_copy.S3Objects when some source is on S3 (it has stop())
         self._stale_partials: list[str] = []
         self.local = False  # every source and the destination on local page-cache filesystems
 
@@ -259,7 +248,7 @@ class Stager:
                     self.s3.stop(now=False)
                 return
 
-    def _reader(self, entry: Entry) -> Any:
+    def _reader(self, entry: Entry) -> Copier:
         """What copies ``entry``: LocalFiles or S3Objects (a batch is all one or all the other)."""
         return self.s3 if entry.from_s3 else self.files
 

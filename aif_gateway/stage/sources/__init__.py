@@ -6,8 +6,9 @@ from .entry import Entry, fingerprint, safe_rel_path
 from .filesystem import LOCAL_KINDS, FilesystemPath, on_local_fs, walk_tree
 from .listing import alist_sources, list_entries, list_sources
 from .manifest_file import Manifest, ManifestLine, parse_manifest_line
+from .parse import parse_source
 from .s3 import S3Prefix
-from .source import Source, SourceLine, parse_source
+from .source import Source, SourceLine
 
 __all__ = [
     "LOCAL_KINDS",

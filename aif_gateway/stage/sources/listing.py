@@ -15,8 +15,9 @@ from ..errors import StageError
 from ..options import StageOptions
 from ..state.statedir import STATE_DIR
 from .entry import Entry, safe_rel_path
+from .parse import parse_source
 from .s3 import open_s3_listing
-from .source import Source, SourceLine, parse_source
+from .source import Source, SourceLine
 
 __all__ = ["alist_sources", "list_entries", "list_sources"]
 

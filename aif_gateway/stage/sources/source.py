@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..options import StageOptions
     from .entry import Entry
 
-__all__ = ["Source", "SourceLine", "parse_source"]
+__all__ = ["Source", "SourceLine"]
 
 
 class Source(ABC):
@@ -53,17 +53,3 @@ class SourceLine:
     dest_rel: str | None
     checksum: tuple[str, str] | None
     etag: str | None
-
-
-def parse_source(spec: str) -> Source:
-    """``s3://BUCKET/PREFIX``, ``@MANIFEST`` or a filesystem path."""
-    from ...client import is_s3_url
-    from .filesystem import FilesystemPath
-    from .manifest_file import Manifest
-    from .s3 import S3Prefix
-
-    if is_s3_url(spec):
-        return S3Prefix(spec)
-    if spec.startswith("@"):
-        return Manifest(spec[1:])
-    return FilesystemPath(spec)
