@@ -9,9 +9,9 @@ none of it: ``SignedS3`` signs them (``signing``: SigV4, path-style) and sends t
 endpoint and keys, that is all it needs (``from_environment``); otherwise aiobotocore resolves
 the endpoint, region and credentials (profiles, config files, instance roles...: ``create``), so
 both paths talk to the same place as the same user. Callers fall back to botocore (the slow
-path, compared in the tests) when ``AIF_STAGE_S3_GET=botocore`` (then neither constructor gives a
-client), when the endpoint has a path, and for keys whose path a client library could normalise
-(``names.usable_key``).
+path, compared in the tests) when a constructor gives None (an endpoint with a path, or not
+enough given to go without botocore), for keys whose path a client library could normalise
+(``names.usable_key``), and when they choose to (stage's ``AIF_STAGE_S3_GET=botocore``).
 
 Errors: a non-2xx answer raises ``botocore.exceptions.ClientError`` built from the S3 error
 document (``errors.client_error``); transport failures raise ``ConnectionError`` /
@@ -51,8 +51,6 @@ class SignedS3:
     async def create(cls, client: Any, options: S3Options, connections: int) -> SignedS3 | None:
         """A reader for the endpoint, region and credentials ``client`` uses; None where the fast
         path does not apply (then ``client`` does the work)."""
-        if os.environ.get("AIF_STAGE_S3_GET", "").lower() == "botocore":
-            return None
         endpoint = client.meta.endpoint_url
         if urlsplit(endpoint).path not in ("", "/"):
             return None
@@ -76,8 +74,6 @@ class SignedS3:
         AWS_ENDPOINT_URL[_S3] and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), no profile named,
         and the region given or no AWS config file that could name one. Else None (``create``)."""
         env = os.environ
-        if env.get("AIF_STAGE_S3_GET", "").lower() == "botocore":
-            return None
         if options.profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
             return None
         if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true":

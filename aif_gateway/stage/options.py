@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
-__all__ = ["GiB", "MIN_PART_SIZE", "MiB", "StageOptions", "format_size", "parse_size"]
+__all__ = ["GiB", "MIN_PART_SIZE", "MiB", "S3_GET_ENV", "StageOptions", "fast_s3_reads", "format_size", "parse_size"]
+
+# AIF_STAGE_S3_GET=botocore: every S3 read and listing through botocore instead of the client's
+# signed requests (client.SignedS3). The tests compare the two ways; a site can fall back to the
+# slower one if its endpoint and the fast one disagree.
+S3_GET_ENV = "AIF_STAGE_S3_GET"
+
+
+def fast_s3_reads() -> bool:
+    """Whether stage reads S3 with its own signed requests (unless ``AIF_STAGE_S3_GET=botocore``)."""
+    return os.environ.get(S3_GET_ENV, "").lower() != "botocore"
+
 
 KiB = 1 << 10
 MiB = 1 << 20

@@ -25,16 +25,17 @@ async def open_s3_objects(stager: StageRun, entries: list[Entry]) -> AsyncIterat
     import asyncio
 
     from ...client import SignedS3, open_client, usable_key
+    from ..options import fast_s3_reads
     from ..s3_failures import client_setup, parse_s3_url
 
     options = stager.options
     async with contextlib.AsyncExitStack() as stack:
         client = None
-        fast = SignedS3.from_environment(options, options.jobs + 1)
+        fast = SignedS3.from_environment(options, options.jobs + 1) if fast_s3_reads() else None
         with client_setup():
             if fast is None or not all(usable_key(parse_s3_url(e.url)[1]) for e in entries):
                 client = await stack.enter_async_context(open_client(options, options.jobs))
-            if fast is None:
+            if fast is None and fast_s3_reads():
                 assert client is not None
                 fast = await SignedS3.create(client, options, options.jobs + 1)
         if fast is not None:

@@ -37,15 +37,17 @@ async def open_s3_listing(
 ) -> AsyncIterator[S3Listing]:
     # Imported here: a filesystem-only stage does not pay for importing the S3 client.
     from ...client import SignedS3, open_client
+    from ..options import fast_s3_reads
     from ..s3_failures import client_setup
 
     async with contextlib.AsyncExitStack() as stack:
         client = None  # botocore's, only where the fast reader cannot do the work
-        fast = SignedS3.from_environment(options, connections)
+        fast = SignedS3.from_environment(options, connections) if fast_s3_reads() else None
         if fast is None:
             with client_setup():
                 client = await stack.enter_async_context(open_client(options, options.jobs))
-                fast = await SignedS3.create(client, options, connections)
+                if fast_s3_reads():
+                    fast = await SignedS3.create(client, options, connections)
         if fast is not None:
             stack.callback(fast.close)
         yield S3Listing(client, fast, on_retry)

@@ -149,7 +149,6 @@ def test_endpoint_and_keys_from_the_environment_need_no_botocore(aws_env: pytest
     "name, value",
     [
         ("AWS_PROFILE", "staging"),
-        ("AIF_STAGE_S3_GET", "botocore"),
         ("AWS_ENDPOINT_URL", "http://h:1/path"),
         ("AWS_ENDPOINT_URL", ""),
         ("AWS_SECRET_ACCESS_KEY", ""),

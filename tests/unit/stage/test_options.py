@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aif_gateway.stage.options import GiB, MiB, StageOptions, format_size, parse_size
+from aif_gateway.stage.options import S3_GET_ENV, GiB, MiB, StageOptions, fast_s3_reads, format_size, parse_size
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,12 @@ def test_option_defaults_match_the_cli_contract() -> None:
     options = StageOptions()
     assert (options.jobs, options.part_size, options.retries) == (16, 64 * MiB, 5)
     assert options.progress is None and options.progress_interval_s == 10.0
+
+
+@pytest.mark.parametrize("value, fast", [(None, True), ("", True), ("botocore", False), ("BOTOCORE", False)])
+def test_aif_stage_s3_get_botocore_turns_the_signed_reads_off(monkeypatch, value, fast) -> None:
+    if value is None:
+        monkeypatch.delenv(S3_GET_ENV, raising=False)
+    else:
+        monkeypatch.setenv(S3_GET_ENV, value)
+    assert fast_s3_reads() is fast
