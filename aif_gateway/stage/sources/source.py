@@ -1,6 +1,6 @@
-"""A source as the user names it, parsed once: ``parse_source`` is the one place that tells an
-``s3://`` prefix, a ``@manifest`` and a filesystem path apart; the rest of the stage asks the
-``Source`` (how to list it, how to name it) instead of testing the string again.
+"""What a source is: a user's string parsed once into a ``Source`` (``parse.parse_source`` is the
+one place that tells an ``s3://`` prefix, a ``@manifest`` and a filesystem path apart); the rest
+of the stage asks the ``Source`` (how to list it, how to name it) instead of testing the string.
 """
 
 from __future__ import annotations
