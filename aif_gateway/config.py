@@ -74,6 +74,9 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S
     limits: Limits = Limits()
+    # Signature Version 2 (boto3's default presigned URLs against a custom endpoint, s3cmd
+    # --signature-v2) besides SigV4; a site that wants SigV4 only sets signature_v2 = false.
+    signature_v2: bool = True
 
     @property
     def scheme(self) -> str:
@@ -132,6 +135,7 @@ def load_settings(
             "require_posix_ids",
             "header_timeout",
             "keepalive_timeout",
+            "signature_v2",
         }
         if unknown:
             raise ConfigError(f"{config_file}: unknown [server] key(s) {', '.join(sorted(unknown))}")
@@ -166,6 +170,9 @@ def load_settings(
     require_posix_ids = server.get("require_posix_ids", False)
     if not isinstance(require_posix_ids, bool):
         raise ConfigError(f"require_posix_ids must be true or false, not {require_posix_ids!r}")
+    signature_v2 = server.get("signature_v2", True)
+    if not isinstance(signature_v2, bool):
+        raise ConfigError(f"signature_v2 must be true or false, not {signature_v2!r}")
 
     return Settings(
         header_timeout=_seconds(server, "header_timeout", DEFAULT_HEADER_TIMEOUT_S),
@@ -183,6 +190,7 @@ def load_settings(
         tls_key=key,
         region=region,
         require_posix_ids=require_posix_ids,
+        signature_v2=signature_v2,
     )
 
 

@@ -151,6 +151,7 @@ def _worker_main(settings: Settings, identities: IdentityTable, index: int, supe
             region=settings.region,
             limits=settings.limits,
             posix_ids=posix_ids,
+            signature_v2=settings.signature_v2,
         )
         runner = GatewayRunner(
             app,

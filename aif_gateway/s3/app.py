@@ -20,13 +20,13 @@ from ..errors import NotModified, S3Error
 from ..identity import IdentityTable
 from ..posix_ids import PosixIdMap
 from ..store.base import CALLER, Store
-from . import sigv4
+from . import sigv2, sigv4
 from .connection import PARSER_LIMITS
 from .context import S3Request
 from .handlers import HANDLERS
 from .limits import Limits
 from .responses import error_response, new_request_id, not_modified_response, stamp_request_id
-from .routing import action_for, locate, parse_query, split_raw_path
+from .routing import action_for, locate, parse_query, split_raw_path, virtual_host_bucket
 from .transport import BYTES_AROUND_PARSER, CLOSE_AFTER_RESPONSE, settle_body
 
 __all__ = ["CLIENT_GONE", "IDENTITIES_KEY", "POSIX_IDS_KEY", "make_app", "request_id_middleware"]
@@ -46,6 +46,7 @@ POSIX_IDS_KEY = web.AppKey("posix_ids", PosixIdMap)
 DOMAIN_KEY = web.AppKey("domain", str)
 REGION_KEY = web.AppKey("region", str)
 LIMITS_KEY = web.AppKey("limits", Limits)
+SIGNATURE_V2_KEY = web.AppKey("signature_v2", bool)
 REQUEST_ID = web.RequestKey("request_id", str)
 RESOURCE = web.RequestKey("resource", str)
 ACTION = web.RequestKey("action", str)
@@ -139,6 +140,17 @@ async def _health(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
 
+def _authenticate(request: web.Request, path: str, raw_query: str) -> sigv4.AuthContext:
+    app = request.app
+    lookup, region = app[IDENTITIES_KEY].lookup, app[REGION_KEY]
+    if app[SIGNATURE_V2_KEY] and sigv2.signed_with_v2(request.headers, raw_query):
+        # SigV2 signs the path with the bucket first, also when the bucket came in the Host.
+        host_bucket = virtual_host_bucket(request.headers.get("Host"), app[DOMAIN_KEY] or None)
+        resource = path if host_bucket is None else f"/{host_bucket}{path}"
+        return sigv2.authenticate_v2(request.method, resource, raw_query, request.headers, lookup, region=region)
+    return sigv4.authenticate(request.method, path, raw_query, request.headers, lookup, region=region)
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     app = request.app
     if _header_section_size(request) > MAX_HEADER_SECTION_BYTES:
@@ -147,9 +159,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     bucket, key = locate(path, request.headers.get("Host"), app[DOMAIN_KEY] or None)
     request[RESOURCE] = "/" if bucket is None else f"/{bucket}" + (f"/{key}" if key is not None else "")
     query = parse_query(raw_query)
-    auth = sigv4.authenticate(
-        request.method, path, raw_query, request.headers, app[IDENTITIES_KEY].lookup, region=app[REGION_KEY]
-    )
+    auth = _authenticate(request, path, raw_query)
     request[USER] = auth.identity.name
     # From here on, the request's filesystem work runs with this user's ids (store.base.CALLER).
     ids = app[POSIX_IDS_KEY].ids_for(auth.identity)
@@ -179,8 +189,10 @@ def make_app(
     region: str = DEFAULT_REGION,
     limits: Limits = Limits(),
     posix_ids: PosixIdMap | None = None,
+    signature_v2: bool = True,
 ) -> web.Application:
-    """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway)."""
+    """``posix_ids``: whom each user acts as on the filesystem (default: everyone as the gateway);
+    ``signature_v2``: accept Signature Version 2 besides SigV4."""
     app = web.Application(
         middlewares=[access_log_middleware, request_id_middleware],
         # Bodies are streamed from request.content; nothing is read whole by aiohttp.
@@ -196,6 +208,7 @@ def make_app(
     app[POSIX_IDS_KEY] = posix_ids or PosixIdMap({})
     app[DOMAIN_KEY] = domain or ""
     app[REGION_KEY] = region
+    app[SIGNATURE_V2_KEY] = signature_v2
     app[LIMITS_KEY] = limits
     app.on_response_prepare.append(_stamp_headers)
     app.router.add_get(HEALTH_PATH, _health)

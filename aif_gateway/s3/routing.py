@@ -16,7 +16,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from ..errors import S3Error
 
-__all__ = ["action_for", "locate", "parse_query", "split_raw_path"]
+__all__ = ["action_for", "locate", "parse_query", "split_raw_path", "virtual_host_bucket"]
 
 MAX_KEY_BYTES = 1024
 
@@ -89,7 +89,8 @@ def _strip_port(host: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
-def _virtual_host_bucket(host: str | None, domain: str | None) -> str | None:
+def virtual_host_bucket(host: str | None, domain: str | None) -> str | None:
+    """The bucket a virtual-host style request names in its Host (``bucket.<domain>``), else None."""
     if not host or not domain:
         return None
     name = _strip_port(host.strip()).lower().rstrip(".")
@@ -116,7 +117,7 @@ def locate(path: str, host: str | None, domain: str | None) -> tuple[str | None,
     map safely."""
     if not path.startswith("/"):
         raise S3Error("InvalidURI")
-    bucket = _virtual_host_bucket(host, domain)
+    bucket = virtual_host_bucket(host, domain)
     if bucket is not None:
         return bucket, _checked_key(path[1:])
     bucket_raw, _, key_raw = path[1:].partition("/")

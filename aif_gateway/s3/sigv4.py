@@ -37,8 +37,14 @@ __all__ = [
     "STREAMING_SIGNED",
     "STREAMING_SIGNED_TRAILER",
     "STREAMING_UNSIGNED_TRAILER",
+    "MAX_CLOCK_SKEW_S",
+    "MAX_PRESIGN_EXPIRES_S",
+    "PRESIGNED",
     "UNSIGNED_PAYLOAD",
     "authenticate",
+    "lookup_identity",
+    "parse_amz_date",
+    "server_time",
     "canonical_query",
     "canonical_uri",
     "signatures_equal",
@@ -190,7 +196,7 @@ def _parse_credential(value: str) -> _Credential | None:
     return _Credential(access_key, date, region, service)
 
 
-def _parse_amz_date(value: str) -> float | None:
+def parse_amz_date(value: str) -> float | None:
     # Fixed widths (yyyymmddThhmmssZ); datetime checks the ranges. strptime did the same at
     # ten times the cost, on every request.
     match = _AMZ_DATE.fullmatch(value)
@@ -244,7 +250,7 @@ def _payload_mode(content_sha256: str) -> tuple[str, str | None]:
     )
 
 
-def _server_time(now: float) -> str:
+def server_time(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
@@ -283,7 +289,7 @@ def _verify(
     return key
 
 
-def _lookup(lookup: Callable[[str], Identity | None], access_key: str) -> Identity:
+def lookup_identity(lookup: Callable[[str], Identity | None], access_key: str) -> Identity:
     identity = lookup(access_key)
     if identity is None:
         raise S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key})
@@ -378,7 +384,7 @@ def _authenticate_header(
 
     # Every SigV4 client sends x-amz-date; the HTTP Date header is not accepted in its place.
     amz_date = headers.get("x-amz-date", "").strip()
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise S3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
     if credential.date != amz_date[:8]:
@@ -386,13 +392,13 @@ def _authenticate_header(
             "AuthorizationHeaderMalformed",
             "The authorization header is malformed; Invalid credential date. Date is not the same as X-Amz-Date.",
         )
-    identity = _lookup(lookup, credential.access_key)
+    identity = lookup_identity(lookup, credential.access_key)
     if abs(now - request_time) > MAX_CLOCK_SKEW_S:
         raise S3Error(
             "RequestTimeTooSkewed",
             extra={
                 "RequestTime": amz_date,
-                "ServerTime": _server_time(now),
+                "ServerTime": server_time(now),
                 "MaxAllowedSkewMilliseconds": str(MAX_CLOCK_SKEW_S * 1000),
             },
         )
@@ -462,7 +468,7 @@ def _authenticate_presigned(
     if expires > MAX_PRESIGN_EXPIRES_S:
         raise _query_error("X-Amz-Expires must be less than a week (in seconds) that is 604800")
     amz_date = params["X-Amz-Date"]
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     if credential.date != amz_date[:8]:
@@ -472,7 +478,7 @@ def _authenticate_presigned(
     signed_headers = params["X-Amz-SignedHeaders"]
     if not _valid_signed_headers(signed_headers):
         raise _query_error("X-Amz-SignedHeaders must be lower-case names separated by ';' and include host.")
-    identity = _lookup(lookup, credential.access_key)
+    identity = lookup_identity(lookup, credential.access_key)
     if now < request_time - MAX_CLOCK_SKEW_S:
         raise S3Error("AccessDenied", "Request is not valid yet")
     if now > request_time + expires:
@@ -481,8 +487,8 @@ def _authenticate_presigned(
             "Request has expired",
             extra={
                 "X-Amz-Expires": expires_text,
-                "Expires": _server_time(request_time + expires),
-                "ServerTime": _server_time(now),
+                "Expires": server_time(request_time + expires),
+                "ServerTime": server_time(now),
             },
         )
     # The body is unsigned unless the client put a hash in a header or in the query.

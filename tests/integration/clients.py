@@ -15,8 +15,8 @@ from .gateway import Credentials
 def client_config(checksums: str = "when_supported", *, region: str = "us-east-1", **s3_options) -> Config:
     """``checksums`` sets both request_checksum_calculation and response_checksum_validation.
 
-    ``s3v4`` also for presigned URLs: botocore would otherwise presign with SigV2, which the
-    gateway (like every current S3 region) does not accept.
+    ``s3v4`` also for presigned URLs: botocore would otherwise presign with SigV2 (accepted too,
+    and tested on its own in test_sigv2.py).
     """
     return Config(
         region_name=region,
