@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import StageError, from_os_error
 from ..options import StageOptions
 from .entry import Entry, join_rel
-from .source import Source
+from .source import ListedSource
 
 __all__ = ["LOCAL_KINDS", "FilesystemPath", "on_local_fs", "walk_tree"]
 
@@ -106,7 +106,7 @@ def _list_path(src: str, dest_rel: str | None, jobs: int) -> list[Entry]:
 
 
 @dataclass(frozen=True)
-class FilesystemPath(Source):
+class FilesystemPath(ListedSource):
     """A file (staged as ``DEST/NAME``) or a directory (merged into the destination)."""
 
     path: str  # as given: ``~`` and relative paths are resolved when it is listed

@@ -16,7 +16,7 @@ from ..errors import StageError, from_os_error
 from ..options import StageOptions
 from .filesystem import FilesystemPath
 from .s3 import S3Prefix
-from .source import Source, SourceLine
+from .source import ListedSource, Source, SourceLine
 
 __all__ = ["Manifest", "ManifestLine", "parse_manifest_line"]
 
@@ -86,7 +86,7 @@ class Manifest(Source):
             if parsed is None:
                 continue
             # A manifest names S3 objects and files, not other manifests.
-            source: Source
+            source: ListedSource
             if is_s3_url(parsed.src):
                 source = S3Prefix(parsed.src)
             elif os.path.isabs(parsed.src):

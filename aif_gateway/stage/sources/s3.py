@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import StageError
 from ..options import StageOptions
 from .entry import Entry, join_rel
-from .source import Source
+from .source import ListedSource
 
 __all__ = ["S3Listing", "S3Prefix", "open_s3_listing"]
 
@@ -81,7 +81,7 @@ async def _objects(s3: S3Listing, bucket: str, prefix: str, options: StageOption
 
 
 @dataclass(frozen=True)
-class S3Prefix(Source):
+class S3Prefix(ListedSource):
     # As given: its bucket is checked when it is listed (a usage error then, as for any source).
     spec: str
 

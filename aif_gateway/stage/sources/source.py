@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..options import StageOptions
     from .entry import Entry
 
-__all__ = ["Source", "SourceLine"]
+__all__ = ["ListedSource", "Source", "SourceLine"]
 
 
 class Source(ABC):
@@ -35,13 +35,21 @@ class Source(ABC):
     def cache_identity(self, options: StageOptions) -> str:
         """A string that names the same data wherever it is staged from (site cache keys)."""
 
+    @abstractmethod
     def lines(self) -> list[SourceLine]:
         """What it stands for: itself, or a manifest's lines."""
+
+
+class ListedSource(Source):
+    """A source that lists its own files (a filesystem path, an S3 prefix), as opposed to a
+    manifest, which stands for the sources of its lines."""
+
+    def lines(self) -> list[SourceLine]:
         return [SourceLine(self, None, None, None)]
 
+    @abstractmethod
     async def list_entries(self, dest_rel: str | None, options: StageOptions, s3: Any = None) -> list[Entry]:
         """Its files (``s3``: the stage's S3 listing client, when ``needs_s3``)."""
-        raise NotImplementedError(f"{self} is listed through its lines")
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class SourceLine:
     """One source to list, where it lands (``dest_rel``) and what it must match, as a manifest
     line gives them (a plain source: only the source)."""
 
-    source: Source
+    source: ListedSource  # a manifest names files and S3 objects, never another manifest
     dest_rel: str | None
     checksum: tuple[str, str] | None
     etag: str | None
