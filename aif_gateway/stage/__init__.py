@@ -6,7 +6,7 @@ Its parts: ``sources/`` (what to copy: the user's sources listed into files), ``
 plan, copy in parallel, verify), ``state/`` (what a stage keeps under ``DEST/.aifstage``: lock,
 journal, manifest and completion marker), ``out/`` (stage out to S3), ``cache.py`` (the site
 cache), ``cli/``; shared by them: ``options.py``, ``errors.py`` (``StageError``: kind, path,
-message, exit_code), ``progress.py`` (bar, log lines, ``Report``) and ``s3_failures.py`` (S3
+message, exit_code), ``progress.py`` (bar, log lines, ``Report``) and ``client_failures.py`` (S3
 client failures as stage errors; the S3 client itself is ``aif_gateway.client``).
 """
 

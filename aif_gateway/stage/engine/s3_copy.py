@@ -25,8 +25,8 @@ async def open_s3_objects(stager: StageRun, entries: list[Entry]) -> AsyncIterat
     import asyncio
 
     from ...client import SignedS3, open_client, usable_key
+    from ..client_failures import client_setup, parse_s3_url
     from ..options import fast_s3_reads
-    from ..s3_failures import client_setup, parse_s3_url
 
     options = stager.options
     async with contextlib.AsyncExitStack() as stack:

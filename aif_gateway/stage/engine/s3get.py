@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ...client import FileError, SignedS3, TruncatedBody, s3_errors, usable_key, with_retries, with_retries_sync
+from ..client_failures import parse_s3_url, s3_error
 from ..errors import StageError, from_os_error
-from ..s3_failures import parse_s3_url, s3_error
 from ..sources import Entry
 from . import fscopy
 from .verify import ContentHasher, algorithms_for, check, expectations, method

@@ -36,12 +36,12 @@ from typing import Any
 from ...checksums import multipart_etag
 from ...client import is_s3_url, list_objects, open_client, s3_errors, strip_etag, with_retries
 from ...fsio import engine
+from ..client_failures import client_setup, parse_s3_url, s3_error
 from ..engine.plan import split_ranges
 from ..engine.transfer import run_stage
 from ..errors import StageError, from_os_error
 from ..options import MiB, StageOptions
 from ..progress import Progress, Report
-from ..s3_failures import client_setup, parse_s3_url, s3_error
 from ..sources import Entry, alist_sources
 from .upload_state import UploadRecord, UploadState, resumable_parts, state_dir
 

@@ -37,8 +37,8 @@ async def open_s3_listing(
 ) -> AsyncIterator[S3Listing]:
     # Imported here: a filesystem-only stage does not pay for importing the S3 client.
     from ...client import SignedS3, open_client
+    from ..client_failures import client_setup
     from ..options import fast_s3_reads
-    from ..s3_failures import client_setup
 
     async with contextlib.AsyncExitStack() as stack:
         client = None  # botocore's, only where the fast reader cannot do the work
@@ -103,7 +103,7 @@ class S3Prefix(ListedSource):
 
     async def list_entries(self, dest_rel: str | None, options: StageOptions, s3: Any = None) -> list[Entry]:
         from ...client import S3Url, s3_errors, strip_etag
-        from ..s3_failures import parse_s3_url, s3_error
+        from ..client_failures import parse_s3_url, s3_error
 
         assert isinstance(s3, S3Listing)
         bucket, prefix = parse_s3_url(self.spec)
