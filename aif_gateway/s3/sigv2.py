@@ -29,6 +29,7 @@ from .sigv4 import (
     UNSIGNED_PAYLOAD,
     AuthContext,
     lookup_identity,
+    one_mechanism_only,
     parse_amz_date,
     server_time,
     signatures_equal,
@@ -77,11 +78,7 @@ def authenticate_v2(
     authorization = headers.get("Authorization")
     if authorization is not None:
         if "Signature" in params or "X-Amz-Signature" in params:
-            raise S3Error(
-                "InvalidArgument",
-                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-                "Signature query string parameter or the Authorization header should be specified",
-            )
+            raise one_mechanism_only()
         access_key, sep, signature = authorization.strip()[len(_HEADER_SCHEME) + 1 :].strip().rpartition(":")
         if not sep or not access_key or not signature:
             raise S3Error(

@@ -43,6 +43,7 @@ __all__ = [
     "UNSIGNED_PAYLOAD",
     "authenticate",
     "lookup_identity",
+    "one_mechanism_only",
     "parse_amz_date",
     "server_time",
     "canonical_query",
@@ -319,11 +320,7 @@ def authenticate(
     authorization = headers.get("Authorization")
     presigned = b"X-Amz-Algorithm" in names
     if authorization is not None and presigned:
-        raise S3Error(
-            "InvalidArgument",
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
-            "Signature query string parameter or the Authorization header should be specified",
-        )
+        raise one_mechanism_only()
     if authorization is not None:
         return _authenticate_header(method, raw_path, pairs, headers, authorization, lookup, region, now)
     if presigned:
@@ -417,6 +414,15 @@ def _authenticate_header(
     )
     _refuse_unsigned_amz_headers(headers, signed_headers)
     return AuthContext(identity, payload, digest, key, amz_date, credential.scope, signature)
+
+
+def one_mechanism_only() -> S3Error:
+    """A request signed twice (header and query), whatever the signature versions: AWS's answer."""
+    return S3Error(
+        "InvalidArgument",
+        "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+        "Signature query string parameter or the Authorization header should be specified",
+    )
 
 
 def _query_error(message: str, extra: dict[str, str] | None = None) -> S3Error:
